@@ -1,0 +1,128 @@
+"""The exception tree of rpcframework.
+
+Inside the framework failures are exceptions; the public API and the wire carry ``S_OK``/``S_ERROR``
+envelopes (:mod:`rpcframework.returnvalues` converts between the two). Every exception we raise derives from
+:class:`RPCFrameworkError`, so ``except RPCFrameworkError`` catches all of ours and nothing else::
+
+    RPCFrameworkError
+    ├── ConfigurationError          bad settings, unknown option, unresolvable URL
+    ├── CodecError                  a payload that cannot be encoded or decoded
+    │   └── CodecLimitError         ... because it is too big or too deeply nested
+    ├── ProtocolError               the peer broke the DISET protocol
+    │   ├── FrameError              bad length header, no colon in the first 10 bytes
+    │   │   └── FrameTooLargeError  declared length over the configured maximum
+    │   └── UnexpectedMessageError  a well-formed message that makes no sense in this state
+    ├── SecurityError               credentials and trust
+    │   ├── CredentialsError        our own certificate, key or proxy is missing, unreadable or expired
+    │   ├── PeerVerificationError   the peer's chain is untrusted, expired, revoked, or names another host
+    │   └── AuthorizationError      the peer is known but not allowed (Errno 1111, "Unauthorized query")
+    ├── TransportError              the I/O seam failed
+    │   ├── ConnectError            could not reach the peer (refused, unreachable, DNS)
+    │   ├── HandshakeError          TLS handshake failed for a reason other than verification
+    │   ├── ConnectionClosedError   the peer closed the connection (possibly mid-frame)
+    │   └── DeadlineExceeded        a timeout or deadline ran out (also a builtin ``TimeoutError``)
+    └── RemoteError                 the peer answered ``S_ERROR``; ``.result`` holds the envelope
+
+Each exception has an ``errno`` (0 when none applies) that becomes the envelope's ``Errno``.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+from typing import Any
+
+from rpcframework.returnvalues import ENOAUTH, DErrorReturn
+
+
+class RPCFrameworkError(Exception):
+    """Base of every exception rpcframework raises."""
+
+    errno: int = 0
+
+    def __init__(self, message: str = "", *, errno: int | None = None) -> None:
+        super().__init__(message)
+        if errno is not None:
+            self.errno = errno
+
+
+class ConfigurationError(RPCFrameworkError):
+    """Invalid or incomplete settings: fix the configuration or the arguments named in the message."""
+
+
+class CodecError(RPCFrameworkError):
+    """A payload could not be encoded or decoded."""
+
+
+class CodecLimitError(CodecError):
+    """A payload exceeds a configured size, length or nesting limit."""
+
+
+class ProtocolError(RPCFrameworkError):
+    """The peer does not speak the DISET protocol as expected."""
+
+
+class FrameError(ProtocolError):
+    """A frame header is malformed."""
+
+
+class FrameTooLargeError(FrameError):
+    """A frame declares a length over the configured maximum; rejected before any buffering."""
+
+
+class UnexpectedMessageError(ProtocolError):
+    """A well-formed message arrived that is not valid in the connection's current state."""
+
+
+class SecurityError(RPCFrameworkError):
+    """Base for credential, trust and authorization failures."""
+
+
+class CredentialsError(SecurityError):
+    """Our own credentials are missing, unreadable, or expired."""
+
+
+class PeerVerificationError(SecurityError):
+    """The peer's certificate chain was refused (unknown CA, expired, revoked, wrong host name, none sent)."""
+
+
+class AuthorizationError(SecurityError):
+    """The caller is not allowed to do this (DIRAC's ENOAUTH, 1111)."""
+
+    errno = ENOAUTH
+
+
+class TransportError(RPCFrameworkError):
+    """The connection failed below the protocol."""
+
+
+class ConnectError(TransportError):
+    """The peer could not be reached."""
+
+    errno = _errno.ECONNREFUSED
+
+
+class HandshakeError(TransportError):
+    """The TLS handshake failed (the peer is not speaking TLS, or no common protocol/cipher)."""
+
+
+class ConnectionClosedError(TransportError):
+    """The peer closed the connection."""
+
+    errno = _errno.ECONNRESET
+
+
+class DeadlineExceeded(TransportError, TimeoutError):
+    """A timeout or the call's deadline ran out."""
+
+    errno = _errno.ETIMEDOUT
+
+
+class RemoteError(RPCFrameworkError):
+    """The peer answered with ``S_ERROR``; the envelope is kept in :attr:`result`."""
+
+    def __init__(self, result: DErrorReturn) -> None:
+        super().__init__(result["Message"], errno=int(result.get("Errno", 0)))
+        self.result: DErrorReturn = result
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.result,))
