@@ -1,0 +1,208 @@
+"""DISET framing: ``<ASCII decimal length>:<payload>``, optionally preceded by the keepalive mark ``dka``.
+
+This module is sans-IO: :class:`FrameDecoder` is fed whatever bytes a transport read, in chunks of any size, and
+hands back complete :class:`Frame` objects. :func:`encode_frame` is the write side.
+
+Rules enforced on the read side (DIRAC's reader is looser; see ``docs/protocol.md``):
+
+* the colon must appear within the first 10 bytes of a header (so at most 9 digits), else :class:`FrameError`;
+* the length is ASCII digits only: no sign, no spaces, not empty. Garbage is rejected as soon as it is seen,
+  not after 10 bytes have been collected;
+* a declared length over ``max_frame_size`` raises :class:`FrameTooLargeError` as soon as the header is complete,
+  before a single payload byte is kept, so a hostile peer cannot make us buffer its claim;
+* ``dka`` directly before a header marks that frame as a keepalive (the mark may be split across chunks).
+
+Buffering is linear: bytes are appended to one ``bytearray`` and consumed by advancing an offset; the consumed
+prefix is dropped only when it is at least half the buffer, so every byte is copied O(1) times however the
+input is split (a naive ``buf = buf[n:]`` per frame is quadratic when many small frames arrive in one chunk).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from rpcframework.errors import ConnectionClosedError, FrameError, FrameTooLargeError
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_SIZE",
+    "KEEPALIVE_MARK",
+    "MAX_HEADER_SIZE",
+    "MAX_WIRE_FRAME_SIZE",
+    "PROPOSAL_MAX_FRAME_SIZE",
+    "Frame",
+    "FrameDecoder",
+    "encode_frame",
+    "encode_keepalive_frame",
+]
+
+#: Marks the next frame as a keepalive ping or pong.
+KEEPALIVE_MARK: Final = b"dka"
+#: DIRAC looks for the colon in the first 10 bytes, so a header is at most 9 digits plus the colon.
+MAX_HEADER_SIZE: Final = 10
+#: The largest length a 9-digit header can declare.
+MAX_WIRE_FRAME_SIZE: Final = 999_999_999
+#: The cap while a proposal is expected: a proposal is a few hundred bytes.
+PROPOSAL_MAX_FRAME_SIZE: Final = 64 * 1024
+#: The default cap for argument and result frames (configurable per connection).
+DEFAULT_MAX_FRAME_SIZE: Final = 64 * 1024 * 1024
+
+_COLON: Final = 0x3A
+_MARK_LEN: Final = len(KEEPALIVE_MARK)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One complete frame: its payload and whether it came after a ``dka`` mark."""
+
+    payload: bytes
+    keepalive: bool = False
+
+
+def encode_frame(payload: bytes) -> bytes:
+    """Return ``b"<len>:" + payload`` in one allocation."""
+    size = len(payload)
+    if size > MAX_WIRE_FRAME_SIZE:
+        # A 10-digit header would never be parsed by a DIRAC peer (colon outside the first 10 bytes).
+        raise ValueError(f"payload of {size} bytes exceeds the DISET maximum of {MAX_WIRE_FRAME_SIZE}")
+    return b"%d:%b" % (size, payload)
+
+
+def encode_keepalive_frame(payload: bytes) -> bytes:
+    """Return a keepalive frame: ``b"dka"`` followed by a normal frame."""
+    return KEEPALIVE_MARK + encode_frame(payload)
+
+
+class FrameDecoder:
+    """Incremental frame parser: :meth:`feed` bytes, then call :meth:`next_frame` until it returns ``None``.
+
+    ``max_frame_size`` may be changed between frames (a small cap for the proposal, a larger one for arguments);
+    a change applies to the next header parsed. After a :class:`FrameError` the decoder stays failed: every
+    later call raises the same error, because the byte stream can no longer be trusted.
+    """
+
+    __slots__ = ("_buf", "_error", "_keepalive", "_max_frame_size", "_need", "_pos")
+
+    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        self._buf = bytearray()
+        self._pos = 0  # start of unconsumed data in _buf
+        self._need = -1  # payload length of the parsed header, or -1 while no header is parsed
+        self._keepalive = False  # the pending header (or mark) was preceded by "dka"
+        self._error: FrameError | None = None
+        self._max_frame_size = 0
+        self.max_frame_size = max_frame_size
+
+    @property
+    def max_frame_size(self) -> int:
+        """The largest payload accepted; checked as soon as a header is complete."""
+        return self._max_frame_size
+
+    @max_frame_size.setter
+    def max_frame_size(self, value: int) -> None:
+        if not 0 <= value <= MAX_WIRE_FRAME_SIZE:
+            raise ValueError(f"max_frame_size must be within 0..{MAX_WIRE_FRAME_SIZE}, got {value}")
+        self._max_frame_size = value
+
+    @property
+    def at_boundary(self) -> bool:
+        """True when no partial frame (nor a partial ``dka`` mark) is buffered."""
+        return self._pos == len(self._buf) and self._need < 0 and not self._keepalive
+
+    @property
+    def buffered(self) -> int:
+        """Number of unconsumed bytes held (a partial frame, or complete frames not yet taken)."""
+        return len(self._buf) - self._pos
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Add bytes read from the peer. Raises :class:`FrameError` early when a header is already invalid."""
+        if self._error is not None:
+            raise self._error
+        if self._pos and self._pos == len(self._buf):
+            # Everything was consumed: start over instead of growing (no copy needed).
+            self._buf.clear()
+            self._pos = 0
+        self._buf += data
+        if self._need < 0:
+            # Parse the header now, so an oversized or garbage header fails before we keep its payload around.
+            self._parse_header()
+
+    def next_frame(self) -> Frame | None:
+        """Return the next complete frame, or ``None`` if more bytes are needed."""
+        if self._error is not None:
+            raise self._error
+        if self._need < 0 and not self._parse_header():
+            return None
+        start = self._pos
+        end = start + self._need
+        buf = self._buf
+        if len(buf) < end:
+            return None
+        with memoryview(buf) as view:
+            payload = bytes(view[start:end])
+        frame = Frame(payload, self._keepalive)
+        self._need = -1
+        self._keepalive = False
+        self._pos = end
+        if end == len(buf):
+            buf.clear()
+            self._pos = 0
+        elif end > 65536 and end * 2 > len(buf):
+            # Drop the consumed prefix only when it dominates, keeping the total copying linear.
+            del buf[:end]
+            self._pos = 0
+        return frame
+
+    def eof(self) -> None:
+        """The peer closed its side: raise :class:`ConnectionClosedError` if it did so mid-frame."""
+        if self._error is not None:
+            raise self._error
+        if not self.at_boundary:
+            raise ConnectionClosedError(f"connection closed in the middle of a frame ({self.buffered} bytes pending)")
+
+    def _fail(self, error: FrameError) -> FrameError:
+        self._error = error
+        # Free the peer's bytes at once; nothing more will be parsed.
+        self._buf = bytearray()
+        self._pos = 0
+        return error
+
+    def _parse_header(self) -> bool:
+        """Parse the mark and header at ``_pos``; True when a header is complete (``_need`` set)."""
+        buf = self._buf
+        pos = self._pos
+        available = len(buf) - pos
+        if available == 0:
+            return False
+        if not self._keepalive and buf[pos] == 0x64:  # "d": only a keepalive mark may start with it
+            if available < _MARK_LEN:
+                if KEEPALIVE_MARK.startswith(buf[pos:]):
+                    return False
+                raise self._fail(FrameError("invalid keepalive mark"))
+            if buf[pos : pos + _MARK_LEN] != KEEPALIVE_MARK:
+                raise self._fail(FrameError("invalid keepalive mark"))
+            self._keepalive = True
+            pos += _MARK_LEN
+            self._pos = pos
+            available -= _MARK_LEN
+            if available == 0:
+                return False
+        colon = buf.find(_COLON, pos, pos + MAX_HEADER_SIZE)
+        if colon < 0:
+            digits = buf[pos : pos + MAX_HEADER_SIZE]
+            if available >= MAX_HEADER_SIZE:
+                raise self._fail(FrameError(f"no frame length header in the first {MAX_HEADER_SIZE} bytes"))
+            if not digits.isdigit():
+                raise self._fail(FrameError("frame length is not a decimal number"))
+            return False
+        digits = buf[pos:colon]
+        # bytes.isdigit() is ASCII-only and rejects "", "+1", "-1", " 1" and "1 ".
+        if not digits.isdigit():
+            raise self._fail(FrameError("frame length is not a decimal number"))
+        size = int(digits)
+        if size > self._max_frame_size:
+            raise self._fail(
+                FrameTooLargeError(f"frame of {size} bytes exceeds the limit of {self._max_frame_size} bytes")
+            )
+        self._need = size
+        self._pos = colon + 1
+        return True

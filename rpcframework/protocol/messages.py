@@ -1,0 +1,494 @@
+"""Typed DISET messages: the proposal, extra credentials, our negotiated extensions, keepalives, transfer chunks.
+
+Every DISET message is an ``S_OK``/``S_ERROR`` envelope whose ``Value`` has a shape fixed by the protocol
+phase. This module converts between those plain values (what the codec produces) and frozen dataclasses, and
+validates everything a peer controls: ``from_wire`` never lets a malformed value through and raises
+:class:`~rpcframework.errors.ProtocolError` with DIRAC's own message where DIRAC has one (``"Foo is not a known
+action type"``, ``"Invalid action proposal"``), so DIRAC clients see the texts they know.
+
+The wire shapes are documented in ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeAlias
+
+from rpcframework.errors import ProtocolError
+from rpcframework.returnvalues import EUPGRADE, S_ERROR, S_OK, DErrorReturn, DOKReturn, DReturn
+
+__all__ = [
+    "EXTENSIONS_KEY",
+    "HOST_CREDENTIALS",
+    "INVALID_PROPOSAL",
+    "NO_EXTRA_CREDENTIALS",
+    "PROTOCOL_VERSION",
+    "ActionType",
+    "DelegatedIdentity",
+    "Extensions",
+    "ExtraCredentials",
+    "Feature",
+    "FileInfo",
+    "HostCredentials",
+    "KeepAlive",
+    "NoExtraCredentials",
+    "Proposal",
+    "TransferAbort",
+    "TransferChunk",
+    "TransferDirection",
+    "TransferEnd",
+    "arguments_from_wire",
+    "arguments_to_wire",
+    "check_envelope",
+    "extra_credentials_from_wire",
+    "parse_transfer_message",
+    "sanitize_result",
+    "transfer_chunk_message",
+    "transfer_end_message",
+    "upgrade_required_error",
+]
+
+#: Our protocol version, sent in the extensions offer and the ack. Bump it on incompatible extension changes.
+PROTOCOL_VERSION: Final = 1
+#: The key of our extensions inside the fifth proposal element and inside the ack value.
+EXTENSIONS_KEY: Final = "rpcframework"
+#: DIRAC's reply to a proposal it cannot parse at all.
+INVALID_PROPOSAL: Final = "Invalid action proposal"
+
+# Peer strings are echoed in error messages (DIRAC compatibility); cap them so a reply never grows with the input.
+_MAX_ECHO: Final = 80
+_MAX_NAME: Final = 256
+_MAX_KEEPALIVE_ID: Final = 256
+
+
+def _echo(value: str) -> str:
+    text = value if len(value) <= _MAX_ECHO else value[:_MAX_ECHO] + "..."
+    return text.encode("ascii", "backslashreplace").decode("ascii") if not text.isprintable() else text
+
+
+def _is_sequence(value: object) -> bool:
+    # DEncode gives tuples for "t", JSON gives lists; a str is a Sequence but never a DISET list.
+    return isinstance(value, list | tuple)
+
+
+def check_envelope(message: object) -> DReturn:
+    """Return ``message`` as an envelope, or raise :class:`ProtocolError` if it is not ``S_OK``/``S_ERROR``."""
+    if isinstance(message, dict):
+        ok = message.get("OK")
+        if ok is True and "Value" in message:
+            return message  # type: ignore[return-value]
+        if ok is False and isinstance(message.get("Message"), str):
+            return message  # type: ignore[return-value]
+    raise ProtocolError("message is not an S_OK/S_ERROR envelope")
+
+
+def sanitize_result(result: DReturn) -> DReturn:
+    """Strip what DIRAC's handlers may attach but a peer must never see (server stack, exception info).
+
+    Error envelopes are rebuilt as ``{"OK": False, "Errno": int, "Message": str}`` (DIRAC's key order), so a
+    handler cannot leak anything else through one.
+    """
+    if result["OK"]:
+        if "CallStack" in result or "ExecInfo" in result:
+            return {k: v for k, v in result.items() if k not in ("CallStack", "ExecInfo")}  # type: ignore[return-value]
+        return result
+    errno = result.get("Errno", 0)
+    return {"OK": False, "Errno": errno if type(errno) is int else 0, "Message": str(result["Message"])}
+
+
+def upgrade_required_error(min_version: int, peer_version: int | None) -> DErrorReturn:
+    """The refusal a server sends to a client older than ``min_version`` (Errno ``EUPGRADE``)."""
+    have = "no protocol version" if peer_version is None else f"protocol version {peer_version}"
+    return S_ERROR(EUPGRADE, f"this service needs rpcframework protocol version {min_version} or newer, got {have}")
+
+
+class ActionType(enum.Enum):
+    """The first element of the proposal's action pair."""
+
+    RPC = "RPC"
+    FileTransfer = "FileTransfer"
+    Connection = "Connection"
+    Message = "Message"
+
+
+class TransferDirection(enum.Enum):
+    """The action name of a ``FileTransfer`` proposal, seen from the client."""
+
+    FromClient = "FromClient"
+    ToClient = "ToClient"
+    BulkFromClient = "BulkFromClient"
+    BulkToClient = "BulkToClient"
+    ListBulk = "ListBulk"
+
+
+# --- extra credentials --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NoExtraCredentials:
+    """A normal user call: wire form ``""``."""
+
+    def to_wire(self) -> str:
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class HostCredentials:
+    """The client uses a host certificate: wire form ``"hosts"``."""
+
+    def to_wire(self) -> str:
+        return "hosts"
+
+
+@dataclass(frozen=True, slots=True)
+class DelegatedIdentity:
+    """A trusted host acts for a user: wire form ``[dn, group]``."""
+
+    dn: str
+    group: str
+
+    def to_wire(self) -> list[str]:
+        return [self.dn, self.group]
+
+
+ExtraCredentials: TypeAlias = NoExtraCredentials | HostCredentials | DelegatedIdentity
+NO_EXTRA_CREDENTIALS: Final = NoExtraCredentials()
+HOST_CREDENTIALS: Final = HostCredentials()
+
+
+def extra_credentials_from_wire(value: object) -> ExtraCredentials:
+    """Parse the third proposal element."""
+    if value == "":
+        return NO_EXTRA_CREDENTIALS
+    if value == "hosts":
+        return HOST_CREDENTIALS
+    if _is_sequence(value):
+        items: Sequence[object] = value  # type: ignore[assignment]
+        if len(items) == 2:
+            dn, group = items
+            if isinstance(dn, str) and isinstance(group, str) and 0 < len(dn) <= 1024 and len(group) <= _MAX_NAME:
+                return DelegatedIdentity(dn, group)
+    raise ProtocolError("Invalid extra credentials in the action proposal")
+
+
+# --- extensions ---------------------------------------------------------------------------------------------------
+
+
+class Feature(enum.Enum):
+    """An rpcframework extension negotiated per connection (wire names are the values)."""
+
+    #: Many proposal/result exchanges on one connection; ``dka`` keepalives while idle.
+    REUSE = "reuse"
+    #: Arguments may be ``{"args": [...], "kwargs": {...}}`` instead of a list.
+    KWARGS = "kwargs"
+    #: Arguments and results use the lossless typed encoding (``Encoding.TYPED``).
+    TYPED = "typed"
+    #: File-transfer chunks are not acknowledged one by one.
+    STREAM = "stream"
+    #: File transfers may start at an offset (resume).
+    RESUME = "resume"
+
+
+_FEATURES_BY_NAME: Final = {f.value: f for f in Feature}
+
+
+@dataclass(frozen=True, slots=True)
+class Extensions:
+    """What a client offers in the fifth proposal element, and what a server accepts in its ack value.
+
+    Wire form (inside both): ``{"rpcframework": {"version": 1, "features": ["kwargs", "reuse", ...]}}``;
+    feature names are sorted so the bytes are stable. Unknown feature names from a newer peer are ignored.
+    """
+
+    version: int = PROTOCOL_VERSION
+    features: frozenset[Feature] = field(default_factory=lambda: frozenset(Feature))
+
+    def __contains__(self, feature: object) -> bool:
+        return feature in self.features
+
+    def to_wire(self) -> dict[str, Any]:
+        names = sorted(f.value for f in self.features)
+        return {EXTENSIONS_KEY: {"version": self.version, "features": names}}
+
+    @classmethod
+    def from_wire(cls, value: object) -> Extensions | None:
+        """Parse an extensions dict; ``None`` when ``value`` carries none (DIRAC's ``None`` ack, other dicts)."""
+        if not isinstance(value, dict) or EXTENSIONS_KEY not in value:
+            return None
+        body = value[EXTENSIONS_KEY]
+        if not isinstance(body, dict):
+            raise ProtocolError("Invalid rpcframework extensions")
+        version = body.get("version")
+        names = body.get("features", [])
+        if type(version) is not int or version < 1 or not _is_sequence(names) or len(names) > 64:
+            raise ProtocolError("Invalid rpcframework extensions")
+        features = frozenset(_FEATURES_BY_NAME[n] for n in names if isinstance(n, str) and n in _FEATURES_BY_NAME)
+        return cls(version, features)
+
+    def negotiate(self, offer: Extensions) -> Extensions:
+        """What a server supporting ``self`` accepts from ``offer``: the common version and features."""
+        return Extensions(min(self.version, offer.version), self.features & offer.features)
+
+
+# --- proposal -----------------------------------------------------------------------------------------------------
+
+
+def _parse_service_info(value: object) -> tuple[str, str, str | None]:
+    if not _is_sequence(value) or len(value) < 2:  # type: ignore[arg-type]
+        raise ProtocolError(INVALID_PROPOSAL)
+    items: Sequence[object] = value  # type: ignore[assignment]
+    service, setup = items[0], items[1]
+    vo = items[2] if len(items) > 2 else None
+    if not isinstance(service, str) or not isinstance(setup, str) or not (vo is None or isinstance(vo, str)):
+        raise ProtocolError(INVALID_PROPOSAL)
+    system, sep, component = service.partition("/")
+    if not sep or not system or not component or "/" in component or len(service) > _MAX_NAME:
+        # No such name can be a service of ours; DIRAC answers the same for an unknown one.
+        raise ProtocolError(f"{_echo(service)} is not up in this server")
+    if len(setup) > _MAX_NAME or (vo is not None and len(vo) > _MAX_NAME):
+        raise ProtocolError(INVALID_PROPOSAL)
+    return service, setup, vo
+
+
+def _parse_action(value: object) -> tuple[ActionType, str]:
+    if not _is_sequence(value) or len(value) != 2:  # type: ignore[arg-type]
+        raise ProtocolError(INVALID_PROPOSAL)
+    raw_type: object = value[0]  # type: ignore[index]
+    name: object = value[1]  # type: ignore[index]
+    if not isinstance(raw_type, str) or not isinstance(name, str):
+        raise ProtocolError(INVALID_PROPOSAL)
+    try:
+        action_type = ActionType(raw_type)
+    except ValueError:
+        raise ProtocolError(f"{_echo(raw_type)} is not a known action type") from None
+    if not name or len(name) > _MAX_NAME:
+        raise ProtocolError(INVALID_PROPOSAL)
+    if action_type is ActionType.FileTransfer and name not in TransferDirection.__members__:
+        raise ProtocolError(f"Service can't transfer files {_echo(name)}")
+    return action_type, name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Proposal:
+    """The first message of every exchange: which service, which action, as whom, and what we offer.
+
+    Wire form (the ``Value`` of an ``S_OK``)::
+
+        [[service, setup, vo], [action_type, action_name], extra_credentials, client_version, extensions?]
+
+    ``vo`` and ``client_version`` may be absent on the wire (older DIRAC clients); they are ``None`` here then.
+    The fifth element is sent only when ``extensions`` is set: DIRAC services accept and ignore it.
+    """
+
+    service: str
+    action_name: str
+    action_type: ActionType = ActionType.RPC
+    setup: str = "None"
+    vo: str | None = "unknown"
+    extra_credentials: ExtraCredentials = NO_EXTRA_CREDENTIALS
+    client_version: str | None = None
+    extensions: Extensions | None = None
+
+    @property
+    def transfer_direction(self) -> TransferDirection | None:
+        """The direction of a ``FileTransfer`` proposal, else ``None``."""
+        if self.action_type is ActionType.FileTransfer:
+            return TransferDirection(self.action_name)
+        return None
+
+    def to_wire(self) -> list[Any]:
+        """The proposal as DIRAC's list, ready for ``S_OK`` and the codec."""
+        service_info = [self.service, self.setup] if self.vo is None else [self.service, self.setup, self.vo]
+        wire: list[Any] = [
+            service_info,
+            [self.action_type.value, self.action_name],
+            self.extra_credentials.to_wire(),
+        ]
+        if self.client_version is not None or self.extensions is not None:
+            wire.append("" if self.client_version is None else self.client_version)
+        if self.extensions is not None:
+            wire.append(self.extensions.to_wire())
+        return wire
+
+    @classmethod
+    def from_wire(cls, value: object) -> Proposal:
+        """Validate and parse a proposal value; raises :class:`ProtocolError` with DIRAC's messages."""
+        if not _is_sequence(value) or len(value) < 3:  # type: ignore[arg-type]
+            raise ProtocolError(INVALID_PROPOSAL)
+        items: Sequence[object] = value  # type: ignore[assignment]
+        service, setup, vo = _parse_service_info(items[0])
+        action_type, action_name = _parse_action(items[1])
+        extra_credentials = extra_credentials_from_wire(items[2])
+        # DIRAC ignores a fourth element that is not a version string, and anything after it; so do we.
+        version = items[3] if len(items) > 3 else None
+        client_version = version if isinstance(version, str) and len(version) <= _MAX_NAME else None
+        extensions = Extensions.from_wire(items[4]) if len(items) > 4 else None
+        return cls(
+            service=service,
+            action_name=action_name,
+            action_type=action_type,
+            setup=setup,
+            vo=vo,
+            extra_credentials=extra_credentials,
+            client_version=client_version,
+            extensions=extensions,
+        )
+
+
+# --- keepalive ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeepAlive:
+    """A keepalive ping (``kaping`` true) or pong; sent after the ``dka`` mark as ``S_OK({"id", "kaping"})``."""
+
+    id: str
+    ping: bool = True
+
+    def pong(self) -> KeepAlive:
+        """The answer to this ping: the same id, ``kaping`` false."""
+        return KeepAlive(self.id, False)
+
+    def to_wire(self) -> DOKReturn:
+        return S_OK({"id": self.id, "kaping": self.ping})
+
+    @classmethod
+    def from_wire(cls, message: object) -> KeepAlive:
+        """Parse a whole keepalive message (the envelope)."""
+        value = check_envelope(message).get("Value")
+        if isinstance(value, dict):
+            ka_id, ping = value.get("id"), value.get("kaping")
+            if isinstance(ka_id, str) and len(ka_id) <= _MAX_KEEPALIVE_ID and isinstance(ping, bool):
+                return cls(ka_id, ping)
+        raise ProtocolError("Invalid keepalive message")
+
+
+# --- arguments ----------------------------------------------------------------------------------------------------
+
+
+def arguments_to_wire(args: Sequence[Any], kwargs: Mapping[str, Any] | None) -> DOKReturn:
+    """The arguments message: ``S_OK([args...])``, or ``S_OK({"args": [...], "kwargs": {...}})`` (extension)."""
+    if kwargs:
+        return S_OK({"args": list(args), "kwargs": dict(kwargs)})
+    return S_OK(args if type(args) is list else list(args))
+
+
+#: DIRAC's answer when the arguments value is not a list (observed on a 9.1.22 service).
+ARGUMENTS_ERROR: Final = "Error in parameter check: 0"
+
+
+def arguments_from_wire(message: object, *, kwargs_allowed: bool) -> tuple[list[Any], dict[str, Any]]:
+    """Parse an arguments message into ``(args, kwargs)``; raises :class:`ProtocolError`."""
+    envelope = check_envelope(message)
+    if not envelope["OK"]:
+        raise ProtocolError(ARGUMENTS_ERROR)
+    value = envelope["Value"]
+    if type(value) is list:
+        return value, {}
+    if isinstance(value, tuple):
+        return list(value), {}
+    if kwargs_allowed and isinstance(value, dict) and set(value) == {"args", "kwargs"}:
+        args, kwargs = value["args"], value["kwargs"]
+        if _is_sequence(args) and isinstance(kwargs, dict) and all(type(k) is str for k in kwargs):
+            return list(args), kwargs
+    raise ProtocolError(ARGUMENTS_ERROR)
+
+
+# --- file transfer ------------------------------------------------------------------------------------------------
+
+_SENDS_SIZE: Final = frozenset({TransferDirection.FromClient, TransferDirection.BulkFromClient})
+_MD5_HEX_LEN: Final = 32
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """The message after a ``FileTransfer`` ack: ``[file_id, token, size]`` (uploads) or ``[file_id, token]``.
+
+    ``size`` is -1 for a bulk upload of unknown size. ``offset`` (resume extension only) travels as a trailing
+    ``{"offset": n}`` element, which is never sent to a peer that did not negotiate ``resume``.
+    """
+
+    file_id: str
+    token: str = ""
+    size: int | None = None
+    offset: int = 0
+
+    def to_wire(self, direction: TransferDirection) -> list[Any]:
+        wire: list[Any] = [self.file_id, self.token]
+        if direction in _SENDS_SIZE:
+            wire.append(-1 if self.size is None else self.size)
+        if self.offset:
+            wire.append({"offset": self.offset})
+        return wire
+
+    @classmethod
+    def from_wire(cls, message: object, direction: TransferDirection, *, resume_allowed: bool = False) -> FileInfo:
+        value = check_envelope(message).get("Value")
+        if not _is_sequence(value):
+            raise ProtocolError("Invalid file transfer information")
+        items: list[Any] = list(value)  # type: ignore[arg-type]
+        offset = 0
+        if resume_allowed and items and isinstance(items[-1], dict):
+            raw_offset = items.pop().get("offset", 0)
+            if type(raw_offset) is not int or raw_offset < 0:
+                raise ProtocolError("Invalid file transfer offset")
+            offset = raw_offset
+        expected = 3 if direction in _SENDS_SIZE else 2
+        if len(items) != expected or not isinstance(items[0], str) or not isinstance(items[1], str):
+            raise ProtocolError("Invalid file transfer information")
+        size = items[2] if expected == 3 else None
+        if size is not None and (type(size) is not int or size < -1):
+            raise ProtocolError("Invalid file transfer size")
+        return cls(items[0], items[1], size, offset)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferChunk:
+    """A data chunk: ``S_OK([True, <bytes>])``."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TransferEnd:
+    """The end of the data: ``S_OK([False, md5hex])``."""
+
+    md5: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransferAbort:
+    """The sender gave up: a message carrying ``"AbortTransfer": True``."""
+
+    message: str
+
+
+def transfer_chunk_message(data: bytes) -> DOKReturn:
+    return S_OK([True, data])
+
+
+def transfer_end_message(md5_hex: str) -> DOKReturn:
+    return S_OK([False, md5_hex])
+
+
+def parse_transfer_message(message: object) -> TransferChunk | TransferEnd | TransferAbort:
+    """Parse one data-phase message from the sender."""
+    envelope = check_envelope(message)
+    if envelope.get("AbortTransfer") is True:
+        return TransferAbort(str(envelope.get("Message", "transfer aborted by the peer")))
+    if not envelope["OK"]:
+        raise ProtocolError("Invalid file transfer message")
+    value = envelope["Value"]
+    if _is_sequence(value) and len(value) == 2:
+        more, body = value
+        if more is True:
+            if isinstance(body, bytes):
+                return TransferChunk(body)
+            if isinstance(body, str):
+                # DEncode has one string type: DIRAC's DEncode peers send chunks as str (surrogateescape).
+                return TransferChunk(body.encode("utf-8", "surrogateescape"))
+        elif more is False and isinstance(body, str) and len(body) <= _MD5_HEX_LEN:
+            return TransferEnd(body)
+    raise ProtocolError("Invalid file transfer message")
