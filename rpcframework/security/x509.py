@@ -1,0 +1,443 @@
+"""X.509 inspection the grid way: slash DNs, OpenSSL subject hashes, RFC 3820 and legacy proxies, peer identity.
+
+Only :mod:`cryptography` is used here. It can parse and build proxy certificates but not verify them (verification
+happens in the TLS back ends), so everything in this module is about *reading* chains that something else trusted.
+
+DN strings follow OpenSSL's ``X509_NAME_oneline`` (what ``openssl x509 -nameopt compat`` and M2Crypto's
+``str(X509_Name)`` print, hence what DIRAC stores in its Registry): RDNs in certificate order, ``/`` before each
+RDN, ``+`` between the parts of a multi-valued RDN, OpenSSL short names, ``/`` and ``+`` inside values escaped with a
+backslash and bytes outside printable ASCII written as ``\\xHH``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.x509.name import _ASN1Type
+from cryptography.x509.oid import ObjectIdentifier
+
+from rpcframework.errors import CredentialsError, PeerVerificationError
+
+__all__ = [
+    "GLOBUS_LIMITED_PROXY_OID",
+    "GT3_PROXY_CERT_INFO_OID",
+    "PPL_INDEPENDENT_OID",
+    "PPL_INHERIT_ALL_OID",
+    "PROXY_CERT_INFO_OID",
+    "PeerIdentity",
+    "ProxyInfo",
+    "format_dn",
+    "identity_from_chain",
+    "load_pem_chain",
+    "load_pem_chain_file",
+    "load_pem_private_key",
+    "openssl_name_hash",
+    "proxy_info",
+]
+
+logger = logging.getLogger(__name__)
+
+#: RFC 3820 ``id-pe-proxyCertInfo``; always critical.
+PROXY_CERT_INFO_OID = ObjectIdentifier("1.3.6.1.5.5.7.1.14")
+#: The pre-RFC Globus Toolkit 3 proxyCertInfo extension, still met in old chains.
+GT3_PROXY_CERT_INFO_OID = ObjectIdentifier("1.3.6.1.4.1.3536.1.222")
+#: ``id-ppl-inheritAll``: the proxy carries all of its issuer's rights.
+PPL_INHERIT_ALL_OID = ObjectIdentifier("1.3.6.1.5.5.7.21.1")
+#: ``id-ppl-independent``: the proxy carries none of its issuer's rights.
+PPL_INDEPENDENT_OID = ObjectIdentifier("1.3.6.1.5.5.7.21.2")
+#: Globus "limited proxy" policy language (DIRAC's ``LIMITED_PROXY_OID``).
+GLOBUS_LIMITED_PROXY_OID = ObjectIdentifier("1.3.6.1.4.1.3536.1.1.1.9")
+
+_LEGACY_PROXY_CN = "proxy"
+_LEGACY_LIMITED_PROXY_CN = "limited proxy"
+
+# OpenSSL's short names (OBJ_nid2sn) for the attributes met in grid DNs; any other OID prints in dotted form, as
+# OpenSSL does for OIDs it does not know. Checked against `openssl x509 -nameopt compat` in the tests.
+_OPENSSL_SHORT_NAMES: dict[str, str] = {
+    "2.5.4.3": "CN",
+    "2.5.4.4": "SN",
+    "2.5.4.5": "serialNumber",
+    "2.5.4.6": "C",
+    "2.5.4.7": "L",
+    "2.5.4.8": "ST",
+    "2.5.4.9": "street",
+    "2.5.4.10": "O",
+    "2.5.4.11": "OU",
+    "2.5.4.12": "title",
+    "2.5.4.13": "description",
+    "2.5.4.15": "businessCategory",
+    "2.5.4.17": "postalCode",
+    "2.5.4.41": "name",
+    "2.5.4.42": "GN",
+    "2.5.4.43": "initials",
+    "2.5.4.44": "generationQualifier",
+    "2.5.4.45": "x500UniqueIdentifier",
+    "2.5.4.46": "dnQualifier",
+    "2.5.4.65": "pseudonym",
+    "2.5.4.97": "organizationIdentifier",
+    "0.9.2342.19200300.100.1.1": "UID",
+    "0.9.2342.19200300.100.1.25": "DC",
+    "1.2.840.113549.1.9.1": "emailAddress",
+    "1.2.840.113549.1.9.2": "unstructuredName",
+    "1.3.6.1.4.1.311.60.2.1.1": "jurisdictionL",
+    "1.3.6.1.4.1.311.60.2.1.2": "jurisdictionST",
+    "1.3.6.1.4.1.311.60.2.1.3": "jurisdictionC",
+}
+
+# String types OpenSSL folds to lower-case UTF8String before hashing a name (ASN1_MASK_CANON in x_name.c).
+_CANON_TYPES = frozenset(
+    {
+        _ASN1Type.UTF8String,
+        _ASN1Type.BMPString,
+        _ASN1Type.UniversalString,
+        _ASN1Type.PrintableString,
+        _ASN1Type.T61String,
+        _ASN1Type.IA5String,
+        _ASN1Type.VisibleString,
+    }
+)
+_ASCII_SPACE = b" \t\n\v\f\r"
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+_KEY_LABELS = frozenset({b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY", b"ENCRYPTED PRIVATE KEY"})
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Minimal DER, just enough for name hashing and proxyCertInfo (cryptography exposes neither).
+
+
+def der_tlv(tag: int, content: bytes) -> bytes:
+    """Encode one DER TLV with a single-byte tag."""
+    length = len(content)
+    if length < 0x80:
+        return bytes([tag, length]) + content
+    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + content
+
+
+def der_oid(oid: ObjectIdentifier) -> bytes:
+    """Encode an OBJECT IDENTIFIER."""
+    arcs = [int(arc) for arc in oid.dotted_string.split(".")]
+    body = bytearray([40 * arcs[0] + arcs[1]])
+    for arc in arcs[2:]:
+        chunk = [arc & 0x7F]
+        rest = arc >> 7
+        while rest:
+            chunk.append(0x80 | (rest & 0x7F))
+            rest >>= 7
+        body.extend(reversed(chunk))
+    return der_tlv(0x06, bytes(body))
+
+
+def _der_read(data: bytes, pos: int) -> tuple[int, bytes, int]:
+    """Read one TLV at ``pos``: returns (tag, content, next position). Raises ValueError on truncation."""
+    if pos + 2 > len(data):
+        raise ValueError("truncated DER")
+    tag, length = data[pos], data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or pos + count > len(data):
+            raise ValueError("bad DER length")
+        length = int.from_bytes(data[pos : pos + count], "big")
+        pos += count
+    if pos + length > len(data):
+        raise ValueError("truncated DER")
+    return tag, data[pos : pos + length], pos + length
+
+
+def _decode_oid(content: bytes) -> ObjectIdentifier:
+    arcs: list[int] = []
+    value = 0
+    for byte in content:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    if not arcs:
+        raise ValueError("empty OID")
+    first = min(arcs[0] // 40, 2)
+    return ObjectIdentifier(".".join(str(a) for a in [first, arcs[0] - 40 * first, *arcs[1:]]))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# DN strings and subject hashes
+
+
+def _value_bytes(attribute: x509.NameAttribute[str | bytes]) -> bytes:
+    """The attribute's value as the bytes stored in the certificate (what OpenSSL prints byte by byte)."""
+    value = attribute.value
+    if isinstance(value, bytes):
+        return value
+    asn1_type = attribute._type
+    if asn1_type == _ASN1Type.BMPString:
+        return value.encode("utf-16-be")
+    if asn1_type == _ASN1Type.UniversalString:
+        return value.encode("utf-32-be")
+    if asn1_type == _ASN1Type.T61String:
+        return value.encode("latin-1", errors="replace")
+    return value.encode("utf-8")
+
+
+def _attribute_der(attribute: x509.NameAttribute[str | bytes]) -> bytes:
+    return der_tlv(0x30, der_oid(attribute.oid) + der_tlv(attribute._type.value, _value_bytes(attribute)))
+
+
+def _sorted_attributes(rdn: x509.RelativeDistinguishedName) -> list[x509.NameAttribute[str | bytes]]:
+    # A multi-valued RDN is a DER SET OF, stored sorted by encoding; OpenSSL prints that stored order. Sorting here
+    # gives the same string for a Name built in memory as for the same Name read back from a certificate.
+    attributes: list[x509.NameAttribute[str | bytes]] = list(rdn)
+    if len(attributes) > 1:
+        attributes.sort(key=_attribute_der)
+    return attributes
+
+
+def _escape_value(raw: bytes) -> str:
+    out: list[str] = []
+    for byte in raw:
+        if byte < 0x20 or byte > 0x7E:
+            out.append(f"\\x{byte:02X}")
+        elif byte in (0x2F, 0x2B):  # '/' and '+' separate RDNs and RDN parts
+            out.append("\\" + chr(byte))
+        else:
+            out.append(chr(byte))
+    return "".join(out)
+
+
+def attribute_short_name(oid: ObjectIdentifier) -> str:
+    """OpenSSL's short name for a DN attribute type, or the dotted OID when OpenSSL has none."""
+    return _OPENSSL_SHORT_NAMES.get(oid.dotted_string, oid.dotted_string)
+
+
+def format_dn(name: x509.Name) -> str:
+    """Render ``name`` in the grid/OpenSSL compat form, e.g. ``/DC=org/DC=example/OU=Users/CN=alice``.
+
+    DNs are Registry keys compared byte for byte, so this must match what DIRAC (OpenSSL's ``X509_NAME_oneline``)
+    produces; nothing is normalised.
+    """
+    parts: list[str] = []
+    for rdn in name.rdns:
+        rendered = [
+            f"{attribute_short_name(attr.oid)}={_escape_value(_value_bytes(attr))}" for attr in _sorted_attributes(rdn)
+        ]
+        parts.append("/" + "+".join(rendered))
+    return "".join(parts)
+
+
+def _canonical_value(attribute: x509.NameAttribute[str | bytes]) -> bytes:
+    """Encode one value the way OpenSSL's ``asn1_string_canon`` does before hashing."""
+    if attribute._type not in _CANON_TYPES or isinstance(attribute.value, bytes):
+        return der_tlv(attribute._type.value, _value_bytes(attribute))
+    text = attribute.value.encode("utf-8").strip(_ASCII_SPACE)
+    out = bytearray()
+    index = 0
+    while index < len(text):
+        byte = text[index]
+        if byte in _ASCII_SPACE:
+            # Runs of white space collapse to one space (the ends were stripped above).
+            out.append(0x20)
+            while index < len(text) and text[index] in _ASCII_SPACE:
+                index += 1
+            continue
+        out.append(byte + 0x20 if 0x41 <= byte <= 0x5A else byte)  # ASCII lower-casing only
+        index += 1
+    return der_tlv(_ASN1Type.UTF8String.value, bytes(out))
+
+
+def openssl_name_hash(name: x509.Name) -> str:
+    """OpenSSL's ``X509_NAME_hash`` (``openssl x509 -hash``), as the 8 hex digits used in CA directories.
+
+    It is the first four bytes, little-endian, of the SHA-1 of the name's canonical encoding: each RDN's SET with
+    string values folded to lower-case, space-collapsed UTF8String, concatenated without the outer SEQUENCE.
+    """
+    canonical = bytearray()
+    for rdn in name.rdns:
+        entries = sorted(der_tlv(0x30, der_oid(attr.oid) + _canonical_value(attr)) for attr in rdn)
+        canonical += der_tlv(0x31, b"".join(entries))
+    digest = hashlib.sha1(bytes(canonical), usedforsecurity=False).digest()
+    return f"{int.from_bytes(digest[:4], 'little'):08x}"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# PEM
+
+
+def load_pem_chain(data: bytes) -> list[x509.Certificate]:
+    """All certificates in PEM ``data``, in file order; other blocks (private keys, DIRACX tokens) are skipped.
+
+    Raises :class:`CredentialsError` when there is no certificate or one does not parse.
+    """
+    chain: list[x509.Certificate] = []
+    for match in _PEM_BLOCK.finditer(data):
+        if match.group(1) != b"CERTIFICATE":
+            continue
+        try:
+            chain.append(x509.load_pem_x509_certificate(match.group(0)))
+        except ValueError as exc:
+            raise CredentialsError(f"certificate number {len(chain) + 1} in the PEM data is corrupt: {exc}") from exc
+    if not chain:
+        raise CredentialsError("no PEM certificate found (expected a '-----BEGIN CERTIFICATE-----' block)")
+    return chain
+
+
+def load_pem_chain_file(path: str | object) -> list[x509.Certificate]:
+    """:func:`load_pem_chain` on a file; errors name the file."""
+    try:
+        with open(str(path), "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise CredentialsError(f"cannot read certificate file {path}: {exc.strerror or exc}") from exc
+    try:
+        return load_pem_chain(data)
+    except CredentialsError as exc:
+        raise CredentialsError(f"{path}: {exc}") from exc
+
+
+def load_pem_private_key(data: bytes, password: bytes | None = None) -> PrivateKeyTypes:
+    """The first private key in PEM ``data`` (a key file or a grid proxy file); other blocks are skipped."""
+    for match in _PEM_BLOCK.finditer(data):
+        if match.group(1) not in _KEY_LABELS:
+            continue
+        try:
+            return serialization.load_pem_private_key(match.group(0), password=password)
+        except TypeError as exc:
+            raise CredentialsError(f"the private key is encrypted and no usable password was given: {exc}") from exc
+        except ValueError as exc:
+            raise CredentialsError(f"the private key is corrupt or the password is wrong: {exc}") from exc
+    raise CredentialsError("no PEM private key found (expected a '-----BEGIN ... PRIVATE KEY-----' block)")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Proxies
+
+
+@dataclass(frozen=True)
+class ProxyInfo:
+    """What kind of proxy a certificate is. ``policy`` is the RFC 3820 policy language, None for legacy proxies."""
+
+    rfc3820: bool
+    limited: bool
+    policy: ObjectIdentifier | None
+
+
+def _proxy_policy(der: bytes) -> ObjectIdentifier:
+    """The policy language OID inside a ``ProxyCertInfo`` (RFC 3820 or GT3, both end in a ProxyPolicy SEQUENCE)."""
+    tag, body, _ = _der_read(der, 0)
+    if tag != 0x30:
+        raise ValueError("ProxyCertInfo is not a SEQUENCE")
+    pos = 0
+    while pos < len(body):
+        tag, content, pos = _der_read(body, pos)
+        if tag == 0x30:  # ProxyPolicy ::= SEQUENCE { policyLanguage OID, policy OCTET STRING OPTIONAL }
+            oid_tag, oid_der, _ = _der_read(content, 0)
+            if oid_tag != 0x06:
+                raise ValueError("ProxyPolicy does not start with an OID")
+            return _decode_oid(oid_der)
+    raise ValueError("ProxyCertInfo has no ProxyPolicy")
+
+
+def _is_legacy_proxy_name(cert: x509.Certificate) -> str | None:
+    """The last CN when ``cert`` is a legacy Globus proxy (subject = issuer + CN=proxy|limited proxy), else None."""
+    rdns = cert.subject.rdns
+    if len(rdns) < 2 or len(rdns[-1]) != 1:
+        return None
+    last = next(iter(rdns[-1]))
+    if last.oid != x509.NameOID.COMMON_NAME or last.value not in (_LEGACY_PROXY_CN, _LEGACY_LIMITED_PROXY_CN):
+        return None
+    if x509.Name(rdns[:-1]) != cert.issuer:
+        return None
+    return str(last.value)
+
+
+def proxy_info(cert: x509.Certificate) -> ProxyInfo | None:
+    """Describe ``cert`` as a proxy (RFC 3820, GT3 draft or legacy Globus), or None when it is not one."""
+    for ext in cert.extensions:
+        if ext.oid in (PROXY_CERT_INFO_OID, GT3_PROXY_CERT_INFO_OID):
+            value = ext.value
+            raw = value.value if isinstance(value, x509.UnrecognizedExtension) else b""
+            try:
+                policy: ObjectIdentifier | None = _proxy_policy(raw)
+            except ValueError:
+                # Malformed policy: still a proxy (TLS verification is what rejects it); treat it as limited,
+                # the least privileged reading.
+                logger.debug("unparsable proxyCertInfo in %s", format_dn(cert.subject))
+                return ProxyInfo(rfc3820=True, limited=True, policy=None)
+            return ProxyInfo(rfc3820=True, limited=policy == GLOBUS_LIMITED_PROXY_OID, policy=policy)
+    legacy_cn = _is_legacy_proxy_name(cert)
+    if legacy_cn is not None:
+        return ProxyInfo(rfc3820=False, limited=legacy_cn == _LEGACY_LIMITED_PROXY_CN, policy=None)
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Identity
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+@dataclass(frozen=True)
+class PeerIdentity:
+    """Who is at the other end (or who we are), read from a certificate chain ordered leaf first.
+
+    ``dn`` is the identity DN: the subject of the first non-proxy certificate walking from the leaf. ``subject`` and
+    ``issuer`` belong to the leaf itself. ``is_limited_proxy`` is true when any proxy step is limited, because a
+    proxy made from a limited proxy is limited too. ``not_after`` is the earliest expiry in the chain.
+    """
+
+    dn: str
+    subject: str
+    issuer: str
+    is_proxy: bool
+    is_limited_proxy: bool
+    chain: tuple[x509.Certificate, ...] = field(repr=False)
+    not_after: datetime.datetime
+    address: tuple[str, int] | None = None
+
+    def seconds_left(self, now: datetime.datetime | None = None) -> float:
+        """Seconds until the chain's earliest expiry; 0.0 once expired."""
+        remaining = (self.not_after - (now or _utcnow())).total_seconds()
+        return max(remaining, 0.0)
+
+
+def identity_from_chain(
+    chain: Sequence[x509.Certificate] | Iterable[x509.Certificate], address: tuple[str, int] | None = None
+) -> PeerIdentity:
+    """Build a :class:`PeerIdentity` from a chain ordered leaf first (CA certificates at the end may be included).
+
+    Raises :class:`PeerVerificationError` for an empty chain or one made only of proxies.
+    """
+    certs = tuple(chain)
+    if not certs:
+        raise PeerVerificationError("empty certificate chain: the peer sent no certificate")
+    limited = False
+    identity: x509.Certificate | None = None
+    for cert in certs:
+        info = proxy_info(cert)
+        if info is None:
+            identity = cert
+            break
+        limited = limited or info.limited
+    if identity is None:
+        raise PeerVerificationError(
+            f"certificate chain for {format_dn(certs[0].subject)} holds only proxies, no end-entity certificate"
+        )
+    leaf = certs[0]
+    return PeerIdentity(
+        dn=format_dn(identity.subject),
+        subject=format_dn(leaf.subject),
+        issuer=format_dn(leaf.issuer),
+        is_proxy=identity is not leaf,
+        is_limited_proxy=limited,
+        chain=certs,
+        not_after=min(cert.not_valid_after_utc for cert in certs),
+        address=address,
+    )
