@@ -1,0 +1,145 @@
+"""A reloading configuration store: the current snapshot, re-read when a file changes.
+
+Servers read the registry (banned IPs, users, groups) and authorization rules from the configuration for every
+connection, so operators can change them without a restart. :class:`ConfigStore` keeps the current
+:class:`~rpcframework.config.tree.ConfigTree`; :meth:`ConfigStore.snapshot` checks the files' modification stamps
+at most every ``check_interval`` seconds and swaps in a new snapshot when one changed. A file that fails to parse
+leaves the previous snapshot in place (logged, and kept in :attr:`ConfigStore.last_error`): a typo in a live file
+must not take a service's authorization down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from rpcframework.config.loaders import (
+    ENV_JSON,
+    ENV_OPTION_PREFIX,
+    config_files_from_env,
+    env_overrides,
+    load_dict,
+    load_file,
+)
+from rpcframework.config.tree import ConfigTree
+from rpcframework.errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+# (mtime_ns, size, inode) or None for a missing file: any difference means "re-read".
+_Stamp = tuple[int, int, int] | None
+
+
+def _stamp(path: str) -> _Stamp:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class ConfigStore:
+    """Holds the current configuration snapshot built from ``defaults``, then ``files``, then the environment.
+
+    Thread-safe: readers get an immutable snapshot; a reload builds a new tree and swaps it in under a lock.
+    """
+
+    def __init__(
+        self,
+        files: Sequence[str | os.PathLike[str]] = (),
+        *,
+        defaults: ConfigTree | Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        use_environment: bool = True,
+        check_interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._files = tuple(str(f) for f in files)
+        if defaults is None:
+            self._defaults = ConfigTree()
+        elif isinstance(defaults, ConfigTree):
+            self._defaults = defaults
+        else:
+            self._defaults = load_dict(defaults, "<defaults>")
+        env = os.environ if environ is None else environ
+        # The environment is captured once: it cannot change under a running process anyway.
+        self._environ: dict[str, str] = (
+            {k: v for k, v in env.items() if k == ENV_JSON or k.startswith(ENV_OPTION_PREFIX)}
+            if use_environment
+            else {}
+        )
+        self._check_interval = check_interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[ConfigTree], None]] = []
+        self.last_error: ConfigurationError | None = None
+        stamps = self._stamps()
+        self._snapshot = self._build()  # the first load must succeed: raise ConfigurationError otherwise
+        self._stamps_seen = stamps
+        self._last_check = clock()
+
+    @classmethod
+    def from_environment(
+        cls,
+        extra_files: Sequence[str | os.PathLike[str]] = (),
+        *,
+        environ: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> ConfigStore:
+        """Files from ``RPCFRAMEWORK_CONFIG`` (else ``DIRACSYSCONFIG``), then ``extra_files``, then env overrides."""
+        files = (*config_files_from_env(environ), *(str(f) for f in extra_files))
+        return cls(files, environ=environ, **kwargs)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return self._files
+
+    def _stamps(self) -> tuple[_Stamp, ...]:
+        return tuple(_stamp(f) for f in self._files)
+
+    def _build(self) -> ConfigTree:
+        trees = [load_file(f) for f in self._files]
+        return self._defaults.merge(*trees, env_overrides(self._environ))
+
+    def snapshot(self) -> ConfigTree:
+        """The current tree, re-read first if a file changed and ``check_interval`` has passed since the last check."""
+        if self._clock() - self._last_check >= self._check_interval:
+            self.refresh()
+        return self._snapshot
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Re-read the files if any changed (or ``force``); True when a new snapshot was swapped in."""
+        with self._lock:
+            self._last_check = self._clock()
+            stamps = self._stamps()
+            if not force and stamps == self._stamps_seen:
+                return False
+            try:
+                tree = self._build()
+            except ConfigurationError as exc:
+                if exc is not self.last_error:
+                    logger.warning("configuration reload failed, keeping the previous settings: %s", exc)
+                self.last_error = exc
+                # Remember the stamps so a broken file is not re-parsed on every call until it changes again.
+                self._stamps_seen = stamps
+                return False
+            self.last_error = None
+            self._stamps_seen = stamps
+            self._snapshot = tree
+            listeners = list(self._listeners)
+        logger.info("configuration reloaded from %s", ", ".join(self._files) or "the environment")
+        for listener in listeners:
+            try:
+                listener(tree)
+            except Exception:
+                logger.exception("configuration change listener %r failed", listener)
+        return True
+
+    def subscribe(self, listener: Callable[[ConfigTree], None]) -> None:
+        """Call ``listener(new_tree)`` after every successful reload."""
+        with self._lock:
+            self._listeners.append(listener)
