@@ -1,0 +1,214 @@
+"""What the client and server machines share: the frame decoder, keepalives, EOF, the outgoing queue, hand-over.
+
+Theory of operation: bytes go in through ``receive_data`` (``b""`` means the peer closed its side), events come
+out of ``next_event``. Bytes *we* must send because of what we received (keepalive pongs, the error reply to a
+bad proposal) are queued and returned by ``data_to_send()``; bytes produced by our own actions (``accept``,
+``send_arguments``...) are returned directly by those methods. Keepalives (``dka`` frames) are legal in every
+state and never change it: a ping is answered with a pong in the ping's encoding, a pong becomes a
+:class:`PongReceived` event.
+
+Every :class:`ProtocolError` raised by the peer's bytes moves the machine to ``ERROR`` for good.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Final
+
+from rpcframework.codec import CodecLimits, Encoding, decode, encode
+from rpcframework.codec.limits import DEFAULT_LIMITS
+from rpcframework.errors import CodecError, ConnectionClosedError, ProtocolError
+from rpcframework.protocol.events import (
+    NEED_DATA,
+    PAUSED,
+    ConnectionClosed,
+    ConnectionState,
+    Event,
+    LocalProtocolError,
+    PongReceived,
+    Sentinel,
+)
+from rpcframework.protocol.framing import (
+    DEFAULT_MAX_FRAME_SIZE,
+    PROPOSAL_MAX_FRAME_SIZE,
+    FrameDecoder,
+    encode_frame,
+    encode_keepalive_frame,
+)
+from rpcframework.protocol.messages import Extensions, Feature, KeepAlive, Proposal
+
+__all__ = ["BaseConnection", "HandOver"]
+
+logger = logging.getLogger(__name__)
+
+#: Bound on the per-connection caches of encoded/decoded proposals (a connection calls few distinct methods).
+_CACHE_SIZE: Final = 32
+
+
+@dataclass(frozen=True, slots=True)
+class HandOver:
+    """What a follow-up machine (file transfer, messages) needs to continue on this connection.
+
+    ``decoder`` may already hold bytes the peer sent after the ack; the new machine must keep using it.
+    ``encoding`` is the encoding of data messages (the typed one when negotiated).
+    """
+
+    proposal: Proposal
+    decoder: FrameDecoder
+    encoding: Encoding
+    extensions: Extensions | None
+
+
+class BaseConnection:
+    """Shared mechanics; see :class:`~rpcframework.protocol.rpc.ClientConnection` and ``ServerConnection``."""
+
+    #: States in which the machine waits for our own action and reads nothing.
+    _paused_states: frozenset[ConnectionState] = frozenset({ConnectionState.HANDED_OVER})
+
+    def __init__(
+        self,
+        *,
+        max_message_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_proposal_size: int = PROPOSAL_MAX_FRAME_SIZE,
+        limits: CodecLimits = DEFAULT_LIMITS,
+    ) -> None:
+        self._max_message_size = max_message_size
+        self._max_proposal_size = max_proposal_size
+        self._limits = limits
+        self._decoder = FrameDecoder(max_proposal_size)
+        self._out = bytearray()
+        self._eof = False
+        self._state = ConnectionState.IDLE
+        self._encoding = Encoding.JSON  # the base encoding (proposal, ack, refusals)
+        self._negotiated: Extensions | None = None
+        self._proposal: Proposal | None = None
+
+    # --- public ------------------------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def extensions(self) -> Extensions | None:
+        """The extensions negotiated on this connection (``None`` with a DIRAC peer)."""
+        return self._negotiated
+
+    @property
+    def reusable(self) -> bool:
+        """True when connection reuse was negotiated: after a result the machine returns to ``IDLE``."""
+        return self._negotiated is not None and Feature.REUSE in self._negotiated.features
+
+    @property
+    def data_encoding(self) -> Encoding:
+        """The encoding of arguments, results and transfer data: the typed one when negotiated."""
+        if self._negotiated is not None and Feature.TYPED in self._negotiated.features:
+            return Encoding.TYPED
+        return self._encoding
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the peer; ``b""`` means the peer closed its side."""
+        if not data:
+            self._eof = True
+            return
+        if self._state is ConnectionState.CLOSED:
+            return  # the exchange is over; whatever the peer still sends is not read (DIRAC closes here)
+        try:
+            self._decoder.feed(data)
+        except ProtocolError:
+            self._state = ConnectionState.ERROR
+            raise
+
+    def data_to_send(self) -> bytes:
+        """Return (and forget) bytes queued in reaction to received data: pongs, error replies."""
+        if not self._out:
+            return b""
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def next_event(self) -> Event | Sentinel:
+        """Return the next event, ``NEED_DATA`` or ``PAUSED``. Raises :class:`ProtocolError` on a bad peer."""
+        if self._state is ConnectionState.ERROR:
+            raise LocalProtocolError("the connection had a protocol error; close it")
+        try:
+            return self._next_event()
+        except (ProtocolError, ConnectionClosedError):
+            self._state = ConnectionState.ERROR
+            raise
+
+    def send_keepalive(self, ping_id: str) -> bytes:
+        """A keepalive ping to send while idle; the answer arrives as :class:`PongReceived`."""
+        self._require(ConnectionState.IDLE, ConnectionState.ACCEPTED, ConnectionState.CALLING)
+        return encode_keepalive_frame(encode(KeepAlive(ping_id).to_wire(), self._encoding, self._limits))
+
+    def hand_over(self) -> HandOver:
+        """Give the stream to the machine of a non-RPC action (state ``HANDED_OVER``)."""
+        self._require(ConnectionState.HANDED_OVER)
+        assert self._proposal is not None  # set whenever HANDED_OVER is entered
+        return HandOver(self._proposal, self._decoder, self.data_encoding, self._negotiated)
+
+    def finish_hand_over(self) -> None:
+        """The follow-up machine is done: back to ``IDLE`` when reuse was negotiated, else ``CLOSED``."""
+        self._require(ConnectionState.HANDED_OVER)
+        self._end_exchange()
+
+    # --- for subclasses ----------------------------------------------------------------------------------------
+
+    def _on_frame(self, payload: bytes) -> Event | Sentinel:
+        raise NotImplementedError
+
+    def _require(self, *states: ConnectionState) -> None:
+        if self._state not in states:
+            allowed = " or ".join(s.value for s in states)
+            raise LocalProtocolError(f"not allowed in state {self._state.value} (needs {allowed})")
+
+    def _decode(self, payload: bytes, encoding: Encoding | None) -> tuple[Any, Encoding]:
+        try:
+            return decode(payload, encoding, self._limits)
+        except CodecError as exc:
+            raise ProtocolError(f"undecodable message: {exc}") from exc
+
+    def _frame(self, message: Any, encoding: Encoding) -> bytes:
+        return encode_frame(encode(message, encoding, self._limits))
+
+    def _end_exchange(self) -> None:
+        self._proposal = None
+        self._decoder.max_frame_size = self._max_proposal_size
+        self._state = ConnectionState.IDLE if self.reusable else ConnectionState.CLOSED
+
+    # --- internals ---------------------------------------------------------------------------------------------
+
+    def _next_event(self) -> Event | Sentinel:
+        while True:
+            if self._state is ConnectionState.CLOSED:
+                return ConnectionClosed()
+            if self._state in self._paused_states:
+                return PAUSED
+            frame = self._decoder.next_frame()
+            if frame is None:
+                return self._on_eof() if self._eof else NEED_DATA
+            if not frame.keepalive:
+                return self._on_frame(frame.payload)
+            pong = self._on_keepalive(frame.payload)
+            if pong is not None:
+                return pong
+
+    def _on_keepalive(self, payload: bytes) -> PongReceived | None:
+        message, encoding = self._decode(payload, None)
+        keepalive = KeepAlive.from_wire(message)
+        if not keepalive.ping:
+            return PongReceived(keepalive.id)
+        self._out += encode_keepalive_frame(encode(keepalive.pong().to_wire(), encoding, self._limits))
+        return None
+
+    def _on_eof(self) -> Event | Sentinel:
+        self._decoder.eof()  # raises ConnectionClosedError mid-frame
+        if self._state is ConnectionState.IDLE:
+            # A clean close between exchanges (an idle reused connection, or a peer that gave up before proposing).
+            self._state = ConnectionState.CLOSED
+            return ConnectionClosed()
+        if self._state in self._paused_states:
+            return PAUSED  # our move; the caller learns about the close when it sends
+        raise ConnectionClosedError(f"the peer closed the connection in state {self._state.value}")

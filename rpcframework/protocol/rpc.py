@@ -1,0 +1,285 @@
+"""The RPC exchange as two sans-IO state machines: :class:`ClientConnection` and :class:`ServerConnection`.
+
+One exchange (DIRAC ``dip``/``dips``)::
+
+    client                                    server
+    send_proposal(p)      -- S_OK(proposal) -->  ProposalReceived(p, encoding)
+    ProposalAccepted(ext) <-- S_OK(ack)    --   accept(extensions)         | refuse(error) -> ProposalRefused
+    send_arguments(a, kw) -- S_OK([args])  -->  ArgumentsReceived(args, kwargs)
+    CallResult(result)    <-- result       --   send_result(result)
+
+After the result both machines are ``CLOSED`` (DIRAC: the server closes), or back to ``IDLE`` for the next
+proposal when the ``reuse`` extension was negotiated. For a non-RPC action (file transfer, connection) the
+machines go to ``HANDED_OVER`` after the ack and :meth:`BaseConnection.hand_over` gives the stream to the
+machine of that action, which calls :meth:`BaseConnection.finish_hand_over` when it is done.
+
+Extensions: the client offers :class:`Extensions` in the fifth proposal element of the *first* proposal on a
+connection; the server accepts a subset in its ack value (a DIRAC server acks ``None``, so the client falls back
+silently). Later proposals on a reused connection carry no offer and are acked with ``S_OK()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from rpcframework.codec import CodecLimits, Encoding
+from rpcframework.codec.limits import DEFAULT_LIMITS
+from rpcframework.errors import CodecError, ProtocolError, UnexpectedMessageError
+from rpcframework.protocol._connection import BaseConnection
+from rpcframework.protocol.events import (
+    ArgumentsReceived,
+    CallResult,
+    ConnectionState,
+    Event,
+    LocalProtocolError,
+    ProposalAccepted,
+    ProposalReceived,
+    ProposalRefused,
+    Sentinel,
+)
+from rpcframework.protocol.framing import DEFAULT_MAX_FRAME_SIZE, PROPOSAL_MAX_FRAME_SIZE
+from rpcframework.protocol.messages import (
+    ARGUMENTS_ERROR,
+    INVALID_PROPOSAL,
+    ActionType,
+    Extensions,
+    Feature,
+    Proposal,
+    arguments_from_wire,
+    arguments_to_wire,
+    check_envelope,
+    sanitize_result,
+)
+from rpcframework.returnvalues import S_ERROR, S_OK, DErrorReturn, DReturn
+
+__all__ = ["ClientConnection", "ServerConnection"]
+
+_CACHE_SIZE: Final = 32
+_ACK: Final = S_OK()
+
+
+class ClientConnection(BaseConnection):
+    """The client side of DISET exchanges on one connection.
+
+    ``encoding`` is what proposals and (unless ``typed`` is negotiated) arguments use: JSON like DIRAC 9, or
+    DEncode for old peers. ``offer`` is the set of extensions to propose; ``None`` makes a pure DIRAC client.
+    """
+
+    def __init__(
+        self,
+        *,
+        encoding: Encoding = Encoding.JSON,
+        offer: Extensions | None = None,
+        max_message_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_ack_size: int = PROPOSAL_MAX_FRAME_SIZE,
+        limits: CodecLimits = DEFAULT_LIMITS,
+    ) -> None:
+        super().__init__(max_message_size=max_message_size, max_proposal_size=max_ack_size, limits=limits)
+        if encoding is Encoding.TYPED:
+            raise ValueError("the typed encoding is negotiated, not used for proposals")
+        self._encoding = encoding
+        self._offer = offer
+        self._offered = False  # an offer was sent on this connection (only the first proposal carries one)
+        self._proposal_bytes: dict[Proposal, bytes] = {}
+
+    def send_proposal(self, proposal: Proposal) -> bytes:
+        """Start an exchange; the first proposal on a connection carries our extensions offer."""
+        self._require(ConnectionState.IDLE)
+        if not self._offered and self._offer is not None:
+            proposal = dataclasses.replace(proposal, extensions=self._offer)
+        elif proposal.extensions is not None:
+            proposal = dataclasses.replace(proposal, extensions=None)
+        data = self._proposal_bytes.get(proposal)
+        if data is None:
+            data = self._frame(S_OK(proposal.to_wire()), self._encoding)
+            if len(self._proposal_bytes) >= _CACHE_SIZE:
+                self._proposal_bytes.clear()
+            self._proposal_bytes[proposal] = data
+        self._offered = self._offered or proposal.extensions is not None
+        self._proposal = proposal
+        self._state = ConnectionState.PROPOSED
+        return data
+
+    def send_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None) -> bytes:
+        """Send the call's arguments; keyword arguments need the negotiated ``kwargs`` extension."""
+        self._require(ConnectionState.ACCEPTED)
+        if kwargs and (self._negotiated is None or Feature.KWARGS not in self._negotiated.features):
+            raise LocalProtocolError(
+                "keyword arguments need the 'kwargs' extension, which this server did not accept "
+                "(a DIRAC service takes positional arguments only)"
+            )
+        data = self._frame(arguments_to_wire(args, kwargs), self.data_encoding)
+        self._state = ConnectionState.CALLING
+        return data
+
+    def _on_frame(self, payload: bytes) -> Event | Sentinel:
+        state = self._state
+        if state is ConnectionState.PROPOSED:
+            message, _ = self._decode(payload, self._encoding)
+            return self._on_ack(check_envelope(message))
+        if state is ConnectionState.CALLING:
+            message, _ = self._decode(payload, self.data_encoding)
+            result = check_envelope(message)
+            self._end_exchange()
+            return CallResult(result)
+        raise UnexpectedMessageError(f"the server sent a message in state {state.value}")
+
+    def _on_ack(self, envelope: DReturn) -> Event:
+        if not envelope["OK"]:
+            self._end_exchange()
+            return ProposalRefused(envelope)
+        value = envelope["Value"]
+        if self._offered and self._negotiated is None and self._proposal and self._proposal.extensions:
+            self._negotiated = self._check_accepted(value, self._proposal.extensions)
+        elif value is not None and Extensions.from_wire(value) is None:
+            # DIRAC's gateway asks for a delegated proxy here ({"delegate": PEM}); we do not implement that.
+            raise UnexpectedMessageError("unsupported proposal acknowledgement (delegation request?)")
+        assert self._proposal is not None  # set by send_proposal
+        if self._proposal.action_type is ActionType.RPC:
+            self._state = ConnectionState.ACCEPTED
+        else:
+            self._state = ConnectionState.HANDED_OVER
+        self._decoder.max_frame_size = self._max_message_size
+        return ProposalAccepted(self._negotiated)
+
+    @staticmethod
+    def _check_accepted(value: object, offer: Extensions) -> Extensions | None:
+        if value is None:
+            return None  # a DIRAC server: one call per connection, no extensions
+        accepted = Extensions.from_wire(value)
+        if accepted is None:
+            raise UnexpectedMessageError("unsupported proposal acknowledgement (delegation request?)")
+        if accepted.version > offer.version or not accepted.features <= offer.features:
+            raise ProtocolError("the server accepted extensions that were not offered")
+        return accepted
+
+
+class ServerConnection(BaseConnection):
+    """The server side: parses proposals and arguments, and frames acks, refusals and results.
+
+    ``extensions`` is what this server supports; it is offered only to clients that asked (never to DIRAC).
+    Invalid proposals raise :class:`ProtocolError` with a DIRAC-compatible refusal queued in ``data_to_send()``
+    (``"Invalid action proposal"``, ``"Foo is not a known action type"``...), never with a server stack.
+    """
+
+    _paused_states = frozenset({ConnectionState.PROPOSED, ConnectionState.CALLING, ConnectionState.HANDED_OVER})
+
+    def __init__(
+        self,
+        *,
+        extensions: Extensions | None = None,
+        max_message_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_proposal_size: int = PROPOSAL_MAX_FRAME_SIZE,
+        limits: CodecLimits = DEFAULT_LIMITS,
+    ) -> None:
+        super().__init__(max_message_size=max_message_size, max_proposal_size=max_proposal_size, limits=limits)
+        self._supported = extensions
+        self._proposal_cache: dict[bytes, tuple[Proposal, Encoding]] = {}
+        self._ack_bytes: dict[Encoding, bytes] = {}
+
+    @property
+    def proposal(self) -> Proposal | None:
+        """The proposal of the exchange in progress."""
+        return self._proposal
+
+    @property
+    def encoding(self) -> Encoding:
+        """The encoding the client used for its proposal (refusals use it; results use :attr:`data_encoding`)."""
+        return self._encoding
+
+    def accept(self, extensions: Extensions | None = None) -> bytes:
+        """Ack the proposal. ``extensions`` (default: the constructor's) applies only to a client that offered."""
+        self._require(ConnectionState.PROPOSED)
+        proposal = self._proposal
+        assert proposal is not None  # set with PROPOSED
+        supported = self._supported if extensions is None else extensions
+        if self._negotiated is None and proposal.extensions is not None and supported is not None:
+            self._negotiated = supported.negotiate(proposal.extensions)
+            data = self._frame(S_OK(self._negotiated.to_wire()), self._encoding)
+        else:
+            data = self._ack_frame()
+        if proposal.action_type is ActionType.RPC:
+            self._state = ConnectionState.ACCEPTED
+        else:
+            self._state = ConnectionState.HANDED_OVER
+        self._decoder.max_frame_size = self._max_message_size
+        return data
+
+    def refuse(self, error: DErrorReturn) -> bytes:
+        """Refuse the proposal with an ``S_ERROR`` (sanitized: no ``CallStack``); then close or go idle."""
+        self._require(ConnectionState.PROPOSED)
+        data = self._frame(sanitize_result(error), self._encoding)
+        self._end_exchange()
+        return data
+
+    def send_result(self, result: DReturn) -> bytes:
+        """Send the handler's result. If it cannot be encoded (:class:`CodecError`) the state is unchanged, so
+        the caller can send an error result instead."""
+        self._require(ConnectionState.CALLING)
+        data = self._frame(sanitize_result(result), self.data_encoding)
+        self._end_exchange()
+        return data
+
+    def _ack_frame(self) -> bytes:
+        data = self._ack_bytes.get(self._encoding)
+        if data is None:
+            data = self._ack_bytes[self._encoding] = self._frame(_ACK, self._encoding)
+        return data
+
+    def _on_frame(self, payload: bytes) -> Event | Sentinel:
+        state = self._state
+        if state is ConnectionState.IDLE:
+            return self._on_proposal(payload)
+        if state is ConnectionState.ACCEPTED:
+            return self._on_arguments(payload)
+        raise UnexpectedMessageError(f"the client sent a message in state {state.value}")
+
+    def _on_proposal(self, payload: bytes) -> Event:
+        cached = self._proposal_cache.get(payload)
+        if cached is None:
+            cached = self._parse_proposal(payload)
+            if len(self._proposal_cache) >= _CACHE_SIZE:
+                self._proposal_cache.clear()
+            self._proposal_cache[payload] = cached
+        proposal, self._encoding = cached
+        self._proposal = proposal
+        self._state = ConnectionState.PROPOSED
+        return ProposalReceived(proposal, self._encoding)
+
+    def _parse_proposal(self, payload: bytes) -> tuple[Proposal, Encoding]:
+        try:
+            message, encoding = self._decode(payload, None)
+        except ProtocolError:
+            self._queue_error(INVALID_PROPOSAL, Encoding.JSON)
+            raise
+        if not isinstance(message, dict) or message.get("OK") is not True or "Value" not in message:
+            # Not an S_OK (an S_ERROR, a bare list...): DIRAC's answer, minus its server stack.
+            self._queue_error(INVALID_PROPOSAL, encoding)
+            raise ProtocolError(INVALID_PROPOSAL)
+        try:
+            return Proposal.from_wire(message["Value"]), encoding
+        except ProtocolError as exc:
+            self._queue_error(str(exc), encoding)
+            raise
+
+    def _on_arguments(self, payload: bytes) -> Event:
+        encoding = self.data_encoding
+        kwargs_allowed = self._negotiated is not None and Feature.KWARGS in self._negotiated.features
+        try:
+            message, _ = self._decode(payload, encoding)
+            args, kwargs = arguments_from_wire(message, kwargs_allowed=kwargs_allowed)
+        except ProtocolError:
+            # DIRAC answers a non-list arguments value with this text as the call's result, then closes.
+            self._queue_error(ARGUMENTS_ERROR, encoding)
+            raise
+        self._state = ConnectionState.CALLING
+        return ArgumentsReceived(args, kwargs)
+
+    def _queue_error(self, message: str, encoding: Encoding) -> None:
+        # DIRAC sends its refusal, then closes; we do the same (through data_to_send) but without a CallStack.
+        try:
+            self._out += self._frame(S_ERROR(message), encoding)
+        except CodecError:  # e.g. a peer string the typed or DEncode encoder rejects: fall back to plain JSON
+            self._out += self._frame(S_ERROR(INVALID_PROPOSAL), Encoding.JSON)
