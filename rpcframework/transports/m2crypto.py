@@ -1,0 +1,320 @@
+"""The optional ``dips://`` back end on M2Crypto, DIRAC's own TLS library (the only module that imports it).
+
+Kept for parity with DIRAC deployments; pyOpenSSL is the default. M2Crypto >= 0.50 waits for socket readiness with
+a timeout in C (``SSLTimeoutError`` is raised when it runs out), so this module sets the connection timeout and lets
+each call block for at most that long.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import TYPE_CHECKING, Any
+
+from M2Crypto import SSL, m2
+from M2Crypto.Connection import Connection
+from M2Crypto.Context import Context
+from M2Crypto.SSLError import SSLError, SSLTimeoutError
+
+from rpcframework.errors import (
+    ConfigurationError,
+    ConnectionClosedError,
+    DeadlineExceeded,
+    PeerVerificationError,
+    RPCFrameworkError,
+)
+from rpcframework.transports.base import TLSConfig, classify_tls_failure, credentials_errors, resolve_crl_mode
+from rpcframework.transports.certs import identity_from_der, is_ip_address, match_server_name
+from rpcframework.transports.contexts import ContextCache
+from rpcframework.transports.plain import open_tcp_connection, peer_address_of, tune_socket
+
+if TYPE_CHECKING:
+    from rpcframework.security.x509 import PeerIdentity
+
+__all__ = ["M2CryptoBackend", "M2CryptoStream", "build_context"]
+
+logger = logging.getLogger(__name__)
+
+_SESSION_ID_CONTEXT = b"rpcframework"
+# X509_V_FLAG_* values are fixed by OpenSSL; M2Crypto moved and dropped the names between releases (DIRAC hard-codes
+# 64 for the proxy flag for that reason), so fall back to the numbers.
+_ALLOW_PROXY_CERTS = int(getattr(m2, "X509_V_FLAG_ALLOW_PROXY_CERTS", 64))
+_CRL_CHECK = int(getattr(m2, "X509_V_FLAG_CRL_CHECK", 0x4))
+_CRL_CHECK_ALL = int(getattr(m2, "X509_V_FLAG_CRL_CHECK_ALL", 0x8))
+# SSL_OP_* values from OpenSSL 3 that this M2Crypto does not export.
+_OP_NO_COMPRESSION = 1 << 17
+_OP_NO_RENEGOTIATION = 1 << 30
+_OP_CIPHER_SERVER_PREFERENCE = 1 << 22
+_OP_IGNORE_UNEXPECTED_EOF = 1 << 7
+_MAX_IO_STEPS = 100_000
+
+
+def build_context(tls: TLSConfig, server_side: bool) -> Context:
+    """The M2Crypto twin of :func:`rpcframework.transports.pyopenssl.build_context`."""
+    if server_side:
+        tls.require_server_credentials()
+    ctx = Context("tls")  # TLS 1.0/1.1 and SSL are already off in M2Crypto's default options
+    options = _OP_NO_COMPRESSION | _OP_NO_RENEGOTIATION | _OP_IGNORE_UNEXPECTED_EOF
+    if tls.min_version == "TLSv1.3":
+        options |= m2.SSL_OP_NO_TLSv1_2
+    if server_side:
+        options |= _OP_CIPHER_SERVER_PREFERENCE
+    ctx.set_options(options)
+    with credentials_errors("the TLS cipher list"):
+        if not ctx.set_cipher_list(tls.ciphers):
+            raise ConfigurationError(f"no usable cipher in {tls.ciphers!r}")
+    if tls.cert_file:
+        key_file = tls.key_file or tls.cert_file
+        with credentials_errors(f"certificate {tls.cert_file} / key {key_file}"):
+            _load_credentials(ctx, tls.cert_file, key_file)
+    if tls.verify_peer:
+        with credentials_errors(f"trusted CAs (ca_file={tls.ca_file}, ca_dir={tls.ca_dir})"):
+            if ctx.load_verify_locations(tls.ca_file, tls.ca_dir) != 1:
+                raise ValueError("load_verify_locations failed")
+        mode = SSL.verify_peer | (SSL.verify_fail_if_no_peer_cert if server_side else 0)
+        ctx.set_verify(mode, tls.verify_depth)
+        ctx.get_cert_store().set_flags(_store_flags(tls))
+    else:
+        ctx.set_verify(SSL.verify_none, tls.verify_depth)
+    if server_side:
+        ctx.set_session_id_ctx(_SESSION_ID_CONTEXT)
+    return ctx
+
+
+def _no_passphrase(*_args: object) -> bytes:
+    return b""  # an encrypted key must fail with an error, never prompt on a server's terminal
+
+
+def _load_credentials(ctx: Context, cert_file: str, key_file: str) -> None:
+    # Not Context.load_cert_chain: in M2Crypto 0.51 it reads the key from the certificate file even when a separate
+    # key file is given, which only works for proxy files.
+    m2.ssl_ctx_passphrase_callback(ctx.ctx, _no_passphrase)
+    m2.ssl_ctx_use_cert_chain(ctx.ctx, cert_file)
+    m2.ssl_ctx_use_privkey(ctx.ctx, key_file)
+    if not m2.ssl_ctx_check_privkey(ctx.ctx):
+        raise ValueError("the private key does not match the certificate")
+
+
+def _store_flags(tls: TLSConfig) -> int:
+    flags = _ALLOW_PROXY_CERTS if tls.allow_proxies else 0
+    crl_mode = resolve_crl_mode(tls)
+    if crl_mode == "leaf":
+        flags |= _CRL_CHECK
+    elif crl_mode == "chain":
+        flags |= _CRL_CHECK | _CRL_CHECK_ALL  # CRL_CHECK alone accepts a revoked user's proxy
+    return flags
+
+
+def _set_timeout(conn: Connection, seconds: float | None) -> None:
+    # M2Crypto waits in C for the socket's timeout; 0 would mean non-blocking, so a spent budget gets a tiny wait.
+    conn.settimeout(None if seconds is None else max(seconds, 0.001))
+
+
+class M2CryptoStream:
+    """An M2Crypto TLS connection behind the :class:`~rpcframework.transports.base.Stream` interface."""
+
+    def __init__(self, conn: Connection, identity: PeerIdentity | None, peer: tuple[str, int]) -> None:
+        self._conn = conn
+        self._identity = identity
+        self._peer = peer
+        self._closed = False
+
+    def __repr__(self) -> str:
+        who = self._identity.dn if self._identity else "unverified"
+        return f"<M2CryptoStream peer={self._peer[0]}:{self._peer[1]} {who!r} fd={self.fileno()}>"
+
+    @property
+    def peer_identity(self) -> PeerIdentity | None:
+        return self._identity
+
+    @property
+    def peer_address(self) -> tuple[str, int]:
+        return self._peer
+
+    @property
+    def tls_version(self) -> str:
+        return str(self._conn.get_version())
+
+    def settimeout(self, seconds: float | None) -> None:
+        _set_timeout(self._conn, seconds)
+
+    def pending(self) -> int:
+        return int(self._conn.pending())
+
+    def fileno(self) -> int:
+        return -1 if self._closed else int(self._conn.fileno())
+
+    def recv(self, max_bytes: int) -> bytes:
+        try:
+            data = self._conn.read(max_bytes)
+        except SSLTimeoutError as exc:
+            raise DeadlineExceeded(f"no data from {self._where} in time") from exc
+        except SSLError as exc:
+            raise _io_error(exc, self._where) from exc
+        except OSError as exc:
+            raise ConnectionClosedError(f"connection to {self._where} lost: {exc}") from exc
+        return bytes(data) if data else b""
+
+    def send_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        for _ in range(_MAX_IO_STEPS):
+            if not view:
+                return
+            try:
+                sent = self._conn.write(bytes(view))
+            except SSLTimeoutError as exc:
+                raise DeadlineExceeded(f"sending to {self._where} timed out") from exc
+            except SSLError as exc:
+                raise _io_error(exc, self._where) from exc
+            except OSError as exc:
+                raise ConnectionClosedError(f"connection to {self._where} lost while sending: {exc}") from exc
+            if sent <= 0:
+                raise ConnectionClosedError(f"connection to {self._where} closed while sending")
+            view = view[sent:]
+        raise ConnectionClosedError(f"connection to {self._where} made no progress while sending")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        _close_connection(self._conn)
+
+    @property
+    def _where(self) -> str:
+        return f"{self._peer[0]}:{self._peer[1]}"
+
+
+def _io_error(exc: Exception, where: str) -> RPCFrameworkError:
+    text = str(exc)
+    if "eof" in text.lower() or "reset" in text.lower() or "broken pipe" in text.lower():
+        return ConnectionClosedError(f"connection to {where} lost: {text}")
+    return classify_tls_failure(text, verify_code=None, peer=where)
+
+
+def _close_connection(conn: Connection) -> None:
+    """close_notify (non-blocking, never waiting for the peer's), then free the BIOs and close the descriptor."""
+    sock: socket.socket = conn.socket
+    try:
+        conn.settimeout(0.0)
+        conn.close(freeBio=True)
+    except Exception:
+        pass  # the peer may be gone; closing must not raise
+    sock.close()  # idempotent; guarantees the descriptor is released even if M2Crypto failed above
+
+
+def _handshake(conn: Connection, server_side: bool, timeout: float | None, where: str) -> None:
+    _set_timeout(conn, timeout)
+    try:
+        result = conn.accept_ssl() if server_side else conn.connect_ssl()
+    except SSLTimeoutError as exc:
+        raise DeadlineExceeded(f"TLS handshake with {where} did not complete within {timeout:g} s") from exc
+    except SSLError as exc:
+        raise classify_tls_failure(str(exc), verify_code=conn.get_verify_result(), peer=where) from exc
+    except OSError as exc:
+        raise ConnectionClosedError(f"{where}: connection lost during the TLS handshake: {exc}") from exc
+    if result != 1:
+        code = conn.get_verify_result()
+        if code:
+            raise classify_tls_failure("", verify_code=code, peer=where)
+        raise ConnectionClosedError(f"{where}: the peer closed the connection during the TLS handshake")
+
+
+def _peer_chain(conn: Connection, server_side: bool) -> list[bytes]:
+    leaf = conn.get_peer_cert()
+    stack = conn.get_peer_cert_chain()
+    rest = [cert.as_der() for cert in stack] if stack is not None else []
+    if leaf is None:
+        return []
+    # OpenSSL's peer chain includes the leaf on a client but not on a server.
+    return [leaf.as_der(), *rest] if server_side or not rest else rest
+
+
+def _identity(chain: list[bytes], address: tuple[str, int]) -> PeerIdentity:
+    try:
+        return identity_from_der(chain, address)
+    except RPCFrameworkError:
+        raise
+    except Exception as exc:
+        raise PeerVerificationError(f"cannot read the peer's certificate chain: {exc}") from exc
+
+
+class M2CryptoBackend:
+    """TLS through M2Crypto. Keep one instance: it caches contexts."""
+
+    name = "m2crypto"
+
+    def __init__(self, *, reload_interval: float = 60.0, **_ignored: Any) -> None:
+        # session_reuse and similar pyOpenSSL options are accepted and ignored so configurations can switch freely.
+        self.contexts: ContextCache[Context] = ContextCache(build_context, reload_interval)
+
+    def prepare_server(self, tls: TLSConfig | None) -> None:
+        self.contexts.get(_need_tls(tls), True)
+
+    def connect(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: TLSConfig | None,
+        server_hostname: str | None = None,
+        connect_timeout: float | None = 10.0,
+        handshake_timeout: float | None = 10.0,
+    ) -> M2CryptoStream:
+        tls = _need_tls(tls)
+        ctx = self.contexts.get(tls, False)
+        name = server_hostname or host
+        sock = open_tcp_connection(host, port, connect_timeout)
+        peer = peer_address_of(sock)
+        conn = Connection(ctx, sock)
+        try:
+            # No conn.connect(): M2Crypto's Checker never runs; our name check below applies the same rules as
+            # the pyOpenSSL back end.
+            conn.setup_ssl()
+            conn.set_connect_state()
+            if not is_ip_address(name):
+                conn.set_tlsext_host_name(name)
+            _handshake(conn, False, handshake_timeout, f"{host}:{port}")
+            identity = None
+            if tls.verify_peer:
+                chain = _peer_chain(conn, server_side=False)
+                if not chain:
+                    raise PeerVerificationError(f"{name}: the server sent no certificate")
+                identity = _identity(chain, (host, port))
+                if tls.check_hostname:
+                    match_server_name(identity.chain[0], name)
+            _set_timeout(conn, None)
+        except BaseException:
+            _close_connection(conn)
+            raise
+        return M2CryptoStream(conn, identity, peer)
+
+    def wrap_server(
+        self, sock: socket.socket, tls: TLSConfig | None, *, handshake_timeout: float | None = 10.0
+    ) -> M2CryptoStream:
+        try:
+            ctx = self.contexts.get(_need_tls(tls), True)
+            tune_socket(sock)
+            peer = peer_address_of(sock)
+            conn = Connection(ctx, sock)
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            conn.setup_ssl()
+            conn.set_accept_state()
+            _handshake(conn, True, handshake_timeout, f"{peer[0]}:{peer[1]}")
+            chain = _peer_chain(conn, server_side=True)
+            if not chain:
+                raise PeerVerificationError(f"{peer[0]}:{peer[1]}: the client sent no certificate")
+            identity = _identity(chain, peer)
+            _set_timeout(conn, None)
+        except BaseException:
+            _close_connection(conn)
+            raise
+        return M2CryptoStream(conn, identity, peer)
+
+
+def _need_tls(tls: TLSConfig | None) -> TLSConfig:
+    if tls is None:
+        raise ConfigurationError("the m2crypto back end needs a TLSConfig (use the 'plain' back end for dip://)")
+    return tls

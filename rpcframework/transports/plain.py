@@ -1,0 +1,158 @@
+"""Plain TCP (``dip://``), and the TCP connect every TLS back end starts from."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+from rpcframework.errors import ConfigurationError, ConnectError, ConnectionClosedError, DeadlineExceeded
+from rpcframework.transports.base import Deadline, TLSConfig
+
+if TYPE_CHECKING:
+    from rpcframework.security.x509 import PeerIdentity
+
+__all__ = ["PlainBackend", "PlainStream", "open_tcp_connection", "peer_address_of", "tune_socket"]
+
+logger = logging.getLogger(__name__)
+
+
+def tune_socket(sock: socket.socket) -> None:
+    """Small RPC messages must leave at once (no Nagle delay); keepalive notices peers that vanished."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    except OSError as exc:  # a socket already reset by the peer; the next I/O reports it properly
+        logger.debug("could not set socket options: %s", exc)
+
+
+def peer_address_of(sock: socket.socket) -> tuple[str, int]:
+    """``(host, port)`` of the peer, for IPv4 and IPv6 alike; ``("", 0)`` if the socket is no longer connected."""
+    try:
+        address = sock.getpeername()
+    except OSError:
+        return ("", 0)
+    return (str(address[0]), int(address[1]))
+
+
+def open_tcp_connection(host: str, port: int, timeout: float | None) -> socket.socket:
+    """Connect to every address ``host`` resolves to, in order, within ``timeout`` seconds in total.
+
+    The returned socket is in blocking mode (the caller sets its own timeouts) with TCP_NODELAY and SO_KEEPALIVE.
+    """
+    deadline = Deadline(timeout)
+    target = f"{host}:{port}"
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConnectError(f"cannot resolve {host!r}: {exc.strerror}") from exc
+    errors: list[str] = []
+    for family, kind, proto, _name, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(deadline.remaining(f"connecting to {target}"))
+            sock.connect(address)
+        except DeadlineExceeded:
+            sock.close()
+            raise
+        except TimeoutError as exc:
+            sock.close()
+            raise DeadlineExceeded(f"connecting to {target} timed out after {timeout:g} s") from exc
+        except OSError as exc:
+            sock.close()
+            errors.append(f"{address[0]}: {exc.strerror or exc}")
+            continue
+        sock.settimeout(None)
+        tune_socket(sock)
+        return sock
+    raise ConnectError(f"cannot connect to {target} ({'; '.join(errors) or 'no address'})")
+
+
+class PlainStream:
+    """A TCP socket behind the :class:`~rpcframework.transports.base.Stream` interface."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._peer = peer_address_of(sock)
+
+    def __repr__(self) -> str:
+        return f"<PlainStream peer={self._peer[0]}:{self._peer[1]} fd={self.fileno()}>"
+
+    @property
+    def peer_identity(self) -> PeerIdentity | None:
+        return None
+
+    @property
+    def peer_address(self) -> tuple[str, int]:
+        return self._peer
+
+    def send_all(self, data: bytes) -> None:
+        try:
+            self._sock.sendall(data)
+        except TimeoutError as exc:
+            raise DeadlineExceeded(f"sending to {self._peer[0]}:{self._peer[1]} timed out") from exc
+        except OSError as exc:
+            raise ConnectionClosedError(f"connection to {self._peer[0]}:{self._peer[1]} lost: {exc}") from exc
+
+    def recv(self, max_bytes: int) -> bytes:
+        try:
+            return self._sock.recv(max_bytes)
+        except TimeoutError as exc:
+            raise DeadlineExceeded(f"no data from {self._peer[0]}:{self._peer[1]} in time") from exc
+        except OSError as exc:
+            raise ConnectionClosedError(f"connection to {self._peer[0]}:{self._peer[1]} lost: {exc}") from exc
+
+    def settimeout(self, seconds: float | None) -> None:
+        self._sock.settimeout(seconds)
+
+    def pending(self) -> int:
+        return 0
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # already disconnected: nothing to flush
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+
+
+class PlainBackend:
+    """``dip://``: no TLS, no identity. Only for trusted networks and tests."""
+
+    name = "plain"
+
+    def __init__(self, **_tls_options: object) -> None:
+        pass  # TLS options (reload_interval, session_reuse) mean nothing here; accepted so back ends can be swapped
+
+    def connect(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: TLSConfig | None = None,
+        server_hostname: str | None = None,
+        connect_timeout: float | None = 10.0,
+        handshake_timeout: float | None = 10.0,
+    ) -> PlainStream:
+        _refuse_tls(tls)
+        return PlainStream(open_tcp_connection(host, port, connect_timeout))
+
+    def wrap_server(
+        self, sock: socket.socket, tls: TLSConfig | None = None, *, handshake_timeout: float | None = 10.0
+    ) -> PlainStream:
+        if tls is not None:
+            sock.close()
+            _refuse_tls(tls)
+        tune_socket(sock)
+        sock.settimeout(None)
+        return PlainStream(sock)
+
+    def prepare_server(self, tls: TLSConfig | None) -> None:
+        _refuse_tls(tls)
+
+
+def _refuse_tls(tls: TLSConfig | None) -> None:
+    if tls is not None:
+        raise ConfigurationError("the plain (dip://) back end cannot do TLS; use 'pyopenssl' or 'm2crypto' for dips://")

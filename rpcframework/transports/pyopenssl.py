@@ -1,0 +1,412 @@
+"""The default ``dips://`` back end, on pyOpenSSL (the only module that imports ``OpenSSL``).
+
+Sockets run in non-blocking mode and every OpenSSL call that wants I/O waits with ``poll`` for the remaining time
+of the operation, so timeouts hold during handshakes and mid-record reads alike. pyOpenSSL is chosen as default over
+the stdlib because it hands over the verified peer chain (``get_verified_chain``) on Python 3.11/3.12, which proxies
+need to map back to the user's DN.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import socket
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from OpenSSL import SSL
+from OpenSSL.crypto import X509, X509StoreFlags
+
+from rpcframework.errors import (
+    ConfigurationError,
+    ConnectionClosedError,
+    CredentialsError,
+    DeadlineExceeded,
+    PeerVerificationError,
+    RPCFrameworkError,
+)
+from rpcframework.transports.base import (
+    Deadline,
+    TLSConfig,
+    classify_tls_failure,
+    credentials_errors,
+    resolve_crl_mode,
+)
+from rpcframework.transports.certs import is_ip_address, match_server_name
+from rpcframework.transports.contexts import ContextCache
+from rpcframework.transports.plain import open_tcp_connection, peer_address_of, tune_socket
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from rpcframework.security.x509 import PeerIdentity
+
+__all__ = ["PyOpenSSLBackend", "PyOpenSSLStream", "build_context"]
+
+logger = logging.getLogger(__name__)
+
+_SESSION_ID_CONTEXT = b"rpcframework"
+# Each pass of an I/O loop either moves bytes or waits on poll; this only guards against a library that keeps
+# asking to retry without ever blocking.
+_MAX_IO_STEPS = 100_000
+_VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
+# OpenSSL 3 reports a peer that closes without close_notify as an error; DISET peers do exactly that, so treat it as
+# an ordinary end of stream. Not every pyOpenSSL exports the constant; the value is fixed by OpenSSL 3.
+_OP_IGNORE_UNEXPECTED_EOF = getattr(SSL, "OP_IGNORE_UNEXPECTED_EOF", 1 << 7)
+
+
+class _VerifyState:
+    """Per-connection slot the verify callback fills, so errors can say *why* a chain was refused."""
+
+    __slots__ = ("depth", "error")
+
+    def __init__(self) -> None:
+        self.error = 0
+        self.depth = 0
+
+
+def _on_verify(conn: SSL.Connection, _cert: X509, errnum: int, depth: int, ok: int) -> bool:
+    state = conn.get_app_data()
+    if not ok and isinstance(state, _VerifyState) and not state.error:
+        state.error, state.depth = errnum, depth
+    return bool(ok)
+
+
+def build_context(tls: TLSConfig, server_side: bool) -> SSL.Context:
+    """One SSL context for ``tls``: TLS 1.2+, AEAD suites, no compression or renegotiation, proxies allowed."""
+    if server_side:
+        tls.require_server_credentials()
+    ctx = SSL.Context(SSL.TLS_SERVER_METHOD if server_side else SSL.TLS_CLIENT_METHOD)
+    ctx.set_min_proto_version(_VERSIONS[tls.min_version])
+    options = SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | _OP_IGNORE_UNEXPECTED_EOF
+    if server_side:
+        options |= SSL.OP_CIPHER_SERVER_PREFERENCE
+    ctx.set_options(options)
+    with credentials_errors("the TLS cipher list"):
+        ctx.set_cipher_list(tls.ciphers.encode())
+    if tls.cert_file:
+        key_file = tls.key_file or tls.cert_file
+        # An encrypted key must fail with an error, never prompt on a server's terminal.
+        ctx.set_passwd_cb(lambda *_args: b"")
+        with credentials_errors(f"certificate {tls.cert_file} / key {key_file}"):
+            ctx.use_certificate_chain_file(tls.cert_file)
+            ctx.use_privatekey_file(key_file)
+            ctx.check_privatekey()
+    if tls.verify_peer:
+        with credentials_errors(f"trusted CAs (ca_file={tls.ca_file}, ca_dir={tls.ca_dir})"):
+            ctx.load_verify_locations(tls.ca_file, tls.ca_dir)
+        mode = SSL.VERIFY_PEER | (SSL.VERIFY_FAIL_IF_NO_PEER_CERT if server_side else 0)
+        ctx.set_verify(mode, _on_verify)
+        ctx.set_verify_depth(tls.verify_depth)
+        store = ctx.get_cert_store()
+        if store is None:  # only for contexts without a store, which load_verify_locations just created
+            raise CredentialsError("OpenSSL returned no certificate store")
+        store.set_flags(_store_flags(tls))
+    else:
+        ctx.set_verify(SSL.VERIFY_NONE)
+    if server_side:
+        # Required for session resumption when client certificates are verified.
+        ctx.set_session_id(_SESSION_ID_CONTEXT)
+    return ctx
+
+
+def _store_flags(tls: TLSConfig) -> int:
+    flags = X509StoreFlags.ALLOW_PROXY_CERTS if tls.allow_proxies else 0
+    crl_mode = resolve_crl_mode(tls)
+    if crl_mode == "leaf":
+        flags |= X509StoreFlags.CRL_CHECK
+    elif crl_mode == "chain":
+        # CRL_CHECK alone would accept the proxy of a revoked user (the leaf is the proxy, never CRL-checked).
+        flags |= X509StoreFlags.CRL_CHECK | X509StoreFlags.CRL_CHECK_ALL
+    return flags
+
+
+def _error_text(exc: SSL.Error) -> str:
+    parts = []
+    for item in exc.args[0] if exc.args and isinstance(exc.args[0], list) else []:
+        if isinstance(item, tuple) and item:
+            parts.append(str(item[-1]))
+    return "; ".join(parts) or str(exc) or type(exc).__name__
+
+
+def _wait(sock: socket.socket, events: int, timeout: float | None, what: str) -> None:
+    poller = select.poll()
+    poller.register(sock, events)
+    if not poller.poll(None if timeout is None else max(timeout * 1000.0, 0.0)):
+        raise DeadlineExceeded(f"{what} timed out")
+
+
+class PyOpenSSLStream:
+    """A TLS connection behind the :class:`~rpcframework.transports.base.Stream` interface."""
+
+    def __init__(self, conn: SSL.Connection, sock: socket.socket, identity: PeerIdentity | None) -> None:
+        self._conn = conn
+        self._sock = sock
+        self._identity = identity
+        self._peer = peer_address_of(sock)
+        self._timeout: float | None = None
+        self._closed = False
+        self.on_close: Any = None  # set by the back end to keep the TLS session for resumption
+
+    def __repr__(self) -> str:
+        who = self._identity.dn if self._identity else "unverified"
+        return f"<PyOpenSSLStream peer={self._peer[0]}:{self._peer[1]} {who!r} fd={self.fileno()}>"
+
+    @property
+    def peer_identity(self) -> PeerIdentity | None:
+        return self._identity
+
+    @property
+    def peer_address(self) -> tuple[str, int]:
+        return self._peer
+
+    @property
+    def tls_version(self) -> str:
+        return str(self._conn.get_protocol_version_name())
+
+    @property
+    def session_reused(self) -> bool:
+        return bool(self._conn.session_reused())
+
+    def settimeout(self, seconds: float | None) -> None:
+        self._timeout = seconds
+
+    def pending(self) -> int:
+        return int(self._conn.pending())
+
+    def fileno(self) -> int:
+        return -1 if self._closed else self._sock.fileno()
+
+    def recv(self, max_bytes: int) -> bytes:
+        deadline = Deadline(self._timeout)
+        for _ in range(_MAX_IO_STEPS):
+            try:
+                return self._conn.recv(max_bytes)
+            except SSL.WantReadError:
+                self._wait(select.POLLIN, deadline, "receiving")
+            except SSL.WantWriteError:
+                self._wait(select.POLLOUT, deadline, "receiving")
+            except SSL.ZeroReturnError:
+                return b""
+            except SSL.SysCallError as exc:
+                if exc.args and exc.args[0] == -1:
+                    return b""  # EOF without close_notify
+                raise ConnectionClosedError(f"connection to {self._where} lost: {exc.args[-1]}") from exc
+            except SSL.Error as exc:
+                # TLS 1.3: a server that refuses our certificate says so after our handshake finished.
+                raise classify_tls_failure(_error_text(exc), verify_code=None, peer=self._where) from exc
+        raise ConnectionClosedError(f"connection to {self._where} made no progress")
+
+    def send_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        deadline = Deadline(self._timeout)
+        for _ in range(_MAX_IO_STEPS):
+            if not view:
+                return
+            try:
+                sent = self._conn.send(view)
+            except SSL.WantWriteError:
+                self._wait(select.POLLOUT, deadline, "sending")
+                continue
+            except SSL.WantReadError:
+                self._wait(select.POLLIN, deadline, "sending")
+                continue
+            except (SSL.ZeroReturnError, SSL.SysCallError) as exc:
+                raise ConnectionClosedError(f"connection to {self._where} lost while sending: {exc}") from exc
+            except SSL.Error as exc:
+                raise classify_tls_failure(_error_text(exc), verify_code=None, peer=self._where) from exc
+            view = view[sent:]
+        raise ConnectionClosedError(f"connection to {self._where} made no progress while sending")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.on_close is not None:
+            self.on_close(self._conn)
+        with contextlib.suppress(Exception):  # the peer may already be gone; closing must not raise
+            self._conn.shutdown()  # one non-blocking close_notify; never wait for the peer's
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+
+    @property
+    def _where(self) -> str:
+        return f"{self._peer[0]}:{self._peer[1]}"
+
+    def _wait(self, events: int, deadline: Deadline, what: str) -> None:
+        _wait(self._sock, events, deadline.remaining(f"{what} ({self._where})"), f"{what} ({self._where})")
+
+
+def _handshake(conn: SSL.Connection, sock: socket.socket, timeout: float | None, where: str) -> None:
+    deadline = Deadline(timeout)
+    what = f"TLS handshake with {where}"
+    for _ in range(_MAX_IO_STEPS):
+        try:
+            conn.do_handshake()
+            return
+        except SSL.WantReadError:
+            _wait(sock, select.POLLIN, deadline.remaining(what), what)
+        except SSL.WantWriteError:
+            _wait(sock, select.POLLOUT, deadline.remaining(what), what)
+    raise DeadlineExceeded(f"{what} made no progress")
+
+
+def _run_handshake(conn: SSL.Connection, sock: socket.socket, timeout: float | None, where: str) -> None:
+    """Handshake, mapping every failure into our error tree (the socket is closed by the caller)."""
+    state = conn.get_app_data()
+    try:
+        _handshake(conn, sock, timeout, where)
+    except SSL.SysCallError as exc:
+        code = state.error if isinstance(state, _VerifyState) else 0
+        if code:
+            raise classify_tls_failure("", verify_code=code, peer=where) from exc
+        reason = "closed" if exc.args and exc.args[0] == -1 else str(exc.args[-1])
+        raise ConnectionClosedError(f"{where}: connection {reason} during the TLS handshake") from exc
+    except SSL.Error as exc:
+        code = state.error if isinstance(state, _VerifyState) else 0
+        raise classify_tls_failure(_error_text(exc), verify_code=code, peer=where) from exc
+    except OSError as exc:
+        raise ConnectionClosedError(f"{where}: connection lost during the TLS handshake: {exc}") from exc
+
+
+def _peer_chain(conn: SSL.Connection, server_side: bool) -> list[x509.Certificate] | None:
+    chain = conn.get_verified_chain(as_cryptography=True)
+    if chain:
+        return chain
+    # A resumed session keeps the peer's certificates (verified when the session was made) but not the verified
+    # chain; on a server, OpenSSL's peer chain also omits the leaf.
+    leaf = conn.get_peer_certificate(as_cryptography=True)
+    rest = conn.get_peer_cert_chain(as_cryptography=True) or []
+    if leaf is None:
+        return None
+    if server_side:
+        return [leaf, *rest]
+    return rest or [leaf]
+
+
+class _SessionStore:
+    """Client TLS sessions by destination, bounded, each tied to the context that made it."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._sessions: OrderedDict[tuple[str, int, TLSConfig], tuple[SSL.Context, SSL.Session]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, int, TLSConfig], ctx: SSL.Context) -> SSL.Session | None:
+        with self._lock:
+            found = self._sessions.get(key)
+        # A session from an older context may carry credentials we no longer present: never resume it.
+        return found[1] if found is not None and found[0] is ctx else None
+
+    def put(self, key: tuple[str, int, TLSConfig], ctx: SSL.Context, session: SSL.Session | None) -> None:
+        with self._lock:
+            if session is None:
+                self._sessions.pop(key, None)
+                return
+            self._sessions[key] = (ctx, session)
+            self._sessions.move_to_end(key)
+            while len(self._sessions) > self._size:
+                self._sessions.popitem(last=False)
+
+
+class PyOpenSSLBackend:
+    """TLS through pyOpenSSL. Keep one instance per process (or per client/server): it caches contexts."""
+
+    name = "pyopenssl"
+
+    def __init__(self, *, reload_interval: float = 60.0, session_reuse: bool = False, max_sessions: int = 256) -> None:
+        self.contexts: ContextCache[SSL.Context] = ContextCache(build_context, reload_interval)
+        self.session_reuse = session_reuse
+        self._sessions = _SessionStore(max_sessions)
+
+    def prepare_server(self, tls: TLSConfig | None) -> None:
+        self.contexts.get(_need_tls(tls), True)
+
+    def connect(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: TLSConfig | None,
+        server_hostname: str | None = None,
+        connect_timeout: float | None = 10.0,
+        handshake_timeout: float | None = 10.0,
+    ) -> PyOpenSSLStream:
+        tls = _need_tls(tls)
+        ctx = self.contexts.get(tls, False)
+        name = server_hostname or host
+        sock = open_tcp_connection(host, port, connect_timeout)
+        where = f"{host}:{port}"
+        key = (name, port, tls)
+        try:
+            sock.setblocking(False)
+            conn = SSL.Connection(ctx, sock)
+            conn.set_app_data(_VerifyState())
+            if not is_ip_address(name):
+                conn.set_tlsext_host_name(name.encode("idna"))
+            session = self._sessions.get(key, ctx) if self.session_reuse else None
+            if session is not None:
+                conn.set_session(session)
+            conn.set_connect_state()
+            _run_handshake(conn, sock, handshake_timeout, where)
+            identity = _client_identity(conn, tls, name, (host, port))
+        except BaseException:
+            self._sessions.put(key, ctx, None)
+            sock.close()
+            raise
+        stream = PyOpenSSLStream(conn, sock, identity)
+        if self.session_reuse:
+            stream.on_close = lambda c: self._sessions.put(key, ctx, c.get_session())
+        return stream
+
+    def wrap_server(
+        self, sock: socket.socket, tls: TLSConfig | None, *, handshake_timeout: float | None = 10.0
+    ) -> PyOpenSSLStream:
+        try:
+            ctx = self.contexts.get(_need_tls(tls), True)
+            tune_socket(sock)
+            sock.setblocking(False)
+            where = "{}:{}".format(*peer_address_of(sock))
+            conn = SSL.Connection(ctx, sock)
+            conn.set_app_data(_VerifyState())
+            conn.set_accept_state()
+            _run_handshake(conn, sock, handshake_timeout, where)
+            chain = _peer_chain(conn, server_side=True)
+            if not chain:
+                raise PeerVerificationError(f"{where}: the client sent no certificate")
+            identity = _identity(chain, peer_address_of(sock))
+        except BaseException:
+            sock.close()
+            raise
+        return PyOpenSSLStream(conn, sock, identity)
+
+
+def _need_tls(tls: TLSConfig | None) -> TLSConfig:
+    if tls is None:
+        raise ConfigurationError("the pyopenssl back end needs a TLSConfig (use the 'plain' back end for dip://)")
+    return tls
+
+
+def _identity(chain: list[x509.Certificate], address: tuple[str, int]) -> PeerIdentity:
+    from rpcframework.security.x509 import identity_from_chain
+
+    try:
+        return identity_from_chain(chain, address)
+    except RPCFrameworkError:
+        raise
+    except Exception as exc:
+        raise PeerVerificationError(f"cannot read the peer's certificate chain: {exc}") from exc
+
+
+def _client_identity(conn: SSL.Connection, tls: TLSConfig, name: str, address: tuple[str, int]) -> PeerIdentity | None:
+    if not tls.verify_peer:
+        return None  # skipCACheck: nothing about the server is verified, so claim nothing about it
+    chain = _peer_chain(conn, server_side=False)
+    if not chain:
+        raise PeerVerificationError(f"{name}: the server sent no certificate")
+    if tls.check_hostname:
+        match_server_name(chain[0], name)
+    return _identity(chain, address)
