@@ -8,6 +8,7 @@ crosses this package's boundary.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
@@ -216,13 +217,13 @@ def get_backend(name: str = "pyopenssl", **options: object) -> Backend:
 
         return PyOpenSSLBackend(**options)  # type: ignore[arg-type]
     if name == "m2crypto":
-        try:
-            from rpcframework.transports.m2crypto import M2CryptoBackend
-        except ImportError as exc:
+        if importlib.util.find_spec("M2Crypto") is None:
             raise ConfigurationError(
                 "the m2crypto back end needs M2Crypto: pip install 'rpcframework[m2crypto]' "
-                f"(or choose backend 'pyopenssl'); import failed: {exc}"
-            ) from exc
+                "(or use the default back end, 'pyopenssl')"
+            )
+        from rpcframework.transports.m2crypto import M2CryptoBackend
+
         return M2CryptoBackend(**options)  # type: ignore[arg-type]
     raise ConfigurationError(f"unknown transport back end {name!r}: choose 'plain', 'pyopenssl' or 'm2crypto'")
 

@@ -12,9 +12,9 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from M2Crypto import SSL, m2
-from M2Crypto.Connection import Connection
-from M2Crypto.Context import Context
-from M2Crypto.SSLError import SSLError, SSLTimeoutError
+from M2Crypto.SSL.Connection import Connection
+from M2Crypto.SSL.Context import Context
+from M2Crypto.SSL.SSLError import SSLError, SSLTimeoutError
 
 from rpcframework.errors import (
     ConfigurationError,
@@ -107,7 +107,7 @@ def _store_flags(tls: TLSConfig) -> int:
 
 def _set_timeout(conn: Connection, seconds: float | None) -> None:
     # M2Crypto waits in C for the socket's timeout; 0 would mean non-blocking, so a spent budget gets a tiny wait.
-    conn.settimeout(None if seconds is None else max(seconds, 0.001))
+    conn.settimeout(None if seconds is None else max(seconds, 0.001))  # type: ignore[arg-type]  # None (block) works at run time
 
 
 class M2CryptoStream:
