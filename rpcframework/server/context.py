@@ -1,0 +1,136 @@
+"""What a handler knows about the request it is serving.
+
+The reactor builds one :class:`RequestContext` per call; :func:`~rpcframework.server.dispatch.dispatch` hands it to
+the fresh handler instance and also publishes it in a :class:`contextvars.ContextVar`, so helper code deep inside a
+handler can reach it with :func:`current_request` without threading it through every call. The variable is set
+just before the handler is created and reset when the call returns or raises, so nothing leaks between requests
+that share a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import time
+import types
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+#: Credential keys that never leave the server (a certificate chain is an object, not data for a peer).
+PRIVATE_CREDENTIAL_KEYS = frozenset({"x509Chain", "chain"})
+
+_EMPTY: Mapping[str, Any] = types.MappingProxyType({})
+
+# The one piece of module-level state the design allows: the request being served in this context.
+_current_request: ContextVar[RequestContext | None] = ContextVar("rpcframework_current_request", default=None)
+
+
+@runtime_checkable
+class SupportsCredentials(Protocol):
+    """A caller identity that can describe itself the way DIRAC's ``credDict`` does.
+
+    ``security.authz.Caller`` implements this; the keys are DIRAC's (``DN``, ``issuer``, ``isProxy``,
+    ``isLimitedProxy``, ``username``, ``group``, ``properties``, ``extraCredentials``, ...).
+    """
+
+    def credentials_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """One request, as the reactor saw it. Immutable: a handler reads it, never changes it.
+
+    ``caller`` is the authenticated (and authorized) identity: an object with ``credentials_dict()``, a plain
+    mapping in DIRAC ``credDict`` form, or ``None`` for a ``dip://`` peer without a certificate.
+    ``deadline`` is a :func:`time.monotonic` timestamp (``None``: the caller set none). ``is_connected`` is supplied
+    by the reactor and answers whether the caller's connection is still open.
+    """
+
+    caller: SupportsCredentials | Mapping[str, Any] | None = None
+    peer_address: tuple[str, int] | None = None
+    service_info: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    action: tuple[str, str] = ("RPC", "")
+    client_version: str = ""
+    client_setup: str = ""
+    client_vo: str = ""
+    deadline: float | None = None
+    is_connected: Callable[[], bool] | None = None
+
+    def credentials(self) -> dict[str, Any]:
+        """A fresh DIRAC-style credentials dict for the caller (``{}`` when there is none)."""
+        caller = self.caller
+        if caller is None:
+            return {}
+        if isinstance(caller, Mapping):
+            return dict(caller)
+        return dict(caller.credentials_dict())
+
+    def time_remaining(self) -> float | None:
+        """Seconds left before the caller's deadline (never negative), or ``None`` without a deadline."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+    def caller_connected(self) -> bool:
+        """Whether the caller is still there; ``True`` when the reactor cannot tell."""
+        return True if self.is_connected is None else bool(self.is_connected())
+
+
+def make_service_info(
+    service_name: str,
+    *,
+    url: str = "",
+    section_path: str = "",
+    valid_names: tuple[str, ...] = (),
+    start_time: datetime.datetime | None = None,
+    **extra: Any,
+) -> Mapping[str, Any]:
+    """Build the read-only ``serviceInfo`` mapping handed to ``initializeHandler``, with DIRAC's key names.
+
+    ``start_time`` is a naive UTC datetime as DIRAC uses (default: now). ``extra`` adds keys of your own.
+    """
+    started = start_time or datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    info: dict[str, Any] = {
+        "serviceName": service_name,
+        "serviceSectionPath": section_path,
+        "URL": url,
+        "validNames": list(valid_names or (service_name,)),
+        "serviceStartTime": started,
+        **extra,
+    }
+    return types.MappingProxyType(info)
+
+
+def current_request() -> RequestContext:
+    """The request being served by this thread/task; raises :class:`LookupError` outside a handler call."""
+    context = _current_request.get()
+    if context is None:
+        raise LookupError("no request is being served in this context")
+    return context
+
+
+def get_current_request() -> RequestContext | None:
+    """The request being served, or ``None`` outside a handler call."""
+    return _current_request.get()
+
+
+@contextlib.contextmanager
+def request_scope(context: RequestContext) -> Iterator[RequestContext]:
+    """Publish ``context`` as the current request for the duration of the block (reset even on error)."""
+    token = _current_request.set(context)
+    try:
+        yield context
+    finally:
+        _current_request.reset(token)
+
+
+def set_current_request(context: RequestContext | None) -> Token[RequestContext | None]:
+    """Low-level: set the current request and return the token for :func:`reset_current_request` (hot path)."""
+    return _current_request.set(context)
+
+
+def reset_current_request(token: Token[RequestContext | None]) -> None:
+    """Low-level: undo :func:`set_current_request`."""
+    _current_request.reset(token)

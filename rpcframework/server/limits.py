@@ -1,0 +1,104 @@
+"""Per-method concurrency limits (DIRAC's ``ThreadLimit/<ActionType>/<method>``).
+
+DISET creates each method's ``Semaphore(n)`` and then releases it once, so the real limit is n+1 (and message
+handlers are never limited, because the lock names do not match). Here a :class:`MethodLimiter` is built once per
+service from its method table, with one :class:`threading.BoundedSemaphore` per limited key, so a limit of n means n
+concurrent calls and an unbalanced release is an error rather than a silent extra slot.
+
+Keys are DIRAC's: ``"RPC/<method>"`` and ``"FileTransfer/<Direction>"``. A worker should not block on a busy
+method while other work waits, so :func:`~rpcframework.server.dispatch.dispatch` acquires without waiting and
+answers "overloaded" at once (Errno ``EOVERLOAD``); blocking with a timeout is available for other callers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import types
+from collections.abc import Iterator, Mapping
+
+from rpcframework.errors import ConfigurationError, RPCFrameworkError
+from rpcframework.returnvalues import EOVERLOAD, S_ERROR, DErrorReturn
+from rpcframework.server.methods import MethodTable
+
+#: DIRAC's default per-method limit (``getMaxThreadsForMethod``).
+DEFAULT_METHOD_LIMIT = 15
+
+
+class MethodOverloaded(RPCFrameworkError):
+    """Too many calls to one method are running; the caller may retry later."""
+
+    errno = EOVERLOAD
+
+
+class MethodLimiter:
+    """Concurrency limits for the methods of one service; thread-safe, immutable after construction."""
+
+    __slots__ = ("_limits", "_semaphores")
+
+    def __init__(self, limits: Mapping[str, int | None]) -> None:
+        """``limits`` maps a key (``"RPC/echo"``) to its maximum concurrency; ``None`` means unlimited."""
+        checked: dict[str, int] = {}
+        for key, limit in limits.items():
+            if limit is None:
+                continue
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ConfigurationError(f"thread limit for {key} must be a positive integer or None, not {limit!r}")
+            checked[key] = limit
+        self._limits: Mapping[str, int] = types.MappingProxyType(checked)
+        self._semaphores: Mapping[str, threading.BoundedSemaphore] = types.MappingProxyType(
+            {key: threading.BoundedSemaphore(limit) for key, limit in checked.items()}
+        )
+
+    @classmethod
+    def for_table(
+        cls, table: MethodTable, limits: Mapping[str, int | None] | None = None, *, default: int | None = None
+    ) -> MethodLimiter:
+        """Limits for every method and transfer hook of ``table``: ``limits[key]`` if given, else ``default``.
+
+        A key in ``limits`` that names no method is a configuration error (a typo would otherwise silently leave
+        the method unlimited). Pass ``default=DEFAULT_METHOD_LIMIT`` for DIRAC's default of 15.
+        """
+        given = dict(limits or {})
+        keys = [method.limit_key for method in table.methods.values()]
+        keys += [hook.limit_key for hook in table.transfers.values()]
+        unknown = sorted(set(given) - set(keys))
+        if unknown:
+            raise ConfigurationError(f"thread limits for unknown methods of {table.handler}: {', '.join(unknown)}")
+        return cls({key: given.get(key, default) for key in keys})
+
+    def limit(self, key: str) -> int | None:
+        """The configured limit for ``key`` (``None``: unlimited)."""
+        return self._limits.get(key)
+
+    def acquire(self, key: str, *, timeout: float | None = 0.0) -> bool:
+        """Take a slot for ``key``; ``False`` when none is free within ``timeout`` (0: do not wait; None: wait)."""
+        semaphore = self._semaphores.get(key)
+        if semaphore is None:
+            return True
+        if timeout is not None and timeout <= 0:
+            return semaphore.acquire(blocking=False)
+        return semaphore.acquire(timeout=timeout)
+
+    def release(self, key: str) -> None:
+        """Give back a slot taken with :meth:`acquire` (raises ``ValueError`` if none was taken)."""
+        semaphore = self._semaphores.get(key)
+        if semaphore is not None:
+            semaphore.release()
+
+    @contextlib.contextmanager
+    def slot(self, key: str, *, timeout: float | None = 0.0) -> Iterator[None]:
+        """Hold a slot for the block; raises :class:`MethodOverloaded` when none is free in time."""
+        if not self.acquire(key, timeout=timeout):
+            raise MethodOverloaded(self._overloaded_text(key), errno=EOVERLOAD)
+        try:
+            yield
+        finally:
+            self.release(key)
+
+    def overloaded_error(self, key: str) -> DErrorReturn:
+        """The envelope sent when ``key`` has no free slot: ``"Service overloaded ( 1601 : ...)"``."""
+        return S_ERROR(EOVERLOAD, self._overloaded_text(key))
+
+    def _overloaded_text(self, key: str) -> str:
+        return f"too many concurrent calls to {key} (limit {self._limits.get(key)}); retry later"
