@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -388,7 +389,7 @@ class DevCA:
         In a proxy file the certificate issued by this CA (the user's) is the one revoked.
         """
         chain = load_pem_chain_file(cert_file)
-        ours = [cert for cert in chain if cert.issuer == self.cert.subject and cert != self.cert]
+        ours = [cert for cert in chain if cert != self.cert and self._signed(cert)]
         if not ours:
             raise CredentialsError(f"{cert_file} holds no certificate issued by {self.dn}; nothing to revoke")
         serial = ours[0].serial_number
@@ -398,6 +399,14 @@ class DevCA:
             self._write_crl(revoked)
         logger.info("revoked serial %x (%s)", serial, format_dn(ours[0].subject))
         return serial
+
+    def _signed(self, cert: x509.Certificate) -> bool:
+        # By signature, not just issuer name: every dev CA has the same subject.
+        try:
+            cert.verify_directly_issued_by(self.cert)
+        except (ValueError, TypeError, InvalidSignature):
+            return False
+        return True
 
     def revoked_serials(self) -> list[int]:
         """Serial numbers currently on this CA's CRL."""

@@ -1,0 +1,57 @@
+"""Fixtures for the security unit tests: a shared dev CA and a small certificate factory."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from rpcframework.security.devca import DevCA
+
+CertFactory = Callable[..., x509.Certificate]
+
+
+@pytest.fixture(scope="session")
+def dev_ca(tmp_path_factory: pytest.TempPathFactory) -> DevCA:
+    """One RSA-2048 dev CA for the whole session (read-only use: tests that revoke make their own)."""
+    return DevCA.init(tmp_path_factory.mktemp("devca"))
+
+
+@pytest.fixture
+def fresh_ca(tmp_path: Path) -> DevCA:
+    """A CA of its own, with EC keys for speed (for tests that change CA state)."""
+    return DevCA.init(tmp_path / "ca", key_type="ec")
+
+
+@pytest.fixture(scope="session")
+def make_cert() -> CertFactory:
+    """Build a certificate with the given subject (and issuer, default self-issued) and extensions."""
+    key = ec.generate_private_key(ec.SECP256R1())
+
+    def factory(
+        subject: x509.Name,
+        issuer: x509.Name | None = None,
+        *,
+        extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
+        not_after: datetime.datetime | None = None,
+    ) -> x509.Certificate:
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer if issuer is not None else subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(not_after or now + datetime.timedelta(days=1))
+        )
+        for ext, critical in extensions:
+            builder = builder.add_extension(ext, critical=critical)
+        return builder.sign(key, hashes.SHA256())
+
+    return factory
