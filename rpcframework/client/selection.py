@@ -1,0 +1,161 @@
+"""Which URL to try next: random order, failover URLs last, temporary bans, host avoidance.
+
+A :class:`URLSelector` belongs to one client and is shared by all the threads that use it. For one call the
+networking code asks for a plan and walks it, reporting failures::
+
+    plan = selector.attempt_order(max_attempts=retry.max_attempts)
+    for url in plan:
+        ...                      # on a failure before the arguments were sent: selector.ban(url); continue
+        selector.succeeded(url)  # lifts a ban if a fallback URL worked
+        break
+
+Order within one plan, recomputed before each attempt so that a ban made during this call counts at once:
+
+1. URLs this call has tried fewer times come first (each URL once per round);
+2. primary URLs whose host is not banned, in an order shuffled once per plan (spreads load like DISET);
+3. with more than 2 URLs, primary URLs on a host that has a banned URL (DISET avoids a banned *host*: a dead
+   machine usually takes all its ports with it);
+4. failover URLs in their configured order (never shuffled), clean hosts first;
+5. banned URLs, least recently banned first.
+
+Bans last ``ban_seconds`` per selector (so per client). Unlike DISET, which clears every ban and sleeps when all
+URLs are banned, a plan always yields something: the URL whose ban is oldest is the best remaining guess, and the
+pause between attempts is the :class:`~rpcframework.client.policy.Retry` value's business, bounded by the deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from urllib.parse import urlsplit
+
+from rpcframework.errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+#: How long a URL that failed before the arguments were sent is avoided.
+DEFAULT_BAN_SECONDS = 60.0
+
+
+def url_host(url: str) -> str | None:
+    """The host part of ``dips://host:port/System/Component``; ``None`` when the URL has none."""
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
+class URLSelector:
+    """Primary and failover URLs of one service, with per-selector temporary bans. Thread-safe."""
+
+    def __init__(
+        self,
+        primary: Sequence[str],
+        failover: Sequence[str] = (),
+        *,
+        ban_seconds: float = DEFAULT_BAN_SECONDS,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if isinstance(primary, str) or isinstance(failover, str):
+            raise ConfigurationError("URL lists must be sequences of strings, not a single string")
+        primary_urls = tuple(dict.fromkeys(primary))
+        failover_urls = tuple(url for url in dict.fromkeys(failover) if url not in primary_urls)
+        if not primary_urls and not failover_urls:
+            raise ConfigurationError("a service needs at least one URL")
+        if ban_seconds < 0:
+            raise ConfigurationError(f"ban_seconds must be >= 0, not {ban_seconds!r}")
+        self.primary = primary_urls
+        self.failover = failover_urls
+        self.ban_seconds = float(ban_seconds)
+        self._rng = rng if rng is not None else random.Random()
+        self._clock = clock
+        self._lock = threading.Lock()
+        # url -> monotonic time the ban was made; the ban holds until that time + ban_seconds.
+        self._banned_at: dict[str, float] = {}
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self.primary + self.failover
+
+    def __repr__(self) -> str:
+        return f"URLSelector(primary={list(self.primary)!r}, failover={list(self.failover)!r})"
+
+    def ban(self, url: str) -> None:
+        """Avoid ``url`` for ``ban_seconds``: it failed before the arguments were sent."""
+        if url not in self.urls:
+            return
+        with self._lock:
+            self._banned_at[url] = self._clock()
+        logger.info("URL %s temporarily banned for %.0f s", url, self.ban_seconds)
+
+    def succeeded(self, url: str) -> None:
+        """``url`` worked: lift its ban, if any."""
+        with self._lock:
+            self._banned_at.pop(url, None)
+
+    def banned(self) -> dict[str, float]:
+        """Currently banned URLs mapped to the seconds their ban still lasts."""
+        with self._lock:
+            return {url: at + self.ban_seconds - self._clock() for url, at in self._active_bans().items()}
+
+    def _active_bans(self) -> dict[str, float]:
+        """Drop expired bans and return the rest; call with the lock held."""
+        now = self._clock()
+        expired = [url for url, at in self._banned_at.items() if now >= at + self.ban_seconds]
+        for url in expired:
+            del self._banned_at[url]
+        return dict(self._banned_at)
+
+    def attempt_order(self, max_attempts: int | None = None) -> AttemptPlan:
+        """A plan for one call: an iterator of URLs (one round over all URLs when ``max_attempts`` is None)."""
+        with self._lock:
+            shuffled = list(self.primary)
+            self._rng.shuffle(shuffled)
+        limit = len(self.urls) if max_attempts is None else max_attempts
+        if limit < 0:
+            raise ConfigurationError(f"max_attempts must be >= 0, not {max_attempts!r}")
+        return AttemptPlan(self, tuple(shuffled), limit)
+
+    def _rank(
+        self, url: str, position: int, bans: dict[str, float], banned_hosts: set[str | None]
+    ) -> tuple[int, float, int]:
+        """Sort key: (tier, ban time, position) as described in the module docstring."""
+        if url in bans:
+            return (4, bans[url], position)
+        is_failover = url in self.failover
+        suspect = len(self.urls) > 2 and url_host(url) in banned_hosts
+        tier = (2 if is_failover else 0) + (1 if suspect else 0)
+        return (tier, 0.0, position)
+
+    def _choose(self, order: Sequence[str], tries: dict[str, int]) -> str:
+        with self._lock:
+            bans = self._active_bans()
+        banned_hosts = {url_host(url) for url in bans} - {None}
+        positions = {url: index for index, url in enumerate(order)}
+        return min(order, key=lambda url: (tries[url], *self._rank(url, positions[url], bans, banned_hosts)))
+
+
+class AttemptPlan(Iterator[str]):
+    """The URLs to try for one call, chosen lazily so that bans made during the call are honoured."""
+
+    def __init__(self, selector: URLSelector, shuffled_primary: tuple[str, ...], limit: int) -> None:
+        self._selector = selector
+        self._order = (*shuffled_primary, *selector.failover)
+        self._tries = dict.fromkeys(self._order, 0)
+        self._limit = limit
+        self.attempts = 0
+
+    def __iter__(self) -> AttemptPlan:
+        return self
+
+    def __next__(self) -> str:
+        if self.attempts >= self._limit:
+            raise StopIteration
+        url = self._selector._choose(self._order, self._tries)
+        self._tries[url] += 1
+        self.attempts += 1
+        return url
