@@ -80,6 +80,7 @@ class ConfigStore:
         stamps = self._stamps()
         self._snapshot = self._build()  # the first load must succeed: raise ConfigurationError otherwise
         self._stamps_seen = stamps
+        self._stamps_loaded = stamps  # the stamps of the files behind the current snapshot
         self._last_check = clock()
 
     @classmethod
@@ -119,16 +120,21 @@ class ConfigStore:
             if not force and stamps == self._stamps_seen:
                 return False
             try:
+                self._check_not_truncated(stamps)
                 tree = self._build()
             except ConfigurationError as exc:
-                if exc is not self.last_error:
+                if str(exc) != str(self.last_error):
                     logger.warning("configuration reload failed, keeping the previous settings: %s", exc)
                 self.last_error = exc
                 # Remember the stamps so a broken file is not re-parsed on every call until it changes again.
                 self._stamps_seen = stamps
                 return False
+            if self._stamps() != stamps:
+                # A file changed while we read it (a non-atomic write in progress): try again at the next check.
+                return False
             self.last_error = None
             self._stamps_seen = stamps
+            self._stamps_loaded = stamps
             self._snapshot = tree
             listeners = list(self._listeners)
         logger.info("configuration reloaded from %s", ", ".join(self._files) or "the environment")
@@ -138,6 +144,13 @@ class ConfigStore:
             except Exception:
                 logger.exception("configuration change listener %r failed", listener)
         return True
+
+    def _check_not_truncated(self, stamps: tuple[_Stamp, ...]) -> None:
+        # An editor that truncates then writes leaves an empty file for a moment; an empty live file would drop
+        # every ban and rule at once, so it is treated as an error (the previous snapshot stays) until it is filled.
+        for path, new, old in zip(self._files, stamps, self._stamps_loaded, strict=True):
+            if new is not None and new[1] == 0 and (old is None or old[1] > 0):
+                raise ConfigurationError(f"{path} is empty (being rewritten?)")
 
     def subscribe(self, listener: Callable[[ConfigTree], None]) -> None:
         """Call ``listener(new_tree)`` after every successful reload."""
