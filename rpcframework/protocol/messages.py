@@ -65,7 +65,8 @@ _MAX_KEEPALIVE_ID: Final = 256
 
 def _echo(value: str) -> str:
     text = value if len(value) <= _MAX_ECHO else value[:_MAX_ECHO] + "..."
-    return text.encode("ascii", "backslashreplace").decode("ascii") if not text.isprintable() else text
+    # Control characters would let a peer forge log lines or terminal escapes in our error texts.
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def _is_sequence(value: object) -> bool:
