@@ -53,7 +53,7 @@ def test_ca_certificate(dev_ca: DevCA) -> None:
 
 def test_crl_is_signed_and_fresh(dev_ca: DevCA) -> None:
     crl = x509.load_pem_x509_crl(dev_ca.crl_file.read_bytes())
-    assert crl.is_signature_valid(dev_ca.cert.public_key())  # type: ignore[arg-type]
+    assert crl.is_signature_valid(dev_ca.cert.public_key())
     assert crl.next_update_utc is not None
     assert crl.next_update_utc > datetime.datetime.now(UTC) + datetime.timedelta(days=300)
     assert len(crl) == 0
@@ -94,7 +94,7 @@ def test_proxy_file_layout_and_rules(dev_ca: DevCA) -> None:
     assert list(proxy.subject.rdns[:-1]) == list(signer.subject.rdns)
     assert format_dn(proxy.subject) == f"{user.dn}/CN={proxy.serial_number}"
     ext = proxy.extensions.get_extension_for_oid(PROXY_CERT_INFO_OID)
-    assert ext.critical and ext.value.value == bytes.fromhex("300c300a06082b06010505071501")  # type: ignore[attr-defined]
+    assert ext.critical and ext.value.value == bytes.fromhex("300c300a06082b06010505071501")
     with pytest.raises(x509.ExtensionNotFound):
         proxy.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     usage = proxy.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -122,7 +122,7 @@ def test_proxy_of_proxy_and_limited(fresh_ca: DevCA, tmp_path: Path) -> None:
 def test_proxy_never_outlives_its_signer(fresh_ca: DevCA, tmp_path: Path) -> None:
     soon = datetime.datetime.now(UTC) + datetime.timedelta(hours=2)
     user = fresh_ca.issue_user("short", not_after=soon)
-    proxy = load_pem_chain_file(user.proxy_file)[0]  # type: ignore[arg-type]
+    proxy = load_pem_chain_file(user.proxy_file)[0]
     assert proxy.not_valid_after_utc <= soon
 
 
@@ -131,7 +131,7 @@ def test_expired_and_not_yet_valid(fresh_ca: DevCA) -> None:
     expired = fresh_ca.issue_user("old", not_after=past)
     (cert,) = load_pem_chain_file(expired.cert_file)
     assert cert.not_valid_after_utc == past and cert.not_valid_before_utc < past
-    assert load_pem_chain_file(expired.proxy_file)[0].not_valid_after_utc <= past  # type: ignore[arg-type]
+    assert load_pem_chain_file(expired.proxy_file)[0].not_valid_after_utc <= past
     future = datetime.datetime.now(UTC).replace(microsecond=0) + datetime.timedelta(days=10)
     early = fresh_ca.issue_host("early.example", not_before=future, days=2)
     (cert,) = load_pem_chain_file(early.cert_file)
@@ -156,7 +156,7 @@ def test_issue_user_and_host_default_directories(fresh_ca: DevCA) -> None:
 
 def test_revoke_rewrites_crl(fresh_ca: DevCA) -> None:
     victim = fresh_ca.issue_user("victim")
-    serial = fresh_ca.revoke(victim.proxy_file)  # type: ignore[arg-type]
+    serial = fresh_ca.revoke(victim.proxy_file)
     assert serial == load_pem_chain_file(victim.cert_file)[0].serial_number
     assert fresh_ca.revoked_serials() == [serial]
     fresh_ca.revoke(victim.cert_file)  # idempotent
@@ -187,4 +187,4 @@ def test_init_refuses_existing_and_load_refuses_missing(fresh_ca: DevCA, tmp_pat
 
 def test_bad_key_type(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="unknown key type"):
-        DevCA.init(tmp_path, key_type="dsa")  # type: ignore[arg-type]
+        DevCA.init(tmp_path, key_type="dsa")
