@@ -31,24 +31,29 @@ _current_request: ContextVar[RequestContext | None] = ContextVar("rpcframework_c
 class SupportsCredentials(Protocol):
     """A caller identity that can describe itself the way DIRAC's ``credDict`` does.
 
-    ``security.authz.Caller`` implements this; the keys are DIRAC's (``DN``, ``issuer``, ``isProxy``,
-    ``isLimitedProxy``, ``username``, ``group``, ``properties``, ``extraCredentials``, ...).
+    ``security.authz.Caller`` implements this; the keys are DIRAC's (``DN``, ``username``, ``group``,
+    ``properties``, ``VO``, ...).
     """
 
-    def credentials_dict(self) -> dict[str, Any]: ...
+    def to_cred_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
 class RequestContext:
     """One request, as the reactor saw it. Immutable: a handler reads it, never changes it.
 
-    ``caller`` is the authenticated (and authorized) identity: an object with ``credentials_dict()``, a plain
-    mapping in DIRAC ``credDict`` form, or ``None`` for a ``dip://`` peer without a certificate.
+    ``caller`` is the authenticated (and authorized) identity: an object with ``to_cred_dict()`` (``authz.Caller``),
+    a plain mapping in DIRAC ``credDict`` form, or ``None`` for a ``dip://`` peer without a certificate.
+    ``peer_identity`` is the TLS peer as read from its chain (``x509.PeerIdentity``: ``dn``, ``subject``,
+    ``issuer``, ``is_proxy``, ``is_limited_proxy``, ``chain``, ``seconds_left()``); ``extra_credentials`` is the
+    proposal's wire value (``""``, ``"hosts"`` or ``[dn, group]``).
     ``deadline`` is a :func:`time.monotonic` timestamp (``None``: the caller set none). ``is_connected`` is supplied
     by the reactor and answers whether the caller's connection is still open.
     """
 
     caller: SupportsCredentials | Mapping[str, Any] | None = None
+    peer_identity: Any = None
+    extra_credentials: Any = ""
     peer_address: tuple[str, int] | None = None
     service_info: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     action: tuple[str, str] = ("RPC", "")
@@ -59,13 +64,19 @@ class RequestContext:
     is_connected: Callable[[], bool] | None = None
 
     def credentials(self) -> dict[str, Any]:
-        """A fresh DIRAC-style credentials dict for the caller (``{}`` when there is none)."""
+        """A fresh DIRAC-style ``credDict``: the peer's certificate facts, then the resolved caller's keys.
+
+        ``{}`` for an anonymous ``dip://`` peer, as in DIRAC. Built on demand, so calls that never ask pay nothing.
+        """
+        credentials = _peer_credentials(self.peer_identity)
         caller = self.caller
-        if caller is None:
-            return {}
         if isinstance(caller, Mapping):
-            return dict(caller)
-        return dict(caller.credentials_dict())
+            credentials.update(caller)
+        elif caller is not None:
+            credentials.update(caller.to_cred_dict())
+        if credentials and self.extra_credentials:
+            credentials.setdefault("extraCredentials", self.extra_credentials)
+        return credentials
 
     def time_remaining(self) -> float | None:
         """Seconds left before the caller's deadline (never negative), or ``None`` without a deadline."""
@@ -76,6 +87,23 @@ class RequestContext:
     def caller_connected(self) -> bool:
         """Whether the caller is still there; ``True`` when the reactor cannot tell."""
         return True if self.is_connected is None else bool(self.is_connected())
+
+
+def _peer_credentials(peer: Any) -> dict[str, Any]:
+    if peer is None:
+        return {}
+    credentials: dict[str, Any] = {
+        "DN": peer.dn,
+        "subject": peer.subject,
+        "issuer": peer.issuer,
+        "isProxy": peer.is_proxy,
+        "isLimitedProxy": peer.is_limited_proxy,
+        "x509Chain": peer.chain,
+    }
+    seconds_left = getattr(peer, "seconds_left", None)
+    if callable(seconds_left):
+        credentials["secondsLeft"] = int(seconds_left())
+    return credentials
 
 
 def make_service_info(
