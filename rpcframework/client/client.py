@@ -245,8 +245,17 @@ class Client:
         return self._rpc_invoke(_check_method_name(method), args, remote_kwargs, settings)
 
     def executeRPCStub(self, rpcStub: object) -> DReturn:
-        """Replay an ``rpcStub`` with this client's transport (see :func:`executeRPCStub`)."""
-        return executeRPCStub(rpcStub, transport=self._rpc_transport)
+        """Replay an ``rpcStub`` (see :func:`executeRPCStub`) with this client's transport.
+
+        When the stub's options are this client's own, the replay goes through this client and so reuses its
+        connections; otherwise a client with the stub's options is built for the replay, as DISET does.
+        """
+        stub = parse_rpc_stub(rpcStub)
+        options = _replayable_options(stub.options)
+        timeout = options.get("timeout")
+        if isinstance(timeout, int | float) and options == self._stub_options(timeout):
+            return self.remote(stub.method).call(stub.args, stub.kwargs, url=stub.service, timeout=timeout)
+        return executeRPCStub(stub, transport=self._rpc_transport)
 
     def _getRPC(self, rpc: CallTarget | None = None, url: str = "", timeout: float | None = None) -> CallView:
         """DIRAC's helper for subclasses: ``self._getRPC().method(*args)`` with optional fixed settings."""
@@ -373,6 +382,13 @@ class Client:
 Client._rpc_reserved = _public_names(Client)
 
 
+def _replayable_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    kept = {name: value for name, value in options.items() if name not in DISET_STUB_OPTIONS_IGNORED}
+    if len(kept) != len(options):
+        logger.debug("rpcStub options ignored on replay: %s", sorted(set(options) - set(kept)))
+    return kept
+
+
 def executeRPCStub(rpcStub: object, *, transport: CallTarget | Transport | None = None) -> DReturn:
     """Replay a stored ``rpcStub`` (DISET's ``executeRPCStub``): same service, options, method and arguments.
 
@@ -380,10 +396,7 @@ def executeRPCStub(rpcStub: object, *, transport: CallTarget | Transport | None 
     unknown option is an error rather than a call made with different settings than recorded.
     """
     stub = parse_rpc_stub(rpcStub)
-    options = {name: value for name, value in stub.options.items() if name not in DISET_STUB_OPTIONS_IGNORED}
-    if len(options) != len(stub.options):
-        logger.debug("rpcStub options ignored on replay: %s", sorted(set(stub.options) - set(options)))
-    client = Client(stub.service, transport=transport, **options)
+    client = Client(stub.service, transport=transport, **_replayable_options(stub.options))
     try:
         return client.remote(stub.method).call(stub.args, stub.kwargs)
     finally:

@@ -56,6 +56,8 @@ def parse_rpc_stub(stub: object) -> RPCStub:
 
     Raises :class:`ConfigurationError` naming what is wrong; a stub is data from storage, so check everything.
     """
+    if isinstance(stub, RPCStub):
+        return stub
     if not isinstance(stub, list | tuple) or len(stub) not in (3, 4):
         raise ConfigurationError(f"an rpcStub is ((service, options), method, args); got {_short(stub)}")
     target, method, args = stub[0], stub[1], stub[2]
