@@ -64,7 +64,9 @@ class BaseConnection:
     """Shared mechanics; see :class:`~rpcframework.protocol.rpc.ClientConnection` and ``ServerConnection``."""
 
     #: States in which the machine waits for our own action and reads nothing.
-    _paused_states: frozenset[ConnectionState] = frozenset({ConnectionState.HANDED_OVER})
+    #: A tuple, not a frozenset: ``in`` on a tuple compares enum members by identity, without Enum.__hash__
+    #: (a Python-level function in 3.11) on every event.
+    _paused_states: tuple[ConnectionState, ...] = (ConnectionState.HANDED_OVER,)
 
     def __init__(
         self,
@@ -82,6 +84,10 @@ class BaseConnection:
         self._state = ConnectionState.IDLE
         self._encoding = Encoding.JSON  # the base encoding (proposal, ack, refusals)
         self._negotiated: Extensions | None = None
+        # Derived from _negotiated once (_set_negotiated), so the per-message path does no set lookups.
+        self._reusable = False
+        self._kwargs_allowed = False
+        self._data_encoding = Encoding.JSON
         self._proposal: Proposal | None = None
 
     # --- public ------------------------------------------------------------------------------------------------
@@ -98,14 +104,12 @@ class BaseConnection:
     @property
     def reusable(self) -> bool:
         """True when connection reuse was negotiated: after a result the machine returns to ``IDLE``."""
-        return self._negotiated is not None and Feature.REUSE in self._negotiated.features
+        return self._reusable
 
     @property
     def data_encoding(self) -> Encoding:
         """The encoding of arguments, results and transfer data: the typed one when negotiated."""
-        if self._negotiated is not None and Feature.TYPED in self._negotiated.features:
-            return Encoding.TYPED
-        return self._encoding
+        return self._data_encoding
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes read from the peer; ``b""`` means the peer closed its side."""
@@ -173,10 +177,22 @@ class BaseConnection:
     def _frame(self, message: Any, encoding: Encoding) -> bytes:
         return encode_frame(encode(message, encoding, self._limits))
 
+    def _set_encoding(self, encoding: Encoding) -> None:
+        self._encoding = encoding
+        if self._negotiated is None:
+            self._data_encoding = encoding
+
+    def _set_negotiated(self, extensions: Extensions | None) -> None:
+        self._negotiated = extensions
+        features = extensions.features if extensions is not None else frozenset()
+        self._reusable = Feature.REUSE in features
+        self._kwargs_allowed = Feature.KWARGS in features
+        self._data_encoding = Encoding.TYPED if Feature.TYPED in features else self._encoding
+
     def _end_exchange(self) -> None:
         self._proposal = None
         self._decoder.max_frame_size = self._max_proposal_size
-        self._state = ConnectionState.IDLE if self.reusable else ConnectionState.CLOSED
+        self._state = ConnectionState.IDLE if self._reusable else ConnectionState.CLOSED
 
     # --- internals ---------------------------------------------------------------------------------------------
 

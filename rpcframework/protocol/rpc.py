@@ -45,7 +45,6 @@ from rpcframework.protocol.messages import (
     INVALID_PROPOSAL,
     ActionType,
     Extensions,
-    Feature,
     Proposal,
     arguments_from_wire,
     arguments_to_wire,
@@ -79,10 +78,12 @@ class ClientConnection(BaseConnection):
         super().__init__(max_message_size=max_message_size, max_proposal_size=max_ack_size, limits=limits)
         if encoding is Encoding.TYPED:
             raise ValueError("the typed encoding is negotiated, not used for proposals")
-        self._encoding = encoding
+        self._set_encoding(encoding)
         self._offer = offer
         self._offered = False  # an offer was sent on this connection (only the first proposal carries one)
         self._proposal_bytes: dict[Proposal, bytes] = {}
+        self._last_proposal: Proposal | None = None
+        self._last_proposal_bytes: bytes | None = None
 
     def send_proposal(self, proposal: Proposal) -> bytes:
         """Start an exchange; the first proposal on a connection carries our extensions offer."""
@@ -91,12 +92,14 @@ class ClientConnection(BaseConnection):
             proposal = dataclasses.replace(proposal, extensions=self._offer)
         elif proposal.extensions is not None:
             proposal = dataclasses.replace(proposal, extensions=None)
-        data = self._proposal_bytes.get(proposal)
+        data = self._last_proposal_bytes if proposal is self._last_proposal else self._proposal_bytes.get(proposal)
         if data is None:
             data = self._frame(S_OK(proposal.to_wire()), self._encoding)
             if len(self._proposal_bytes) >= _CACHE_SIZE:
                 self._proposal_bytes.clear()
             self._proposal_bytes[proposal] = data
+        # Hashing a Proposal costs microseconds (enum hashes); a caller repeating one object skips it.
+        self._last_proposal, self._last_proposal_bytes = proposal, data
         self._offered = self._offered or proposal.extensions is not None
         self._proposal = proposal
         self._state = ConnectionState.PROPOSED
@@ -105,7 +108,7 @@ class ClientConnection(BaseConnection):
     def send_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None) -> bytes:
         """Send the call's arguments; keyword arguments need the negotiated ``kwargs`` extension."""
         self._require(ConnectionState.ACCEPTED)
-        if kwargs and (self._negotiated is None or Feature.KWARGS not in self._negotiated.features):
+        if kwargs and not self._kwargs_allowed:
             raise LocalProtocolError(
                 "keyword arguments need the 'kwargs' extension, which this server did not accept "
                 "(a DIRAC service takes positional arguments only)"
@@ -132,7 +135,7 @@ class ClientConnection(BaseConnection):
             return ProposalRefused(envelope)
         value = envelope["Value"]
         if self._offered and self._negotiated is None and self._proposal and self._proposal.extensions:
-            self._negotiated = self._check_accepted(value, self._proposal.extensions)
+            self._set_negotiated(self._check_accepted(value, self._proposal.extensions))
         elif value is not None and Extensions.from_wire(value) is None:
             # DIRAC's gateway asks for a delegated proxy here ({"delegate": PEM}); we do not implement that.
             raise UnexpectedMessageError("unsupported proposal acknowledgement (delegation request?)")
@@ -164,7 +167,7 @@ class ServerConnection(BaseConnection):
     (``"Invalid action proposal"``, ``"Foo is not a known action type"``...), never with a server stack.
     """
 
-    _paused_states = frozenset({ConnectionState.PROPOSED, ConnectionState.CALLING, ConnectionState.HANDED_OVER})
+    _paused_states = (ConnectionState.PROPOSED, ConnectionState.CALLING, ConnectionState.HANDED_OVER)
 
     def __init__(
         self,
@@ -196,8 +199,9 @@ class ServerConnection(BaseConnection):
         assert proposal is not None  # set with PROPOSED
         supported = self._supported if extensions is None else extensions
         if self._negotiated is None and proposal.extensions is not None and supported is not None:
-            self._negotiated = supported.negotiate(proposal.extensions)
-            data = self._frame(S_OK(self._negotiated.to_wire()), self._encoding)
+            negotiated = supported.negotiate(proposal.extensions)
+            self._set_negotiated(negotiated)
+            data = self._frame(S_OK(negotiated.to_wire()), self._encoding)
         else:
             data = self._ack_frame()
         if proposal.action_type is ActionType.RPC:
@@ -243,7 +247,9 @@ class ServerConnection(BaseConnection):
             if len(self._proposal_cache) >= _CACHE_SIZE:
                 self._proposal_cache.clear()
             self._proposal_cache[payload] = cached
-        proposal, self._encoding = cached
+        proposal, encoding = cached
+        if encoding is not self._encoding:
+            self._set_encoding(encoding)
         self._proposal = proposal
         self._state = ConnectionState.PROPOSED
         return ProposalReceived(proposal, self._encoding)
@@ -266,7 +272,7 @@ class ServerConnection(BaseConnection):
 
     def _on_arguments(self, payload: bytes) -> Event:
         encoding = self.data_encoding
-        kwargs_allowed = self._negotiated is not None and Feature.KWARGS in self._negotiated.features
+        kwargs_allowed = self._kwargs_allowed
         try:
             message, _ = self._decode(payload, encoding)
             args, kwargs = arguments_from_wire(message, kwargs_allowed=kwargs_allowed)
