@@ -44,6 +44,7 @@ __all__ = [
     "TLSVersion",
     "classify_tls_failure",
     "get_backend",
+    "refuse_encrypted_key",
     "resolve_crl_mode",
     "verify_error_message",
 ]
@@ -324,3 +325,17 @@ def credentials_errors(what: str) -> Iterator[None]:
         raise
     except Exception as exc:
         raise CredentialsError(f"cannot load {what}: {exc}") from exc
+
+
+def refuse_encrypted_key(key_file: str) -> None:
+    """Refuse a passphrase-protected key up front: OpenSSL would otherwise prompt on the terminal, hanging a server."""
+    try:
+        with open(key_file, "rb") as handle:
+            encrypted = b"ENCRYPTED" in handle.read(1 << 20)
+    except OSError as exc:
+        raise CredentialsError(f"cannot read key file {key_file}: {exc.strerror or exc}") from exc
+    if encrypted:
+        raise CredentialsError(
+            f"{key_file} holds an encrypted private key; services and proxies need an unencrypted key "
+            "(protect it with file permissions, e.g. chmod 400)"
+        )

@@ -11,7 +11,7 @@ import logging
 import socket
 from typing import TYPE_CHECKING, Any
 
-from M2Crypto import SSL, m2
+from M2Crypto import SSL, Err, m2
 from M2Crypto.SSL.Connection import Connection
 from M2Crypto.SSL.Context import Context
 from M2Crypto.SSL.SSLError import SSLError, SSLTimeoutError
@@ -23,10 +23,16 @@ from rpcframework.errors import (
     PeerVerificationError,
     RPCFrameworkError,
 )
-from rpcframework.transports.base import TLSConfig, classify_tls_failure, credentials_errors, resolve_crl_mode
+from rpcframework.transports.base import (
+    TLSConfig,
+    classify_tls_failure,
+    credentials_errors,
+    refuse_encrypted_key,
+    resolve_crl_mode,
+)
 from rpcframework.transports.certs import identity_from_der, is_ip_address, match_server_name
 from rpcframework.transports.contexts import ContextCache
-from rpcframework.transports.plain import open_tcp_connection, peer_address_of, tune_socket
+from rpcframework.transports.plain import drain_before_close, open_tcp_connection, peer_address_of, tune_socket
 
 if TYPE_CHECKING:
     from rpcframework.security.x509 import PeerIdentity
@@ -46,6 +52,7 @@ _OP_NO_COMPRESSION = 1 << 17
 _OP_NO_RENEGOTIATION = 1 << 30
 _OP_CIPHER_SERVER_PREFERENCE = 1 << 22
 _OP_IGNORE_UNEXPECTED_EOF = 1 << 7
+_OP_NO_TICKET = 1 << 14
 _MAX_IO_STEPS = 100_000
 
 
@@ -77,6 +84,9 @@ def build_context(tls: TLSConfig, server_side: bool) -> Context:
     else:
         ctx.set_verify(SSL.verify_none, tls.verify_depth)
     if server_side:
+        # No resumption (see the pyOpenSSL back end): a resumed session loses the client's chain and CRL check.
+        ctx.set_options(_OP_NO_TICKET)
+        ctx.set_session_cache_mode(0)  # SSL_SESS_CACHE_OFF
         ctx.set_session_id_ctx(_SESSION_ID_CONTEXT)
     return ctx
 
@@ -88,6 +98,7 @@ def _no_passphrase(*_args: object) -> bytes:
 def _load_credentials(ctx: Context, cert_file: str, key_file: str) -> None:
     # Not Context.load_cert_chain: in M2Crypto 0.51 it reads the key from the certificate file even when a separate
     # key file is given, which only works for proxy files.
+    refuse_encrypted_key(key_file)
     m2.ssl_ctx_passphrase_callback(ctx.ctx, _no_passphrase)
     m2.ssl_ctx_use_cert_chain(ctx.ctx, cert_file)
     m2.ssl_ctx_use_privkey(ctx.ctx, key_file)
@@ -145,6 +156,7 @@ class M2CryptoStream:
         return -1 if self._closed else int(self._conn.fileno())
 
     def recv(self, max_bytes: int) -> bytes:
+        m2.err_clear_error()  # the queue is per thread: start clean so a failure below is this read's own
         try:
             data = self._conn.read(max_bytes)
         except SSLTimeoutError as exc:
@@ -153,7 +165,13 @@ class M2CryptoStream:
             raise _io_error(exc, self._where) from exc
         except OSError as exc:
             raise ConnectionClosedError(f"connection to {self._where} lost: {exc}") from exc
-        return bytes(data) if data else b""
+        if data:
+            return bytes(data)
+        if m2.err_peek_error():
+            # M2Crypto returns "no data" for a fatal alert too and leaves the reason on OpenSSL's error queue; under
+            # TLS 1.3 this is how a client learns that the server refused its certificate.
+            raise _io_error(SSLError(Err.get_error() or "TLS error"), self._where)
+        return b""
 
     def send_all(self, data: bytes) -> None:
         view = memoryview(data)
@@ -191,9 +209,11 @@ def _io_error(exc: Exception, where: str) -> RPCFrameworkError:
     return classify_tls_failure(text, verify_code=None, peer=where)
 
 
-def _close_connection(conn: Connection) -> None:
+def _close_connection(conn: Connection, *, failed: bool = False) -> None:
     """close_notify (non-blocking, never waiting for the peer's), then free the BIOs and close the descriptor."""
     sock: socket.socket = conn.socket
+    if failed:
+        drain_before_close(sock)  # the alert is already on its way; keep the peer from losing it to an RST
     try:
         conn.settimeout(0.0)
         conn.close(freeBio=True)
@@ -264,7 +284,7 @@ class M2CryptoBackend:
         ctx = self.contexts.get(tls, False)
         name = server_hostname or host
         sock = open_tcp_connection(host, port, connect_timeout)
-        peer = peer_address_of(sock)
+        peer = peer_address_of(sock)  # now, while connected: the handshake may end in a reset
         conn = Connection(ctx, sock)
         try:
             # No conn.connect(): M2Crypto's Checker never runs; our name check below applies the same rules as
@@ -309,7 +329,7 @@ class M2CryptoBackend:
             identity = _identity(chain, peer)
             _set_timeout(conn, None)
         except BaseException:
-            _close_connection(conn)
+            _close_connection(conn, failed=True)
             raise
         return M2CryptoStream(conn, identity, peer)
 

@@ -13,7 +13,15 @@ from rpcframework.transports.base import Deadline, TLSConfig
 if TYPE_CHECKING:
     from rpcframework.security.x509 import PeerIdentity
 
-__all__ = ["PlainBackend", "PlainStream", "open_tcp_connection", "peer_address_of", "tune_socket"]
+__all__ = [
+    "PlainBackend",
+    "PlainStream",
+    "close_after_failure",
+    "drain_before_close",
+    "open_tcp_connection",
+    "peer_address_of",
+    "tune_socket",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +33,27 @@ def tune_socket(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     except OSError as exc:  # a socket already reset by the peer; the next I/O reports it properly
         logger.debug("could not set socket options: %s", exc)
+
+
+def close_after_failure(sock: socket.socket) -> None:
+    """Close a socket whose handshake failed so the peer still reads our TLS alert."""
+    drain_before_close(sock)
+    sock.close()
+
+
+def drain_before_close(sock: socket.socket) -> None:
+    """Send FIN and drop what the peer already sent, so that closing does not answer with RST.
+
+    Closing with unread bytes in the receive buffer makes the kernel send RST, and an RST makes the peer discard the
+    alert it has not read yet. Under TLS 1.3 a client has usually sent its first request by the time we refuse its
+    certificate. Never waits for more data.
+    """
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+        sock.setblocking(False)
+        for _ in range(16):
+            if not sock.recv(65536):
+                break
 
 
 def peer_address_of(sock: socket.socket) -> tuple[str, int]:

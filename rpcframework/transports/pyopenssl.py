@@ -17,6 +17,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from OpenSSL import SSL
+from OpenSSL._util import lib as _ssl_lib
 from OpenSSL.crypto import X509, X509StoreFlags
 
 from rpcframework.errors import (
@@ -32,11 +33,12 @@ from rpcframework.transports.base import (
     TLSConfig,
     classify_tls_failure,
     credentials_errors,
+    refuse_encrypted_key,
     resolve_crl_mode,
 )
 from rpcframework.transports.certs import is_ip_address, match_server_name
 from rpcframework.transports.contexts import ContextCache
-from rpcframework.transports.plain import open_tcp_connection, peer_address_of, tune_socket
+from rpcframework.transports.plain import close_after_failure, open_tcp_connection, peer_address_of, tune_socket
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -88,8 +90,7 @@ def build_context(tls: TLSConfig, server_side: bool) -> SSL.Context:
         ctx.set_cipher_list(tls.ciphers.encode())
     if tls.cert_file:
         key_file = tls.key_file or tls.cert_file
-        # An encrypted key must fail with an error, never prompt on a server's terminal.
-        ctx.set_passwd_cb(lambda *_args: b"")
+        refuse_encrypted_key(key_file)
         with credentials_errors(f"certificate {tls.cert_file} / key {key_file}"):
             ctx.use_certificate_chain_file(tls.cert_file)
             ctx.use_privatekey_file(key_file)
@@ -107,7 +108,10 @@ def build_context(tls: TLSConfig, server_side: bool) -> SSL.Context:
     else:
         ctx.set_verify(SSL.VERIFY_NONE)
     if server_side:
-        # Required for session resumption when client certificates are verified.
+        # No resumption on servers: a resumed session keeps only the client's leaf (a proxy cannot be mapped to its
+        # user without the chain) and skips the CRL check a fresh handshake makes.
+        ctx.set_options(SSL.OP_NO_TICKET)
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         ctx.set_session_id(_SESSION_ID_CONTEXT)
     return ctx
 
@@ -141,11 +145,13 @@ def _wait(sock: socket.socket, events: int, timeout: float | None, what: str) ->
 class PyOpenSSLStream:
     """A TLS connection behind the :class:`~rpcframework.transports.base.Stream` interface."""
 
-    def __init__(self, conn: SSL.Connection, sock: socket.socket, identity: PeerIdentity | None) -> None:
+    def __init__(
+        self, conn: SSL.Connection, sock: socket.socket, identity: PeerIdentity | None, peer: tuple[str, int]
+    ) -> None:
         self._conn = conn
         self._sock = sock
         self._identity = identity
-        self._peer = peer_address_of(sock)
+        self._peer = peer
         self._timeout: float | None = None
         self._closed = False
         self.on_close: Any = None  # set by the back end to keep the TLS session for resumption
@@ -168,7 +174,8 @@ class PyOpenSSLStream:
 
     @property
     def session_reused(self) -> bool:
-        return bool(self._conn.session_reused())
+        """Whether the handshake resumed an earlier TLS session (pyOpenSSL has no public accessor)."""
+        return bool(_ssl_lib.SSL_session_reused(self._conn._ssl))
 
     def settimeout(self, seconds: float | None) -> None:
         self._timeout = seconds
@@ -268,6 +275,8 @@ def _run_handshake(conn: SSL.Connection, sock: socket.socket, timeout: float | N
     except SSL.Error as exc:
         code = state.error if isinstance(state, _VerifyState) else 0
         raise classify_tls_failure(_error_text(exc), verify_code=code, peer=where) from exc
+    except RPCFrameworkError:
+        raise  # DeadlineExceeded is an OSError (TimeoutError) too: keep it as it is
     except OSError as exc:
         raise ConnectionClosedError(f"{where}: connection lost during the TLS handshake: {exc}") from exc
 
@@ -339,6 +348,7 @@ class PyOpenSSLBackend:
         ctx = self.contexts.get(tls, False)
         name = server_hostname or host
         sock = open_tcp_connection(host, port, connect_timeout)
+        peer = peer_address_of(sock)  # now, while connected: the handshake may end in a reset
         where = f"{host}:{port}"
         key = (name, port, tls)
         try:
@@ -357,7 +367,7 @@ class PyOpenSSLBackend:
             self._sessions.put(key, ctx, None)
             sock.close()
             raise
-        stream = PyOpenSSLStream(conn, sock, identity)
+        stream = PyOpenSSLStream(conn, sock, identity, peer)
         if self.session_reuse:
             stream.on_close = lambda c: self._sessions.put(key, ctx, c.get_session())
         return stream
@@ -379,9 +389,9 @@ class PyOpenSSLBackend:
                 raise PeerVerificationError(f"{where}: the client sent no certificate")
             identity = _identity(chain, peer_address_of(sock))
         except BaseException:
-            sock.close()
+            close_after_failure(sock)
             raise
-        return PyOpenSSLStream(conn, sock, identity)
+        return PyOpenSSLStream(conn, sock, identity, peer_address_of(sock))
 
 
 def _need_tls(tls: TLSConfig | None) -> TLSConfig:
