@@ -229,15 +229,6 @@ class ConfigTree:
                 self._cache[key] = factory(self)
             return self._cache[key]  # type: ignore[return-value]
 
-    def __eq__(self, other: object) -> bool:
-        # Two snapshots are equal when they hold the same values, wherever those came from.
-        if not isinstance(other, ConfigTree):
-            return NotImplemented
-        return self.as_dict() == other.as_dict()
-
-    def __hash__(self) -> int:
-        return id(self)
-
     def __repr__(self) -> str:
         return f"ConfigTree({sum(1 for _ in self.items())} options)"
 
