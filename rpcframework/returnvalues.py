@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Any, Final, Literal, NoReturn, TypedDict, TypeGuard, TypeVar
+from typing import Any, Final, Literal, NotRequired, NoReturn, TypedDict, TypeGuard, TypeVar
 
 T = TypeVar("T")
 
@@ -36,10 +36,11 @@ _DIRAC_STRERROR: Final[dict[int, str]] = {
 
 
 class DOKReturn(TypedDict):
-    """A successful result: ``{"OK": True, "Value": ...}``."""
+    """A successful result: ``{"OK": True, "Value": ...}`` (clients add ``rpcStub``, see :class:`DErrorReturn`)."""
 
     OK: Literal[True]
     Value: Any
+    rpcStub: NotRequired[Any]
 
 
 class _DErrorBase(TypedDict):
