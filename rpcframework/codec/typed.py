@@ -16,7 +16,7 @@ insertion order kept). Every other value is a *tag object*: exactly the two memb
                                        itself a typed value (int, float, bool, None, tuple, bytes, frozenset, ...)
     {"__t":"b","v":"<base64>"}         bytes (standard alphabet, padded); bytearray is sent as bytes
     {"__t":"dt","v":"<ISO 8601>"}      datetime, datetime.isoformat(): microseconds kept; an aware value carries
-                                       its UTC offset ("2026-11-24T12:30:45.123456+01:00")
+                                       its UTC offset ("2026-11-24T12:30:45.123456+01:00"; whole seconds at most)
     {"__t":"d","v":"YYYY-MM-DD"}       date
     {"__t":"tm","v":"HH:MM:SS[.ffffff][+HH:MM]"}  time, time.isoformat()
     {"__t":"s","v":[...]}              set
@@ -90,6 +90,13 @@ def _lower_dict(value: dict[Any, Any], depth: int, max_depth: int) -> Any:
     return _tag("m", pairs)
 
 
+def _iso_with_offset(value: datetime.datetime | datetime.time) -> str:
+    offset = value.utcoffset()
+    if offset is not None and offset.microseconds:  # Python 3.11's fromisoformat drops them
+        raise CodecError(f"the typed encoding cannot carry the sub-second UTC offset {offset}")
+    return value.isoformat()
+
+
 def _lower_items(value: Any, depth: int, max_depth: int) -> list[Any]:
     return [_lower(item, depth + 1, max_depth) for item in value]
 
@@ -98,9 +105,9 @@ def _lower_items(value: Any, depth: int, max_depth: int) -> list[Any]:
 # date: datetime is a date subclass). Each entry lowers a value found at ``depth``.
 _LOWER_BY_TYPE: Final[tuple[tuple[type | tuple[type, ...], Callable[[Any, int, int], Any]], ...]] = (
     ((bytes, bytearray), lambda value, depth, max_depth: _tag("b", base64.b64encode(value).decode("ascii"))),
-    (datetime.datetime, lambda value, depth, max_depth: _tag("dt", value.isoformat())),
+    (datetime.datetime, lambda value, depth, max_depth: _tag("dt", _iso_with_offset(value))),
     (datetime.date, lambda value, depth, max_depth: _tag("d", value.isoformat())),
-    (datetime.time, lambda value, depth, max_depth: _tag("tm", value.isoformat())),
+    (datetime.time, lambda value, depth, max_depth: _tag("tm", _iso_with_offset(value))),
     (list, _lower_items),
     (tuple, lambda value, depth, max_depth: _tag("t", _lower_items(value, depth, max_depth))),
     (dict, lambda value, depth, max_depth: _lower_dict(value, depth + 1, max_depth)),

@@ -131,3 +131,11 @@ def test_circular_reference_raises_codec_error() -> None:
     loop["self"] = loop
     with pytest.raises(CodecError):
         dumps(loop)
+
+
+def test_sub_second_utc_offsets_are_refused() -> None:
+    tz = datetime.timezone(datetime.timedelta(microseconds=1))
+    with pytest.raises(CodecError):
+        dumps(datetime.datetime(2026, 1, 1, tzinfo=tz))
+    with pytest.raises(CodecError):
+        dumps(datetime.time(1, tzinfo=tz))
