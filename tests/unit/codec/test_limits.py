@@ -29,7 +29,7 @@ def deep_payload(encoding: Encoding, depth: int) -> bytes:
 
 
 def test_defaults() -> None:
-    assert DEFAULT_LIMITS == CodecLimits(max_depth=100, max_items=1_000_000, max_bytes=64 * 1024 * 1024)
+    assert CodecLimits(max_depth=100, max_items=1_000_000, max_bytes=64 * 1024 * 1024) == DEFAULT_LIMITS
     with pytest.raises(dataclasses.FrozenInstanceError):
         DEFAULT_LIMITS.max_depth = 5  # type: ignore[misc]
 
