@@ -67,10 +67,13 @@ def check_json_structure(data: bytes, limits: CodecLimits) -> None:
     """Raise :class:`CodecLimitError` when JSON text nests deeper or holds more elements than ``limits`` allow.
 
     Every open bracket may add a level and every element except a container's first follows a comma, so the
-    counts of ``[``, ``{`` and ``,`` bound depth and items from above (brackets and commas inside strings only
-    raise the bound). Only when that bound is over a limit do we blank out the strings and count exactly.
+    counts of ``[``, ``{`` and ``,`` (and, cheaper still, the length) bound depth and items from above
+    (brackets and commas inside strings only raise the bound). Only when that bound is over a limit do we blank
+    out the strings and count exactly.
     Invalid JSON may be judged either way here; the parser rejects it afterwards.
     """
+    if len(data) <= limits.max_depth and len(data) <= limits.max_items:  # small envelopes: nothing to count
+        return
     opens = data.count(b"[") + data.count(b"{")
     if opens <= limits.max_depth and opens + data.count(b",") <= limits.max_items:
         return
