@@ -27,8 +27,9 @@ find_python() {
 }
 
 venv="$here/.venv"
-stamp="$venv/.rpcframework-stamp"
-digest="$( (cat pyproject.toml; echo "extras=$extras m2=$want_m2") | sha256sum | cut -d' ' -f1)"
+digest="$( (cat pyproject.toml; echo "extras=$extras m2=$want_m2") | sha256sum | cut -c1-16)"
+# One stamp per (pyproject, extras) pair, so ./demo and ./test do not undo each other.
+stamp="$venv/.rpcframework-stamp-$digest"
 
 if [ ! -x "$venv/bin/python" ]; then
     py="$(find_python)"
@@ -37,7 +38,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 export PATH="$venv/bin:$PATH"
 
-if [ -f "$stamp" ] && grep -qx "$digest" "$stamp"; then
+if [ -f "$stamp" ]; then
     exit 0
 fi
 
