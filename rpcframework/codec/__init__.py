@@ -38,7 +38,7 @@ from rpcframework.codec.dencode import decode_dencode, encode_dencode
 from rpcframework.codec.jsoncodec import decode_json, encode_json
 from rpcframework.codec.limits import DEFAULT_LIMITS, CodecLimits
 from rpcframework.codec.typed import decode_typed, encode_typed
-from rpcframework.errors import CodecError
+from rpcframework.errors import CodecError, CodecLimitError
 
 __all__ = ["DEFAULT_LIMITS", "CodecLimits", "Encoding", "decode", "encode"]
 
@@ -100,4 +100,6 @@ def _decode_detected(data: bytes, limits: CodecLimits) -> tuple[Any, Encoding]:
         try:
             return decode_json(data, limits), Encoding.JSON
         except CodecError as json_error:
+            if isinstance(dencode_error, CodecLimitError):  # e.g. "ttt...": over a limit, not merely malformed
+                raise dencode_error from json_error
             raise CodecError(f"neither DEncode ({dencode_error}) nor JSON ({json_error})") from json_error

@@ -158,6 +158,8 @@ def _decode_special(obj: dict[str, Any]) -> Any:
     if _CLASS_KEY not in obj and _MODULE_KEY not in obj:
         return obj
     if len(obj) != 2 or "obj" not in obj or _MODULE_KEY in obj:
+        # DIRAC would import __dMod here; a peer sending one is probing or a DIRAC JSerializable we cannot carry.
+        logger.debug("refusing DISET JSON object tag %r from module %r", obj.get(_CLASS_KEY), obj.get(_MODULE_KEY))
         raise CodecError(f"refusing DISET JSON object tag with keys {sorted(obj)!r}")
     kind = obj[_CLASS_KEY]
     if kind == "dt":

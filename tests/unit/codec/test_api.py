@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from rpcframework.codec import DEFAULT_LIMITS, CodecLimits, Encoding, decode, encode
-from rpcframework.errors import CodecError
+from rpcframework.errors import CodecError, CodecLimitError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -76,3 +76,8 @@ def test_unknown_encoding_raises_codec_error() -> None:
         encode(1, "json")  # type: ignore[arg-type]
     with pytest.raises(CodecError):
         decode(b"1", "json")  # type: ignore[arg-type]
+
+
+def test_detected_dencode_over_a_limit_stays_a_limit_error() -> None:
+    with pytest.raises(CodecLimitError):
+        decode(b"t" * 200 + b"e" * 200)
