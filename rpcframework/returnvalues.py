@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Any, Final, Literal, NotRequired, NoReturn, TypedDict, TypeGuard, TypeVar
+from typing import Any, Final, Literal, NoReturn, NotRequired, TypedDict, TypeGuard, TypeVar
 
 T = TypeVar("T")
 
