@@ -24,6 +24,12 @@ envelopes (:mod:`rpcframework.returnvalues` converts between the two). Every exc
     └── RemoteError                 the peer answered ``S_ERROR``; ``.result`` holds the envelope
 
 Each exception has an ``errno`` (0 when none applies) that becomes the envelope's ``Errno``.
+
+A few specialised subclasses live next to the code that raises them, still inside this tree:
+``client.options.UnknownOptionError`` (ConfigurationError, TypeError), ``server.typecheck.HandlerDefinitionError``
+(ConfigurationError, TypeError: raised when a handler class is defined), ``security.authz.AccessDenied``
+(AuthorizationError, with a ``.reason`` in user terms), ``server.limits.MethodOverloaded`` (errno 1601) and
+``protocol.events.LocalProtocolError`` (our own code misused a protocol state machine: a bug, not a peer fault).
 """
 
 from __future__ import annotations
