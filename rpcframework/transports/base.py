@@ -8,6 +8,7 @@ crosses this package's boundary.
 
 from __future__ import annotations
 
+import enum
 import importlib.util
 import logging
 import os
@@ -39,6 +40,8 @@ __all__ = [
     "BackendName",
     "CrlMode",
     "Deadline",
+    "HandshakeStatus",
+    "ServerHandshake",
     "Stream",
     "TLSConfig",
     "TLSVersion",
@@ -174,6 +177,43 @@ class Stream(Protocol):
         ...
 
 
+class HandshakeStatus(enum.Enum):
+    """What a :class:`ServerHandshake` needs before its next :meth:`~ServerHandshake.step`."""
+
+    #: Call ``step()`` again once the socket is readable.
+    WANT_READ = "want-read"
+    #: Call ``step()`` again once the socket is writable.
+    WANT_WRITE = "want-write"
+    #: The handshake is complete: take the stream with ``stream()``.
+    DONE = "done"
+
+
+class ServerHandshake(Protocol):
+    """A server-side handshake driven by a selector, one non-blocking ``step()`` at a time.
+
+    A server thread that multiplexes many sockets must never wait on one slow client, so instead of
+    :meth:`Backend.wrap_server` (which blocks until the handshake ends) it calls ``step()`` whenever the socket is
+    ready as last requested. ``step()`` raises the same typed errors as ``wrap_server`` and closes the socket
+    when it does; the caller enforces the handshake deadline and calls ``close()`` when it runs out.
+    """
+
+    def fileno(self) -> int:
+        """The socket's descriptor, to register with a selector."""
+        ...
+
+    def step(self) -> HandshakeStatus:
+        """Advance the handshake without blocking."""
+        ...
+
+    def stream(self) -> Stream:
+        """The connected stream, once ``step()`` returned ``DONE`` (blocking mode, no timeout set)."""
+        ...
+
+    def close(self) -> None:
+        """Abandon the handshake and close the socket (idempotent)."""
+        ...
+
+
 class Backend(Protocol):
     """Opens client streams and wraps accepted server sockets. Instances own their context caches."""
 
@@ -196,6 +236,10 @@ class Backend(Protocol):
         self, sock: socket.socket, tls: TLSConfig | None, *, handshake_timeout: float | None = 10.0
     ) -> Stream:
         """Take ownership of an accepted socket and complete the server-side handshake (closing it on failure)."""
+        ...
+
+    def start_server_handshake(self, sock: socket.socket, tls: TLSConfig | None) -> ServerHandshake:
+        """Take ownership of an accepted socket and return its handshake, to drive with ``step()`` (non-blocking)."""
         ...
 
     def prepare_server(self, tls: TLSConfig | None) -> None:

@@ -24,6 +24,7 @@ from rpcframework.errors import (
     RPCFrameworkError,
 )
 from rpcframework.transports.base import (
+    HandshakeStatus,
     TLSConfig,
     classify_tls_failure,
     credentials_errors,
@@ -37,7 +38,7 @@ from rpcframework.transports.plain import drain_before_close, open_tcp_connectio
 if TYPE_CHECKING:
     from rpcframework.security.x509 import PeerIdentity
 
-__all__ = ["M2CryptoBackend", "M2CryptoStream", "build_context"]
+__all__ = ["M2CryptoBackend", "M2CryptoServerHandshake", "M2CryptoStream", "build_context"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ _OP_CIPHER_SERVER_PREFERENCE = 1 << 22
 _OP_IGNORE_UNEXPECTED_EOF = 1 << 7
 _OP_NO_TICKET = 1 << 14
 _MAX_IO_STEPS = 100_000
+# SSL_get_error() results, fixed by OpenSSL (M2Crypto's names for them vary between releases).
+_SSL_ERROR_WANT_READ = 2
+_SSL_ERROR_WANT_WRITE = 3
 
 
 def build_context(tls: TLSConfig, server_side: bool) -> Context:
@@ -332,6 +336,88 @@ class M2CryptoBackend:
             _close_connection(conn, failed=True)
             raise
         return M2CryptoStream(conn, identity, peer)
+
+    def start_server_handshake(self, sock: socket.socket, tls: TLSConfig | None) -> M2CryptoServerHandshake:
+        try:
+            ctx = self.contexts.get(_need_tls(tls), True)
+            tune_socket(sock)
+            conn = Connection(ctx, sock)
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            conn.setup_ssl()
+            conn.set_accept_state()
+            conn.setblocking(0)  # timeout 0 for M2Crypto too: accept_ssl returns -1 instead of waiting in C
+        except BaseException:
+            _close_connection(conn, failed=True)
+            raise
+        return M2CryptoServerHandshake(conn, peer_address_of(sock))
+
+
+class M2CryptoServerHandshake:
+    """A server handshake advanced by ``step()``: non-blocking ``accept_ssl`` and ``SSL_get_error``."""
+
+    def __init__(self, conn: Connection, peer: tuple[str, int]) -> None:
+        self._conn = conn
+        self._peer = peer
+        self._stream: M2CryptoStream | None = None
+        self._closed = False
+
+    def fileno(self) -> int:
+        return -1 if self._closed else int(self._conn.fileno())
+
+    def step(self) -> HandshakeStatus:
+        if self._stream is not None:
+            return HandshakeStatus.DONE
+        conn = self._conn
+        where = f"{self._peer[0]}:{self._peer[1]}"
+        m2.err_clear_error()  # the queue is per thread: a failure below must be this handshake's own
+        try:
+            result = conn.accept_ssl()
+        except SSLError as exc:
+            self._fail()
+            raise classify_tls_failure(str(exc), verify_code=conn.get_verify_result(), peer=where) from exc
+        except OSError as exc:
+            self._fail()
+            raise ConnectionClosedError(f"{where}: connection lost during the TLS handshake: {exc}") from exc
+        if result != 1:
+            wanted = m2.ssl_get_error(conn.ssl, -1 if result is None else result)
+            if wanted == _SSL_ERROR_WANT_READ:
+                return HandshakeStatus.WANT_READ
+            if wanted == _SSL_ERROR_WANT_WRITE:
+                return HandshakeStatus.WANT_WRITE
+            self._fail()
+            code = conn.get_verify_result()
+            if code:
+                raise classify_tls_failure("", verify_code=code, peer=where)
+            raise ConnectionClosedError(f"{where}: the peer closed the connection during the TLS handshake")
+        try:
+            chain = _peer_chain(conn, server_side=True)
+            if not chain:
+                raise PeerVerificationError(f"{where}: the client sent no certificate")
+            identity = _identity(chain, self._peer)
+            _set_timeout(conn, None)
+        except BaseException:
+            self._fail()
+            raise
+        self._stream = M2CryptoStream(conn, identity, self._peer)
+        return HandshakeStatus.DONE
+
+    def stream(self) -> M2CryptoStream:
+        if self._stream is None:
+            raise RuntimeError("the TLS handshake is not complete")
+        return self._stream
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            _close_connection(self._conn)
+
+    def _fail(self) -> None:
+        if not self._closed:
+            self._closed = True
+            _close_connection(self._conn, failed=True)
 
 
 def _need_tls(tls: TLSConfig | None) -> TLSConfig:

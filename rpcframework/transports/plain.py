@@ -8,13 +8,14 @@ import socket
 from typing import TYPE_CHECKING
 
 from rpcframework.errors import ConfigurationError, ConnectError, ConnectionClosedError, DeadlineExceeded
-from rpcframework.transports.base import Deadline, TLSConfig
+from rpcframework.transports.base import Deadline, HandshakeStatus, TLSConfig
 
 if TYPE_CHECKING:
     from rpcframework.security.x509 import PeerIdentity
 
 __all__ = [
     "PlainBackend",
+    "PlainServerHandshake",
     "PlainStream",
     "close_after_failure",
     "drain_before_close",
@@ -119,7 +120,7 @@ class PlainStream:
     def send_all(self, data: bytes) -> None:
         try:
             self._sock.sendall(data)
-        except TimeoutError as exc:
+        except (TimeoutError, BlockingIOError) as exc:  # BlockingIOError: settimeout(0), i.e. non-blocking
             raise DeadlineExceeded(f"sending to {self._peer[0]}:{self._peer[1]} timed out") from exc
         except OSError as exc:
             raise ConnectionClosedError(f"connection to {self._peer[0]}:{self._peer[1]} lost: {exc}") from exc
@@ -127,7 +128,7 @@ class PlainStream:
     def recv(self, max_bytes: int) -> bytes:
         try:
             return self._sock.recv(max_bytes)
-        except TimeoutError as exc:
+        except (TimeoutError, BlockingIOError) as exc:  # BlockingIOError: settimeout(0), i.e. non-blocking
             raise DeadlineExceeded(f"no data from {self._peer[0]}:{self._peer[1]} in time") from exc
         except OSError as exc:
             raise ConnectionClosedError(f"connection to {self._peer[0]}:{self._peer[1]} lost: {exc}") from exc
@@ -178,8 +179,30 @@ class PlainBackend:
         sock.settimeout(None)
         return PlainStream(sock)
 
+    def start_server_handshake(self, sock: socket.socket, tls: TLSConfig | None = None) -> PlainServerHandshake:
+        return PlainServerHandshake(self.wrap_server(sock, tls))
+
     def prepare_server(self, tls: TLSConfig | None) -> None:
         _refuse_tls(tls)
+
+
+class PlainServerHandshake:
+    """There is nothing to negotiate on plain TCP: the first ``step()`` is already ``DONE``."""
+
+    def __init__(self, stream: PlainStream) -> None:
+        self._stream = stream
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def step(self) -> HandshakeStatus:
+        return HandshakeStatus.DONE
+
+    def stream(self) -> PlainStream:
+        return self._stream
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 def _refuse_tls(tls: TLSConfig | None) -> None:

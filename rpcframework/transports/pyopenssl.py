@@ -30,6 +30,7 @@ from rpcframework.errors import (
 )
 from rpcframework.transports.base import (
     Deadline,
+    HandshakeStatus,
     TLSConfig,
     classify_tls_failure,
     credentials_errors,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 
     from rpcframework.security.x509 import PeerIdentity
 
-__all__ = ["PyOpenSSLBackend", "PyOpenSSLStream", "build_context"]
+__all__ = ["PyOpenSSLBackend", "PyOpenSSLServerHandshake", "PyOpenSSLStream", "build_context"]
 
 logger = logging.getLogger(__name__)
 
@@ -263,22 +264,26 @@ def _handshake(conn: SSL.Connection, sock: socket.socket, timeout: float | None,
 
 def _run_handshake(conn: SSL.Connection, sock: socket.socket, timeout: float | None, where: str) -> None:
     """Handshake, mapping every failure into our error tree (the socket is closed by the caller)."""
-    state = conn.get_app_data()
     try:
         _handshake(conn, sock, timeout, where)
-    except SSL.SysCallError as exc:
-        code = state.error if isinstance(state, _VerifyState) else 0
-        if code:
-            raise classify_tls_failure("", verify_code=code, peer=where) from exc
-        reason = "closed" if exc.args and exc.args[0] == -1 else str(exc.args[-1])
-        raise ConnectionClosedError(f"{where}: connection {reason} during the TLS handshake") from exc
-    except SSL.Error as exc:
-        code = state.error if isinstance(state, _VerifyState) else 0
-        raise classify_tls_failure(_error_text(exc), verify_code=code, peer=where) from exc
     except RPCFrameworkError:
         raise  # DeadlineExceeded is an OSError (TimeoutError) too: keep it as it is
-    except OSError as exc:
-        raise ConnectionClosedError(f"{where}: connection lost during the TLS handshake: {exc}") from exc
+    except (SSL.Error, OSError) as exc:
+        raise _handshake_failure(exc, conn, where) from exc
+
+
+def _handshake_failure(exc: SSL.Error | OSError, conn: SSL.Connection, where: str) -> RPCFrameworkError:
+    """Our error for a failed handshake: the verify callback's finding first, then OpenSSL's reason."""
+    state = conn.get_app_data()
+    code = state.error if isinstance(state, _VerifyState) else 0
+    if isinstance(exc, SSL.SysCallError):
+        if code:
+            return classify_tls_failure("", verify_code=code, peer=where)
+        reason = "closed" if exc.args and exc.args[0] == -1 else str(exc.args[-1])
+        return ConnectionClosedError(f"{where}: connection {reason} during the TLS handshake")
+    if isinstance(exc, SSL.Error):
+        return classify_tls_failure(_error_text(exc), verify_code=code, peer=where)
+    return ConnectionClosedError(f"{where}: connection lost during the TLS handshake: {exc}")
 
 
 def _peer_chain(conn: SSL.Connection, server_side: bool) -> list[x509.Certificate] | None:
@@ -392,6 +397,72 @@ class PyOpenSSLBackend:
             close_after_failure(sock)
             raise
         return PyOpenSSLStream(conn, sock, identity, peer_address_of(sock))
+
+    def start_server_handshake(self, sock: socket.socket, tls: TLSConfig | None) -> PyOpenSSLServerHandshake:
+        try:
+            ctx = self.contexts.get(_need_tls(tls), True)
+            tune_socket(sock)
+            sock.setblocking(False)
+            conn = SSL.Connection(ctx, sock)
+            conn.set_app_data(_VerifyState())
+            conn.set_accept_state()
+        except BaseException:
+            sock.close()
+            raise
+        return PyOpenSSLServerHandshake(conn, sock)
+
+
+class PyOpenSSLServerHandshake:
+    """A server handshake advanced by ``step()`` on a non-blocking socket (OpenSSL's WantRead/WantWrite)."""
+
+    def __init__(self, conn: SSL.Connection, sock: socket.socket) -> None:
+        self._conn = conn
+        self._sock = sock
+        self._peer = peer_address_of(sock)  # now: a reset during the handshake would lose it
+        self._stream: PyOpenSSLStream | None = None
+        self._closed = False
+
+    def fileno(self) -> int:
+        return -1 if self._closed else self._sock.fileno()
+
+    def step(self) -> HandshakeStatus:
+        if self._stream is not None:
+            return HandshakeStatus.DONE
+        where = f"{self._peer[0]}:{self._peer[1]}"
+        try:
+            self._conn.do_handshake()
+        except SSL.WantReadError:
+            return HandshakeStatus.WANT_READ
+        except SSL.WantWriteError:
+            return HandshakeStatus.WANT_WRITE
+        except (SSL.Error, OSError) as exc:
+            self._fail()
+            raise _handshake_failure(exc, self._conn, where) from exc
+        try:
+            chain = _peer_chain(self._conn, server_side=True)
+            if not chain:
+                raise PeerVerificationError(f"{where}: the client sent no certificate")
+            identity = _identity(chain, self._peer)
+        except BaseException:
+            self._fail()
+            raise
+        self._stream = PyOpenSSLStream(self._conn, self._sock, identity, self._peer)
+        return HandshakeStatus.DONE
+
+    def stream(self) -> PyOpenSSLStream:
+        if self._stream is None:
+            raise RuntimeError("the TLS handshake is not complete")
+        return self._stream
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._sock.close()
+
+    def _fail(self) -> None:
+        if not self._closed:
+            self._closed = True
+            close_after_failure(self._sock)
 
 
 def _need_tls(tls: TLSConfig | None) -> TLSConfig:
