@@ -322,11 +322,14 @@ class Client:
     # -- the call ------------------------------------------------------------------------------------------------
 
     def _make_rpc(self, service: str) -> CallTarget:
-        """Build the networking client for ``service``; overridden once the connection layer exists."""
-        raise NotImplementedError(
-            f"no network transport is available yet for {service!r}: pass Client(transport=...) "
-            "(a CallTarget or Transport) or rpc=<CallTarget> per call"
-        )
+        """Build the networking client for ``service`` (called once per service, with the client's lock held).
+
+        The services of one client share back-end instances, so TLS contexts are built once per client.
+        """
+        from rpcframework.client.rpcclient import RPCClient  # the networking half imports this module
+
+        backends = self.__dict__.setdefault("_rpc_backends", {})
+        return RPCClient(service, self._rpc_options, backends=backends)
 
     def _stub_options(self, timeout: float | None) -> dict[str, Any]:
         """The options recorded in ``rpcStub``; the networking layer adds the caller's identity, as DISET does."""

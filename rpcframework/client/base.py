@@ -1,0 +1,233 @@
+"""``BaseClient``: everything about a service that is decided once, when its client is built.
+
+DISET's ``BaseClient`` re-discovers URLs, credentials, setup and VO on every connection, from process-global state.
+Ours does that work exactly once per service per client and freezes the result:
+
+* **where**: the service's URLs (a full URL, a comma list of URLs, or ``System/Component`` resolved through the
+  configuration with its failover URLs) and a :class:`~rpcframework.client.selection.URLSelector` over them;
+* **as whom**: the proxy (``proxyLocation``, ``$X509_USER_PROXY``, ``/tmp/x509up_u<uid>``, then the user
+  certificate) or, with ``useCertificates``, the host certificate; the CA directory; ``skipCACheck``. All of it
+  becomes one :class:`~rpcframework.transports.TLSConfig`, checked up front so an expired proxy is reported as such;
+* **how**: the transport back end per scheme (``dip://`` plain TCP; ``dips://`` pyOpenSSL by default, or the
+  ``backend`` option), the timeouts and the retry budget;
+* **what the proposal says**: service path, setup, VO, extra credentials, client version and our extensions offer.
+  Proposals are built once per (path, method) and reused, so the per-call path does no configuration lookups.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from rpcframework.client.options import ClientOptions
+from rpcframework.client.policy import Retry
+from rpcframework.client.selection import URLSelector
+from rpcframework.config import (
+    ConfigStore,
+    ConfigTree,
+    ServiceURL,
+    parse_url,
+    read_security_settings,
+    resolve_service_urls,
+    virtual_organization,
+)
+from rpcframework.config.settings import SecuritySettings
+from rpcframework.errors import ConfigurationError, CredentialsError
+from rpcframework.protocol import (
+    DelegatedIdentity,
+    Extensions,
+    ExtraCredentials,
+    Feature,
+    HostCredentials,
+    NoExtraCredentials,
+    Proposal,
+)
+from rpcframework.security.locations import (
+    check_credentials,
+    find_ca_dir,
+    find_client_credentials,
+    find_host_certificate,
+    find_proxy,
+)
+from rpcframework.transports import Backend, TLSConfig, get_backend
+
+__all__ = ["DEFAULT_OFFER", "BaseClient", "Endpoint", "client_version"]
+
+logger = logging.getLogger(__name__)
+
+#: What our client offers a server: connection reuse and keyword arguments. ``typed`` (lossless encoding) is not
+#: offered by default: results would then differ in type (tuples stay tuples) between our servers and DIRAC's.
+DEFAULT_OFFER: Final = Extensions(features=frozenset({Feature.REUSE, Feature.KWARGS}))
+
+# Distinct (path, method) proposals kept per client; names built dynamically must not grow memory without bound.
+_MAX_CACHED_PROPOSALS: Final = 1024
+
+
+def client_version() -> str:
+    """The fourth proposal element. DIRAC services store it and accept any string (verified on 9.1.22)."""
+    from rpcframework import __version__
+
+    return f"rpcframework-{__version__}"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One URL of the service, parsed once: where to connect, with which back end and TLS settings."""
+
+    url: str
+    host: str
+    port: int
+    path: str
+    backend: Backend
+    tls: TLSConfig | None
+
+
+def _config_tree(config: object) -> ConfigTree:
+    if config is None:
+        # Files named by RPCFRAMEWORK_CONFIG/DIRACSYSCONFIG plus environment overrides; read once per service.
+        return ConfigStore.from_environment().snapshot()
+    if isinstance(config, ConfigTree):
+        return config
+    if isinstance(config, ConfigStore):
+        return config.snapshot()
+    raise ConfigurationError(f"config must be a ConfigStore or a ConfigTree, not {type(config).__name__}")
+
+
+class BaseClient:
+    """The frozen description of one service as seen by one client; shared read-only by every call.
+
+    ``backends`` maps back-end names to instances to share (their TLS context caches) between the services of
+    one ``Client``; missing ones are created here.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        options: ClientOptions,
+        *,
+        backends: dict[str, Backend] | None = None,
+        offer: Extensions | None = DEFAULT_OFFER,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        if not isinstance(service, str) or not service.strip():
+            raise ConfigurationError(f"a service must be a URL or 'System/Component', not {service!r}")
+        self.service = service
+        self.options = options
+        self.offer = offer
+        config = _config_tree(options.config)
+        urls = resolve_service_urls(config, service)
+        parsed = {url: parse_url(url) for url in urls.all}
+        self.selector = URLSelector(urls.primary, urls.failover)
+        self.retry: Retry = options.retries.resolve(len(parsed))
+        self.timeout = options.timeout
+        security = read_security_settings(config)
+        self.use_certificates = (
+            options.useCertificates if options.useCertificates is not None else security.use_server_certificate
+        )
+        # DIRAC 9 has no setups and its clients send "None" (see the captures); a configured /DIRAC/Setup still wins.
+        self.setup = options.setup or config.get_str("/DIRAC/Setup") or "None"
+        self.vo = options.VO or virtual_organization(config)
+        self._backends = backends if backends is not None else {}
+        self._backends_lock = threading.Lock()
+        self.tls = self._build_tls(security, environ) if any(u.secure for u in parsed.values()) else None
+        self.endpoints = {url: self._endpoint(url, spec) for url, spec in parsed.items()}
+        self._default_extra = self._static_extra_credentials()
+        self._proposals: dict[tuple[str, str], Proposal] = {}
+        self._version = client_version()
+
+    def __repr__(self) -> str:
+        return f"<BaseClient {self.service!r} urls={list(self.endpoints)!r}>"
+
+    # -- credentials -----------------------------------------------------------------------------------------------
+
+    def _build_tls(self, security: SecuritySettings, environ: Mapping[str, str] | None) -> TLSConfig:
+        options = self.options
+        if self.use_certificates:
+            pair = (security.cert_file, security.key_file) if security.cert_file and security.key_file else (None, None)
+            creds = find_host_certificate(*pair, environ=environ)
+        elif options.proxyLocation is not None:
+            creds = find_proxy(options.proxyLocation, environ=environ)
+        else:
+            creds = find_client_credentials(environ=environ)
+        # DISET's sanity pre-flight, once: an expired proxy is reported as such, not as a handshake failure.
+        check_credentials(creds.cert_file, None if creds.is_proxy_file else creds.key_file)
+        if options.skipCACheck is not None:
+            skip_ca = options.skipCACheck
+        else:
+            skip_ca = security.skip_ca_checks and not self.use_certificates
+        try:
+            ca_dir: str | None = str(find_ca_dir(security.ca_location, environ=environ).path)
+        except CredentialsError:
+            if not skip_ca:
+                raise
+            ca_dir = None  # skipCACheck: nothing is verified, so no CA directory is needed
+        logger.debug("client credentials for %s: %s (%s)", self.service, creds.cert_file, creds.source)
+        return TLSConfig(
+            cert_file=str(creds.cert_file),
+            key_file=None if creds.is_proxy_file else str(creds.key_file),
+            ca_dir=ca_dir,
+            verify_peer=not skip_ca,
+        )
+
+    def _backend(self, name: str) -> Backend:
+        with self._backends_lock:
+            backend = self._backends.get(name)
+            if backend is None:
+                backend = self._backends[name] = get_backend(name)
+            return backend
+
+    def _endpoint(self, url: str, spec: ServiceURL) -> Endpoint:
+        if not spec.secure:
+            return Endpoint(url, spec.host, spec.port, spec.path, self._backend("plain"), None)
+        name = self.options.backend or "pyopenssl"
+        if name == "plain":
+            raise ConfigurationError(f"{url}: backend='plain' cannot speak dips:// (TLS); use a dip:// URL")
+        return Endpoint(url, spec.host, spec.port, spec.path, self._backend(name), self.tls)
+
+    # -- proposals -------------------------------------------------------------------------------------------------
+
+    def _static_extra_credentials(self) -> ExtraCredentials:
+        options = self.options
+        if options.delegatedDN is not None:
+            return DelegatedIdentity(options.delegatedDN, options.delegatedGroup or "")
+        if self.use_certificates and options.proxyLocation is None:
+            return HostCredentials()  # DISET marks host-certificate calls "hosts" in the proposal
+        return NoExtraCredentials()
+
+    def extra_credentials(self) -> ExtraCredentials:
+        """The third proposal element for the call being made.
+
+        The single place a per-call identity enters: the future ``rpcframework.delegate()`` context variable
+        will be read here (a ``DelegatedIdentity`` for the current context), before the client's own options.
+        """
+        return self._default_extra
+
+    def proposal(self, path: str, method: str) -> Proposal:
+        """The RPC proposal for ``method`` on the service at ``path``; cached, so calls reuse one object."""
+        extra = self.extra_credentials()
+        if extra is not self._default_extra:
+            return self._build_proposal(path, method, extra)
+        key = (path, method)
+        proposal = self._proposals.get(key)
+        if proposal is None:
+            proposal = self._build_proposal(path, method, extra)
+            if len(self._proposals) < _MAX_CACHED_PROPOSALS:
+                self._proposals[key] = proposal
+        return proposal
+
+    def _build_proposal(self, path: str, method: str, extra: ExtraCredentials) -> Proposal:
+        return Proposal(
+            service=path,
+            action_name=method,
+            setup=self.setup,
+            vo=self.vo,
+            extra_credentials=extra,
+            client_version=self._version,
+        )
+
+    def stub_options(self, timeout: float | None) -> dict[str, Any]:
+        """The options recorded in ``rpcStub`` (DISET's client kwargs minus credentials)."""
+        return self.options.stub_options(timeout)

@@ -1,0 +1,174 @@
+"""``InnerRPCClient``: one DISET RPC exchange on one connection, driven through the sans-IO ``ClientConnection``.
+
+A :class:`Connection` is a stream plus its protocol machine. :meth:`InnerRPCClient.execute` runs the exchange::
+
+    proposal  -> ack (accepted, with the negotiated extensions | refused -> RemoteError)
+    arguments -> result
+
+Every blocking operation gets the time left of the call's deadline as its socket timeout, so the whole call
+(connect, handshake, exchange) never outlasts ``Timeout.total``. :class:`Attempt` records how far the exchange got:
+the caller may retry only while ``phase.arguments_sent`` is false (at-most-once execution).
+
+Keyword arguments need the ``kwargs`` extension. Against a DIRAC service (ack value ``None``) they are refused
+*after* the ack and *before* anything else is sent: the DIRAC service then sees the connection close and runs
+nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from rpcframework.client.policy import CallPhase, Deadline
+from rpcframework.errors import ConnectionClosedError, DeadlineExceeded, ProtocolError, RemoteError
+from rpcframework.protocol import (
+    NEED_DATA,
+    CallResult,
+    ClientConnection,
+    ConnectionClosed,
+    ConnectionState,
+    Extensions,
+    Feature,
+    LocalProtocolError,
+    PongReceived,
+    Proposal,
+    ProposalAccepted,
+    ProposalRefused,
+)
+from rpcframework.returnvalues import DReturn
+from rpcframework.transports import Stream
+
+__all__ = ["Attempt", "Connection", "InnerRPCClient", "KeywordArgumentsUnsupported"]
+
+logger = logging.getLogger(__name__)
+
+_RECV_SIZE: Final = 256 * 1024
+# Reads per message: a 64 MiB result in 256 KiB reads is 256 reads; pongs and tiny TLS records add a few more.
+_MAX_READS_PER_EVENT: Final = 1_000_000
+
+
+class KeywordArgumentsUnsupported(LocalProtocolError):
+    """The server did not negotiate keyword arguments (a DIRAC service); nothing was sent. Not retried."""
+
+
+class Attempt:
+    """How far one attempt got, for the retry decision (mutable, owned by one thread)."""
+
+    __slots__ = ("phase", "reused")
+
+    def __init__(self, reused: bool = False) -> None:
+        self.phase = CallPhase.CONNECTING
+        self.reused = reused
+
+
+class Connection:
+    """A connected stream and its protocol machine; used by one thread at a time (the pool hands it out)."""
+
+    __slots__ = ("_ping_ids", "calls", "created", "last_ping", "last_used", "machine", "stream", "url")
+
+    def __init__(self, url: str, stream: Stream, offer: Extensions | None) -> None:
+        self.url = url
+        self.stream = stream
+        self.machine = ClientConnection(offer=offer)
+        self.created = self.last_used = time.monotonic()
+        self.last_ping = 0.0  # pings do not count as use: a connection nobody calls through still ages out
+        self.calls = 0
+        self._ping_ids = itertools.count(1)
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.url} state={self.machine.state.value} calls={self.calls}>"
+
+    @property
+    def reusable(self) -> bool:
+        """True when reuse was negotiated and the last exchange ended cleanly (the machine is IDLE)."""
+        return self.machine.state is ConnectionState.IDLE and self.machine.reusable
+
+    def send_keepalive(self, timeout: float) -> None:
+        """Send a ``dka`` ping without waiting for the pong (it is read, and skipped, at the next exchange)."""
+        data = self.machine.send_keepalive(f"rpcframework-{next(self._ping_ids)}")
+        self.stream.settimeout(timeout)
+        self.stream.send_all(data)
+        self.last_ping = time.monotonic()
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def _remaining(deadline: Deadline, what: str) -> float | None:
+    left = deadline.remaining()
+    if left is not None and left <= 0:
+        raise DeadlineExceeded(f"{what}: the call's deadline passed")
+    return left
+
+
+class InnerRPCClient:
+    """Runs RPC exchanges on connections. Stateless: one instance serves every thread of an ``RPCClient``."""
+
+    __slots__ = ()
+
+    def execute(
+        self,
+        conn: Connection,
+        proposal: Proposal,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        deadline: Deadline,
+        attempt: Attempt,
+    ) -> DReturn:
+        """Run one exchange and return the result envelope.
+
+        Raises :class:`RemoteError` when the proposal is refused, :class:`KeywordArgumentsUnsupported`, and
+        transport or protocol errors. After it returns, ``conn.reusable`` says whether it may go back to the pool.
+        """
+        machine = conn.machine
+        stream = conn.stream
+        attempt.phase = CallPhase.PROPOSING
+        data = machine.data_to_send() + machine.send_proposal(proposal)
+        stream.settimeout(_remaining(deadline, "sending the proposal"))
+        stream.send_all(data)
+        event = self._next_event(conn, deadline, "waiting for the proposal's answer")
+        if isinstance(event, ProposalRefused):
+            raise RemoteError(event.error)
+        if not isinstance(event, ProposalAccepted):
+            raise ProtocolError(f"{conn.url}: unexpected answer to the proposal: {type(event).__name__}")
+        if kwargs and (event.extensions is None or Feature.KWARGS not in event.extensions):
+            raise KeywordArgumentsUnsupported(
+                f"{conn.url} does not support keyword arguments (a DIRAC service takes positional arguments "
+                f"only); call {proposal.action_name} with positional arguments. Nothing was sent."
+            )
+        data = machine.send_arguments(args, kwargs or None)
+        # From here on the handler may run: a failure must not be retried (a partly sent frame counts as sent).
+        attempt.phase = CallPhase.ARGUMENTS_SENT
+        stream.settimeout(_remaining(deadline, "sending the arguments"))
+        stream.send_all(data)
+        event = self._next_event(conn, deadline, "waiting for the result")
+        if not isinstance(event, CallResult):
+            raise ProtocolError(f"{conn.url}: expected the call's result, got {type(event).__name__}")
+        conn.calls += 1
+        conn.last_used = time.monotonic()
+        return event.result
+
+    @staticmethod
+    def _next_event(conn: Connection, deadline: Deadline, what: str) -> object:
+        machine = conn.machine
+        stream = conn.stream
+        for _ in range(_MAX_READS_PER_EVENT):
+            event = machine.next_event()
+            if event is NEED_DATA:
+                owed = machine.data_to_send()  # pongs to the server's pings
+                if owed:
+                    stream.settimeout(_remaining(deadline, what))
+                    stream.send_all(owed)
+                stream.settimeout(_remaining(deadline, what))
+                machine.receive_data(stream.recv(_RECV_SIZE))
+                continue
+            if isinstance(event, PongReceived):
+                continue  # the answer to a keepalive we sent while the connection was idle
+            if isinstance(event, ConnectionClosed):
+                raise ConnectionClosedError(f"{conn.url} closed the connection while {what}")
+            return event
+        raise ProtocolError(f"{conn.url}: no complete message after {_MAX_READS_PER_EVENT} reads while {what}")

@@ -1,0 +1,173 @@
+"""Idle connections kept for reuse, per URL: LIFO, bounded, aged out, kept alive with ``dka`` pings.
+
+Only connections whose server negotiated ``reuse`` ever enter the pool; with a DIRAC server every call has its
+own connection. There is no background thread: maintenance runs on the threads that use the pool, at most once
+per ``maintenance_interval``, whenever a connection is taken or returned (and when :meth:`ConnectionPool.maintain`
+is called, for applications that want to keep idle connections warm while they make no calls):
+
+* a connection idle for ``keepalive_lapse`` seconds gets a ``dka`` ping (its pong is read and skipped by the next
+  exchange), so servers and middle boxes that drop silent connections keep it;
+* a connection idle for ``idle_timeout`` seconds is closed; so are connections beyond ``max_idle`` per URL.
+
+LIFO: the most recently used connection is the most likely to still be alive, and the older ones age out.
+A pooled connection can still turn out dead when it is used; the caller retries the call on a fresh connection
+(safe: nothing was executed before the ack).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from rpcframework.client.inner import Connection
+from rpcframework.errors import ConfigurationError, RPCFrameworkError
+
+__all__ = ["ConnectionPool", "PoolSettings"]
+
+logger = logging.getLogger(__name__)
+
+#: Bound on the connections one maintenance pass pings (the rest wait for the next pass).
+_MAX_PINGS_PER_PASS: Final = 64
+_PING_SEND_TIMEOUT: Final = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolSettings:
+    """Pool tuning. ``keepalive_lapse`` 0 disables pings (DISET's default lapse is 150 s)."""
+
+    max_idle: int = 8
+    idle_timeout: float = 120.0
+    keepalive_lapse: float = 30.0
+    maintenance_interval: float = 5.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_idle, bool) or not isinstance(self.max_idle, int) or self.max_idle < 0:
+            raise ConfigurationError(f"max_idle must be an int >= 0, not {self.max_idle!r}")
+        for name in ("idle_timeout", "keepalive_lapse", "maintenance_interval"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigurationError(f"{name} must be a number of seconds >= 0, not {value!r}")
+
+
+class ConnectionPool:
+    """Idle reusable connections by URL. Thread-safe; connections in use are not tracked here."""
+
+    def __init__(self, settings: PoolSettings | None = None) -> None:
+        self.settings = settings or PoolSettings()
+        # The same clock as the connections' timestamps (time.monotonic); not injectable for that reason.
+        self._clock = time.monotonic
+        self._lock = threading.Lock()
+        self._idle: dict[str, list[Connection]] = {}
+        self._closed = False
+        self._last_maintenance = self._clock()
+
+    def __repr__(self) -> str:
+        with self._lock:
+            counts = {url: len(conns) for url, conns in self._idle.items() if conns}
+        return f"<ConnectionPool idle={counts}>"
+
+    def idle_count(self, url: str | None = None) -> int:
+        with self._lock:
+            if url is not None:
+                return len(self._idle.get(url, ()))
+            return sum(len(conns) for conns in self._idle.values())
+
+    def acquire(self, url: str) -> Connection | None:
+        """The most recently returned live-looking connection to ``url``, or ``None``."""
+        self._maybe_maintain()
+        expired: list[Connection] = []
+        found: Connection | None = None
+        limit = self.settings.idle_timeout
+        now = self._clock()
+        with self._lock:
+            conns = self._idle.get(url)
+            while conns:
+                conn = conns.pop()
+                if limit and now - conn.last_used >= limit:
+                    expired.append(conn)
+                    continue
+                found = conn
+                break
+        _close_all(expired)
+        return found
+
+    def release(self, conn: Connection) -> None:
+        """Give back a connection after a clean exchange; closed instead when the pool is full or closed."""
+        if not conn.reusable:
+            conn.close()
+            return
+        with self._lock:
+            conns = self._idle.setdefault(conn.url, [])
+            keep = not self._closed and len(conns) < self.settings.max_idle
+            if keep:
+                conns.append(conn)
+        if not keep:
+            conn.close()
+        self._maybe_maintain()
+
+    def discard_idle(self, url: str) -> int:
+        """Close every idle connection to ``url`` (one turned out dead: the server probably restarted)."""
+        with self._lock:
+            conns = self._idle.pop(url, [])
+        _close_all(conns)
+        return len(conns)
+
+    def close(self) -> None:
+        """Close every idle connection; connections in use are closed when they are returned."""
+        with self._lock:
+            self._closed = True
+            conns = [conn for group in self._idle.values() for conn in group]
+            self._idle.clear()
+        _close_all(conns)
+
+    def _maybe_maintain(self) -> None:
+        if self._clock() - self._last_maintenance >= self.settings.maintenance_interval:
+            self.maintain()
+
+    def maintain(self) -> None:
+        """Ping idle connections due for a keepalive; close those idle too long. Never blocks on the network
+        for more than a short send timeout per ping."""
+        settings = self.settings
+        now = self._clock()
+        expired: list[Connection] = []
+        due: list[Connection] = []
+        with self._lock:
+            self._last_maintenance = now
+            for conns in self._idle.values():
+                for conn in list(conns):
+                    idle = now - conn.last_used
+                    if settings.idle_timeout and idle >= settings.idle_timeout:
+                        conns.remove(conn)
+                        expired.append(conn)
+                    elif self._ping_due(conn, now) and len(due) < _MAX_PINGS_PER_PASS:
+                        conns.remove(conn)  # out of the pool while we write to it: no other thread can take it
+                        due.append(conn)
+        _close_all(expired)
+        alive: list[Connection] = []
+        for conn in due:
+            try:
+                conn.send_keepalive(_PING_SEND_TIMEOUT)
+            except RPCFrameworkError as exc:
+                logger.debug("keepalive to %s failed, closing it: %s", conn.url, exc)
+                conn.close()
+                continue
+            alive.append(conn)
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                for conn in alive:
+                    self._idle.setdefault(conn.url, []).insert(0, conn)  # the least recently used end
+        if closed:
+            _close_all(alive)
+
+    def _ping_due(self, conn: Connection, now: float) -> bool:
+        lapse = self.settings.keepalive_lapse
+        return bool(lapse) and now - max(conn.last_used, conn.last_ping) >= lapse
+
+
+def _close_all(conns: list[Connection]) -> None:
+    for conn in conns:
+        conn.close()

@@ -1,0 +1,251 @@
+"""``RPCClient``: the networking :class:`~rpcframework.client.interfaces.CallTarget` for one service.
+
+One ``RPCClient`` per service per ``Client``, shared by every thread. It owns:
+
+* a :class:`~rpcframework.client.base.BaseClient` (URLs, credentials, back ends, proposals; built once),
+* a :class:`~rpcframework.client.pool.ConnectionPool` (connections whose server negotiated ``reuse``),
+* an :class:`~rpcframework.client.inner.InnerRPCClient` (the exchange on one connection).
+
+One call::
+
+    deadline = now + timeout                                      # the whole call
+    for url in selector.attempt_order(retry.max_attempts):        # random primaries, failover last, bans
+        conn = pool.acquire(url) or connect(url)                  # connect + handshake within the deadline
+        result = inner.execute(conn, proposal, args, kwargs)      # a dead pooled conn -> fresh conn, same URL
+        pool.release(conn)                                        # kept only if reuse was negotiated
+        return result
+    # on failure before the arguments were sent: ban the URL, Retry.increment, pause, next URL
+
+Never retried: anything after the first byte of the arguments was written (at-most-once execution), credential,
+verification and authorization failures, keyword arguments a DIRAC server cannot take, an expired deadline.
+
+DIRAC-style use also works: ``RPCClient("Framework/Notification").ping()`` returns the envelope with ``rpcStub``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+from rpcframework.client.base import DEFAULT_OFFER, BaseClient, Endpoint
+from rpcframework.client.inner import Attempt, Connection, InnerRPCClient
+from rpcframework.client.options import ClientOptions
+from rpcframework.client.policy import CallPhase, Deadline
+from rpcframework.client.pool import ConnectionPool, PoolSettings
+from rpcframework.client.stub import build_rpc_stub
+from rpcframework.errors import (
+    ConfigurationError,
+    ConnectionClosedError,
+    DeadlineExceeded,
+    RemoteError,
+    RPCFrameworkError,
+)
+from rpcframework.protocol import Extensions
+from rpcframework.returnvalues import DReturn, SErrorException, error_from_exception
+from rpcframework.transports import Backend
+
+__all__ = ["RPCClient"]
+
+logger = logging.getLogger(__name__)
+
+# A pooled connection found dead is replaced by another pooled one or a fresh one; a few tries at most.
+_MAX_STALE_RETRIES: Final = 3
+
+
+class RPCClient:
+    """Calls one service (``"System/Component"`` or full URL(s)); thread-safe; owns a connection pool.
+
+    ``options`` are the validated :class:`ClientOptions`, or pass them as keywords like DIRAC
+    (``RPCClient(url, timeout=30)``). ``pool`` tunes connection reuse; ``backends`` shares back-end instances
+    (and so TLS contexts) between the services of one ``Client``; ``offer`` is the extensions offer (``None``
+    makes a pure DIRAC client). Construction errors (no URL, no proxy, expired proxy) raise at once.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        options: ClientOptions | None = None,
+        *,
+        pool: PoolSettings | None = None,
+        backends: dict[str, Backend] | None = None,
+        offer: Extensions | None = DEFAULT_OFFER,
+        environ: Mapping[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        **kw_options: Any,
+    ) -> None:
+        if options is None:
+            options = ClientOptions.build(kw_options)
+        elif kw_options:
+            raise ConfigurationError("pass either options= or keyword options, not both")
+        self._rpc_base = BaseClient(url, options, backends=backends, offer=offer, environ=environ)
+        self._rpc_pool = ConnectionPool(pool)
+        self._rpc_inner = InnerRPCClient()
+        self._rpc_sleep = sleep
+        self._rpc_closed = False
+
+    # -- public ----------------------------------------------------------------------------------------------------
+
+    @property
+    def base(self) -> BaseClient:
+        """The frozen service description (URLs, selector, TLS settings, proposals)."""
+        return self._rpc_base
+
+    @property
+    def pool(self) -> ConnectionPool:
+        return self._rpc_pool
+
+    def __repr__(self) -> str:
+        return f"<RPCClient {self._rpc_base.service!r}>"
+
+    def close(self) -> None:
+        """Close idle connections; connections in use close when their call ends. Later calls fail."""
+        self._rpc_closed = True
+        self._rpc_pool.close()
+
+    def __enter__(self) -> RPCClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def call(self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, timeout: float | None) -> DReturn:
+        """Perform one call within ``timeout`` seconds (``None``: no deadline); the envelope, or raise."""
+        if self._rpc_closed:
+            raise ConfigurationError(f"{self!r} is closed")
+        deadline = Deadline.after(timeout) if timeout is not None else Deadline.never()
+        base = self._rpc_base
+        retry = base.retry
+        failures: list[tuple[str, RPCFrameworkError]] = []
+        for url in base.selector.attempt_order(retry.max_attempts):
+            attempt = Attempt()
+            try:
+                result = self._call_url(base.endpoints[url], method, args, kwargs, deadline=deadline, attempt=attempt)
+            except RPCFrameworkError as exc:
+                failures.append((url, exc))
+                if deadline.expired or (isinstance(exc, DeadlineExceeded) and attempt.phase.arguments_sent):
+                    raise _timeout_error(url, method, timeout, exc) from exc
+                if not retry.is_retryable(exc, attempt.phase):
+                    return _final(exc)
+                base.selector.ban(url)
+                try:
+                    retry = retry.increment(exc, attempt.phase, url=url)
+                except RPCFrameworkError:
+                    return self._all_failed(failures)
+                logger.info("%s on %s failed before the arguments were sent (%s); retrying", method, url, exc)
+                pause = retry.sleep_for(deadline)
+                if pause > 0:
+                    self._rpc_sleep(pause)
+                continue
+            base.selector.succeeded(url)
+            return result
+        return self._all_failed(failures)
+
+    def maintain(self) -> None:
+        """Ping idle pooled connections due for a keepalive and close expired ones (also done lazily on use)."""
+        self._rpc_pool.maintain()
+
+    # -- DIRAC-style proxying: RPCClient(url).method(*args) --------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Callable[..., DReturn]:
+        if name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return functools.partial(self._rpc_call_with_stub, name)
+
+    def _rpc_call_with_stub(self, method: str, *args: Any, **kwargs: Any) -> DReturn:
+        base = self._rpc_base
+        timeout = base.timeout.total
+        try:
+            result: dict[str, Any] = dict(self.call(method, args, kwargs, timeout=timeout))
+        except (RPCFrameworkError, SErrorException) as exc:
+            result = dict(error_from_exception(exc))
+        result["rpcStub"] = build_rpc_stub(base.service, base.stub_options(timeout), method, args, kwargs)
+        return result  # type: ignore[return-value]
+
+    # -- one URL ---------------------------------------------------------------------------------------------------
+
+    def _call_url(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        deadline: Deadline,
+        attempt: Attempt,
+    ) -> DReturn:
+        proposal = self._rpc_base.proposal(endpoint.path, method)
+        pool = self._rpc_pool
+        for _ in range(_MAX_STALE_RETRIES):
+            conn = pool.acquire(endpoint.url)
+            attempt.reused = conn is not None
+            attempt.phase = CallPhase.CONNECTING
+            if conn is None:
+                conn = self._connect(endpoint, deadline)
+            try:
+                result = self._rpc_inner.execute(conn, proposal, args, kwargs, deadline=deadline, attempt=attempt)
+            except RemoteError:
+                pool.release(conn)  # a refusal leaves a reused connection idle and usable
+                raise
+            except ConnectionClosedError as exc:
+                conn.close()
+                if attempt.reused and not attempt.phase.arguments_sent:
+                    # Closed before the ack: nothing ran. The server probably restarted; drop its idle peers too.
+                    dropped = pool.discard_idle(endpoint.url)
+                    logger.debug("pooled connection to %s was dead (%s); %d more dropped", endpoint.url, exc, dropped)
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                raise
+            pool.release(conn)
+            return result
+        raise ConnectionClosedError(f"{endpoint.url}: pooled connections kept failing; giving up")
+
+    def _connect(self, endpoint: Endpoint, deadline: Deadline) -> Connection:
+        timeout = self._rpc_base.timeout
+        if deadline.expired:
+            raise DeadlineExceeded(f"connecting to {endpoint.url}: the call's deadline passed")
+        # Backend.connect takes two step limits, not one deadline: each is capped by the time left of the call.
+        stream = endpoint.backend.connect(
+            endpoint.host,
+            endpoint.port,
+            tls=endpoint.tls,
+            connect_timeout=timeout.connect_deadline(deadline).remaining(),
+            handshake_timeout=timeout.handshake_deadline(deadline).remaining(),
+        )
+        return Connection(endpoint.url, stream, self._rpc_base.offer)
+
+    def _all_failed(self, failures: list[tuple[str, RPCFrameworkError]]) -> DReturn:
+        if not failures:
+            raise ConfigurationError(f"{self._rpc_base.service}: no URL to try (retries exhausted before any attempt)")
+        last = failures[-1][1]
+        if isinstance(last, RemoteError):
+            return last.result  # the server's own refusal, as DIRAC would show it
+        latest = {url: exc for url, exc in failures}  # one reason per URL: the latest
+        reasons = "; ".join(f"{url}: {_reason(exc)}" for url, exc in latest.items())
+        message = f"{self._rpc_base.service}: every attempt failed ({len(failures)} attempts): {reasons}"
+        try:
+            error = type(last)(message, errno=last.errno)
+        except TypeError:  # an exception type with its own constructor
+            error = RPCFrameworkError(message, errno=last.errno)
+        raise error from last
+
+
+def _reason(exc: RPCFrameworkError) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _final(exc: RPCFrameworkError) -> DReturn:
+    """A failure no retry can fix: a refusal keeps the server's envelope; anything else propagates."""
+    if isinstance(exc, RemoteError):
+        return exc.result
+    raise exc
+
+
+def _timeout_error(url: str, method: str, timeout: float | None, exc: RPCFrameworkError) -> DeadlineExceeded:
+    limit = "no" if timeout is None else f"the {timeout:g} s"
+    return DeadlineExceeded(f"{method} on {url}: no result within {limit} deadline of the call ({exc})")
