@@ -1,0 +1,302 @@
+"""Scripted servers for the client's network tests, on 127.0.0.1 with certificates made at test time.
+
+* :class:`DiracPeer` answers exactly as the captured DIRAC 9.1.22 service does (``data/dirac-9.1.22-frames.json``):
+  the raw ack ``27:{"OK": true, "Value": null}``, the result, then it closes. Built on ``transports`` + raw frames.
+* :class:`ExtensionPeer` is an rpcframework-style server on ``protocol.ServerConnection``: it negotiates our
+  extensions, reuses connections, answers keepalives, and can be told to misbehave (die after the ack, answer
+  slowly, drop idle connections).
+
+Both record what they saw (connections, frames, executions) for the tests to assert on.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rpcframework.codec import Encoding, decode, encode
+from rpcframework.config import ConfigTree, load_dict
+from rpcframework.errors import RPCFrameworkError
+from rpcframework.protocol import (
+    NEED_DATA,
+    ArgumentsReceived,
+    ConnectionClosed,
+    Extensions,
+    FrameDecoder,
+    ProposalReceived,
+    ServerConnection,
+    encode_frame,
+)
+from rpcframework.returnvalues import S_ERROR, S_OK, DReturn
+from rpcframework.security.devca import DevCA, IssuedCredential
+from rpcframework.transports import Backend, Stream, TLSConfig, get_backend
+
+DATA = Path(__file__).parent / "data"
+FRAMES: dict[str, str] = json.loads((DATA / "dirac-9.1.22-frames.json").read_text())
+
+
+@dataclass(frozen=True)
+class Creds:
+    ca: DevCA
+    host: IssuedCredential
+    user: IssuedCredential
+    other_name_host: IssuedCredential
+
+    def server_tls(self, host: IssuedCredential | None = None) -> TLSConfig:
+        cred = host or self.host
+        return TLSConfig(cert_file=str(cred.cert_file), key_file=str(cred.key_file), ca_dir=str(self.ca.cert_dir))
+
+    def config(self) -> ConfigTree:
+        """Client configuration: the CA directory and the host certificate (for useCertificates)."""
+        return load_dict(
+            {
+                "DIRAC": {
+                    "Security": {
+                        "CALocation": str(self.ca.cert_dir),
+                        "CertFile": str(self.host.cert_file),
+                        "KeyFile": str(self.host.key_file),
+                    }
+                }
+            },
+            "<client tests>",
+        )
+
+    def client_options(self, **extra: Any) -> dict[str, Any]:
+        """Options for a user client with the dev proxy."""
+        return {"proxyLocation": str(self.user.proxy_file), "config": self.config(), **extra}
+
+
+@pytest.fixture(scope="session")
+def creds(tmp_path_factory: pytest.TempPathFactory) -> Creds:
+    root = tmp_path_factory.mktemp("client-ca")
+    ca = DevCA.init(root / "ca")
+    other = ca.issue_host("other.example", sans=["DNS:other.example"])
+    return Creds(ca=ca, host=ca.default_host(), user=ca.default_user(), other_name_host=other)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def closed_port() -> Callable[[], int]:
+    """Returns loopback ports with nobody listening (connections are refused)."""
+    return _closed_port
+
+
+@pytest.fixture(scope="session")
+def frames() -> dict[str, str]:
+    """The captured DIRAC 9.1.22 frames (``data/dirac-9.1.22-frames.json``)."""
+    return FRAMES
+
+
+class _Server:
+    """Accept loop on 127.0.0.1; one daemon thread per connection runs :meth:`serve`."""
+
+    def __init__(self, backend: Backend, tls: TLSConfig | None) -> None:
+        self.backend = backend
+        self.tls = tls
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.port: int = self._listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.handshake_errors: list[BaseException] = []
+        self.open_streams: list[Stream] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    @property
+    def scheme(self) -> str:
+        return "dip" if self.tls is None else "dips"
+
+    def url(self, path: str = "Bench/EchoPlain", host: str = "127.0.0.1") -> str:
+        return f"{self.scheme}://{host}:{self.port}/{path}"
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+            threading.Thread(target=self._run, args=(sock,), daemon=True).start()
+
+    def _run(self, sock: socket.socket) -> None:
+        sock.settimeout(None)
+        try:
+            stream = self.backend.wrap_server(sock, self.tls, handshake_timeout=5.0)
+        except Exception as exc:
+            with self.lock:
+                self.handshake_errors.append(exc)
+            return
+        stream.settimeout(20.0)
+        with self.lock:
+            self.open_streams.append(stream)
+        try:
+            self.serve(stream)
+        except RPCFrameworkError:
+            pass  # the client went away; a server just drops the connection
+        finally:
+            stream.close()
+            with self.lock:
+                self.open_streams.remove(stream)
+
+    def serve(self, stream: Stream) -> None:
+        raise NotImplementedError
+
+    def drop_all_connections(self) -> None:
+        """Close every open connection from the server side (a restart, or an idle timeout)."""
+        with self.lock:
+            streams = list(self.open_streams)
+        for stream in streams:
+            stream.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._listener.close()
+        self.drop_all_connections()
+
+
+class DiracPeer(_Server):
+    """A DIRAC 9.1.22 service as captured: raw ack, result, close. Knows ``echo`` and ``add``."""
+
+    def __init__(self, backend: Backend, tls: TLSConfig | None) -> None:
+        super().__init__(backend, tls)
+        self.received: list[list[bytes]] = []  # raw frames (header included) per connection
+        self.executions = 0
+
+    def serve(self, stream: Stream) -> None:
+        frames: list[bytes] = []
+        with self.lock:
+            self.received.append(frames)
+        decoder = FrameDecoder()
+        for _ in range(1000):
+            frame = decoder.next_frame()
+            if frame is None:
+                data = stream.recv(65536)
+                if not data:
+                    return  # the client closed (e.g. after refusing to send keyword arguments)
+                decoder.feed(data)
+                continue
+            frames.append(encode_frame(frame.payload))
+            if len(frames) == 1:
+                stream.send_all(FRAMES["ack"].encode())
+                continue
+            stream.send_all(self._result(frame.payload))
+            return  # DIRAC closes after the result
+
+    def _result(self, payload: bytes) -> bytes:
+        with self.lock:
+            self.executions += 1
+        message, _ = decode(payload, Encoding.JSON)
+        args = message["Value"]
+        if not isinstance(args, list):
+            return FRAMES["dict_arguments_result"].encode()
+        method = json.loads(self.received[-1][0].split(b":", 1)[1])["Value"][1][1]
+        if method == "add":
+            result = S_OK(args[0] + args[1])
+        elif method == "echo":
+            result = S_OK(args[0])
+        else:
+            result = S_ERROR(f"Unknown method {method}")
+        return encode_frame(encode(result, Encoding.JSON))
+
+
+Handler = Callable[[str, list[Any], dict[str, Any]], DReturn]
+
+
+def default_handler(method: str, args: list[Any], kwargs: dict[str, Any]) -> DReturn:
+    if method == "echo":
+        return S_OK(args[0] if args and not kwargs else {"args": args, "kwargs": kwargs})
+    if method == "add":
+        return S_OK(sum(args))
+    if method == "sleep":
+        time.sleep(float(args[0]))
+        return S_OK("slept")
+    return S_ERROR(f"Unknown method {method}")
+
+
+@dataclass
+class Behaviour:
+    """What an :class:`ExtensionPeer` does; tests change it while the server runs."""
+
+    handler: Handler = default_handler
+    extensions: Extensions | None = field(default_factory=Extensions)
+    die_after_accept: bool = False  # ack the proposal, read the arguments, close without a result
+    refuse: DReturn | None = None
+
+
+class ExtensionPeer(_Server):
+    """An extension-aware server on ``protocol.ServerConnection``."""
+
+    def __init__(self, backend: Backend, tls: TLSConfig | None) -> None:
+        super().__init__(backend, tls)
+        self.behaviour = Behaviour()
+        self.executions = 0
+        self.proposals: list[Any] = []
+        self.pings = 0
+
+    def serve(self, stream: Stream) -> None:
+        behaviour = self.behaviour
+        conn = ServerConnection(extensions=behaviour.extensions)
+        for _ in range(1_000_000):
+            event = conn.next_event()
+            if event is NEED_DATA:
+                owed = conn.data_to_send()
+                if owed:
+                    with self.lock:
+                        self.pings += owed.count(b"dka")
+                    stream.send_all(owed)
+                conn.receive_data(stream.recv(65536))
+            elif isinstance(event, ProposalReceived):
+                with self.lock:
+                    self.proposals.append(event.proposal)
+                if behaviour.refuse is not None:
+                    stream.send_all(conn.refuse(behaviour.refuse))  # type: ignore[arg-type]
+                else:
+                    stream.send_all(conn.accept())
+            elif isinstance(event, ArgumentsReceived):
+                with self.lock:
+                    self.executions += 1
+                if behaviour.die_after_accept:
+                    return
+                proposal = conn.proposal
+                assert proposal is not None
+                result = behaviour.handler(proposal.action_name, event.args, event.kwargs)
+                stream.send_all(conn.send_result(result))
+            elif isinstance(event, ConnectionClosed):
+                return
+
+
+_KINDS: dict[str, type[_Server]] = {"dirac": DiracPeer, "ext": ExtensionPeer}
+
+
+@pytest.fixture
+def servers() -> Iterator[Callable[..., Any]]:
+    """Start scripted servers for one test: ``servers("dirac"|"ext", "plain", tls)``; all stopped afterwards."""
+    started: list[_Server] = []
+
+    def start(kind: str, backend: str, tls: TLSConfig | None = None) -> Any:
+        server = _KINDS[kind](get_backend(backend), tls)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
