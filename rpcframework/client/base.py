@@ -45,6 +45,7 @@ from rpcframework.protocol import (
     NoExtraCredentials,
     Proposal,
 )
+from rpcframework.security.delegation import current_delegation
 from rpcframework.security.locations import (
     check_credentials,
     find_ca_dir,
@@ -135,7 +136,7 @@ class BaseClient:
         self.tls = self._build_tls(security, environ) if any(u.secure for u in parsed.values()) else None
         self.endpoints = {url: self._endpoint(url, spec) for url, spec in parsed.items()}
         self._default_extra = self._static_extra_credentials()
-        self._proposals: dict[tuple[str, str], Proposal] = {}
+        self._proposals: dict[tuple[str, str, ExtraCredentials], Proposal] = {}
         self._version = client_version()
 
     def __repr__(self) -> str:
@@ -198,19 +199,22 @@ class BaseClient:
         return NoExtraCredentials()
 
     def extra_credentials(self) -> ExtraCredentials:
-        """The third proposal element for the call being made.
+        """The third proposal element for the call being made: the single place a per-call identity enters.
 
-        The single place a per-call identity enters: the future ``rpcframework.delegate()`` context variable
-        will be read here (a ``DelegatedIdentity`` for the current context), before the client's own options.
+        Explicit ``delegatedDN``/``delegatedGroup`` options win; otherwise an ``rpcframework.security.delegation.
+        delegate()`` block (or DISET's ``ThreadConfig``) in force in the calling context makes the call on behalf
+        of that user; otherwise the client's own (``""``, or ``"hosts"`` with the host certificate).
         """
+        if self.options.delegatedDN is None:
+            delegation = current_delegation()
+            if delegation is not None:
+                return DelegatedIdentity(delegation.dn, delegation.group or "")
         return self._default_extra
 
     def proposal(self, path: str, method: str) -> Proposal:
         """The RPC proposal for ``method`` on the service at ``path``; cached, so calls reuse one object."""
         extra = self.extra_credentials()
-        if extra is not self._default_extra:
-            return self._build_proposal(path, method, extra)
-        key = (path, method)
+        key = (path, method, extra)
         proposal = self._proposals.get(key)
         if proposal is None:
             proposal = self._build_proposal(path, method, extra)
@@ -229,5 +233,12 @@ class BaseClient:
         )
 
     def stub_options(self, timeout: float | None) -> dict[str, Any]:
-        """The options recorded in ``rpcStub`` (DISET's client kwargs minus credentials)."""
-        return self.options.stub_options(timeout)
+        """The options recorded in ``rpcStub`` (DISET's client kwargs minus credentials), plus a delegation in
+        force, as DISET records ``ThreadConfig``'s identity, so a replay acts for the same user."""
+        options = self.options.stub_options(timeout)
+        extra = self.extra_credentials()
+        if isinstance(extra, DelegatedIdentity) and "delegatedDN" not in options:
+            options["delegatedDN"] = extra.dn
+            if extra.group:
+                options["delegatedGroup"] = extra.group
+        return options

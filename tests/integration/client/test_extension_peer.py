@@ -13,7 +13,9 @@ import pytest
 from rpcframework.client import Client
 from rpcframework.client.pool import PoolSettings
 from rpcframework.client.rpcclient import RPCClient
+from rpcframework.protocol import DelegatedIdentity, HostCredentials
 from rpcframework.returnvalues import S_ERROR
+from rpcframework.security.delegation import delegate
 
 
 @pytest.fixture(params=["pyopenssl", "m2crypto", "plain"])
@@ -176,3 +178,23 @@ def test_threads_share_one_client(servers: Any, creds: Any) -> None:
     assert errors == []
     assert peer.executions == 320
     assert peer.connections <= 32  # never more connections than concurrent calls; reused across calls
+
+
+def test_identity_in_the_proposal(servers: Any, creds: Any) -> None:
+    peer = servers("ext", "pyopenssl", creds.server_tls())
+    dn = "/DC=org/DC=rpcframework/OU=Users/CN=alice"
+    with Client(peer.url(), useCertificates=True, config=creds.config()) as host_client:
+        assert host_client.echo("as host")["OK"]
+        with delegate(dn, "dirac_user"):
+            stub = host_client.echo("for alice")["rpcStub"]
+        assert host_client.echo("as host again")["OK"]
+    with Client(peer.url(), **creds.client_options(delegatedDN=dn)) as explicit:
+        assert explicit.echo("explicit")["OK"]
+    extras = [p.extra_credentials for p in peer.proposals]
+    assert extras == [
+        HostCredentials(),
+        DelegatedIdentity(dn, "dirac_user"),
+        HostCredentials(),
+        DelegatedIdentity(dn, ""),
+    ]
+    assert stub[0][1]["timeout"] == 600.0
