@@ -1,0 +1,308 @@
+"""One accepted connection after its handshake: bytes in, protocol events, authorization, calls out.
+
+A :class:`Channel` is owned by exactly one thread at a time — the reactor's selector thread while it waits for
+bytes, or a worker while it runs a call (and, on a reused connection, while it briefly reads the next request
+itself) — so it needs no lock. :meth:`Channel.advance` turns whatever bytes are buffered into one
+:class:`Step`: wait for more, a complete call to run, or close.
+
+Timing rules (what makes slow or silent clients cheap): every message must be complete within ``read_timeout`` of
+the moment we started waiting for it (the first proposal after the handshake, the arguments after the ack), and
+bytes arriving slowly never extend that; an idle reused connection may wait ``idle_timeout`` for its next proposal,
+and a ``dka`` ping restarts that wait. The reactor closes a channel whose :attr:`Channel.deadline` has passed.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import select
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from rpcframework.errors import CodecError, ProtocolError, RPCFrameworkError
+from rpcframework.protocol.events import (
+    NEED_DATA,
+    ArgumentsReceived,
+    ConnectionState,
+    ProposalReceived,
+)
+from rpcframework.protocol.messages import ActionType, Extensions, Feature, Proposal
+from rpcframework.protocol.rpc import ServerConnection
+from rpcframework.returnvalues import S_ERROR, DReturn
+from rpcframework.security.authz import Caller
+from rpcframework.server.context import RequestContext
+from rpcframework.server.service import Service
+from rpcframework.transports.base import Stream
+
+__all__ = ["SERVER_EXTENSIONS", "Call", "Channel", "ChannelLimits", "Step"]
+
+logger = logging.getLogger(__name__)
+
+#: What this server negotiates with rpcframework clients (file-transfer features come with the transfer side).
+SERVER_EXTENSIONS: Final = Extensions(features=frozenset({Feature.REUSE, Feature.KWARGS, Feature.TYPED}))
+_RECV_SIZE: Final = 256 * 1024
+# POLLRDHUP (Linux) reports a peer that shut down its side even when unread bytes are still queued.
+_GONE_EVENTS: Final = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR | select.POLLNVAL
+
+
+class Step(enum.Enum):
+    """What :meth:`Channel.advance` found."""
+
+    WAIT = "wait"  # a message is incomplete: wait for bytes (until the deadline)
+    CALL = "call"  # a complete call is in :attr:`Channel.call`
+    CLOSE = "close"  # the exchange is over, refused, or broken: close the connection
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelLimits:
+    """Per-connection limits (seconds and bytes)."""
+
+    read_timeout: float = 30.0
+    idle_timeout: float = 300.0
+    write_timeout: float = 30.0
+    max_message_size: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A complete request: authorized proposal plus decoded arguments."""
+
+    service: Service
+    method: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    context: RequestContext
+    caller: str
+
+
+def _clean(text: str) -> str:
+    # Peer strings end up in refusals and logs; escape control characters so they cannot forge lines.
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+class Channel:
+    """A handshaken connection to one port's services (``services`` maps ``System/Component`` names)."""
+
+    def __init__(self, stream: Stream, services: Mapping[str, Service], limits: ChannelLimits) -> None:
+        self.stream = stream
+        self.services = services
+        self.limits = limits
+        self.conn = ServerConnection(extensions=SERVER_EXTENSIONS, max_message_size=limits.max_message_size)
+        self.peer_address = stream.peer_address
+        identity = stream.peer_identity
+        self.peer_dn: str | None = identity.dn if identity is not None else None
+        self.fd = stream.fileno()
+        self.call: Call | None = None
+        self.exchanges = 0
+        self.closed = False
+        self.deadline = time.monotonic() + limits.read_timeout
+        self._wait_budget = limits.read_timeout  # how long the message being waited for may take
+        self._auth_cache: tuple[Proposal, object, Caller] | None = None
+        self._current: tuple[Service, Proposal, Caller | None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.where} {self.conn.state.value}>"
+
+    @property
+    def where(self) -> str:
+        return f"{self.peer_address[0]}:{self.peer_address[1]}"
+
+    # -- reading ------------------------------------------------------------------------------------------------
+
+    def read_once(self, timeout: float) -> bool:
+        """Read what is available (waiting at most ``timeout``; 0: not at all); ``False`` when nothing came."""
+        stream = self.stream
+        stream.settimeout(timeout)
+        try:
+            data = stream.recv(_RECV_SIZE)
+        except TimeoutError:  # DeadlineExceeded: nothing arrived in time
+            return False
+        self._feed(data)
+        # TLS may hold more decrypted bytes than we asked for; a selector would never report them.
+        for _ in range(64):
+            if not data or stream.pending() <= 0:
+                break
+            data = stream.recv(_RECV_SIZE)
+            self._feed(data)
+        return True
+
+    def _feed(self, data: bytes) -> None:
+        was_idle = self.conn.state is ConnectionState.IDLE
+        self.conn.receive_data(data)
+        if data and was_idle:
+            # A proposal has started: it gets read_timeout from now at most, however slowly it trickles in.
+            self.deadline = min(self.deadline, time.monotonic() + self.limits.read_timeout)
+
+    def wants_read(self) -> bool:
+        """Whether bytes are already buffered in the stream (read them before waiting on the selector)."""
+        return self.stream.pending() > 0
+
+    # -- the protocol -------------------------------------------------------------------------------------------
+
+    def advance(self) -> Step:
+        """Process buffered bytes until a call is complete, more bytes are needed, or the connection must close."""
+        conn = self.conn
+        for _ in range(1024):  # bounded: each pass consumes a frame
+            try:
+                event = conn.next_event()
+            except (ProtocolError, RPCFrameworkError) as exc:
+                logger.info("closing %s after a protocol error: %s", self.where, exc)
+                self._send_quietly(conn.data_to_send())
+                return Step.CLOSE
+            pending = conn.data_to_send()
+            if pending:  # keepalive pongs: a ping also restarts the idle wait
+                if not self._send_quietly(pending):
+                    return Step.CLOSE
+                if conn.state is ConnectionState.IDLE:
+                    self._restart_wait(self._wait_budget)
+            step = self._on_event(event)
+            if step is not None:
+                return step
+        return Step.WAIT
+
+    def _on_event(self, event: object) -> Step | None:
+        """The step an event leads to, or ``None`` to keep processing buffered frames."""
+        if event is NEED_DATA:
+            return Step.WAIT
+        if isinstance(event, ProposalReceived):
+            if self._on_proposal(event.proposal):
+                return None
+            if self.conn.state is not ConnectionState.IDLE:
+                return Step.CLOSE
+            self._restart_wait(self.limits.idle_timeout)  # refused, but reuse keeps the connection
+            return None
+        if isinstance(event, ArgumentsReceived):
+            self.call = self._make_call(event)
+            return Step.CALL
+        # ConnectionClosed, or PAUSED: a non-RPC action was handed over, which we never accept.
+        return Step.CLOSE
+
+    def _on_proposal(self, proposal: Proposal) -> bool:
+        """Accept (True) or refuse (False) the proposal and send the answer."""
+        service = self.services.get(proposal.service)
+        if service is None:
+            return self._refuse(S_ERROR(f"{_clean(proposal.service)} is not up in this server"))
+        if proposal.action_type is not ActionType.RPC:
+            return self._refuse(S_ERROR(f"{proposal.action_type.value} actions are not supported by this server"))
+        tree = service.config_tree()
+        cached = self._auth_cache
+        if cached is not None and cached[0] is proposal and cached[1] is tree:
+            caller: Caller | None = cached[2]
+        else:
+            decision = service.authorize(proposal, self.peer_dn)
+            if not isinstance(decision, Caller):
+                return self._refuse(decision)
+            caller = decision
+            self._auth_cache = (proposal, tree, decision)
+        self._current = (service, proposal, caller)
+        if not self._send_quietly(self.conn.accept()):
+            return False
+        self._restart_wait(self.limits.read_timeout)
+        return True
+
+    def _refuse(self, error: DReturn) -> bool:
+        assert not error["OK"]
+        self._send_quietly(self.conn.refuse(error))
+        self.exchanges += 1
+        return False
+
+    def _make_call(self, event: ArgumentsReceived) -> Call:
+        assert self._current is not None  # set when the proposal was accepted
+        service, proposal, caller = self._current
+        identity = self.stream.peer_identity
+        context = service.request_context(
+            proposal,
+            caller,
+            peer_identity=identity,
+            peer_address=self.peer_address,
+            deadline=None,  # the protocol carries no client deadline yet
+            is_connected=self.is_connected,
+        )
+        who = caller.describe() if caller is not None else "anonymous"
+        return Call(service, proposal.action_name, event.args, event.kwargs, context, who)
+
+    # -- the call -----------------------------------------------------------------------------------------------
+
+    def execute(self, call: Call) -> bool:
+        """Run ``call`` and send its result; ``True`` when the connection stays open for another exchange."""
+        started = time.perf_counter()
+        result = call.service.call(call.method, call.args, call.kwargs, call.context)
+        self.call = None
+        self.exchanges += 1
+        sent = self.send_result(result)
+        if logger.isEnabledFor(logging.INFO):
+            outcome = "OK" if result["OK"] else f"ERROR: {result['Message']}"
+            logger.info(
+                "%s %s by %s from %s: %s (%.2f ms)",
+                call.service.name,
+                call.method,
+                call.caller,
+                self.where,
+                outcome if sent else f"{outcome} (not delivered: the caller left)",
+                (time.perf_counter() - started) * 1000.0,
+            )
+        if not sent or self.conn.state is not ConnectionState.IDLE:
+            return False
+        self._restart_wait(self.limits.idle_timeout)
+        return True
+
+    def send_result(self, result: DReturn) -> bool:
+        """Send ``result`` (or, if it cannot be encoded, an error saying so); ``False`` if the peer is gone."""
+        try:
+            data = self.conn.send_result(result)
+        except CodecError as exc:
+            logger.error("%s: the result could not be encoded: %s", self.where, exc)
+            data = self.conn.send_result(S_ERROR("Server error: the result could not be encoded for the wire"))
+        self.stream.settimeout(self.limits.write_timeout)
+        try:
+            self.stream.send_all(data)
+        except (RPCFrameworkError, OSError) as exc:
+            logger.info("could not send the result to %s: %s", self.where, exc)
+            return False
+        return True
+
+    def answer_overloaded(self, error: DReturn) -> bool:
+        """Answer a call that found no room in the worker queue, without waiting; ``True`` if the connection stays."""
+        self.call = None
+        self.exchanges += 1
+        try:
+            data = self.conn.send_result(error)
+        except CodecError:  # cannot happen for our own error text, but never let the selector thread die of it
+            return False
+        if not self._send_quietly(data) or self.conn.state is not ConnectionState.IDLE:
+            return False
+        self._restart_wait(self.limits.idle_timeout)
+        return True
+
+    def is_connected(self) -> bool:
+        """Whether the peer still holds its side open (a poll that never blocks)."""
+        if self.closed:
+            return False
+        poller = select.poll()
+        poller.register(self.fd, _GONE_EVENTS)
+        return not poller.poll(0)
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+
+    def _restart_wait(self, budget: float) -> None:
+        self._wait_budget = budget
+        self.deadline = time.monotonic() + budget
+
+    def _send_quietly(self, data: bytes) -> bool:
+        """Send a small protocol message without waiting (the selector thread must never block on a peer)."""
+        if not data:
+            return True
+        self.stream.settimeout(0.0)
+        try:
+            self.stream.send_all(data)
+        except (RPCFrameworkError, OSError) as exc:
+            logger.info("dropping %s: cannot send to it (%s)", self.where, exc)
+            return False
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.stream.close()

@@ -1,0 +1,478 @@
+"""``ServiceReactor``: listening sockets, one selector thread, bounded worker pools.
+
+Threading model:
+
+* **one selector thread** accepts connections, closes banned addresses before any TLS work, drives every TLS
+  handshake one non-blocking step at a time (``Backend.start_server_handshake``), reads proposal and argument
+  frames, authorizes proposals and sends acks/refusals/pongs, and closes connections whose deadline passed. It
+  never waits on a peer: a silent, slow or trickling client costs a socket and a timer, never a thread;
+* **one worker pool per service** (``MaxThreads`` threads, a queue of ``MaxWaitingPetitions``) runs complete
+  calls. A full queue is answered at once with ``S_ERROR(EOVERLOAD, ...)``;
+* a connection is owned by one thread at a time. After a call on a connection that negotiated ``reuse``, the
+  worker reads the next request itself for a moment (bytes already buffered, or readable within
+  :attr:`ServiceReactor.inline_wait` seconds) and hands the connection back to the selector only when it is idle.
+  This skips the selector-to-worker handoff, the largest per-call cost on a busy connection (design.md §5). A
+  worker gives the connection back as soon as other requests wait in its pool's queue, so the pool stays fair.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import selectors
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import FrameType, TracebackType
+from typing import Any, Final
+
+from rpcframework.config.settings import read_security_settings
+from rpcframework.config.store import ConfigStore
+from rpcframework.config.tree import ConfigTree
+from rpcframework.errors import ConfigurationError, RPCFrameworkError
+from rpcframework.returnvalues import EOVERLOAD, S_ERROR
+from rpcframework.security.registry import Registry
+from rpcframework.server.connection import Call, Channel, ChannelLimits, Step
+from rpcframework.server.pool import WorkerPool
+from rpcframework.server.service import Service, ServiceStartError
+from rpcframework.transports.base import Backend, HandshakeStatus, ServerHandshake, TLSConfig, get_backend
+
+__all__ = ["ServiceReactor", "run"]
+
+logger = logging.getLogger(__name__)
+
+_MIN_BACKLOG: Final = 128
+_ACCEPTS_PER_WAKE: Final = 64
+_SELECT_TIMEOUT: Final = 0.1
+_SWEEP_INTERVAL: Final = 0.05
+#: Calls a worker serves in a row on one connection before giving it back even when nobody else waits.
+_INLINE_MAX_CALLS: Final = 10_000
+
+
+@dataclass(eq=False)
+class _Listener:
+    sock: socket.socket
+    scheme: str
+    backend: Backend
+    tls: TLSConfig | None
+    services: dict[str, Service] = field(default_factory=dict)
+    config: ConfigStore | ConfigTree | None = None
+
+    def is_banned(self, address: str) -> bool:
+        config = self.config
+        tree = config.snapshot() if isinstance(config, ConfigStore) else config
+        return tree is not None and Registry.for_config(tree).is_banned(address)
+
+
+@dataclass(eq=False)
+class _Handshake:
+    handshake: ServerHandshake
+    listener: _Listener
+    deadline: float
+    fd: int
+
+
+class ServiceReactor:
+    """Serves :class:`Service` objects over ``dips://`` (TLS) or ``dip://`` (plain) on ``host``.
+
+    Services with the same port share one listening socket and are told apart by the name in the proposal; each
+    service with port 0 gets its own ephemeral port, unless ``shared_port`` puts every service on that one port
+    (0: one ephemeral port for all). ``backend`` is the TLS back end for ``dips`` (``"pyopenssl"`` or
+    ``"m2crypto"``); ``tls`` the server's credentials (default: ``/DIRAC/Security`` in the first service's
+    configuration, then the usual host-certificate and CA-directory lookup). Timeouts: ``handshake_timeout``
+    for the TLS handshake, ``read_timeout`` for each incoming message from the moment it is expected,
+    ``idle_timeout`` between calls on a reused connection, ``write_timeout`` for sending a result.
+
+    Use as a context manager (``with ServiceReactor([...]) as reactor:``), or :meth:`start`/:meth:`stop`, or
+    :meth:`serve_forever` in a program's main thread.
+    """
+
+    def __init__(
+        self,
+        services: Iterable[Service],
+        *,
+        host: str = "0.0.0.0",
+        shared_port: int | None = None,
+        backend: str = "pyopenssl",
+        tls: TLSConfig | None = None,
+        handshake_timeout: float = 10.0,
+        read_timeout: float = 30.0,
+        idle_timeout: float = 300.0,
+        write_timeout: float = 30.0,
+        max_message_size: int = 64 * 1024 * 1024,
+        backlog: int = _MIN_BACKLOG,
+        inline_wait: float = 0.002,
+    ) -> None:
+        self.services = list(services)
+        if not self.services:
+            raise ConfigurationError("a ServiceReactor needs at least one service")
+        names = [service.name for service in self.services]
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"a service is listed twice: {', '.join(sorted(names))}")
+        self.host = host
+        self.shared_port = shared_port
+        self.backend_name = backend
+        self.tls = tls
+        self.handshake_timeout = handshake_timeout
+        self.limits = ChannelLimits(read_timeout, idle_timeout, write_timeout, max_message_size)
+        self.backlog = max(backlog, _MIN_BACKLOG)
+        self.inline_wait = inline_wait
+        self.urls: dict[str, str] = {}
+        self._listeners: list[_Listener] = []
+        self._pools: dict[str, WorkerPool] = {}
+        self._selector: selectors.BaseSelector | None = None
+        self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._returned: queue.SimpleQueue[Channel] = queue.SimpleQueue()
+        self._stopping = False
+        self._selector_done = threading.Event()
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+
+    # -- public -------------------------------------------------------------------------------------------------
+
+    def url(self, name: str) -> str:
+        """The URL of service ``name`` once started (``dips://127.0.0.1:PORT/System/Component``)."""
+        return self.urls[name]
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """The bound port of each service."""
+        return {name: int(url.rsplit(":", 1)[1].split("/", 1)[0]) for name, url in self.urls.items()}
+
+    def start(self) -> ServiceReactor:
+        """Initialize every service, bind, and start the selector thread and the worker pools."""
+        if self._thread is not None:
+            return self
+        try:
+            self._bind_all()
+            for service in self.services:
+                service.start(self.urls[service.name])
+        except BaseException:
+            self._close_listeners()
+            raise
+        for service in self.services:
+            pool = WorkerPool(f"rpc-{service.name}", service.max_threads, service.max_waiting_petitions)
+            pool.start()
+            self._pools[service.name] = pool
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        for listener in self._listeners:
+            self._selector.register(listener.sock, selectors.EVENT_READ, listener)
+        self._thread = threading.Thread(target=self._run_selector, name="rpc-reactor", daemon=True)
+        self._thread.start()
+        for name, url in self.urls.items():
+            logger.info("serving %s at %s", name, url)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop accepting, close idle connections, let in-flight calls finish within ``timeout``, then stop."""
+        with self._stop_lock:
+            if self._stopped.is_set():
+                return
+            self._stopping = True
+            self._wake()
+            if self._thread is not None:
+                self._selector_done.wait(min(timeout, 5.0) + 1.0)
+            end = time.monotonic() + timeout
+            for pool in self._pools.values():
+                pool.stop(max(end - time.monotonic(), 0.0))
+            if self._thread is not None:
+                self._thread.join(1.0)
+            self._drain_returned()
+            self._close_listeners()
+            self._wake_r.close()
+            self._wake_w.close()
+            self._stopped.set()
+        logger.info("reactor stopped")
+
+    def serve_forever(self) -> None:
+        """Start, then block until :meth:`stop` (SIGTERM/SIGINT stop it when called from the main thread)."""
+        self.start()
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[int(sig)] = signal.signal(sig, self._on_signal)
+        try:
+            while not self._stopped.wait(0.5):
+                pass
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def __enter__(self) -> ServiceReactor:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- set-up -------------------------------------------------------------------------------------------------
+
+    def _bind_all(self) -> None:
+        groups: dict[tuple[int, int], list[Service]] = {}
+        for index, service in enumerate(self.services):
+            port = service.port if self.shared_port is None else self.shared_port
+            # Port 0 means "any free port": one per service unless shared_port groups them.
+            key = (port, -1 if port or self.shared_port is not None else index)
+            groups.setdefault(key, []).append(service)
+        for (port, _), members in groups.items():
+            schemes = {service.protocol for service in members}
+            if len(schemes) != 1:
+                raise ConfigurationError(f"services on port {port} mix dips and dip: {', '.join(map(str, members))}")
+            self._listeners.append(self._bind(port, schemes.pop(), members))
+
+    def _bind(self, port: int, scheme: str, members: list[Service]) -> _Listener:
+        if scheme == "dips":
+            backend = get_backend(self.backend_name)
+            tls = self.tls or _tls_from_config(members[0].config_tree())
+            backend.prepare_server(tls)  # bad credentials fail now, not at the first client
+        else:
+            backend, tls = get_backend("plain"), None
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        try:
+            sock = socket.create_server((self.host, port), family=family, backlog=self.backlog)
+        except OSError as exc:
+            raise ServiceStartError(f"cannot listen on {self.host}:{port}: {exc.strerror or exc}") from exc
+        sock.setblocking(False)
+        bound = sock.getsockname()[1]
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        listener = _Listener(sock, scheme, backend, tls, config=members[0]._config)
+        for service in members:
+            listener.services[service.name] = service
+            self.urls[service.name] = f"{scheme}://{host}:{bound}/{service.name}"
+        return listener
+
+    # -- the selector thread ------------------------------------------------------------------------------------
+
+    def _run_selector(self) -> None:
+        selector = self._selector
+        assert selector is not None
+        next_sweep = 0.0
+        try:
+            while not self._stopping:
+                for key, mask in selector.select(_SELECT_TIMEOUT):
+                    self._on_ready(key, mask)
+                now = time.monotonic()
+                if now >= next_sweep:
+                    self._expire(now)
+                    next_sweep = now + _SWEEP_INTERVAL
+        except Exception:
+            logger.exception("the reactor's selector thread failed; closing every connection")
+        finally:
+            self._shutdown_selector()
+
+    def _on_ready(self, key: selectors.SelectorKey, mask: int) -> None:
+        data = key.data
+        if data is None:
+            self._take_returned()
+        elif isinstance(data, _Listener):
+            self._accept(data)
+        elif isinstance(data, _Handshake):
+            self._step_handshake(data)
+        elif isinstance(data, Channel):
+            self._read_channel(data)
+
+    def _accept(self, listener: _Listener) -> None:
+        for _ in range(_ACCEPTS_PER_WAKE):
+            try:
+                sock, address = listener.sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:  # EMFILE and friends: keep serving the connections we have
+                logger.warning("accept failed on %s: %s", listener.sock.getsockname(), exc)
+                return
+            if listener.is_banned(str(address[0])):
+                logger.warning("Client connected from banned ip %s; closed", address[0])
+                sock.close()
+                continue
+            try:
+                handshake = listener.backend.start_server_handshake(sock, listener.tls)
+            except RPCFrameworkError as exc:
+                logger.info("cannot start the handshake with %s: %s", address[0], exc)
+                continue
+            entry = _Handshake(handshake, listener, time.monotonic() + self.handshake_timeout, handshake.fileno())
+            self._step_handshake(entry, registered=False)
+
+    def _step_handshake(self, entry: _Handshake, *, registered: bool = True) -> None:
+        selector = self._selector
+        assert selector is not None
+        try:
+            status = entry.handshake.step()
+        except RPCFrameworkError as exc:
+            logger.info("handshake failed: %s", exc)
+            if registered:
+                selector.unregister(entry.fd)
+            return
+        if status is HandshakeStatus.DONE:
+            if registered:
+                selector.unregister(entry.fd)
+            channel = Channel(entry.handshake.stream(), entry.listener.services, self.limits)
+            self._watch(channel)
+            return
+        events = selectors.EVENT_READ if status is HandshakeStatus.WANT_READ else selectors.EVENT_WRITE
+        if registered:
+            selector.modify(entry.fd, events, entry)
+        else:
+            selector.register(entry.fd, events, entry)
+
+    def _watch(self, channel: Channel) -> None:
+        """Give ``channel`` to the selector (bytes already buffered in TLS are processed right away)."""
+        if self._stopping or channel.closed:
+            channel.close()
+            return
+        assert self._selector is not None
+        self._selector.register(channel.fd, selectors.EVENT_READ, channel)
+        if channel.wants_read():
+            self._read_channel(channel)
+
+    def _read_channel(self, channel: Channel) -> None:
+        try:
+            channel.read_once(0.0)
+            step = channel.advance()
+        except (RPCFrameworkError, OSError) as exc:
+            logger.info("dropping %s: %s", channel.where, exc)
+            step = Step.CLOSE
+        if step is Step.WAIT:
+            return
+        assert self._selector is not None
+        self._selector.unregister(channel.fd)
+        if step is Step.CLOSE:
+            channel.close()
+            return
+        call = channel.call
+        assert call is not None
+        pool = self._pools[call.service.name]
+        if not pool.submit(lambda: self._serve(channel, call)):
+            busy = S_ERROR(EOVERLOAD, f"{call.service.name} is busy ({pool.waiting} requests waiting); retry later")
+            logger.warning("%s overloaded: refused %s from %s", call.service.name, call.method, channel.where)
+            if channel.answer_overloaded(busy):
+                self._watch(channel)
+            else:
+                channel.close()
+
+    def _expire(self, now: float) -> None:
+        selector = self._selector
+        assert selector is not None
+        expired = []
+        for key in list(selector.get_map().values()):
+            data = key.data
+            if isinstance(data, _Handshake | Channel) and data.deadline <= now:
+                expired.append((key.fd, data))
+        for fd, data in expired:
+            selector.unregister(fd)
+            if isinstance(data, _Handshake):
+                logger.info("handshake from %s took too long; closed", data.listener.sock.getsockname()[0])
+                data.handshake.close()
+            else:
+                logger.info("closing %s: nothing complete arrived in time", data.where)
+                data.close()
+
+    def _take_returned(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_r.recv(4096)
+        for _ in range(100_000):
+            try:
+                channel = self._returned.get_nowait()
+            except queue.Empty:
+                return
+            self._watch(channel)
+
+    def _shutdown_selector(self) -> None:
+        selector = self._selector
+        assert selector is not None
+        for key in list(selector.get_map().values()):
+            data = key.data
+            if isinstance(data, _Handshake):
+                data.handshake.close()
+            elif isinstance(data, Channel):
+                data.close()
+        selector.close()
+        self._close_listeners()
+        self._selector_done.set()
+
+    # -- workers ------------------------------------------------------------------------------------------------
+
+    def _serve(self, channel: Channel, call: Call) -> None:
+        """Worker task: run ``call``; on a reused connection, serve the next requests while they come quickly."""
+        pool = self._pools[call.service.name]
+        try:
+            keep = channel.execute(call)
+            for _ in range(_INLINE_MAX_CALLS):
+                if not keep or self._stopping or pool.waiting:
+                    break
+                if not channel.wants_read() and not channel.read_once(self.inline_wait):
+                    break  # idle: back to the selector
+                step = channel.advance()
+                if step is Step.CLOSE:
+                    keep = False
+                elif step is Step.CALL:
+                    next_call = channel.call
+                    assert next_call is not None
+                    if next_call.service is not call.service:
+                        break  # another service's call belongs to that service's pool
+                    keep = channel.execute(next_call)
+        except (RPCFrameworkError, OSError) as exc:
+            logger.info("dropping %s: %s", channel.where, exc)
+            keep = False
+        if keep and not self._stopping:
+            self._hand_back(channel)
+        else:
+            channel.close()
+
+    def _hand_back(self, channel: Channel) -> None:
+        if channel.call is not None:
+            # A complete call for another service was read inline: queue it there as the selector would.
+            call = channel.call
+            if self._pools[call.service.name].submit(lambda: self._serve(channel, call)):
+                return
+            busy = S_ERROR(EOVERLOAD, f"{call.service.name} is busy; retry later")
+            if not channel.answer_overloaded(busy):
+                channel.close()
+                return
+        if self._selector_done.is_set():
+            channel.close()
+            return
+        self._returned.put(channel)
+        self._wake()
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def _drain_returned(self) -> None:
+        for _ in range(100_000):
+            try:
+                self._returned.get_nowait().close()
+            except queue.Empty:
+                return
+
+    def _close_listeners(self) -> None:
+        for listener in self._listeners:
+            listener.sock.close()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        logger.info("signal %d: stopping", signum)
+        # stop() joins threads; run it outside the signal handler's frame.
+        threading.Thread(target=self.stop, name="rpc-reactor-stop", daemon=True).start()
+
+
+def _tls_from_config(tree: ConfigTree) -> TLSConfig:
+    from rpcframework.security.locations import find_ca_dir, find_host_certificate
+
+    security = read_security_settings(tree)
+    cert = find_host_certificate(security.cert_file, security.key_file)
+    ca_dir = find_ca_dir(security.ca_location)
+    return TLSConfig(cert_file=str(cert.cert_file), key_file=str(cert.key_file), ca_dir=str(ca_dir.path))
+
+
+def run(services: Iterable[Service], **options: Any) -> None:
+    """Serve ``services`` until SIGTERM/SIGINT (for the ``rpcframework serve`` command)."""
+    ServiceReactor(services, **options).serve_forever()

@@ -1,0 +1,191 @@
+"""``Service``: one ``System/Component`` — its handler class, settings, limits and authorization decision.
+
+The reactor owns sockets and threads; a :class:`Service` owns everything that is about the service itself:
+
+* the handler class and its compiled :class:`~rpcframework.server.methods.MethodTable`;
+* the settings read from the configuration (``MaxThreads``, ``MaxWaitingPetitions``, ``Authorization/*``), re-read
+  from each new configuration snapshot so rule changes apply without a restart;
+* ``initializeHandler`` run once by :meth:`start` (a failure stops the service from starting);
+* one :class:`~rpcframework.server.limits.MethodLimiter` for per-method concurrency;
+* :meth:`authorize`: who is calling and may they (deny by default), answered to a refused peer as DIRAC's
+  ``S_ERROR(1111, "Unauthorized query")`` plus a reason in user terms, never a server stack;
+* :meth:`request_context` and :meth:`call`: the per-request context and the dispatch of one call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from rpcframework.config.settings import ServiceSettings, read_service_settings, virtual_organization
+from rpcframework.config.store import ConfigStore
+from rpcframework.config.tree import ConfigTree
+from rpcframework.config.urls import parse_system_component
+from rpcframework.errors import ConfigurationError
+from rpcframework.protocol.messages import ActionType, Proposal
+from rpcframework.returnvalues import ENOAUTH, S_ERROR, DErrorReturn, DReturn
+from rpcframework.security.authz import AccessDenied, Caller, authorize, resolve_caller, select_rule
+from rpcframework.security.registry import Registry
+from rpcframework.server.context import RequestContext, make_service_info
+from rpcframework.server.dispatch import dispatch
+from rpcframework.server.handler import RequestHandler, initialize_handler_class
+from rpcframework.server.limits import DEFAULT_METHOD_LIMIT, MethodLimiter
+
+__all__ = ["Service", "ServiceStartError"]
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceStartError(ConfigurationError):
+    """A service could not start (``initializeHandler`` failed, bad settings); the message says why."""
+
+
+class Service:
+    """One ``System/Component`` served by a :class:`~rpcframework.server.reactor.ServiceReactor`.
+
+    ``config`` is a :class:`ConfigStore` (reloaded settings apply to later calls) or a fixed :class:`ConfigTree`;
+    without one, an empty tree (DIRAC defaults, no registry: only ``all`` rules admit anyone). Keyword arguments
+    override the configuration: ``port``, ``protocol`` (``"dips"``/``"dip"``), ``max_threads``,
+    ``max_waiting_petitions``. ``default_rule`` is the handler's declared default rule (used after the
+    configuration's ``Authorization/Default``); ``method_limits`` maps ``"RPC/<method>"`` to its concurrency
+    limit, others get ``default_method_limit``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        handler: type[RequestHandler],
+        *,
+        config: ConfigStore | ConfigTree | None = None,
+        port: int | None = None,
+        protocol: str | None = None,
+        max_threads: int | None = None,
+        max_waiting_petitions: int | None = None,
+        default_rule: Sequence[str] | None = None,
+        method_limits: Mapping[str, int | None] | None = None,
+        default_method_limit: int | None = DEFAULT_METHOD_LIMIT,
+    ) -> None:
+        system, component = parse_system_component(name)
+        self.name = f"{system}/{component}"
+        if not (isinstance(handler, type) and issubclass(handler, RequestHandler)):
+            raise ServiceStartError(f"{self.name}: the handler must be a RequestHandler subclass, not {handler!r}")
+        self.handler = handler
+        self.table = handler.method_table()
+        self._config = config if config is not None else ConfigTree()
+        settings = read_service_settings(self.config_tree(), self.name)
+        self.port = settings.port if port is None else port
+        self.protocol = (protocol or settings.protocol).lower()
+        if self.protocol not in ("dips", "dip"):
+            raise ServiceStartError(f"{self.name}: protocol must be dips or dip, not {self.protocol!r}")
+        self.max_threads = _positive("max_threads", max_threads, settings.max_threads)
+        self.max_waiting_petitions = _positive(
+            "max_waiting_petitions", max_waiting_petitions, settings.max_waiting_petitions
+        )
+        self.default_rule = tuple(default_rule) if default_rule is not None else None
+        self.limiter = MethodLimiter.for_table(self.table, method_limits, default=default_method_limit)
+        self.section = settings.section
+        self.service_info: Mapping[str, Any] = make_service_info(self.name, section_path=settings.section)
+        self.started = False
+
+    def __repr__(self) -> str:
+        return f"<Service {self.name} handler={self.table.handler} port={self.port} {self.protocol}>"
+
+    # -- configuration ----------------------------------------------------------------------------------------
+
+    def config_tree(self) -> ConfigTree:
+        """The current configuration snapshot (a reload swaps it; each call sees one consistent tree)."""
+        config = self._config
+        return config.snapshot() if isinstance(config, ConfigStore) else config
+
+    def settings(self, tree: ConfigTree | None = None) -> ServiceSettings:
+        """This service's settings in ``tree`` (default: the current snapshot), read once per snapshot."""
+        tree = tree or self.config_tree()
+        return tree.cached(f"rpcframework.server.service:{self.name}", lambda t: read_service_settings(t, self.name))
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    def start(self, url: str = "") -> None:
+        """Run the handler's ``initializeHandler`` chain once; raise :class:`ServiceStartError` if it fails."""
+        if self.started:
+            return
+        self.service_info = make_service_info(self.name, url=url, section_path=self.section)
+        result = initialize_handler_class(self.handler, self.service_info)
+        if not result["OK"]:
+            raise ServiceStartError(f"service {self.name} cannot start: {result['Message']}")
+        self.started = True
+        logger.info("service %s initialized (%s)", self.name, self.table.handler)
+
+    # -- per request ------------------------------------------------------------------------------------------
+
+    def authorize(self, proposal: Proposal, peer_dn: str | None) -> Caller | DErrorReturn:
+        """The caller of ``proposal`` if it may proceed, else the refusal to send (never raises for a peer).
+
+        An RPC to a method the handler does not export is let through unauthorized: the handler is never run and
+        the caller gets DIRAC's ``"Unknown method <name>"`` after sending the arguments, as DIRAC answers.
+        """
+        tree = self.config_tree()
+        action = proposal.action_type
+        if action is ActionType.RPC:
+            key = proposal.action_name
+            exported = proposal.action_name in self.table.methods
+        else:
+            key = f"{action.value}/{proposal.action_name}"
+            exported = True
+        try:
+            caller = resolve_caller(peer_dn, None, proposal.extra_credentials, Registry.for_config(tree))
+            if not exported:
+                return caller
+            rule = select_rule(
+                key,
+                configured=self.settings(tree).authorization,
+                handler_rule=self.table.auth_rule(action.value, proposal.action_name),
+                handler_default=self.default_rule,
+            )
+            authorize(caller, rule, method=key)
+        except AccessDenied as exc:
+            logger.warning("Unauthorized query to %s:%s by %s: %s", self.name, key, peer_dn or "anonymous", exc.reason)
+            return S_ERROR(ENOAUTH, str(exc))
+        return caller
+
+    def request_context(
+        self,
+        proposal: Proposal,
+        caller: Caller | None,
+        *,
+        peer_identity: Any,
+        peer_address: tuple[str, int] | None,
+        deadline: float | None = None,
+        is_connected: Callable[[], bool] | None = None,
+    ) -> RequestContext:
+        """What the handler will see about this request."""
+        vo = proposal.vo
+        if not vo:
+            vo = virtual_organization(self.config_tree())
+        return RequestContext(
+            caller=caller,
+            peer_identity=peer_identity,
+            extra_credentials=proposal.extra_credentials.to_wire(),
+            peer_address=peer_address,
+            service_info=self.service_info,
+            action=(proposal.action_type.value, proposal.action_name),
+            client_version=proposal.client_version or "",
+            client_setup=proposal.setup,
+            client_vo=vo,
+            deadline=deadline,
+            is_connected=is_connected,
+        )
+
+    def call(
+        self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None, context: RequestContext
+    ) -> DReturn:
+        """Run one call through the dispatch pipeline (argument checks, per-method limit, handler, result vetting)."""
+        return dispatch(self.handler, method, args, kwargs or None, context, limiter=self.limiter)
+
+
+def _positive(what: str, value: int | None, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ServiceStartError(f"{what} must be a positive integer, not {value!r}")
+    return value

@@ -1,0 +1,42 @@
+"""Fixtures for the reactor tests: one dev CA per session (RSA keys are slow) and reactors stopped after each test."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # the tests import _server_kit (the suite uses importlib mode)
+
+from _server_kit import Creds
+
+from rpcframework.security.devca import DevCA
+from rpcframework.server.reactor import ServiceReactor
+from rpcframework.server.service import Service
+
+
+@pytest.fixture(scope="session")
+def creds(tmp_path_factory: pytest.TempPathFactory) -> Creds:
+    root = tmp_path_factory.mktemp("server-ca")
+    return Creds(DevCA.init(root / "ca"), root)
+
+
+@pytest.fixture
+def serve(creds: Creds) -> Iterator[Callable[..., ServiceReactor]]:
+    """Start a reactor for a test (stopped afterwards): ``serve(services, **reactor_options)``."""
+    started: list[ServiceReactor] = []
+
+    def start(services: list[Service], **options: Any) -> ServiceReactor:
+        options.setdefault("host", "127.0.0.1")
+        options.setdefault("tls", creds.server_tls())
+        reactor = ServiceReactor(services, **options)
+        reactor.start()
+        started.append(reactor)
+        return reactor
+
+    yield start
+    for reactor in started:
+        reactor.stop(timeout=5)
