@@ -27,6 +27,8 @@ from rpcframework.server.dispatch import dispatch
 from rpcframework.server.handler import RequestHandler, initialize_handler_class
 from rpcframework.server.limits import DEFAULT_METHOD_LIMIT, MethodLimiter, MethodOverloaded
 from rpcframework.server.methods import ExportedMethod, MethodTable, TransferHook
+from rpcframework.server.reactor import ServiceReactor, run
+from rpcframework.server.service import Service, ServiceStartError
 from rpcframework.server.typecheck import HandlerDefinitionError
 
 __all__ = [
@@ -41,6 +43,9 @@ __all__ = [
     "MethodTable",
     "RequestContext",
     "RequestHandler",
+    "Service",
+    "ServiceReactor",
+    "ServiceStartError",
     "SupportsCredentials",
     "TransferHook",
     "current_request",
@@ -50,4 +55,5 @@ __all__ = [
     "make_service_info",
     "request_scope",
     "returnValueOrRaise",
+    "run",
 ]

@@ -1,0 +1,236 @@
+"""Bad input, slow and vanishing clients, overload, bans and shutdown: each fault gets a clear answer (or a silent
+close) and the server then still serves a good client."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from _server_kit import REUSE, EchoHandler, RawClient, connect, make_config, raw_socket, recv_all, run_in_thread
+
+from rpcframework.server.service import Service
+
+PROPOSAL = b'{"OK": true, "Value": [["Bench/Echo", "None", "unknown"], ["RPC", "%s"], "", "9.1.22"]}'
+
+
+def _service(creds, protocol="dip", **kw):
+    return Service("Bench/Echo", EchoHandler, config=make_config(creds), port=0, protocol=protocol, **kw)
+
+
+def _frame(payload: bytes) -> bytes:
+    return b"%d:%b" % (len(payload), payload)
+
+
+def _still_serves(reactor, creds) -> None:
+    client = RawClient(connect(reactor, "Bench/Echo", creds))
+    assert client.call("echo", "still here") == {"OK": True, "Value": "still here"}
+    client.close()
+
+
+def _exchange(reactor, *frames: bytes) -> tuple[bytes, bool]:
+    sock = raw_socket(reactor, "Bench/Echo")
+    for frame in frames:
+        sock.sendall(frame)
+    try:
+        return recv_all(sock, timeout=3)
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "arguments", "message"),
+    [
+        ("nosuch", b"[]", "Unknown method nosuch"),
+        ("add", b'["2", 3]', "Type mismatch in parameter 0 (starting with param 0)"),
+        ("echo", b'["a", "b"]', "Function echo takes at most 1 arguments, 2 given"),
+        ("echo", b"[]", "Function echo expects at least 1 arguments"),
+        ("echo", b'{"a": 1}', "Error in parameter check: 0"),
+    ],
+)
+def test_bad_calls_get_dirac_messages(creds, serve, method, arguments, message):
+    reactor = serve([_service(creds)])
+    received, closed = _exchange(
+        reactor, _frame(PROPOSAL % method.encode()), _frame(b'{"OK": true, "Value": %b}' % arguments)
+    )
+    assert received.startswith(b'27:{"OK": true, "Value": null}')
+    assert message.encode() in received and b"CallStack" not in received
+    assert closed
+    _still_serves(reactor, creds)
+
+
+@pytest.mark.parametrize(
+    ("frames", "message"),
+    [
+        ([b'{"OK": true, "Value": [["Bench/Nope", "None", "unknown"], ["RPC", "echo"], "", "9.1.22"]}'], None),
+        ([b'{"OK": true, "Value": [["Bench/Echo", "None", "unknown"], ["Foo", "echo"], "", "9.1.22"]}'], None),
+        ([b'{"OK": true, "Value": "junk"}'], b"Invalid action proposal"),
+        ([b"[1, 2, 3]"], b"Invalid action proposal"),
+        ([b"{abc}"], b"Invalid action proposal"),
+    ],
+    ids=["unknown-service", "unknown-action", "proposal-string", "proposal-bare-list", "malformed-json"],
+)
+def test_bad_proposals_are_refused_and_closed(creds, serve, frames, message):
+    reactor = serve([_service(creds)])
+    received, closed = _exchange(reactor, *(_frame(f) for f in frames))
+    expected = {
+        "unknown-service": b'"Message": "Bench/Nope is not up in this server"',
+        "unknown-action": b'"Message": "Foo is not a known action type"',
+    }
+    if message is None:
+        assert any(text in received for text in expected.values()), received
+    else:
+        assert message in received
+    assert b'"OK": false' in received and b"CallStack" not in received
+    assert closed
+    _still_serves(reactor, creds)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"abcdefghijklmnopqrstuvwxyz", b"999999999:" + b"A" * 300, b"70000:" + b"A" * 100],
+    ids=["no-colon", "huge-declared-length", "oversized-proposal"],
+)
+def test_broken_frames_close_the_connection(creds, serve, garbage):
+    reactor = serve([_service(creds)])
+    received, closed = _exchange(reactor, garbage)
+    assert received == b"" and closed  # DIRAC keeps such connections open; we drop them at once
+    _still_serves(reactor, creds)
+
+
+def test_handler_exception_gives_a_reference_and_no_traceback(creds, serve):
+    reactor = serve([_service(creds)])
+    received, closed = _exchange(reactor, _frame(PROPOSAL % b"boom"), _frame(b'{"OK": true, "Value": []}'))
+    assert b"Server error while serving boom (reference " in received
+    assert b"internal detail" not in received and b"Traceback" not in received and closed
+    _still_serves(reactor, creds)
+
+
+def test_a_silent_client_costs_no_worker(creds, serve):
+    reactor = serve([_service(creds, "dips", max_threads=1)], read_timeout=1.0, handshake_timeout=1.0)
+    silent = raw_socket(reactor, "Bench/Echo")  # TCP only: never starts TLS
+    client = RawClient(connect(reactor, "Bench/Echo", creds))
+    quiet_tls = connect(reactor, "Bench/Echo", creds)  # TLS done, never proposes
+    started = time.monotonic()
+    _still_serves(reactor, creds)
+    assert time.monotonic() - started < 1.0
+    client.close()
+    _, closed = recv_all(silent, timeout=5)
+    assert closed  # dropped at the handshake deadline
+    quiet_tls.settimeout(5)
+    assert quiet_tls.recv(10) == b""  # dropped at the read deadline
+    silent.close()
+    quiet_tls.close()
+
+
+def test_slowloris_sockets_do_not_block_a_good_client(creds, serve):
+    reactor = serve([_service(creds, max_threads=1)], read_timeout=1.5)
+    partial = _frame(PROPOSAL % b"echo")
+    slow = [raw_socket(reactor, "Bench/Echo") for _ in range(50)]
+    try:
+        end = time.monotonic() + 1.0
+        for index in range(100):  # trickle one byte per socket every ~10 ms for a second
+            for sock in slow:
+                sock.send(partial[index : index + 1])
+            _still_serves(reactor, creds) if index % 25 == 0 else time.sleep(0.01)
+            if time.monotonic() > end:
+                break
+        # Trickling never extends the deadline: every slow socket is dropped by read_timeout.
+        time.sleep(1.0)
+        for sock in slow:
+            _, closed = recv_all(sock, timeout=2)
+            assert closed
+    finally:
+        for sock in slow:
+            sock.close()
+    _still_serves(reactor, creds)
+
+
+def test_a_client_that_vanishes_mid_call(creds, serve):
+    EchoHandler.seen_leaves.clear()
+    reactor = serve([_service(creds, max_threads=1)])
+    sock = raw_socket(reactor, "Bench/Echo")
+    sock.sendall(_frame(PROPOSAL % b"wait_for_leave"))
+    sock.settimeout(5)
+    assert sock.recv(100) == b'27:{"OK": true, "Value": null}'
+    sock.sendall(_frame(b'{"OK": true, "Value": [5]}'))
+    time.sleep(0.2)
+    sock.close()  # the handler sees caller_connected() turn False and stops early
+    for _ in range(100):
+        if EchoHandler.seen_leaves:
+            break
+        time.sleep(0.05)
+    assert EchoHandler.seen_leaves == [True]
+    _still_serves(reactor, creds)
+    # Vanishing between proposal and arguments costs nothing either.
+    sock = raw_socket(reactor, "Bench/Echo")
+    sock.sendall(_frame(PROPOSAL % b"echo"))
+    assert sock.recv(100) == b'27:{"OK": true, "Value": null}'
+    sock.sendall(b'30:{"OK": tr')
+    sock.close()
+    _still_serves(reactor, creds)
+
+
+def test_overload_is_answered_at_once(creds, serve):
+    reactor = serve([_service(creds, max_threads=1, max_waiting_petitions=1)])
+
+    def slow_call():
+        client = RawClient(connect(reactor, "Bench/Echo", creds))
+        try:
+            return client.call("slow", 1.0)
+        finally:
+            client.close()
+
+    first = run_in_thread(slow_call)
+    time.sleep(0.2)
+    second = run_in_thread(slow_call)
+    time.sleep(0.2)
+    started = time.monotonic()
+    client = RawClient(connect(reactor, "Bench/Echo", creds))
+    third = client.call("slow", 1.0)
+    client.close()
+    assert time.monotonic() - started < 0.5
+    assert third["Errno"] == 1601 and third["Message"].startswith("Service overloaded ( 1601 : ")
+    for thread, box in (first, second):
+        thread.join(10)
+        assert box["result"] == {"OK": True, "Value": 1.0}
+    _still_serves(reactor, creds)
+
+
+def test_banned_ip_is_closed_before_tls(creds, serve):
+    reactor = serve([_service(creds, "dips")])
+    try:
+        banned = raw_socket(reactor, "Bench/Echo", source="127.0.0.2")
+    except OSError as exc:
+        pytest.skip(f"cannot bind 127.0.0.2 here: {exc}")
+    banned.sendall(b"\x16\x03\x01\x00\x05hello")  # the start of a ClientHello: never answered
+    received, closed = recv_all(banned, timeout=3)
+    banned.close()
+    assert received == b"" and closed
+    _still_serves(reactor, creds)
+
+
+def test_graceful_stop_drains_an_in_flight_call(creds, serve):
+    reactor = serve([_service(creds)])
+    idle = RawClient(connect(reactor, "Bench/Echo", creds), offer=REUSE)
+    assert idle.call("echo", "idle")["OK"]
+
+    def slow_call():
+        client = RawClient(connect(reactor, "Bench/Echo", creds))
+        try:
+            return client.call("slow", 0.5)
+        finally:
+            client.close()
+
+    thread, box = run_in_thread(slow_call)
+    time.sleep(0.2)
+    started = time.monotonic()
+    reactor.stop(timeout=5)
+    assert time.monotonic() - started < 3
+    thread.join(5)
+    assert box["result"] == {"OK": True, "Value": 0.5}
+    idle.stream.settimeout(2)
+    assert idle.stream.recv(10) == b""  # the idle reused connection was closed
+    idle.close()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", reactor.ports["Bench/Echo"]), timeout=2).close()
