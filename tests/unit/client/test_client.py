@@ -301,11 +301,16 @@ def test_results_are_copied_before_the_stub_is_added() -> None:
     assert "rpcStub" not in shared
 
 
-def test_no_service_is_an_s_error_and_no_transport_is_not_implemented(target: RecordingTarget) -> None:
+def test_no_service_and_an_unresolvable_service_are_s_errors(
+    target: RecordingTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
     result = Client(transport=target).ping()
     assert result["OK"] is False and "serverURL" in result["Message"]
-    with pytest.raises(NotImplementedError, match="transport="):
-        Client("S/C").ping()
+    monkeypatch.delenv("RPCFRAMEWORK_CONFIG", raising=False)
+    monkeypatch.delenv("DIRACSYSCONFIG", raising=False)
+    unresolved = Client("S/C").ping()
+    assert unresolved["OK"] is False
+    assert "S/C" in unresolved["Message"]
 
 
 def test_targets_are_opened_once_per_service_and_closed_with_the_client(transport: RecordingTransport) -> None:
