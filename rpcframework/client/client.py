@@ -33,7 +33,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Self, cast
 
 from rpcframework.client.interfaces import CallTarget, Transport
 from rpcframework.client.options import CallSettings, ClientOptions, split_call_settings
@@ -285,7 +285,7 @@ class Client:
             if callable(closer):
                 closer()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
