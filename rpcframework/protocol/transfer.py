@@ -290,6 +290,11 @@ class TransferEndpoint:
         return self._in_sync
 
     @property
+    def start_owed(self) -> bool:
+        """Sender: the receiver asked to resume; :meth:`send_start` must come before any chunk."""
+        return self._start_owed
+
+    @property
     def can_send_chunk(self) -> bool:
         """Sender: a chunk may be sent now (DIRAC: the previous one was acked; nobody aborted)."""
         return (

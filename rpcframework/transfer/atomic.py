@@ -1,0 +1,165 @@
+"""Atomic file results: data goes to a temporary file beside the destination, which is renamed over it at the end.
+
+A reader of the destination sees the old content or the complete new one, never a half-written file, and a
+failed transfer leaves nothing behind. The temporary file lives in the destination's own directory so the final
+``os.replace`` is a rename inside one file system (atomic on POSIX), and it is fsynced before the rename and the
+directory after it, so a crash cannot leave a renamed but empty file.
+
+Resume is the one exception to "nothing left behind": with ``resume=True`` the temporary file has a fixed name
+(:func:`partial_path`) and is kept when the transfer fails, so the next attempt can continue from its size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Final
+
+__all__ = ["AtomicFile", "atomic_write", "partial_path", "partial_size"]
+
+logger = logging.getLogger(__name__)
+
+#: Permissions of a committed file (temporary files are created 0600 so nobody reads a half-written one).
+DEFAULT_MODE: Final = 0o644
+_PARTIAL_SUFFIX: Final = ".rpcpart"
+
+
+def partial_path(destination: str | os.PathLike[str]) -> Path:
+    """Where an interrupted resumable download of ``destination`` is kept: ``<dir>/.<name>.rpcpart``."""
+    dest = Path(destination)
+    return dest.with_name(f".{dest.name}{_PARTIAL_SUFFIX}")
+
+
+def partial_size(destination: str | os.PathLike[str]) -> int:
+    """Bytes already held for a resumable download of ``destination`` (0 when none): the offset to ask for."""
+    try:
+        return partial_path(destination).stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some platforms/file systems cannot open directories; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        logger.debug("fsync of directory %s failed", directory)
+    finally:
+        os.close(fd)
+
+
+class AtomicFile:
+    """A binary file that becomes ``destination`` only on :meth:`commit`; :meth:`discard` removes it.
+
+    As a context manager it commits on a normal exit and discards on an exception::
+
+        with AtomicFile("out.dat") as f:
+            f.write(data)
+    """
+
+    def __init__(self, destination: str | os.PathLike[str], *, mode: int = DEFAULT_MODE, resume: bool = False) -> None:
+        self.destination = Path(destination)
+        self.mode = mode
+        self.resume = resume
+        directory = self.destination.parent
+        if resume:
+            self.temp_path = partial_path(self.destination)
+            fd = os.open(self.temp_path, os.O_RDWR | os.O_CREAT, 0o600)
+        else:
+            fd, name = tempfile.mkstemp(dir=directory, prefix=f".{self.destination.name}.", suffix=".part")
+            self.temp_path = Path(name)
+        self.file: BinaryIO = os.fdopen(fd, "r+b")
+        self.file.seek(0, os.SEEK_END)
+        self._closed = False
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far (for a resumed file: including what an earlier attempt left)."""
+        return self.file.tell()
+
+    def write(self, data: bytes | memoryview) -> int:
+        return self.file.write(data)
+
+    def truncate(self, size: int) -> None:
+        """Cut the file to ``size`` bytes and continue writing there (resume at a granted offset)."""
+        self.file.truncate(size)
+        self.file.seek(size)
+
+    def read_prefix(self, size: int, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        """Yield the first ``size`` bytes (to hash what a resumed download already holds); leaves the position
+        at ``size``."""
+        self.file.seek(0)
+        left = size
+        while left > 0:
+            block = self.file.read(min(chunk_size, left))
+            if not block:
+                raise OSError(f"partial file {self.temp_path} is shorter than {size} bytes")
+            left -= len(block)
+            yield block
+        self.file.seek(size)
+
+    def commit(self) -> Path:
+        """Flush, fsync, set the mode and rename over the destination; returns the destination."""
+        if self._closed:
+            raise ValueError("the atomic file is already closed")
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            os.fchmod(self.file.fileno(), self.mode)
+        except BaseException:
+            self.discard()
+            raise
+        self.file.close()
+        self._closed = True
+        try:
+            os.replace(self.temp_path, self.destination)
+        except BaseException:
+            self._unlink()
+            raise
+        _fsync_dir(self.destination.parent)
+        return self.destination
+
+    def discard(self) -> None:
+        """Close and remove the temporary file (a resumable one is kept for the next attempt)."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self.file.close()
+        if not self.resume:
+            self._unlink()
+
+    def _unlink(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.temp_path)
+
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+@contextlib.contextmanager
+def atomic_write(destination: str | os.PathLike[str], *, mode: int = DEFAULT_MODE) -> Iterator[BinaryIO]:
+    """Context manager yielding a binary file that replaces ``destination`` only if the block succeeds."""
+    atomic = AtomicFile(destination, mode=mode)
+    try:
+        yield atomic.file
+    except BaseException:
+        atomic.discard()
+        raise
+    atomic.commit()
