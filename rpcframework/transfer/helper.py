@@ -333,7 +333,7 @@ class FileHelper:
             result = self._send_end()
         except _Aborted as exc:
             return S_ERROR(str(exc))
-        except (OSError, ValueError, TypeError) as exc:  # the source failed: tell the receiver
+        except Exception as exc:  # the source or the progress callback failed: tell the receiver
             logger.debug("transfer source failed: %r", exc)
             return self.sendError(f"Cannot read the data to send: {exc}")
         progress.finish()
