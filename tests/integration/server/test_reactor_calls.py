@@ -127,7 +127,7 @@ def test_keepalive_ping_is_answered_and_connection_returns_to_idle(creds, serve)
 
 def test_several_services_on_one_port_by_name(creds, serve):
     class OtherHandler(RequestHandler):
-        auth_echo = ["all"]  # noqa: RUF012
+        auth_echo = ["all"]
 
         def export_echo(self, data):
             return {"OK": True, "Value": f"other:{data}"}

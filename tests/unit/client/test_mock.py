@@ -1,5 +1,4 @@
 """MockTransport: a function or a RequestHandler behind a Client, in-process, with calls recorded."""
-# ruff: noqa: RUF012
 
 from __future__ import annotations
 

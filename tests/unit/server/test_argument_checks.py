@@ -5,7 +5,6 @@ The expected strings are copied from DIRAC 9.1.22's replies (reference captures 
 """
 
 # DISET's convention is a class-level list for types_/auth_; the framework copies them, never mutates them.
-# ruff: noqa: RUF012
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """The per-call pipeline: fresh instances, errors that say nothing about the server, and the request context."""
 
 # DISET's convention is a class-level list for types_/auth_; the framework copies them, never mutates them.
-# ruff: noqa: RUF012
 
 from __future__ import annotations
 

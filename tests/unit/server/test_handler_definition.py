@@ -1,7 +1,6 @@
 """Method tables are compiled when the class statement runs; every declaration mistake surfaces there."""
 
 # DISET's convention is a class-level list for types_/auth_; the framework copies them, never mutates them.
-# ruff: noqa: RUF012
 
 from __future__ import annotations
 
