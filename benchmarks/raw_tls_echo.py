@@ -17,14 +17,17 @@ import ssl
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 MESSAGE = b"x" * 100
 BACKENDS = ("stdlib", "pyopenssl", "m2crypto")
 
 
-def _stdlib_server_context(ca: Path) -> ssl.SSLContext:
+def stdlib_server_context(ca: Path) -> ssl.SSLContext:
+    """Server context: host credentials, hashed CA dir, client certificates (proxies) required, no tickets."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.num_tickets = 0  # like rpcframework's servers (OP_NO_TICKET): every new connection is a full handshake
     ctx.load_cert_chain(ca / "hostcert.pem", ca / "hostkey.pem")
     ctx.load_verify_locations(capath=str(ca / "certificates"))
     ctx.verify_mode = ssl.CERT_REQUIRED
@@ -32,14 +35,16 @@ def _stdlib_server_context(ca: Path) -> ssl.SSLContext:
     return ctx
 
 
-def _stdlib_client_context(ca: Path) -> ssl.SSLContext:
+def stdlib_client_context(ca: Path) -> ssl.SSLContext:
+    """Client context: the dev proxy, verifying the server against the hashed CA dir."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_cert_chain(ca / "proxy.pem")
     ctx.load_verify_locations(capath=str(ca / "certificates"))
     return ctx
 
 
-def _read_exactly(recv, size: int) -> bytes:  # type: ignore[no-untyped-def]
+def read_exactly(recv: Callable[[int], bytes], size: int) -> bytes:
+    """``size`` bytes from ``recv``, or fewer when the peer closed."""
     data = b""
     while len(data) < size:
         chunk = recv(size - len(data))
@@ -52,8 +57,10 @@ def _read_exactly(recv, size: int) -> bytes:  # type: ignore[no-untyped-def]
 def serve(backend: str, ca: Path, listener: socket.socket) -> None:
     """Echo 100-byte messages on one accepted connection until the client closes."""
     sock, _ = listener.accept()
+    recv: Callable[[int], bytes]
+    send: Callable[[bytes], object]
     if backend == "stdlib":
-        tls_sock = _stdlib_server_context(ca).wrap_socket(sock, server_side=True)
+        tls_sock = stdlib_server_context(ca).wrap_socket(sock, server_side=True)
         tls_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         recv, send, close = tls_sock.recv, tls_sock.sendall, tls_sock.close
     else:
@@ -65,7 +72,7 @@ def serve(backend: str, ca: Path, listener: socket.socket) -> None:
         stream = get_backend(backend).wrap_server(sock, tls)
         recv, send, close = stream.recv, stream.send_all, stream.close
     for _ in range(100_000_000):
-        data = _read_exactly(recv, len(MESSAGE))
+        data = read_exactly(recv, len(MESSAGE))
         if len(data) < len(MESSAGE):
             break
         send(data)
@@ -74,16 +81,18 @@ def serve(backend: str, ca: Path, listener: socket.socket) -> None:
 
 def run_client(backend: str, ca: Path, port: int, seconds: float) -> float:
     """Round trips per second over one connection."""
+    recv: Callable[[int], bytes]
+    send: Callable[[bytes], object]
     if backend == "stdlib":
         raw = socket.create_connection(("127.0.0.1", port))
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        tls_sock = _stdlib_client_context(ca).wrap_socket(raw, server_hostname="localhost")
+        tls_sock = stdlib_client_context(ca).wrap_socket(raw, server_hostname="localhost")
         recv, send, close = tls_sock.recv, tls_sock.sendall, tls_sock.close
     else:
         from rpcframework.transports.base import TLSConfig, get_backend
 
         tls = TLSConfig(cert_file=str(ca / "proxy.pem"), ca_dir=str(ca / "certificates"))
-        stream = get_backend(backend).connect("localhost", port, tls=tls)
+        stream = get_backend(backend).connect("127.0.0.1", port, tls=tls, server_hostname="localhost")
         recv, send, close = stream.recv, stream.send_all, stream.close
     count = 0
     start = time.perf_counter()
@@ -91,7 +100,7 @@ def run_client(backend: str, ca: Path, port: int, seconds: float) -> float:
     while True:
         for _ in range(100):  # check the clock every 100 round trips, not every one
             send(MESSAGE)
-            if _read_exactly(recv, len(MESSAGE)) != MESSAGE:
+            if read_exactly(recv, len(MESSAGE)) != MESSAGE:
                 raise RuntimeError("echo mismatch")
         count += 100
         if time.perf_counter() >= end:

@@ -1,0 +1,301 @@
+"""The benchmark cases: for each, a server (run in its own process) and a client caller (run in another).
+
+A server function binds 127.0.0.1 on an ephemeral port, sends its address (``"127.0.0.1:PORT"`` or a service URL)
+through ``control`` and serves until the parent sends ``"stop"`` (or goes away). A client factory returns a
+:class:`Caller` whose ``call()`` performs one measured operation and raises if the answer is wrong.
+
+Raw floors (what any RPC layer on top can at best reach):
+
+* ``raw_ssl_echo`` / ``raw_pyopenssl_echo`` / ``raw_tcp_echo``: 100-byte echo over one persistent connection
+  (stdlib ``ssl``; rpcframework's pyOpenSSL stream, which is what ``dips://`` uses; plain TCP);
+* ``raw_ssl_connect_echo``: TCP connect + full TLS handshake (client proxy verified, no session resumption, like
+  rpcframework's servers) + one echo + close, per operation.
+
+rpcframework cases (``Client`` -> ``ServiceReactor``, built-in ``echo`` with a 100-character string):
+
+* ``rpc_reused``: ``dips://``, one client thread, the negotiated ``reuse`` extension keeps one connection;
+* ``rpc_new_connection``: ``dips://`` with a pure DIRAC client (``RPCClient(offer=None)``: no extensions offered,
+  so the server closes after each call, exactly as DIRAC does): connect + handshake + proposal + call per call;
+* ``rpc_plain_reused``: ``dip://`` (plain TCP), reused connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from benchmarks.raw_tls_echo import MESSAGE, read_exactly, stdlib_client_context, stdlib_server_context
+
+__all__ = ["CASES", "Caller", "Case", "wait_for_stop"]
+
+#: The rpc cases echo this 100-character string.
+TEXT = MESSAGE.decode()
+#: Bounds for the server loops (they also end when their process is stopped).
+_MAX_ACCEPTS = 10_000_000
+_MAX_ECHOES = 100_000_000
+#: A server process never outlives this, even if the parent forgets to stop it.
+_MAX_SERVE_SECONDS = 3600.0
+
+
+class Caller(Protocol):
+    """One measured operation per ``call()``."""
+
+    def call(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    description: str
+    floor: str | None  # the raw case this one is compared with
+    serve: Callable[[Path, Connection], None]
+    client: Callable[[Path, str], Caller]
+
+
+def wait_for_stop(control: Connection, limit: float = _MAX_SERVE_SECONDS) -> None:
+    """Block until the parent says ``"stop"``, closes the pipe, or ``limit`` seconds pass."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        try:
+            if control.poll(0.5):
+                control.recv()
+                return
+        except (EOFError, OSError):
+            return
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+# -- raw servers --------------------------------------------------------------------------------------------------
+
+
+def _wrap_server(kind: str, ca: Path, sock: socket.socket) -> tuple[Callable[[int], bytes], Callable[..., Any], Any]:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if kind == "tcp":
+        return sock.recv, sock.sendall, sock.close
+    if kind == "stdlib":
+        tls_sock = stdlib_server_context(ca).wrap_socket(sock, server_side=True)
+        return tls_sock.recv, tls_sock.sendall, tls_sock.close
+    from rpcframework.transports import TLSConfig, get_backend
+
+    tls = TLSConfig(
+        cert_file=str(ca / "hostcert.pem"), key_file=str(ca / "hostkey.pem"), ca_dir=str(ca / "certificates")
+    )
+    stream = get_backend(kind).wrap_server(sock, tls)
+    return stream.recv, stream.send_all, stream.close
+
+
+def _echo_connections(kind: str, ca: Path, listener: socket.socket) -> None:
+    """Serve connections one after the other: echo 100-byte messages until the client closes."""
+    for _ in range(_MAX_ACCEPTS):
+        sock, _ = listener.accept()
+        try:
+            recv, send, close = _wrap_server(kind, ca, sock)
+        except Exception:  # a client that went away mid-handshake: serve the next one
+            sock.close()
+            continue
+        try:
+            for _ in range(_MAX_ECHOES):
+                data = read_exactly(recv, len(MESSAGE))
+                if len(data) < len(MESSAGE):
+                    break
+                send(data)
+        except Exception as exc:  # a connection reset by a departing client ends that connection only
+            logging.getLogger(__name__).debug("echo connection ended: %s", exc)
+        finally:
+            close()
+
+
+def _raw_server(kind: str) -> Callable[[Path, Connection], None]:
+    def serve(ca: Path, control: Connection) -> None:
+        listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+        thread = threading.Thread(target=_echo_connections, args=(kind, ca, listener), daemon=True)
+        thread.start()
+        control.send(f"127.0.0.1:{listener.getsockname()[1]}")
+        wait_for_stop(control)
+        listener.close()
+
+    return serve
+
+
+# -- raw clients --------------------------------------------------------------------------------------------------
+
+
+class _PersistentEcho:
+    """One connection opened up front; ``call()`` is one 100-byte round trip."""
+
+    def __init__(self, kind: str, ca: Path, address: str) -> None:
+        host, port = _split(address)
+        self._recv: Callable[[int], bytes]
+        self._send: Callable[[bytes], object]
+        self._close: Callable[[], object]
+        if kind == "pyopenssl":
+            from rpcframework.transports import TLSConfig, get_backend
+
+            tls = TLSConfig(cert_file=str(ca / "proxy.pem"), ca_dir=str(ca / "certificates"))
+            stream = get_backend(kind).connect(host, port, tls=tls, server_hostname="localhost")
+            self._recv, self._send, self._close = stream.recv, stream.send_all, stream.close
+            return
+        sock = socket.create_connection((host, port), timeout=30)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if kind == "stdlib":
+            tls_sock = stdlib_client_context(ca).wrap_socket(sock, server_hostname="localhost")
+            self._recv, self._send, self._close = tls_sock.recv, tls_sock.sendall, tls_sock.close
+        else:
+            self._recv, self._send, self._close = sock.recv, sock.sendall, sock.close
+
+    def call(self) -> None:
+        self._send(MESSAGE)
+        if read_exactly(self._recv, len(MESSAGE)) != MESSAGE:
+            raise RuntimeError("echo mismatch")
+
+    def close(self) -> None:
+        self._close()
+
+
+class _ConnectEcho:
+    """``call()``: TCP connect, full TLS handshake (stdlib ssl), one 100-byte echo, close."""
+
+    def __init__(self, ca: Path, address: str) -> None:
+        self._address = _split(address)
+        self._context = stdlib_client_context(ca)
+
+    def call(self) -> None:
+        sock = socket.create_connection(self._address, timeout=30)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._context.wrap_socket(sock, server_hostname="localhost") as tls_sock:
+            tls_sock.sendall(MESSAGE)
+            if read_exactly(tls_sock.recv, len(MESSAGE)) != MESSAGE:
+                raise RuntimeError("echo mismatch")
+
+    def close(self) -> None:
+        pass
+
+
+# -- rpcframework -------------------------------------------------------------------------------------------------
+
+
+def _handler_class() -> type[Any]:
+    from rpcframework.server import RequestHandler
+
+    class BenchHandler(RequestHandler):
+        """The built-in ``echo`` (``types_echo = [str]``), open to any authenticated or plain caller."""
+
+        auth_echo: ClassVar[list[str]] = ["all"]
+
+    return BenchHandler
+
+
+def _rpc_server(protocol: str) -> Callable[[Path, Connection], None]:
+    def serve(ca: Path, control: Connection) -> None:
+        from rpcframework.server import Service, ServiceReactor
+        from rpcframework.transports import TLSConfig
+
+        logging.basicConfig(level=logging.WARNING)
+        tls = TLSConfig(
+            cert_file=str(ca / "hostcert.pem"), key_file=str(ca / "hostkey.pem"), ca_dir=str(ca / "certificates")
+        )
+        service = Service("Bench/Echo", _handler_class(), port=0, protocol=protocol)
+        with ServiceReactor([service], host="127.0.0.1", tls=tls if protocol == "dips" else None) as reactor:
+            control.send(reactor.url("Bench/Echo"))
+            wait_for_stop(control)
+
+    return serve
+
+
+class _DiracTransport:
+    """A ``Transport`` opening pure DIRAC clients: no extensions offered, so one connection per call."""
+
+    def open_target(self, service: str, options: Any) -> Any:
+        from rpcframework.client import RPCClient
+
+        return RPCClient(service, options, offer=None)
+
+
+class _RPCEcho:
+    """``call()``: ``client.echo(TEXT)`` through the public ``Client``, checked."""
+
+    def __init__(self, ca: Path, url: str, *, dirac_mode: bool = False) -> None:
+        from rpcframework.client import Client
+        from rpcframework.config import load_dict
+
+        config = load_dict({"DIRAC": {"Security": {"CALocation": str(ca / "certificates")}}}, "<bench>")
+        transport = _DiracTransport() if dirac_mode else None
+        self._client = Client(url, transport=transport, proxyLocation=str(ca / "proxy.pem"), config=config)
+        self._echo = self._client.echo
+
+    def call(self) -> None:
+        result = self._echo(TEXT)
+        if not result["OK"] or result["Value"] != TEXT:
+            raise RuntimeError(f"echo failed: {result.get('Message')}")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+CASES: dict[str, Case] = {
+    case.name: case
+    for case in (
+        Case(
+            "raw_tcp_echo",
+            "plain TCP, 100-byte echo, one persistent connection",
+            None,
+            _raw_server("tcp"),
+            lambda ca, address: _PersistentEcho("tcp", ca, address),
+        ),
+        Case(
+            "raw_ssl_echo",
+            "stdlib ssl, 100-byte echo, one persistent connection",
+            None,
+            _raw_server("stdlib"),
+            lambda ca, address: _PersistentEcho("stdlib", ca, address),
+        ),
+        Case(
+            "raw_pyopenssl_echo",
+            "rpcframework's pyOpenSSL stream, 100-byte echo, one persistent connection",
+            None,
+            _raw_server("pyopenssl"),
+            lambda ca, address: _PersistentEcho("pyopenssl", ca, address),
+        ),
+        Case(
+            "raw_ssl_connect_echo",
+            "stdlib ssl: TCP connect + full handshake + one 100-byte echo + close, per operation",
+            None,
+            _raw_server("stdlib"),
+            _ConnectEcho,
+        ),
+        Case(
+            "rpc_reused",
+            "Client -> ServiceReactor echo(100 chars), dips:// (pyOpenSSL), one thread, reused connection",
+            "raw_pyopenssl_echo",
+            _rpc_server("dips"),
+            _RPCEcho,
+        ),
+        Case(
+            "rpc_new_connection",
+            "same over a new dips:// connection per call (pure DIRAC client, no reuse offered)",
+            "raw_ssl_connect_echo",
+            _rpc_server("dips"),
+            lambda ca, url: _RPCEcho(ca, url, dirac_mode=True),
+        ),
+        Case(
+            "rpc_plain_reused",
+            "Client -> ServiceReactor echo(100 chars), dip:// (plain TCP), one thread, reused connection",
+            "raw_tcp_echo",
+            _rpc_server("dip"),
+            _RPCEcho,
+        ),
+    )
+}

@@ -1,0 +1,217 @@
+"""Benchmark runner: each case in a server process and a client process, the results as a table, JSON and docs.
+
+    ./bench                                   # every case, ~2 minutes (sets up .venv first)
+    ./bench --quick                           # ~30 s, fewer and shorter repetitions
+    ./bench --cases raw_ssl_echo,rpc_reused   # a subset
+    .venv/bin/python -m benchmarks.run --list
+
+Per case: a dev CA made once per run (temporary directory), a server process bound to 127.0.0.1, a client process
+(both ``multiprocessing`` spawn: separate interpreters, no shared GIL) that warms up, then runs ``--repetitions``
+repetitions of ``--duration`` seconds each and times every call. Reported: calls/s median over the repetitions,
+their spread (min/max, IQR), and p50/p99 latency over all measured calls; rpc cases also as a ratio to their raw
+floor. Writes ``benchmarks/results/latest.json`` and regenerates ``docs/performance.md`` from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import tempfile
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable (the children inherit sys.path)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.cases import CASES
+from benchmarks.machine import ROOT, describe_machine, load_average
+from benchmarks.measure import Plan, drive, summarize
+from benchmarks.report import format_table, write_markdown
+
+DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
+DEFAULT_MARKDOWN = ROOT / "docs" / "performance.md"
+_READY_TIMEOUT = 60.0
+_JOIN_TIMEOUT = 5.0
+
+PLANS = {
+    "default": Plan(warmup=1.0, repetitions=5, duration=2.0),
+    "quick": Plan(warmup=0.3, repetitions=3, duration=0.6),
+}
+
+
+# -- child processes ----------------------------------------------------------------------------------------------
+
+
+def server_main(name: str, ca: str, control: Connection, profile: str | None = None) -> None:
+    """Server process: serve case ``name`` until told to stop."""
+    if profile is None:
+        CASES[name].serve(Path(ca), control)
+        return
+    from benchmarks.profiling import profile_all_threads
+
+    with profile_all_threads(Path(profile)):
+        CASES[name].serve(Path(ca), control)
+
+
+@dataclass(frozen=True)
+class ClientJob:
+    """What a client process needs (picklable: it crosses the spawn boundary)."""
+
+    name: str
+    ca: str
+    address: str
+    plan: Plan
+    profile: str | None = None
+
+
+def client_main(job: ClientJob, results: Connection) -> None:
+    """Client process: connect, measure, send the measurements (or the error) back."""
+    try:
+        caller = CASES[job.name].client(Path(job.ca), job.address)
+        try:
+            if job.profile is None:
+                outcome = drive(caller.call, job.plan)
+            else:
+                from benchmarks.profiling import profile_current_thread
+
+                with profile_current_thread(Path(job.profile)):
+                    outcome = drive(caller.call, job.plan)
+        finally:
+            caller.close()
+    except Exception as exc:
+        results.send({"error": f"{type(exc).__name__}: {exc}"})
+        return
+    results.send(outcome)
+
+
+# -- the parent ---------------------------------------------------------------------------------------------------
+
+
+def _stop(process: BaseProcess | None) -> None:
+    if process is None or process.pid is None:
+        return
+    process.join(_JOIN_TIMEOUT)
+    if process.is_alive():
+        process.terminate()
+        process.join(_JOIN_TIMEOUT)
+    if process.is_alive():
+        process.kill()
+        process.join(_JOIN_TIMEOUT)
+
+
+def run_case(name: str, ca: Path, plan: Plan, profile_dir: Path | None = None) -> dict[str, Any]:
+    """One case: start its server, run its client, return the client's measurements (or ``{"error": ...}``)."""
+    ctx = multiprocessing.get_context("spawn")
+    control, server_end = ctx.Pipe()
+    results, client_end = ctx.Pipe(duplex=False)
+    profiles = (
+        (str(profile_dir / f"{name}.server.prof"), str(profile_dir / f"{name}.client.prof"))
+        if profile_dir
+        else (None, None)
+    )
+    server = ctx.Process(target=server_main, args=(name, str(ca), server_end, profiles[0]), name=f"bench-server-{name}")
+    client: BaseProcess | None = None
+    try:
+        server.start()
+        if not control.poll(_READY_TIMEOUT):
+            return {"error": f"the server did not start within {_READY_TIMEOUT:g} s"}
+        address = control.recv()
+        job = ClientJob(name, str(ca), address, plan, profiles[1])
+        client = ctx.Process(target=client_main, args=(job, client_end), name=f"bench-client-{name}")
+        client.start()
+        if not results.poll(plan.budget()):
+            return {"error": f"the client gave no result within {plan.budget():g} s"}
+        outcome: dict[str, Any] = results.recv()
+        control.send("stop")
+        return outcome
+    except (EOFError, OSError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        _stop(client)
+        _stop(server)
+
+
+def run_cases(names: list[str], plan: Plan, ca: Path, *, verbose: bool = True) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        if verbose:
+            print(f"... {name}", file=sys.stderr, flush=True)
+        outcome = run_case(name, ca, plan)
+        case = CASES[name]
+        entry: dict[str, Any] = {"description": case.description, "floor": case.floor, **outcome}
+        if "rates" in outcome:
+            entry["calls_per_s"] = summarize(outcome["rates"])
+        out[name] = entry
+    for entry in out.values():
+        floor = out.get(entry["floor"] or "", {})
+        if "calls_per_s" in entry and "calls_per_s" in floor and floor["calls_per_s"]["median"]:
+            entry["ratio_to_floor"] = entry["calls_per_s"]["median"] / floor["calls_per_s"]["median"]
+    return out
+
+
+def make_ca(directory: Path) -> Path:
+    from rpcframework.security.devca import DevCA
+
+    DevCA.init(directory)
+    return directory
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", help=f"comma-separated subset of: {', '.join(CASES)}")
+    parser.add_argument("--quick", action="store_true", help="shorter warm-up and repetitions (~30 s in all)")
+    parser.add_argument("--repetitions", type=int, help="measured repetitions per case")
+    parser.add_argument("--duration", type=float, help="seconds per repetition")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up per case")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results")
+    parser.add_argument("--markdown", type=Path, default=DEFAULT_MARKDOWN, help="docs page to regenerate")
+    parser.add_argument("--no-markdown", action="store_true", help="do not regenerate the docs page")
+    parser.add_argument("--note", default="", help="a sentence about the run for the docs page")
+    parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    return parser.parse_args(argv)
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    base = PLANS["quick" if args.quick else "default"]
+    return Plan(
+        warmup=base.warmup if args.warmup is None else args.warmup,
+        repetitions=base.repetitions if args.repetitions is None else max(1, args.repetitions),
+        duration=base.duration if args.duration is None else args.duration,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    if args.list:
+        for case in CASES.values():
+            print(f"{case.name:22s} {case.description}")
+        return 0
+    names = [n.strip() for n in args.cases.split(",") if n.strip()] if args.cases else list(CASES)
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        print(f"unknown case(s): {', '.join(unknown)}; known: {', '.join(CASES)}", file=sys.stderr)
+        return 2
+    plan = _plan(args)
+    machine = describe_machine()
+    with tempfile.TemporaryDirectory(prefix="rpcframework-bench-") as scratch:
+        ca = make_ca(Path(scratch) / "ca")
+        cases = run_cases(names, plan, ca)
+    machine["load_average_after"] = load_average()
+    report = {"machine": machine, "plan": plan.to_dict(), "note": args.note, "cases": cases}
+    print(format_table(report))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.json}", file=sys.stderr)
+    if not args.no_markdown:
+        write_markdown(report, args.markdown)
+        print(f"wrote {args.markdown}", file=sys.stderr)
+    return 1 if any("error" in entry for entry in cases.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The benchmark runner works end to end on a tiny budget: one raw case and one rpc case, JSON with numbers.
+
+Never asserts on speed: only that every measured figure is there and positive.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_runner_writes_json_with_positive_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--cases",
+            "raw_ssl_echo,rpc_reused",
+            "--warmup",
+            "0.1",
+            "--repetitions",
+            "2",
+            "--duration",
+            "0.2",
+            "--json",
+            str(out),
+            "--no-markdown",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = json.loads(out.read_text())
+    assert report["machine"]["nproc"] >= 1
+    assert set(report["cases"]) == {"raw_ssl_echo", "rpc_reused"}
+    for name, entry in report["cases"].items():
+        assert "error" not in entry, (name, entry)
+        assert len(entry["rates"]) == 2
+        assert all(rate > 0 for rate in entry["rates"]), (name, entry["rates"])
+        assert entry["calls"] > 0
+        assert entry["calls_per_s"]["median"] > 0
+        assert entry["p50_us"] > 0
+        assert entry["p99_us"] >= entry["p50_us"]
+    assert "ratio_to_floor" not in report["cases"]["rpc_reused"]  # its floor (raw_pyopenssl_echo) did not run
+    assert "rpc_reused" in completed.stdout  # the table
