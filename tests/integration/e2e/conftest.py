@@ -1,0 +1,69 @@
+"""End to end: the real ``Client``/``RPCClient`` against the real ``ServiceReactor`` over real TLS on 127.0.0.1.
+
+One dev CA per session (RSA key generation is the slow part). Each test starts the reactors it needs through the
+``cluster`` fixture (stopped afterwards); the service is the example ``Demo/Echo`` handler with an execution
+counter, so tests can assert what ran on the server (at most once, which instance, which connection).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# The suite runs in importlib mode, so nothing puts these on sys.path: examples.echo and this folder's _e2e_kit.
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _e2e_kit import SERVICE, CountingHandler, Creds
+
+from rpcframework.security.devca import DevCA
+from rpcframework.server import Service, ServiceReactor
+
+
+@pytest.fixture(scope="session")
+def creds(tmp_path_factory: pytest.TempPathFactory) -> Creds:
+    ca = DevCA.init(tmp_path_factory.mktemp("e2e") / "ca")
+    return Creds(ca, ca.default_user(), ca.default_host())
+
+
+Start = Callable[..., list[ServiceReactor]]
+
+
+@pytest.fixture
+def cluster(creds: Creds) -> Iterator[Start]:
+    """``cluster(count=1, *, protocol="dips", backend="pyopenssl", name=SERVICE, **service_or_reactor_options)``.
+
+    Starts ``count`` reactors on 127.0.0.1, each serving one instance of ``name`` with :class:`CountingHandler`
+    on its own ephemeral port. ``max_threads`` goes to the ``Service``; other options to the reactor.
+    """
+    CountingHandler.reset_observations()
+    started: list[ServiceReactor] = []
+
+    def start(
+        count: int = 1,
+        *,
+        protocol: str = "dips",
+        backend: str = "pyopenssl",
+        name: str = SERVICE,
+        max_threads: int | None = None,
+        **reactor_options: Any,
+    ) -> list[ServiceReactor]:
+        reactors = []
+        for _ in range(count):
+            service = Service(
+                name, CountingHandler, config=creds.config(), port=0, protocol=protocol, max_threads=max_threads
+            )
+            reactor = ServiceReactor(
+                [service], host="127.0.0.1", backend=backend, tls=creds.server_tls(), **reactor_options
+            )
+            started.append(reactor.start())
+            reactors.append(reactor)
+        return reactors
+
+    yield start
+    for reactor in started:
+        reactor.stop(timeout=5)
