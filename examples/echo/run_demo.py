@@ -226,8 +226,12 @@ def show_failover(client: EchoClient, reactors: list[ServiceReactor], names: dic
     box: dict[str, DReturn] = {}
     # url= sends this one call to instance A, whatever the client would have picked.
     in_flight = threading.Thread(target=lambda: box.update(result=client.slow(0.5, url=url)), daemon=True)
+    before = EchoHandler.calls_served
     in_flight.start()
-    time.sleep(0.2)  # the slow call is running on instance A now
+    for _ in range(250):  # at most 5 s: wait until the handler runs the slow call (same process, so we can see)
+        if EchoHandler.calls_served > before:
+            break
+        time.sleep(0.02)
     print(f"   stopping instance A ({url}) while slow(0.5) runs on it ...")
     doomed.stop(timeout=5)
     in_flight.join(timeout=5)
@@ -239,7 +243,7 @@ def show_failover(client: EchoClient, reactors: list[ServiceReactor], names: dic
 
 
 def run(directory: Path) -> None:
-    print(f"== dev credentials in {directory}")
+    print(f"\n== Demo/Echo: dev credentials in {directory}")
     ca = DevCA.init(directory / "devca")
     user = ca.default_user()
     print(f"   CA {ca.dn}\n   host {ca.default_host().dn}\n   user {user.dn} (+ RFC 3820 proxy)")
