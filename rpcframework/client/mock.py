@@ -94,7 +94,7 @@ class MockTransport:
         self.encoding = encoding
         self._function: MockHandler | None = None
         self._handler_cls: type[RequestHandler] | None = None
-        self._caller = default_caller() if caller is _DEFAULT else caller
+        self._caller = default_caller() if caller is _DEFAULT else _as_caller(caller)
         self._authorize = authorize
         self._service_info = service_info
         self._initialized: set[str] = set()
@@ -181,6 +181,15 @@ class MockTransport:
         except RPCFrameworkError as exc:
             return error_from_exception(exc)
         return None
+
+
+def _as_caller(caller: Any) -> Any:
+    """``None`` is an anonymous peer, exactly as the real server resolves one, so ``auth_`` rules still apply."""
+    if caller is None:
+        from rpcframework.security.authz import anonymous_caller
+
+        return anonymous_caller()
+    return caller
 
 
 def _service_name(service: str) -> str:

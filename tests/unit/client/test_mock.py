@@ -96,7 +96,10 @@ def test_authorization_against_the_fake_caller() -> None:
 
 def test_anonymous_and_mapping_callers() -> None:
     anonymous = DispatcherClient(transport=MockTransport(DispatcherHandler, caller=None))
-    assert anonymous.whoami()["Value"] == {}  # an anonymous dip:// peer has no credentials
+    # An anonymous dip:// peer, resolved as the real server does it; auth_ rules still apply to it.
+    assert anonymous.whoami()["Value"]["username"] == "anonymous"
+    refused = anonymous.next_file(1, "w")
+    assert refused["OK"] is False and refused["Errno"] == 1111
     creds = {"username": "bob", "group": "g", "DN": "/CN=bob"}
     mapped = DispatcherClient(transport=MockTransport(DispatcherHandler, caller=creds))
     assert mapped.next_file(1, "w")["Value"]["caller"] == "bob"
