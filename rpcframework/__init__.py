@@ -9,7 +9,7 @@ See ``docs/`` for the guides; the exception tree is drawn in :mod:`rpcframework.
 
 from __future__ import annotations
 
-from rpcframework.client import Client, MockTransport, Retry, RPCClient, Timeout, executeRPCStub
+from rpcframework.client import Client, MockTransport, Retry, RPCClient, Timeout, TransferClient, executeRPCStub
 from rpcframework.returnvalues import (
     S_ERROR,
     S_OK,
@@ -42,6 +42,7 @@ __all__ = [
     "ServiceReactor",
     "ThreadConfig",
     "Timeout",
+    "TransferClient",
     "__version__",
     "current_delegation",
     "delegate",

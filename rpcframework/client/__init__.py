@@ -18,6 +18,7 @@ from rpcframework.client.pool import ConnectionPool, PoolSettings
 from rpcframework.client.rpcclient import RPCClient
 from rpcframework.client.selection import AttemptPlan, URLSelector
 from rpcframework.client.stub import RPCStub, build_rpc_stub, parse_rpc_stub
+from rpcframework.client.transfer import TransferClient
 
 __all__ = [
     "CALL_SETTING_NAMES",
@@ -43,6 +44,7 @@ __all__ = [
     "Retry",
     "RetryEvent",
     "Timeout",
+    "TransferClient",
     "Transport",
     "URLSelector",
     "UnknownOptionError",

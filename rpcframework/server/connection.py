@@ -13,6 +13,7 @@ and a ``dka`` ping restarts that wait. The reactor closes a channel whose :attr:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import select
@@ -21,28 +22,37 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from rpcframework.codec import encode
 from rpcframework.errors import CodecError, ProtocolError, RPCFrameworkError
 from rpcframework.protocol.events import (
     NEED_DATA,
+    PAUSED,
     ArgumentsReceived,
     ConnectionState,
     ProposalReceived,
 )
-from rpcframework.protocol.messages import ActionType, Extensions, Feature, Proposal
+from rpcframework.protocol.framing import encode_frame
+from rpcframework.protocol.messages import ActionType, Extensions, Feature, FileInfo, Proposal, sanitize_result
 from rpcframework.protocol.rpc import ServerConnection
+from rpcframework.protocol.transfer import FileInfoReceived, ServerTransfer
 from rpcframework.returnvalues import S_ERROR, DReturn
 from rpcframework.security.authz import Caller
 from rpcframework.server.context import RequestContext
 from rpcframework.server.service import Service
+from rpcframework.transfer.helper import FileHelper
 from rpcframework.transports.base import Stream
 
-__all__ = ["SERVER_EXTENSIONS", "Call", "Channel", "ChannelLimits", "Step"]
+__all__ = ["SERVER_EXTENSIONS", "Call", "Channel", "ChannelLimits", "Step", "StreamPipe"]
 
 logger = logging.getLogger(__name__)
 
-#: What this server negotiates with rpcframework clients (file-transfer features come with the transfer side).
-SERVER_EXTENSIONS: Final = Extensions(features=frozenset({Feature.REUSE, Feature.KWARGS, Feature.TYPED}))
+#: What this server negotiates with rpcframework clients.
+SERVER_EXTENSIONS: Final = Extensions(
+    features=frozenset({Feature.REUSE, Feature.KWARGS, Feature.TYPED, Feature.STREAM, Feature.RESUME})
+)
 _RECV_SIZE: Final = 256 * 1024
+#: Reads allowed for the file-info message of a transfer (each waits at most read_timeout).
+_MAX_INFO_READS: Final = 4096
 # POLLRDHUP (Linux) reports a peer that shut down its side even when unread bytes are still queued.
 _GONE_EVENTS: Final = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR | select.POLLNVAL
 
@@ -75,6 +85,33 @@ class Call:
     kwargs: dict[str, Any]
     context: RequestContext
     caller: str
+    transfer: bool = False  # a FileTransfer action: ``method`` is the direction
+
+
+class StreamPipe:
+    """A :class:`~rpcframework.transfer.helper.Channel` over a blocking transport stream, with read and write
+    timeouts (a transfer runs in a worker thread, which may block on its own peer)."""
+
+    def __init__(self, stream: Stream, read_timeout: float | None, write_timeout: float | None) -> None:
+        self.stream = stream
+        self.read_timeout = read_timeout
+        self.write_timeout = write_timeout
+
+    def send(self, data: bytes | memoryview) -> None:
+        if data:
+            self.stream.settimeout(self.write_timeout)
+            self.stream.send_all(data if isinstance(data, bytes) else bytes(data))
+
+    def recv(self) -> bytes:
+        self.stream.settimeout(self.read_timeout)
+        return self.stream.recv(_RECV_SIZE)
+
+    def poll(self) -> bool:
+        if self.stream.pending() > 0:
+            return True
+        poller = select.poll()
+        poller.register(self.stream.fileno(), select.POLLIN | _GONE_EVENTS)
+        return bool(poller.poll(0))
 
 
 def _clean(text: str) -> str:
@@ -173,18 +210,29 @@ class Channel:
                 return Step.CLOSE
             self._restart_wait(self.limits.idle_timeout)  # refused, but reuse keeps the connection
             return None
-        if isinstance(event, ArgumentsReceived):
-            self.call = self._make_call(event)
+        call = self._call_for(event)
+        if call is not None:
+            self.call = call
             return Step.CALL
         # ConnectionClosed, or PAUSED: a non-RPC action was handed over, which we never accept.
         return Step.CLOSE
+
+    def _call_for(self, event: object) -> Call | None:
+        """The call an event completes: RPC arguments, or a FileTransfer handed over after its ack."""
+        if isinstance(event, ArgumentsReceived):
+            return self._make_call(event.args, event.kwargs)
+        current = self._current
+        handed_over = event is PAUSED and self.conn.state is ConnectionState.HANDED_OVER
+        if handed_over and current is not None and current[1].action_type is ActionType.FileTransfer:
+            return self._make_call([], {}, transfer=True)
+        return None
 
     def _on_proposal(self, proposal: Proposal) -> bool:
         """Accept (True) or refuse (False) the proposal and send the answer."""
         service = self.services.get(proposal.service)
         if service is None:
             return self._refuse(S_ERROR(f"{_clean(proposal.service)} is not up in this server"))
-        if proposal.action_type is not ActionType.RPC:
+        if proposal.action_type is not ActionType.RPC and proposal.action_type is not ActionType.FileTransfer:
             return self._refuse(S_ERROR(f"{proposal.action_type.value} actions are not supported by this server"))
         tree = service.config_tree()
         cached = self._auth_cache
@@ -208,7 +256,7 @@ class Channel:
         self.exchanges += 1
         return False
 
-    def _make_call(self, event: ArgumentsReceived) -> Call:
+    def _make_call(self, args: list[Any], kwargs: dict[str, Any], *, transfer: bool = False) -> Call:
         assert self._current is not None  # set when the proposal was accepted
         service, proposal, caller = self._current
         identity = self.stream.peer_identity
@@ -221,12 +269,14 @@ class Channel:
             is_connected=self.is_connected,
         )
         who = caller.describe() if caller is not None else "anonymous"
-        return Call(service, proposal.action_name, event.args, event.kwargs, context, who)
+        return Call(service, proposal.action_name, args, kwargs, context, who, transfer)
 
     # -- the call -----------------------------------------------------------------------------------------------
 
     def execute(self, call: Call) -> bool:
         """Run ``call`` and send its result; ``True`` when the connection stays open for another exchange."""
+        if call.transfer:
+            return self._execute_transfer(call)
         started = time.perf_counter()
         result = call.service.call(call.method, call.args, call.kwargs, call.context)
         self.call = None
@@ -267,6 +317,10 @@ class Channel:
         """Answer a call that found no room in the worker queue, without waiting; ``True`` if the connection stays."""
         self.call = None
         self.exchanges += 1
+        if self.conn.state is ConnectionState.HANDED_OVER:  # a transfer: the error answers its file info
+            with contextlib.suppress(CodecError):
+                self._send_quietly(encode_frame(encode(sanitize_result(error), self.conn.data_encoding)))
+            return False
         try:
             data = self.conn.send_result(error)
         except CodecError:  # cannot happen for our own error text, but never let the selector thread die of it
@@ -275,6 +329,62 @@ class Channel:
             return False
         self._restart_wait(self.limits.idle_timeout)
         return True
+
+    # -- file transfers -----------------------------------------------------------------------------------------
+
+    def _execute_transfer(self, call: Call) -> bool:
+        """Run a FileTransfer exchange (file info, accept or refuse, the hook, its result) with blocking I/O."""
+        started = time.perf_counter()
+        self.call = None
+        self.exchanges += 1
+        pipe = StreamPipe(self.stream, self.limits.read_timeout, self.limits.write_timeout)
+        machine = ServerTransfer(self.conn.hand_over())
+        result: DReturn = S_ERROR("transfer not run")
+        try:
+            info = self._read_file_info(machine, pipe)
+            if call.method not in call.service.table.transfers:
+                result = call.service.transfer(call.method, info, None, call.context)
+                pipe.send(machine.refuse(result))  # type: ignore[arg-type]
+                return False
+            pipe.send(machine.accept())
+            total = info.size if info.size is not None and info.size >= 0 else None
+            result = call.service.transfer(call.method, info, FileHelper(machine, pipe, total=total), call.context)
+            pipe.send(machine.send_result(result))
+        except (RPCFrameworkError, OSError) as exc:
+            logger.info("transfer %s with %s failed: %s", call.method, self.where, exc)
+            return False
+        finally:
+            if logger.isEnabledFor(logging.INFO):
+                outcome = "OK" if result["OK"] else f"ERROR: {result['Message']}"
+                elapsed = (time.perf_counter() - started) * 1000.0
+                logger.info(
+                    "%s FileTransfer/%s by %s from %s: %s (%.2f ms)",
+                    call.service.name,
+                    call.method,
+                    call.caller,
+                    self.where,
+                    outcome,
+                    elapsed,
+                )
+        if not machine.in_sync:
+            return False
+        self.conn.finish_hand_over()
+        if self.conn.state is not ConnectionState.IDLE:
+            return False
+        self._restart_wait(self.limits.idle_timeout)
+        return True
+
+    @staticmethod
+    def _read_file_info(machine: ServerTransfer, pipe: StreamPipe) -> FileInfo:
+        for _ in range(_MAX_INFO_READS):
+            event = machine.next_event()
+            pipe.send(machine.data_to_send())
+            if isinstance(event, FileInfoReceived):
+                return event.info
+            if event is not NEED_DATA:
+                raise ProtocolError(f"expected the file information, got {event!r}")
+            machine.receive_data(pipe.recv())
+        raise ProtocolError("no file information after many reads")
 
     def is_connected(self) -> bool:
         """Whether the peer still holds its side open (a poll that never blocks)."""

@@ -23,12 +23,12 @@ from rpcframework.config.store import ConfigStore
 from rpcframework.config.tree import ConfigTree
 from rpcframework.config.urls import parse_system_component
 from rpcframework.errors import ConfigurationError
-from rpcframework.protocol.messages import ActionType, Proposal
-from rpcframework.returnvalues import ENOAUTH, S_ERROR, DErrorReturn, DReturn
+from rpcframework.protocol.messages import ActionType, FileInfo, Proposal
+from rpcframework.returnvalues import ENOAUTH, S_ERROR, DErrorReturn, DReturn, SErrorException, isReturnStructure
 from rpcframework.security.authz import AccessDenied, Caller, authorize, resolve_caller, select_rule
 from rpcframework.security.registry import Registry
-from rpcframework.server.context import RequestContext, make_service_info
-from rpcframework.server.dispatch import dispatch
+from rpcframework.server.context import RequestContext, make_service_info, reset_current_request, set_current_request
+from rpcframework.server.dispatch import dispatch, new_reference
 from rpcframework.server.handler import RequestHandler, initialize_handler_class
 from rpcframework.server.limits import DEFAULT_METHOD_LIMIT, MethodLimiter
 
@@ -131,7 +131,8 @@ class Service:
             exported = proposal.action_name in self.table.methods
         else:
             key = f"{action.value}/{proposal.action_name}"
-            exported = True
+            # A direction without a transfer_<hook> is refused after the file info, with DIRAC's own message.
+            exported = action is not ActionType.FileTransfer or proposal.action_name in self.table.transfers
         try:
             caller = resolve_caller(peer_dn, None, proposal.extra_credentials, Registry.for_config(tree))
             if not exported:
@@ -181,6 +182,39 @@ class Service:
     ) -> DReturn:
         """Run one call through the dispatch pipeline (argument checks, per-method limit, handler, result vetting)."""
         return dispatch(self.handler, method, args, kwargs or None, context, limiter=self.limiter)
+
+    def transfer(self, direction: str, info: FileInfo, helper: Any, context: RequestContext) -> DReturn:
+        """Run the ``transfer_<hook>`` of ``direction`` with DIRAC's arguments (``fileId, token[, size], helper``);
+        never raises for anything a peer or a handler does."""
+        hook = self.table.transfers.get(direction)
+        if hook is None:
+            return S_ERROR(f"Service can't transfer files {direction[:1].lower()}{direction[1:]}")
+        args: list[Any] = [info.file_id, info.token]
+        if direction in ("FromClient", "BulkFromClient"):
+            args.append(info.size if info.size is not None else -1)
+        args.append(helper)
+        if not self.limiter.acquire(hook.limit_key):
+            return self.limiter.overloaded_error(hook.limit_key)
+        token = set_current_request(context)
+        try:
+            handler = self.handler(context)
+            handler.initialize()
+            result = hook.function(handler, *args)
+        except SErrorException as exc:
+            return {"OK": False, "Errno": exc.errno, "Message": exc.message}
+        except Exception:
+            reference = new_reference()
+            logger.error(
+                "transfer %s failed (reference %s) in %s", direction, reference, hook.defined_in, exc_info=True
+            )
+            return S_ERROR(f"Server error during the transfer (reference {reference}); the service log has the details")
+        finally:
+            reset_current_request(token)
+            self.limiter.release(hook.limit_key)
+        if not isReturnStructure(result):
+            logger.error("%s.transfer hook for %s did not return S_OK/S_ERROR", hook.defined_in, direction)
+            return S_ERROR(f"Transfer hook for {direction} does not return a S_OK/S_ERROR!")
+        return result
 
 
 def _positive(what: str, value: int | None, default: int) -> int:

@@ -1,0 +1,323 @@
+"""``TransferClient``: DISET's file-transfer client (``sendFile``, ``receiveFile``, ``sendBulk``, ``receiveBulk``,
+``listBulk``) over one fresh connection per transfer.
+
+URLs, failover, credentials and delegation come from :class:`~rpcframework.client.base.BaseClient`, exactly as
+for ``Client``. One transfer::
+
+    connect -> proposal ["FileTransfer", direction] -> ack        # failover to another URL on failure
+    file info -> "Accepted"                                       # failover still allowed (no data moved)
+    data phase (FileHelper)    -> the server's result (the handler's S_OK/S_ERROR)
+
+With our servers the ``stream`` (no per-chunk round trip) and ``resume`` extensions are offered; ``stream=False``
+makes a pure DIRAC client (no offer at all). Every operation returns ``S_OK``/``S_ERROR`` and never raises for a
+transfer or network failure. Timeouts: ``Timeout.connect``/``handshake`` for the connection, and
+``Timeout.total`` for each single network wait (not for the whole transfer, which may take as long as it needs
+while data keeps moving).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import select
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any, Final
+
+from rpcframework.client.base import BaseClient, Endpoint
+from rpcframework.client.options import ClientOptions
+from rpcframework.client.policy import Deadline
+from rpcframework.errors import ConfigurationError, RemoteError, RPCFrameworkError
+from rpcframework.protocol import NEED_DATA, ClientConnection, Extensions, Feature, ProposalAccepted, ProposalRefused
+from rpcframework.protocol.messages import ActionType, FileInfo, TransferDirection
+from rpcframework.protocol.transfer import ClientTransfer, TransferAccepted, TransferRefused
+from rpcframework.returnvalues import S_ERROR, DReturn
+from rpcframework.transfer import FileHelper, ProgressCallback, bulk_name, compression_for, partial_size
+from rpcframework.transfer.bulk import Compression
+from rpcframework.transports import Backend, Stream
+
+__all__ = ["TRANSFER_OFFER", "TransferClient"]
+
+logger = logging.getLogger(__name__)
+
+#: What a TransferClient offers our servers: the stream data phase and resumable downloads.
+TRANSFER_OFFER: Final = Extensions(features=frozenset({Feature.STREAM, Feature.RESUME}))
+_RECV_SIZE: Final = 256 * 1024
+_MAX_CONTROL_READS: Final = 100_000
+
+PathOrFile = str | os.PathLike[str] | IO[bytes]
+_Action = Callable[[FileHelper], DReturn]
+_InfoFor = Callable[[bool], FileInfo]  # the file info, told whether ``resume`` was negotiated
+
+
+class _Pipe:
+    """The FileHelper channel over a blocking client stream; ``timeout`` bounds each single network wait."""
+
+    def __init__(self, stream: Stream, timeout: float | None) -> None:
+        self.stream = stream
+        self.timeout = timeout
+
+    def send(self, data: bytes | memoryview) -> None:
+        if data:
+            self.stream.settimeout(self.timeout)
+            self.stream.send_all(data if isinstance(data, bytes) else bytes(data))
+
+    def recv(self) -> bytes:
+        self.stream.settimeout(self.timeout)
+        return self.stream.recv(_RECV_SIZE)
+
+    def poll(self) -> bool:
+        if self.stream.pending() > 0:
+            return True
+        poller = select.poll()
+        poller.register(self.stream.fileno(), select.POLLIN | select.POLLHUP | select.POLLERR)
+        return bool(poller.poll(0))
+
+
+class _NotStarted(RPCFrameworkError):
+    """The transfer failed before any data moved: another URL may be tried."""
+
+
+class TransferClient:
+    """Moves files to and from one service (``"System/Component"``, a URL, or a comma list of URLs).
+
+    Options are ``Client``'s (``proxyLocation``, ``useCertificates``, ``delegatedDN``, ``timeout``, ``retries``,
+    ``config``...). ``stream=False`` speaks DIRAC's stop-and-wait protocol even to our servers.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        options: ClientOptions | None = None,
+        *,
+        stream: bool = True,
+        backends: dict[str, Backend] | None = None,
+        environ: Mapping[str, str] | None = None,
+        **kw_options: Any,
+    ) -> None:
+        if options is None:
+            options = ClientOptions.build(kw_options)
+        elif kw_options:
+            raise ConfigurationError("pass either options= or keyword options, not both")
+        self.base = BaseClient(
+            url, options, backends=backends, offer=TRANSFER_OFFER if stream else None, environ=environ
+        )
+
+    def __repr__(self) -> str:
+        return f"<TransferClient {self.base.service!r}>"
+
+    # -- DISET's operations ----------------------------------------------------------------------------------------
+
+    def sendFile(
+        self, source: PathOrFile, fileId: str, token: str = "", on_progress: ProgressCallback | None = None
+    ) -> DReturn:
+        """Upload ``source`` (a path or a binary file object) as ``fileId``; the server's result."""
+        try:
+            size = _size_of(source)
+        except OSError as exc:
+            return S_ERROR(f"Cannot read {source}: {exc.strerror or exc}")
+        info = FileInfo(fileId, token, -1 if size is None else size)
+        return self._run(
+            TransferDirection.FromClient, lambda _r: info, lambda h: h.fileToNetwork(source), on_progress, size
+        )
+
+    def receiveFile(
+        self,
+        destination: PathOrFile,
+        fileId: str,
+        token: str = "",
+        on_progress: ProgressCallback | None = None,
+        *,
+        resume: bool = False,
+        max_size: int | None = None,
+    ) -> DReturn:
+        """Download ``fileId`` into ``destination`` (a path, written atomically, or a binary file object).
+        ``resume=True`` keeps partial data on failure and continues it next time (our servers only)."""
+        is_path = isinstance(destination, str | os.PathLike)
+        resume = resume and is_path
+
+        negotiated = [False]
+
+        def info_for(resume_ok: bool) -> FileInfo:
+            negotiated[0] = resume and resume_ok
+            offset = partial_size(destination) if negotiated[0] else 0  # type: ignore[arg-type]
+            return FileInfo(fileId, token, offset=offset)
+
+        def action(helper: FileHelper) -> DReturn:
+            return helper.networkToFile(destination, max_size, resume=negotiated[0])
+
+        return self._run(TransferDirection.ToClient, info_for, action, on_progress, None)
+
+    def sendBulk(
+        self, paths: Sequence[str | os.PathLike[str]], bulkId: str, token: str = "", compress: bool = True
+    ) -> DReturn:
+        """Upload ``paths`` as one tar archive named ``bulkId`` + ``.tar.bz2`` (``.tar`` without compression)."""
+        info = FileInfo(bulk_name(bulkId, compress), token, -1)
+        paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+        missing = [str(path) for path in paths if not os.path.exists(path)]
+        if missing:
+            return S_ERROR(f"Cannot send the bulk: missing {', '.join(missing)}")
+        compression: Compression = "bz2" if compress else ""
+        return self._run(
+            TransferDirection.BulkFromClient, lambda _r: info, lambda h: h.bulkToNetwork(paths, compression), None, None
+        )
+
+    def receiveBulk(
+        self, destDir: str | os.PathLike[str], bulkId: str, token: str = "", compress: bool = True
+    ) -> DReturn:
+        """Download the bulk ``bulkId`` and extract it (safely) into ``destDir``."""
+        name = bulk_name(bulkId, compress)
+        info = FileInfo(name, token)
+        if not Path(destDir).is_dir():
+            return S_ERROR(f"{destDir} is not a directory")
+        return self._run(
+            TransferDirection.BulkToClient,
+            lambda _r: info,
+            lambda h: h.networkToBulk(destDir, compression_for(name)),
+            None,
+            None,
+        )
+
+    def listBulk(self, bulkId: str, token: str = "", compress: bool = True) -> DReturn:
+        """The member names of the bulk ``bulkId``, as the server lists them."""
+        info = FileInfo(bulk_name(bulkId, compress), token)
+        return self._run(TransferDirection.ListBulk, lambda _r: info, lambda h: h.read_result(), None, None)
+
+    # -- one transfer, with failover before data moves -------------------------------------------------------------
+
+    def _run(
+        self,
+        direction: TransferDirection,
+        info_for: _InfoFor,
+        action: _Action,
+        on_progress: ProgressCallback | None,
+        total: int | None,
+    ) -> DReturn:
+        base = self.base
+        failures: list[str] = []
+        for url in base.selector.attempt_order(base.retry.max_attempts):
+            try:
+                result = self._run_url(
+                    base.endpoints[url],
+                    direction=direction,
+                    info_for=info_for,
+                    action=action,
+                    on_progress=on_progress,
+                    total=total,
+                )
+            except RemoteError as exc:
+                return exc.result  # the server refused the proposal (unauthorized...): not retried
+            except _NotStarted as exc:
+                failures.append(f"{url}: {exc}")
+                base.selector.ban(url)
+                logger.info("transfer %s to %s failed before any data moved (%s)", direction.value, url, exc)
+                continue
+            base.selector.succeeded(url)
+            return result
+        reasons = "; ".join(failures) or "no URL to try"
+        return S_ERROR(f"{base.service}: the transfer could not start: {reasons}")
+
+    def _run_url(
+        self,
+        endpoint: Endpoint,
+        *,
+        direction: TransferDirection,
+        info_for: _InfoFor,
+        action: _Action,
+        on_progress: ProgressCallback | None,
+        total: int | None,
+    ) -> DReturn:
+        timeout = self.base.timeout
+        try:
+            deadline = Deadline.after(timeout.total) if timeout.total is not None else Deadline.never()
+            stream = endpoint.backend.connect(
+                endpoint.host,
+                endpoint.port,
+                tls=endpoint.tls,
+                connect_timeout=timeout.connect_deadline(deadline).remaining(),
+                handshake_timeout=timeout.handshake_deadline(deadline).remaining(),
+            )
+        except (RPCFrameworkError, OSError) as exc:
+            raise _NotStarted(str(exc)) from exc
+        pipe = _Pipe(stream, timeout.total)
+        try:
+            machine = self._start(endpoint, pipe, direction, info_for)
+            if machine is None or isinstance(machine, dict):
+                return machine or S_ERROR("Transfer refused")
+            helper = FileHelper(machine, pipe, on_progress=on_progress, total=total)
+            return _finish(helper, action)
+        finally:
+            stream.close()
+
+    def _start(
+        self,
+        endpoint: Endpoint,
+        pipe: _Pipe,
+        direction: TransferDirection,
+        info_for: _InfoFor,
+    ) -> ClientTransfer | DReturn | None:
+        """Proposal, ack, file info, "Accepted": the machine ready for the data phase, or the server's refusal."""
+        base = self.base
+        conn = ClientConnection(offer=base.offer)
+        proposal = dataclasses.replace(
+            base.proposal(endpoint.path, direction.value), action_type=ActionType.FileTransfer
+        )
+        try:
+            pipe.send(conn.send_proposal(proposal))
+            event = _next(conn, pipe)
+            if isinstance(event, ProposalRefused):
+                raise RemoteError(event.error)
+            if not isinstance(event, ProposalAccepted):
+                raise _NotStarted(f"unexpected answer to the proposal: {type(event).__name__}")
+            machine = ClientTransfer(conn.hand_over())
+            resume_ok = event.extensions is not None and Feature.RESUME in event.extensions.features
+            pipe.send(machine.start(info_for(resume_ok and direction is TransferDirection.ToClient)))
+            answer = _next(machine, pipe)
+        except (RemoteError, _NotStarted):
+            raise
+        except (RPCFrameworkError, OSError) as exc:
+            raise _NotStarted(str(exc)) from exc
+        if isinstance(answer, TransferRefused):
+            return answer.error
+        if not isinstance(answer, TransferAccepted):
+            raise _NotStarted(f"unexpected answer to the file information: {type(answer).__name__}")
+        return machine
+
+
+def _next(machine: ClientConnection | ClientTransfer, pipe: _Pipe) -> object:
+    """The next control event of ``machine``, reading as needed (keepalive pongs are sent and skipped)."""
+    for _ in range(_MAX_CONTROL_READS):
+        event = machine.next_event()
+        pipe.send(machine.data_to_send())
+        if event is not NEED_DATA:
+            return event
+        machine.receive_data(pipe.recv())
+    raise _NotStarted("no answer after many reads")
+
+
+def _finish(helper: FileHelper, action: _Action) -> DReturn:
+    """Run the data phase, then read the server's result; a local failure wins unless the server says why."""
+    try:
+        local = action(helper)
+    except (RPCFrameworkError, OSError) as exc:
+        return S_ERROR(f"Transfer failed: {exc}")
+    if helper.machine.direction is TransferDirection.ListBulk:
+        return local
+    try:
+        server = helper.read_result()
+    except (RPCFrameworkError, OSError) as exc:
+        logger.debug("no result from the server after the transfer: %s", exc)
+        return local if not local["OK"] else S_ERROR(f"Transfer failed: no result from the server ({exc})")
+    if not local["OK"]:
+        return server if not server["OK"] else local
+    return server
+
+
+def _size_of(source: PathOrFile) -> int | None:
+    if isinstance(source, str | os.PathLike):
+        return os.stat(source).st_size
+    try:
+        return os.fstat(source.fileno()).st_size - source.tell()
+    except (AttributeError, OSError, ValueError):
+        return None

@@ -1,0 +1,209 @@
+"""TransferClient against a real TLS service on 127.0.0.1: files, bulks, refusals, caps, progress."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from _transfer_kit import MAX_SIZE, REGISTRY, StoreHandler, UploadOnlyHandler
+
+from rpcframework import Client, RequestHandler, TransferClient
+from rpcframework.testing import ServeFactory
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _handler(base: type[RequestHandler], store: Path) -> type[RequestHandler]:
+    return type(f"{base.__name__}ForTest", (base,), {"store": store})
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    path = tmp_path / "store"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def url(rpcframework_serve: ServeFactory, store: Path) -> str:
+    return rpcframework_serve(_handler(StoreHandler, store), "Data/Store", registry=REGISTRY)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("size", [1, 3 * 1024 * 1024, 32 * 1024 * 1024], ids=["1B", "3MiB", "32MiB"])
+def test_send_receive_round_trip(
+    url: str, store: Path, tmp_path: Path, rpcframework_client_options: dict[str, Any], size: int
+) -> None:
+    source = tmp_path / "source.bin"
+    source.write_bytes(os.urandom(size))
+    client = TransferClient(url, **rpcframework_client_options)
+    started = time.perf_counter()
+    sent = client.sendFile(str(source), "data.bin")
+    upload = time.perf_counter() - started
+    assert sent == {"OK": True, "Value": size}, sent
+    assert _digest(store / "data.bin") == _digest(source)
+    back = tmp_path / "back.bin"
+    started = time.perf_counter()
+    received = client.receiveFile(str(back), "data.bin")
+    download = time.perf_counter() - started
+    assert received["OK"], received
+    assert _digest(back) == _digest(source)
+    if size >= 32 * 1024 * 1024:
+        mib = size / 1024 / 1024
+        print(f"\n32 MiB over TLS: upload {mib / upload:.0f} MiB/s, download {mib / download:.0f} MiB/s")
+
+
+def test_file_objects_and_dirac_mode(url: str, store: Path, rpcframework_client_options: dict[str, Any]) -> None:
+    payload = os.urandom(2 * 1024 * 1024 + 17)
+    for stream in (True, False):
+        client = TransferClient(url, stream=stream, **rpcframework_client_options)
+        assert client.sendFile(io.BytesIO(payload), f"obj-{stream}.bin")["OK"]
+        assert (store / f"obj-{stream}.bin").read_bytes() == payload
+        sink = io.BytesIO()
+        assert client.receiveFile(sink, f"obj-{stream}.bin")["OK"]
+        assert sink.getvalue() == payload
+
+
+def test_progress_is_increasing(url: str, tmp_path: Path, rpcframework_client_options: dict[str, Any]) -> None:
+    source = tmp_path / "p.bin"
+    source.write_bytes(os.urandom(5 * 1024 * 1024 + 3))
+    seen: list[tuple[int, int | None]] = []
+    client = TransferClient(url, **rpcframework_client_options)
+    assert client.sendFile(source, "p.bin", on_progress=lambda done, total: seen.append((done, total)))["OK"]
+    dones = [done for done, _ in seen]
+    assert len(dones) >= 5
+    assert dones == sorted(dones)
+    assert dones[-1] == source.stat().st_size
+    down: list[int] = []
+    assert client.receiveFile(tmp_path / "p2.bin", "p.bin", on_progress=lambda d, t: down.append(d))["OK"]
+    assert down == sorted(down) and down[-1] == source.stat().st_size
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_bulk_send_receive_list(
+    url: str, store: Path, tmp_path: Path, rpcframework_client_options: dict[str, Any], compress: bool
+) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.log").write_bytes(b"alpha" * 1000)
+    (src / "b.log").write_bytes(os.urandom(300_000))
+    (src / "sub" / "c.txt").write_text("nested")
+    client = TransferClient(url, **rpcframework_client_options)
+    sent = client.sendBulk([src / "a.log", src / "b.log", src / "sub"], "logs-42", compress=compress)
+    assert sent["OK"], sent
+    name = "logs-42.tar.bz2" if compress else "logs-42.tar"
+    assert (store / name / "b.log").read_bytes() == (src / "b.log").read_bytes()
+    listed = client.listBulk("logs-42", compress=compress)
+    assert listed == {"OK": True, "Value": ["a.log", "b.log", "sub"]}, listed
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    received = client.receiveBulk(dest, "logs-42", compress=compress)
+    assert received["OK"], received
+    assert (dest / "a.log").read_bytes() == (src / "a.log").read_bytes()
+    assert (dest / "sub" / "c.txt").read_text() == "nested"
+
+
+def test_missing_hook_is_refused_clearly(
+    rpcframework_serve: ServeFactory, store: Path, tmp_path: Path, rpcframework_client_options: dict[str, Any]
+) -> None:
+    url = rpcframework_serve(_handler(UploadOnlyHandler, store), "Data/Upload", registry=REGISTRY)
+    client = TransferClient(url, **rpcframework_client_options)
+    result = client.receiveFile(tmp_path / "x", "x")
+    assert result["OK"] is False
+    assert result["Message"] == "Service can't transfer files toClient"
+    assert not (tmp_path / "x").exists()
+    listed = client.listBulk("b")
+    assert not listed["OK"] and listed["Message"] == "Service can't transfer files listBulk"
+
+
+def test_unauthorized_is_refused(
+    rpcframework_serve: ServeFactory, store: Path, tmp_path: Path, rpcframework_client_options: dict[str, Any]
+) -> None:
+    url = rpcframework_serve(_handler(StoreHandler, store), "Data/Store")  # empty registry: not authenticated
+    (tmp_path / "f").write_bytes(b"data")
+    client = TransferClient(url, **rpcframework_client_options)
+    result = client.sendFile(tmp_path / "f", "f")
+    assert result["OK"] is False and result["Errno"] == 1111, result
+    assert not list(store.iterdir())
+
+
+def test_configured_rule_allows(
+    rpcframework_serve: ServeFactory, store: Path, tmp_path: Path, rpcframework_client_options: dict[str, Any]
+) -> None:
+    class NoRuleHandler(StoreHandler):
+        auth_transfer_fromClient: ClassVar[Any] = None
+
+    config = {"Authorization": {"FileTransfer": {"Default": "all"}}}
+    url = rpcframework_serve(_handler(NoRuleHandler, store), "Data/Open", config=config)
+    (tmp_path / "f").write_bytes(b"data")
+    assert TransferClient(url, **rpcframework_client_options).sendFile(tmp_path / "f", "f")["OK"]
+    assert (store / "f").read_bytes() == b"data"
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_size_cap_leaves_nothing_and_service_keeps_serving(
+    rpcframework_serve: ServeFactory,
+    store: Path,
+    tmp_path: Path,
+    rpcframework_client_options: dict[str, Any],
+    stream: bool,
+) -> None:
+    url = rpcframework_serve(_handler(UploadOnlyHandler, store), "Data/Upload", registry=REGISTRY)
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(3 * 1024 * 1024))
+    client = TransferClient(url, stream=stream, **rpcframework_client_options)
+    result = client.sendFile(big, "big")
+    assert result["OK"] is False and result["Message"] == "Exceeded maximum file size", result
+    assert list(store.iterdir()) == []
+    (tmp_path / "small").write_bytes(b"x" * 100)
+    assert client.sendFile(tmp_path / "small", "small") == {"OK": True, "Value": 100}
+
+
+def test_corrupted_upload_leaves_nothing(url: str, store: Path, rpcframework_client_options: dict[str, Any]) -> None:
+    def failing() -> Any:
+        yield b"a" * 1024 * 1024
+        raise OSError("disk gone")
+
+    client = TransferClient(url, **rpcframework_client_options)
+
+    class Source(io.RawIOBase):
+        def __init__(self) -> None:
+            self.parts = failing()
+
+        def readable(self) -> bool:
+            return True
+
+        def read(self, size: int = -1) -> bytes:
+            return bytes(next(self.parts))
+
+    result = client.sendFile(Source(), "broken.bin")  # type: ignore[arg-type]
+    assert result["OK"] is False, result
+    assert list(store.iterdir()) == []
+    missing = client.receiveFile(store.parent / "never.bin", "absent.bin")
+    assert missing["OK"] is False and "No such file" in missing["Message"]
+    assert not (store.parent / "never.bin").exists()
+    assert Client(url=url, **rpcframework_client_options) is not None
+
+
+def test_unreachable_url_fails_over(
+    url: str, store: Path, tmp_path: Path, rpcframework_client_options: dict[str, Any]
+) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"dips://127.0.0.1:{sock.getsockname()[1]}/Data/Store"
+    (tmp_path / "f").write_bytes(b"failover")
+    client = TransferClient(f"{dead},{url}", retries=3, **rpcframework_client_options)
+    for _ in range(3):
+        assert client.sendFile(tmp_path / "f", "f")["OK"]
+    assert (store / "f").read_bytes() == b"failover"
+    assert MAX_SIZE > 0
