@@ -52,6 +52,22 @@ def _git_commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
+def _uncommitted_library_files() -> int | None:
+    """How many files under rpcframework/ differ from the commit (others may be editing the tree)."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--", "rpcframework"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return len([line for line in out.stdout.splitlines() if line.strip()])
+
+
 def load_average() -> list[float]:
     try:
         return [round(value, 2) for value in os.getloadavg()]
@@ -73,5 +89,6 @@ def describe_machine() -> dict[str, Any]:
         "m2crypto": _version("M2Crypto", "version"),
         "rpcframework": _version("rpcframework"),
         "git_commit": _git_commit(),
+        "uncommitted_library_files": _uncommitted_library_files(),
         "load_average_before": load_average(),
     }

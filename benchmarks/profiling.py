@@ -46,9 +46,10 @@ def profile_current_thread(out: Path) -> Iterator[None]:
 
 @contextmanager
 def profile_all_threads(out: Path) -> Iterator[None]:
-    """Profile every thread started inside the block (plus the calling one) and dump the merged stats to ``out``.
+    """Profile every thread started inside the block and dump the merged stats to ``out``.
 
-    ``threading.Thread.run`` is wrapped for the duration, so this is for a benchmark server process only.
+    The calling thread is left out: in a server process it only imports, loads credentials and waits, which would
+    blur the per-call figures. ``threading.Thread.run`` is wrapped for the duration: benchmark processes only.
     """
     profiles: list[cProfile.Profile] = []
     original_run = threading.Thread.run
@@ -63,20 +64,21 @@ def profile_all_threads(out: Path) -> Iterator[None]:
             profile.disable()
 
     threading.Thread.run = profiled_run  # type: ignore[method-assign,assignment]
-    main = cProfile.Profile(time.thread_time)
-    main.enable()
     try:
         yield
     finally:
-        main.disable()
         threading.Thread.run = original_run  # type: ignore[method-assign]
-        stats = pstats.Stats(main)
+        stats: pstats.Stats | None = None
         for profile in list(profiles):
             try:
-                stats.add(profile)
+                if stats is None:
+                    stats = pstats.Stats(profile)
+                else:
+                    stats.add(profile)
             except TypeError:  # a thread that never recorded anything
                 continue
-        stats.dump_stats(str(out))
+        if stats is not None:
+            stats.dump_stats(str(out))
 
 
 def _top(path: Path, calls: int, *, limit: int) -> str:

@@ -65,12 +65,17 @@ def _markdown_table(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _dirty(machine: dict[str, Any]) -> str:
+    count = machine.get("uncommitted_library_files")
+    return f" plus uncommitted edits to {count} library files" if count else ""
+
+
 def _machine(report: dict[str, Any]) -> list[str]:
     m = report["machine"]
     plan = report["plan"]
     load = f"{m.get('load_average_before')} before, {m.get('load_average_after')} after"
     return [
-        f"- date: {m['date']} (commit `{m['git_commit']}`)",
+        f"- date: {m['date']} (commit `{m['git_commit']}`{_dirty(m)})",
         f"- CPU: {m['cpu_model']}, `nproc` = {m['nproc']}; {m['platform']}",
         f"- Python {m['python']}; stdlib ssl: {m['openssl_stdlib']}",
         f"- pyOpenSSL {m['pyopenssl']} ({m['pyopenssl_openssl']}); M2Crypto {m['m2crypto']}",
