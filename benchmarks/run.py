@@ -19,6 +19,7 @@ import json
 import multiprocessing
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -104,6 +105,17 @@ def _stop(process: BaseProcess | None) -> None:
         process.join(_JOIN_TIMEOUT)
 
 
+def _wait_message(pipe: Connection, process: BaseProcess, limit: float) -> bool:
+    """Wait up to ``limit`` seconds for a message from ``process``; give up early if it died without one."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if pipe.poll(0.5):
+            return True
+        if not process.is_alive():
+            return pipe.poll(0.5)
+    return False
+
+
 def run_case(name: str, ca: Path, plan: Plan, profile_dir: Path | None = None) -> dict[str, Any]:
     """One case: start its server, run its client, return the client's measurements (or ``{"error": ...}``)."""
     ctx = multiprocessing.get_context("spawn")
@@ -118,14 +130,14 @@ def run_case(name: str, ca: Path, plan: Plan, profile_dir: Path | None = None) -
     client: BaseProcess | None = None
     try:
         server.start()
-        if not control.poll(_READY_TIMEOUT):
-            return {"error": f"the server did not start within {_READY_TIMEOUT:g} s"}
+        if not _wait_message(control, server, _READY_TIMEOUT):
+            return {"error": f"the server did not start (exit code {server.exitcode}, limit {_READY_TIMEOUT:g} s)"}
         address = control.recv()
         job = ClientJob(name, str(ca), address, plan, profiles[1])
         client = ctx.Process(target=client_main, args=(job, client_end), name=f"bench-client-{name}")
         client.start()
-        if not results.poll(plan.budget()):
-            return {"error": f"the client gave no result within {plan.budget():g} s"}
+        if not _wait_message(results, client, plan.budget()):
+            return {"error": f"the client gave no result (exit code {client.exitcode}, limit {plan.budget():g} s)"}
         outcome: dict[str, Any] = results.recv()
         control.send("stop")
         return outcome
