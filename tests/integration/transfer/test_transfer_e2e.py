@@ -207,3 +207,19 @@ def test_unreachable_url_fails_over(
         assert client.sendFile(tmp_path / "f", "f")["OK"]
     assert (store / "f").read_bytes() == b"failover"
     assert MAX_SIZE > 0
+
+
+def test_resumed_download(url: str, store: Path, tmp_path: Path, rpcframework_client_options: dict[str, Any]) -> None:
+    from rpcframework.transfer import partial_path
+
+    payload = os.urandom(3 * 1024 * 1024 + 5)
+    (store / "r.bin").write_bytes(payload)
+    dest = tmp_path / "r.bin"
+    partial_path(dest).write_bytes(payload[: 2 * 1024 * 1024])
+    seen: list[int] = []
+    client = TransferClient(url, **rpcframework_client_options)
+    result = client.receiveFile(dest, "r.bin", on_progress=lambda d, t: seen.append(d), resume=True)
+    assert result["OK"], result
+    assert dest.read_bytes() == payload
+    assert min(seen) == 2 * 1024 * 1024  # started at the granted offset, not at 0
+    assert not partial_path(dest).exists()
