@@ -189,7 +189,8 @@ def test_overload_is_answered_at_once(creds, serve):
     client = RawClient(connect(reactor, "Bench/Echo", creds))
     third = client.call("slow", 1.0)
     client.close()
-    assert time.monotonic() - started < 0.5
+    # Refused at once rather than after a worker frees up (the slow calls hold both for a full second).
+    assert time.monotonic() - started < 0.9
     assert third["Errno"] == 1601 and third["Message"].startswith("Service overloaded ( 1601 : ")
     for thread, box in (first, second):
         thread.join(10)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -174,30 +172,29 @@ def test_encode_refuses_payloads_no_dirac_peer_could_parse():
         encode_frame(Huge())
 
 
+# Quadratic buffering would take minutes on these sizes; the timeout catches it without asserting on speed.
+@pytest.mark.timeout(30)
 def test_many_small_frames_in_one_chunk_decode_in_linear_time():
     frame = encode_frame(b'{"OK": true, "Value": ["hello"]}')
     decoder = FrameDecoder()
     for count in (20_000, 80_000):
-        start = time.perf_counter()
         decoder.feed(frame * count)
         n = 0
         while decoder.next_frame() is not None:
             n += 1
         assert n == count
-        elapsed = time.perf_counter() - start
-    assert elapsed < 2.0
+        assert decoder.at_boundary
 
 
+@pytest.mark.timeout(30)
 def test_large_frame_fed_in_small_pieces_is_linear():
     payload = b"x" * 4_000_000
     data = encode_frame(payload)
     decoder = FrameDecoder(8_000_000)
-    start = time.perf_counter()
     for i in range(0, len(data), 1000):
         decoder.feed(data[i : i + 1000])
         frame = decoder.next_frame()
     assert frame == Frame(payload)
-    assert time.perf_counter() - start < 2.0
 
 
 def test_memoryview_and_bytearray_input():
