@@ -7,10 +7,11 @@ import os
 import platform
 import ssl
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["describe_machine", "load_average"]
+__all__ = ["describe_machine", "load_average", "python_loop_ms"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,6 +69,21 @@ def _uncommitted_library_files() -> int | None:
     return len([line for line in out.stdout.splitlines() if line.strip()])
 
 
+def python_loop_ms() -> float:
+    """Milliseconds for a fixed pure-Python loop (best of 3): a speed probe of the CPU we are given right now.
+
+    On a shared or throttled machine it changes between runs; compare it before and after a run, and between runs.
+    """
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        total = 0
+        for value in range(300_000):
+            total += value & 7
+        best = min(best, time.perf_counter() - start)
+    return round(best * 1000.0, 2)
+
+
 def load_average() -> list[float]:
     try:
         return [round(value, 2) for value in os.getloadavg()]
@@ -91,4 +107,5 @@ def describe_machine() -> dict[str, Any]:
         "git_commit": _git_commit(),
         "uncommitted_library_files": _uncommitted_library_files(),
         "load_average_before": load_average(),
+        "python_loop_ms_before": python_loop_ms(),
     }

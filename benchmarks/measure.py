@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Plan", "drive", "percentile", "summarize"]
+__all__ = ["Plan", "combine", "drive", "percentile", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,8 @@ def _timed(call: Callable[[], None], duration: float, max_calls: int, samples: l
 
 
 def drive(call: Callable[[], None], plan: Plan) -> dict[str, Any]:
-    """Warm up, then measure: rates per repetition, latency percentiles over all measured calls, and the client
-    process's CPU time per measured call (user + system, all its threads)."""
+    """Warm up, then measure: the rate of each repetition, every measured call's latency (seconds), and the
+    client process's CPU time over the measured calls (user + system, all its threads)."""
     warmup_calls, _ = _timed(call, plan.warmup, plan.max_calls, None) if plan.warmup > 0 else (0, 0.0)
     rates: list[float] = []
     samples: list[float] = []
@@ -60,8 +60,20 @@ def drive(call: Callable[[], None], plan: Plan) -> dict[str, Any]:
     for _ in range(plan.repetitions):
         rates.append(_timed(call, plan.duration, plan.max_calls, samples)[1])
     cpu = time.process_time() - cpu_start
-    client_cpu_us = 1e6 * cpu / len(samples) if samples else 0.0
-    return {"rates": rates, "warmup_calls": warmup_calls, "client_cpu_us": client_cpu_us, **latency_summary(samples)}
+    return {"rates": rates, "warmup_calls": warmup_calls, "cpu_seconds": cpu, "samples": samples}
+
+
+def combine(outcomes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Merge the :func:`drive` results of several rounds of one case into the figures the report shows."""
+    rates = [rate for outcome in outcomes for rate in outcome["rates"]]
+    samples = [sample for outcome in outcomes for sample in outcome["samples"]]
+    cpu = sum(outcome["cpu_seconds"] for outcome in outcomes)
+    return {
+        "rates": rates,
+        "calls_per_s": summarize(rates),
+        "client_cpu_us": 1e6 * cpu / len(samples) if samples else 0.0,
+        **latency_summary(samples),
+    }
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:

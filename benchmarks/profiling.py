@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if "error" in outcome:
         print(f"{args.case}: {outcome['error']}", file=sys.stderr)
         return 1
-    calls = int(outcome["calls"]) + int(outcome["warmup_calls"])  # the profiles cover the warm-up too
+    calls = len(outcome["samples"]) + int(outcome["warmup_calls"])  # the profiles cover the warm-up too
     rate = outcome["rates"][0]
     sections = [f"# cProfile of {args.case}: {calls} calls (warm-up included), {rate:.0f} calls/s while profiled\n"]
     for side in ("client", "server"):

@@ -80,15 +80,17 @@ def _machine(report: dict[str, Any]) -> list[str]:
         f"- Python {m['python']}; stdlib ssl: {m['openssl_stdlib']}",
         f"- pyOpenSSL {m['pyopenssl']} ({m['pyopenssl_openssl']}); M2Crypto {m['m2crypto']}",
         f"- load average (1, 5, 15 min): {load}",
-        f"- plan: {plan['warmup']:g} s warm-up, then {plan['repetitions']} repetitions of {plan['duration']:g} s"
-        " per case",
+        f"- CPU speed probe (a fixed Python loop, ms, lower is faster): {m.get('python_loop_ms_before')} before,"
+        f" {m.get('python_loop_ms_after')} after",
+        f"- plan: per case {plan['warmup']:g} s warm-up, then {plan['repetitions']} repetitions of"
+        f" {plan['duration']:g} s; every case run {plan.get('rounds', 1)} time(s), round-robin",
     ]
 
 
 _HOW_TO_RUN = """\
 ```bash
-./bench                                   # every case (about 2 minutes); sets up .venv like ./demo
-./bench --quick                           # about 30 s: shorter warm-up, 3 repetitions of 0.6 s
+./bench                                   # every case, 2 rounds (about 2 minutes); sets up .venv like ./demo
+./bench --quick                           # about 30 s: one round, shorter warm-up, 3 repetitions of 0.6 s
 ./bench --cases raw_ssl_echo,rpc_reused   # a subset (./bench --list names them)
 .venv/bin/python -m benchmarks.profiling  # cProfile of rpc_reused, client and server side
 ```
@@ -99,17 +101,19 @@ _HOW_TO_READ = """\
 - Every case runs a server process and a client process (spawned interpreters, so no shared GIL), on 127.0.0.1,
   with a dev CA made for the run. The client warms up, then runs the repetitions; one call = one round trip
   (or connect + handshake + one round trip for the `connect`/`new_connection` cases).
-- **calls/s** is the median over the repetitions; **min**/**max** are the slowest and fastest repetition and
-  **spread** is half their distance relative to the median. **p50/p99** are latency percentiles over every
-  measured call of every repetition (one client thread, so latency ≈ 1 / rate plus the tail). **client CPU** is
-  the client process's CPU time (user + system) per measured call; the rest of a call's latency is the server's
-  CPU, the kernel and the wake-ups in between.
+- **calls/s** is the median over every repetition of every round; **min**/**max** are the slowest and fastest
+  repetition and **spread** is half their distance relative to the median. **p50/p99** are latency percentiles
+  over every measured call (one client thread, so latency ≈ 1 / rate plus the tail). **client CPU** is the client
+  process's CPU time (user + system) per measured call; the rest of a call's latency is the server's CPU, the
+  kernel and the wake-ups in between.
 - **vs floor** is the headline figure: the case's median divided by the median of the raw case that does the same
   I/O without rpcframework (`rpc_reused` vs `raw_pyopenssl_echo`, the same TLS stream rpcframework uses;
   `rpc_new_connection` vs `raw_ssl_connect_echo`; `rpc_plain_reused` vs `raw_tcp_echo`). 1.00 would mean the RPC
   layer costs nothing.
 - Absolute numbers vary a lot between machines (CPU, kernel, OpenSSL build) and with whatever else runs; compare
-  ratios, and compare absolute numbers only between runs on the same machine."""
+  ratios, and compare absolute numbers only between runs on the same machine. The CPU speed probe is taken before
+  and after the run: when the two differ much, the machine's speed changed during the run (shared or throttled
+  virtual CPUs) and the ratios are less trustworthy; rerun."""
 
 
 def markdown(report: dict[str, Any]) -> str:

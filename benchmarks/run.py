@@ -30,8 +30,8 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.cases import CASES
-from benchmarks.machine import ROOT, describe_machine, load_average
-from benchmarks.measure import Plan, drive, summarize
+from benchmarks.machine import ROOT, describe_machine, load_average, python_loop_ms
+from benchmarks.measure import Plan, combine, drive
 from benchmarks.report import format_table, write_markdown
 
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
@@ -39,9 +39,10 @@ DEFAULT_MARKDOWN = ROOT / "docs" / "performance.md"
 _READY_TIMEOUT = 60.0
 _JOIN_TIMEOUT = 5.0
 
+#: (plan, rounds): the default takes about 2 minutes for every case, --quick about 30 s.
 PLANS = {
-    "default": Plan(warmup=1.0, repetitions=5, duration=2.0),
-    "quick": Plan(warmup=0.3, repetitions=3, duration=0.6),
+    "default": (Plan(warmup=1.0, repetitions=3, duration=1.5), 2),
+    "quick": (Plan(warmup=0.3, repetitions=3, duration=0.6), 1),
 }
 
 
@@ -148,16 +149,29 @@ def run_case(name: str, ca: Path, plan: Plan, profile_dir: Path | None = None) -
         _stop(server)
 
 
-def run_cases(names: list[str], plan: Plan, ca: Path, *, verbose: bool = True) -> dict[str, dict[str, Any]]:
+def run_cases(
+    names: list[str], plan: Plan, ca: Path, *, rounds: int = 1, verbose: bool = True
+) -> dict[str, dict[str, Any]]:
+    """Run every case ``rounds`` times, round-robin (a slow spell on a shared machine then hits every case, not
+    just one), and merge each case's rounds."""
+    outcomes: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    errors: dict[str, str] = {}
+    for index in range(rounds):
+        for name in names:
+            if name in errors:
+                continue
+            if verbose:
+                print(f"... round {index + 1}/{rounds}: {name}", file=sys.stderr, flush=True)
+            outcome = run_case(name, ca, plan)
+            if "error" in outcome:
+                errors[name] = outcome["error"]
+            else:
+                outcomes[name].append(outcome)
     out: dict[str, dict[str, Any]] = {}
     for name in names:
-        if verbose:
-            print(f"... {name}", file=sys.stderr, flush=True)
-        outcome = run_case(name, ca, plan)
         case = CASES[name]
-        entry: dict[str, Any] = {"description": case.description, "floor": case.floor, **outcome}
-        if "rates" in outcome:
-            entry["calls_per_s"] = summarize(outcome["rates"])
+        entry: dict[str, Any] = {"description": case.description, "floor": case.floor}
+        entry.update({"error": errors[name]} if name in errors else combine(outcomes[name]))
         out[name] = entry
     for entry in out.values():
         floor = out.get(entry["floor"] or "", {})
@@ -180,6 +194,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repetitions", type=int, help="measured repetitions per case")
     parser.add_argument("--duration", type=float, help="seconds per repetition")
     parser.add_argument("--warmup", type=float, help="seconds of warm-up per case")
+    parser.add_argument("--rounds", type=int, help="times every case runs, round-robin (default 2, --quick 1)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results")
     parser.add_argument("--markdown", type=Path, default=DEFAULT_MARKDOWN, help="docs page to regenerate")
     parser.add_argument("--no-markdown", action="store_true", help="do not regenerate the docs page")
@@ -188,13 +203,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _plan(args: argparse.Namespace) -> Plan:
-    base = PLANS["quick" if args.quick else "default"]
-    return Plan(
+def _plan(args: argparse.Namespace) -> tuple[Plan, int]:
+    base, rounds = PLANS["quick" if args.quick else "default"]
+    plan = Plan(
         warmup=base.warmup if args.warmup is None else args.warmup,
         repetitions=base.repetitions if args.repetitions is None else max(1, args.repetitions),
         duration=base.duration if args.duration is None else args.duration,
     )
+    return plan, rounds if args.rounds is None else max(1, args.rounds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,13 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown case(s): {', '.join(unknown)}; known: {', '.join(CASES)}", file=sys.stderr)
         return 2
-    plan = _plan(args)
+    plan, rounds = _plan(args)
     machine = describe_machine()
     with tempfile.TemporaryDirectory(prefix="rpcframework-bench-") as scratch:
         ca = make_ca(Path(scratch) / "ca")
-        cases = run_cases(names, plan, ca)
+        cases = run_cases(names, plan, ca, rounds=rounds)
     machine["load_average_after"] = load_average()
-    report = {"machine": machine, "plan": plan.to_dict(), "note": args.note, "cases": cases}
+    machine["python_loop_ms_after"] = python_loop_ms()
+    report = {"machine": machine, "plan": {**plan.to_dict(), "rounds": rounds}, "note": args.note, "cases": cases}
     print(format_table(report))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")

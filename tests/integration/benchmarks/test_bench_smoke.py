@@ -26,6 +26,8 @@ def test_runner_writes_json_with_positive_numbers(tmp_path: Path) -> None:
             "benchmarks.run",
             "--cases",
             "raw_ssl_echo,rpc_reused",
+            "--rounds",
+            "1",
             "--warmup",
             "0.1",
             "--repetitions",
