@@ -8,8 +8,9 @@ Raw floors (what any RPC layer on top can at best reach):
 
 * ``raw_ssl_echo`` / ``raw_pyopenssl_echo`` / ``raw_tcp_echo``: 100-byte echo over one persistent connection
   (stdlib ``ssl``; rpcframework's pyOpenSSL stream, which is what ``dips://`` uses; plain TCP);
-* ``raw_ssl_connect_echo``: TCP connect + full TLS handshake (client proxy verified, no session resumption, like
-  rpcframework's servers) + one echo + close, per operation.
+* ``raw_ssl_connect_echo`` / ``raw_pyopenssl_connect_echo``: TCP connect + full TLS handshake (client proxy
+  verified, no session resumption, like rpcframework's servers) + one echo + close, per operation (stdlib ``ssl``
+  on both sides; rpcframework's pyOpenSSL back end on both sides, the floor of ``rpc_new_connection``).
 
 rpcframework cases (``Client`` -> ``ServiceReactor``, built-in ``echo`` with a 100-character string):
 
@@ -81,28 +82,43 @@ def _split(address: str) -> tuple[str, int]:
 # -- raw servers --------------------------------------------------------------------------------------------------
 
 
-def _wrap_server(kind: str, ca: Path, sock: socket.socket) -> tuple[Callable[[int], bytes], Callable[..., Any], Any]:
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if kind == "tcp":
-        return sock.recv, sock.sendall, sock.close
-    if kind == "stdlib":
-        tls_sock = stdlib_server_context(ca).wrap_socket(sock, server_side=True)
-        return tls_sock.recv, tls_sock.sendall, tls_sock.close
-    from rpcframework.transports import TLSConfig, get_backend
+class _ServerWrapper:
+    """Turns accepted sockets into (recv, send, close) for one kind of raw server; the TLS context (stdlib) or the
+    back end and its context cache (pyOpenSSL) is built once, as a real server does."""
 
-    tls = TLSConfig(
-        cert_file=str(ca / "hostcert.pem"), key_file=str(ca / "hostkey.pem"), ca_dir=str(ca / "certificates")
-    )
-    stream = get_backend(kind).wrap_server(sock, tls)
-    return stream.recv, stream.send_all, stream.close
+    def __init__(self, kind: str, ca: Path) -> None:
+        self.kind = kind
+        self._context = stdlib_server_context(ca) if kind == "stdlib" else None
+        self._backend: Any = None
+        self._tls: Any = None
+        if kind not in ("tcp", "stdlib"):
+            from rpcframework.transports import TLSConfig, get_backend
+
+            self._backend = get_backend(kind)
+            self._tls = TLSConfig(
+                cert_file=str(ca / "hostcert.pem"), key_file=str(ca / "hostkey.pem"), ca_dir=str(ca / "certificates")
+            )
+
+    def wrap(
+        self, sock: socket.socket
+    ) -> tuple[Callable[[int], bytes], Callable[[bytes], object], Callable[[], object]]:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._context is not None:
+            tls_sock = self._context.wrap_socket(sock, server_side=True)
+            return tls_sock.recv, tls_sock.sendall, tls_sock.close
+        if self._backend is not None:
+            stream = self._backend.wrap_server(sock, self._tls)
+            return stream.recv, stream.send_all, stream.close
+        return sock.recv, sock.sendall, sock.close
 
 
 def _echo_connections(kind: str, ca: Path, listener: socket.socket) -> None:
     """Serve connections one after the other: echo 100-byte messages until the client closes."""
+    wrapper = _ServerWrapper(kind, ca)
     for _ in range(_MAX_ACCEPTS):
         sock, _ = listener.accept()
         try:
-            recv, send, close = _wrap_server(kind, ca, sock)
+            recv, send, close = wrapper.wrap(sock)
         except Exception:  # a client that went away mid-handshake: serve the next one
             sock.close()
             continue
@@ -179,6 +195,33 @@ class _ConnectEcho:
             tls_sock.sendall(MESSAGE)
             if read_exactly(tls_sock.recv, len(MESSAGE)) != MESSAGE:
                 raise RuntimeError("echo mismatch")
+
+    def close(self) -> None:
+        pass
+
+
+class _PyOpenSSLConnectEcho:
+    """``call()``: connect + full handshake through rpcframework's pyOpenSSL back end, one 100-byte echo, close.
+
+    One back-end instance for every call (its TLS context is built once), as an ``RPCClient`` does; the server
+    never resumes sessions, so each handshake is a full one."""
+
+    def __init__(self, ca: Path, address: str) -> None:
+        from rpcframework.transports import TLSConfig, get_backend
+
+        self._host, self._port = _split(address)
+        self._backend = get_backend("pyopenssl")
+        self._tls = TLSConfig(cert_file=str(ca / "proxy.pem"), ca_dir=str(ca / "certificates"))
+
+    def call(self) -> None:
+        stream = self._backend.connect(self._host, self._port, tls=self._tls, server_hostname="localhost")
+        try:
+            stream.settimeout(30)
+            stream.send_all(MESSAGE)
+            if read_exactly(stream.recv, len(MESSAGE)) != MESSAGE:
+                raise RuntimeError("echo mismatch")
+        finally:
+            stream.close()
 
     def close(self) -> None:
         pass
@@ -277,6 +320,13 @@ CASES: dict[str, Case] = {
             _ConnectEcho,
         ),
         Case(
+            "raw_pyopenssl_connect_echo",
+            "rpcframework's pyOpenSSL back end: connect + full handshake + one 100-byte echo + close, per operation",
+            None,
+            _raw_server("pyopenssl"),
+            _PyOpenSSLConnectEcho,
+        ),
+        Case(
             "rpc_reused",
             "Client -> ServiceReactor echo(100 chars), dips:// (pyOpenSSL), one thread, reused connection",
             "raw_pyopenssl_echo",
@@ -286,7 +336,7 @@ CASES: dict[str, Case] = {
         Case(
             "rpc_new_connection",
             "same over a new dips:// connection per call (pure DIRAC client, no reuse offered)",
-            "raw_ssl_connect_echo",
+            "raw_pyopenssl_connect_echo",
             _rpc_server("dips"),
             lambda ca, url: _RPCEcho(ca, url, dirac_mode=True),
         ),

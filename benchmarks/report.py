@@ -108,7 +108,7 @@ _HOW_TO_READ = """\
   kernel and the wake-ups in between.
 - **vs floor** is the headline figure: the case's median divided by the median of the raw case that does the same
   I/O without rpcframework (`rpc_reused` vs `raw_pyopenssl_echo`, the same TLS stream rpcframework uses;
-  `rpc_new_connection` vs `raw_ssl_connect_echo`; `rpc_plain_reused` vs `raw_tcp_echo`). 1.00 would mean the RPC
+  `rpc_new_connection` vs `raw_pyopenssl_connect_echo`; `rpc_plain_reused` vs `raw_tcp_echo`). 1.00 would mean the RPC
   layer costs nothing.
 - Absolute numbers vary a lot between machines (CPU, kernel, OpenSSL build) and with whatever else runs; compare
   ratios, and compare absolute numbers only between runs on the same machine. The CPU speed probe is taken before
