@@ -18,7 +18,7 @@ import enum
 import logging
 import select
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -35,8 +35,9 @@ from rpcframework.protocol.framing import encode_frame
 from rpcframework.protocol.messages import ActionType, Extensions, Feature, FileInfo, Proposal, sanitize_result
 from rpcframework.protocol.rpc import ServerConnection
 from rpcframework.protocol.transfer import FileInfoReceived, ServerTransfer
-from rpcframework.returnvalues import S_ERROR, DReturn
+from rpcframework.returnvalues import ENOAUTH, S_ERROR, DReturn
 from rpcframework.security.authz import Caller
+from rpcframework.server.audit import audit_call
 from rpcframework.server.context import RequestContext
 from rpcframework.server.service import Service
 from rpcframework.transfer.helper import FileHelper
@@ -73,6 +74,7 @@ class ChannelLimits:
     idle_timeout: float = 300.0
     write_timeout: float = 30.0
     max_message_size: int = 64 * 1024 * 1024
+    max_calls: int = 100_000  # calls (answered or refused) on one connection before it is closed after a result
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,10 @@ class Channel:
         self._wait_budget = limits.read_timeout  # how long the message being waited for may take
         self._auth_cache: tuple[Proposal, object, Caller] | None = None
         self._current: tuple[Service, Proposal, Caller | None] | None = None
+        # Set by the reactor's connection guard: a slot to give back on close, abuse to count, a peer to refuse.
+        self.on_close: Callable[[], None] | None = None
+        self.on_failure: Callable[[str], None] | None = None
+        self.peer_problem: str | None = None
 
     def __repr__(self) -> str:
         return f"<Channel {self.where} {self.conn.state.value}>"
@@ -186,6 +192,7 @@ class Channel:
                 event = conn.next_event()
             except (ProtocolError, RPCFrameworkError) as exc:
                 logger.info("closing %s after a protocol error: %s", self.where, exc)
+                self._report_failure("protocol error")
                 self._send_quietly(conn.data_to_send())
                 return Step.CLOSE
             pending = conn.data_to_send()
@@ -231,9 +238,12 @@ class Channel:
         """Accept (True) or refuse (False) the proposal and send the answer."""
         service = self.services.get(proposal.service)
         if service is None:
-            return self._refuse(S_ERROR(f"{_clean(proposal.service)} is not up in this server"))
+            return self._refuse(S_ERROR(f"{_clean(proposal.service)} is not up in this server"), proposal)
         if proposal.action_type is not ActionType.RPC and proposal.action_type is not ActionType.FileTransfer:
-            return self._refuse(S_ERROR(f"{proposal.action_type.value} actions are not supported by this server"))
+            error = S_ERROR(f"{proposal.action_type.value} actions are not supported by this server")
+            return self._refuse(error, proposal)
+        if self.peer_problem is not None:
+            return self._refuse(S_ERROR(ENOAUTH, self.peer_problem), proposal)
         tree = service.config_tree()
         cached = self._auth_cache
         if cached is not None and cached[0] is proposal and cached[1] is tree:
@@ -241,7 +251,7 @@ class Channel:
         else:
             decision = service.authorize(proposal, self.peer_dn)
             if not isinstance(decision, Caller):
-                return self._refuse(decision)
+                return self._refuse(decision, proposal)
             caller = decision
             self._auth_cache = (proposal, tree, decision)
         self._current = (service, proposal, caller)
@@ -250,10 +260,23 @@ class Channel:
         self._restart_wait(self.limits.read_timeout)
         return True
 
-    def _refuse(self, error: DReturn) -> bool:
+    def _refuse(self, error: DReturn, proposal: Proposal) -> bool:
         assert not error["OK"]
         self._send_quietly(self.conn.refuse(error))
         self.exchanges += 1
+        if error.get("Errno") == ENOAUTH:
+            self._report_failure("refused authorization")
+        audit_call(
+            peer_address=self.peer_address,
+            peer_dn=self.peer_dn,
+            caller=None,
+            service=_clean(proposal.service),
+            action=proposal.action_type.value,
+            method=_clean(proposal.action_name),
+            result=error,
+            duration=0.0,
+            refused=True,
+        )
         return False
 
     def _make_call(self, args: list[Any], kwargs: dict[str, Any], *, transfer: bool = False) -> Call:
@@ -282,6 +305,7 @@ class Channel:
         self.call = None
         self.exchanges += 1
         sent = self.send_result(result)
+        self._audit(call, result, time.perf_counter() - started, sent)
         if logger.isEnabledFor(logging.INFO):
             outcome = "OK" if result["OK"] else f"ERROR: {result['Message']}"
             logger.info(
@@ -293,7 +317,7 @@ class Channel:
                 outcome if sent else f"{outcome} (not delivered: the caller left)",
                 (time.perf_counter() - started) * 1000.0,
             )
-        if not sent or self.conn.state is not ConnectionState.IDLE:
+        if not sent or self.conn.state is not ConnectionState.IDLE or self.exchanges >= self.limits.max_calls:
             return False
         self._restart_wait(self.limits.idle_timeout)
         return True
@@ -354,6 +378,7 @@ class Channel:
             logger.info("transfer %s with %s failed: %s", call.method, self.where, exc)
             return False
         finally:
+            self._audit(call, result, time.perf_counter() - started, True)
             if logger.isEnabledFor(logging.INFO):
                 outcome = "OK" if result["OK"] else f"ERROR: {result['Message']}"
                 elapsed = (time.perf_counter() - started) * 1000.0
@@ -396,6 +421,23 @@ class Channel:
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
+    def _audit(self, call: Call, result: DReturn, duration: float, delivered: bool) -> None:
+        audit_call(
+            peer_address=self.peer_address,
+            peer_dn=self.peer_dn,
+            caller=call.context.caller,
+            service=call.service.name,
+            action="FileTransfer" if call.transfer else "RPC",
+            method=call.method,
+            result=result,
+            duration=duration,
+            delivered=delivered,
+        )
+
+    def _report_failure(self, what: str) -> None:
+        if self.on_failure is not None:
+            self.on_failure(what)
+
     def _restart_wait(self, budget: float) -> None:
         self._wait_budget = budget
         self.deadline = time.monotonic() + budget
@@ -416,3 +458,5 @@ class Channel:
         if not self.closed:
             self.closed = True
             self.stream.close()
+            if self.on_close is not None:
+                self.on_close()

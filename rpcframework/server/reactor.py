@@ -37,6 +37,7 @@ from rpcframework.errors import ConfigurationError, RPCFrameworkError
 from rpcframework.returnvalues import EOVERLOAD, S_ERROR
 from rpcframework.security.registry import Registry
 from rpcframework.server.connection import Call, Channel, ChannelLimits, Step
+from rpcframework.server.guard import ConnectionGuard, Ticket, guard_settings
 from rpcframework.server.pool import WorkerPool
 from rpcframework.server.service import Service, ServiceStartError
 from rpcframework.transports.base import Backend, HandshakeStatus, ServerHandshake, TLSConfig, get_backend
@@ -63,9 +64,12 @@ class _Listener:
     config: ConfigStore | ConfigTree | None = None
 
     def is_banned(self, address: str) -> bool:
-        config = self.config
-        tree = config.snapshot() if isinstance(config, ConfigStore) else config
+        tree = self.snapshot()
         return tree is not None and Registry.for_config(tree).is_banned(address)
+
+    def snapshot(self) -> ConfigTree | None:
+        config = self.config
+        return config.snapshot() if isinstance(config, ConfigStore) else config
 
 
 @dataclass(eq=False)
@@ -74,6 +78,7 @@ class _Handshake:
     listener: _Listener
     deadline: float
     fd: int
+    ticket: Ticket
 
 
 class ServiceReactor:
@@ -121,6 +126,8 @@ class ServiceReactor:
         self.limits = ChannelLimits(read_timeout, idle_timeout, write_timeout, max_message_size)
         self.backlog = max(backlog, _MIN_BACKLOG)
         self.inline_wait = inline_wait
+        #: Connection counts, BannedIPs and temporary bans (server/guard.py), consulted before any TLS work.
+        self.guard = ConnectionGuard()
         self.urls: dict[str, str] = {}
         self._listeners: list[_Listener] = []
         self._pools: dict[str, WorkerPool] = {}
@@ -229,8 +236,9 @@ class ServiceReactor:
 
     def _bind(self, port: int, scheme: str, members: list[Service]) -> _Listener:
         if scheme == "dips":
-            backend = get_backend(self.backend_name)
-            tls = self.tls or _tls_from_config(members[0].config_tree())
+            tree = members[0].config_tree()
+            backend = get_backend(self.backend_name, reload_interval=guard_settings(tree).credentials_check_interval)
+            tls = self.tls or _tls_from_config(tree)
             backend.prepare_server(tls)  # bad credentials fail now, not at the first client
         else:
             backend, tls = get_backend("plain"), None
@@ -287,16 +295,18 @@ class ServiceReactor:
             except OSError as exc:  # EMFILE and friends: keep serving the connections we have
                 logger.warning("accept failed on %s: %s", listener.sock.getsockname(), exc)
                 return
-            if listener.is_banned(str(address[0])):
-                logger.warning("Client connected from banned ip %s; closed", address[0])
+            ticket = self.guard.admit(str(address[0]), listener.snapshot())
+            if ticket is None:  # banned or over a connection limit: closed before any TLS work, without a word
                 sock.close()
                 continue
             try:
                 handshake = listener.backend.start_server_handshake(sock, listener.tls)
             except RPCFrameworkError as exc:
                 logger.info("cannot start the handshake with %s: %s", address[0], exc)
+                ticket.release()
                 continue
-            entry = _Handshake(handshake, listener, time.monotonic() + self.handshake_timeout, handshake.fileno())
+            deadline = time.monotonic() + (ticket.settings.handshake_timeout or self.handshake_timeout)
+            entry = _Handshake(handshake, listener, deadline, handshake.fileno(), ticket)
             self._step_handshake(entry, registered=False)
 
     def _step_handshake(self, entry: _Handshake, *, registered: bool = True) -> None:
@@ -306,13 +316,17 @@ class ServiceReactor:
             status = entry.handshake.step()
         except RPCFrameworkError as exc:
             logger.info("handshake failed: %s", exc)
+            entry.ticket.failed("TLS handshake failed")
+            entry.ticket.release()
             if registered:
                 selector.unregister(entry.fd)
             return
         if status is HandshakeStatus.DONE:
             if registered:
                 selector.unregister(entry.fd)
-            channel = Channel(entry.handshake.stream(), entry.listener.services, self.limits)
+            limits = entry.ticket.settings.channel_limits(self.limits)
+            channel = Channel(entry.handshake.stream(), entry.listener.services, limits)
+            entry.ticket.attach(channel)
             self._watch(channel)
             return
         events = selectors.EVENT_READ if status is HandshakeStatus.WANT_READ else selectors.EVENT_WRITE
@@ -367,8 +381,10 @@ class ServiceReactor:
         for fd, data in expired:
             selector.unregister(fd)
             if isinstance(data, _Handshake):
-                logger.info("handshake from %s took too long; closed", data.listener.sock.getsockname()[0])
+                logger.info("handshake from %s took too long; closed", data.ticket.address)
                 data.handshake.close()
+                data.ticket.failed("TLS handshake timed out")
+                data.ticket.release()
             else:
                 logger.info("closing %s: nothing complete arrived in time", data.where)
                 data.close()
