@@ -139,7 +139,7 @@ class FileHelper:
         try:
             self._send(self.machine.abort(message))
             self._wait_data_done()
-        except RPCFrameworkError as exc:
+        except (RPCFrameworkError, OSError) as exc:
             logger.debug("abort failed: %s", exc)
         return S_ERROR(message)
 
@@ -177,7 +177,11 @@ class FileHelper:
             atomic = AtomicFile(destination, resume=resume)
         except OSError as exc:
             return self.sendError(f"Cannot write {Path(destination).name}: {exc.strerror}")
-        result = self._receive(atomic.write, max_size, atomic=atomic)
+        try:
+            result = self._receive(atomic.write, max_size, atomic=atomic)
+        except BaseException:
+            atomic.discard()  # nothing partial is left behind, whatever stopped the transfer
+            raise
         try:
             if result["OK"]:
                 atomic.commit()
@@ -234,6 +238,9 @@ class FileHelper:
                 event = self._next()
             except _Aborted as exc:
                 return S_ERROR(str(exc))
+            except (RPCFrameworkError, OSError) as exc:  # the connection was cut or the peer broke the protocol
+                logger.info("transfer interrupted after %d bytes: %s", progress.done, exc)
+                return S_ERROR(f"Transfer interrupted: {exc}")
             if isinstance(event, ChunkReceived):
                 try:
                     write(event.data)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import socket
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
 from rpcframework import S_ERROR, S_OK, RequestHandler
 from rpcframework.transfer import FileHelper, compression_for
+from rpcframework.transports import get_backend
 
 REGISTRY = {
     "Users": {"dev-user": {"DN": "/DC=org/DC=rpcframework/OU=Users/CN=dev-user"}},
@@ -67,3 +72,112 @@ class UploadOnlyHandler(RequestHandler):
 
     def transfer_fromClient(self, fileId: str, token: str, fileSize: int, helper: FileHelper) -> Any:
         return helper.networkToFile(self.store / safe_name(fileId), max_size=self.limit)
+
+
+# -- faults on the wire: a client back end whose streams cut or corrupt the plaintext at a chosen byte ----------
+
+
+class FaultyStream:
+    """Wraps a client stream: after ``cut_after_sent``/``cut_after_received`` bytes it shuts the TCP connection
+    down (both sides see a cut, not an abort); ``flip_at_sent`` flips one byte of the plaintext sent at that offset
+    (below TLS's integrity check, so only the transfer's own digest can notice)."""
+
+    def __init__(
+        self,
+        inner: Any,
+        *,
+        cut_after_sent: int | None = None,
+        cut_after_received: int | None = None,
+        flip_at_sent: int | None = None,
+    ) -> None:
+        self.inner = inner
+        self.cut_after_sent = cut_after_sent
+        self.cut_after_received = cut_after_received
+        self.flip_at_sent = flip_at_sent
+        self.sent = 0
+        self.received = 0
+        self.cut = False
+
+    @property
+    def peer_identity(self) -> Any:
+        return self.inner.peer_identity
+
+    @property
+    def peer_address(self) -> tuple[str, int]:
+        return self.inner.peer_address  # type: ignore[no-any-return]
+
+    def _shutdown(self) -> None:
+        self.cut = True
+        with contextlib.suppress(OSError):
+            sock = socket.socket(fileno=os.dup(self.inner.fileno()))
+            with sock:
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def send_all(self, data: bytes) -> None:
+        if self.cut:
+            raise ConnectionResetError("cut by the test")
+        flip = self.flip_at_sent
+        if flip is not None and self.sent <= flip < self.sent + len(data):
+            mutable = bytearray(data)
+            mutable[flip - self.sent] ^= 0x01
+            data = bytes(mutable)
+        limit = self.cut_after_sent
+        if limit is not None and self.sent + len(data) > limit:
+            self.inner.send_all(data[: max(0, limit - self.sent)])
+            self.sent = limit
+            self._shutdown()
+            raise ConnectionResetError("cut by the test")
+        self.inner.send_all(data)
+        self.sent += len(data)
+
+    def recv(self, max_bytes: int) -> bytes:
+        if self.cut:
+            return b""
+        data: bytes = self.inner.recv(max_bytes)
+        limit = self.cut_after_received
+        if limit is not None and self.received + len(data) >= limit:
+            self._shutdown()
+            data = data[: max(0, limit - self.received)]
+        self.received += len(data)
+        return data
+
+    def settimeout(self, seconds: float | None) -> None:
+        self.inner.settimeout(seconds)
+
+    def pending(self) -> int:
+        return 0 if self.cut else self.inner.pending()  # type: ignore[no-any-return]
+
+    def fileno(self) -> int:
+        return self.inner.fileno()  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class FaultyBackend:
+    """A client back end handing out :class:`FaultyStream` wrappers (pass ``backends={name: FaultyBackend(...)}``
+    to ``TransferClient``); ``streams`` keeps them for assertions."""
+
+    def __init__(self, name: str = "pyopenssl", **faults: int | None) -> None:
+        self.inner = get_backend(name)
+        self.name = name
+        self.faults = faults
+        self.streams: list[FaultyStream] = []
+
+    def connect(self, host: str, port: int, **options: Any) -> FaultyStream:
+        stream = FaultyStream(self.inner.connect(host, port, **options), **self.faults)
+        self.streams.append(stream)
+        return stream
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Every entry of ``directory``, hidden temporary files included."""
+    return sorted(os.listdir(directory))
+
+
+def wait_until_empty(directory: Path, timeout: float = 10.0) -> list[str]:
+    """Entries of ``directory`` once the server had time to clean up after a failed transfer (bounded wait)."""
+    deadline = time.monotonic() + timeout
+    while leftovers(directory) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return leftovers(directory)
