@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -67,7 +68,18 @@ class Attempt:
 class Connection:
     """A connected stream and its protocol machine; used by one thread at a time (the pool hands it out)."""
 
-    __slots__ = ("_ping_ids", "calls", "created", "last_ping", "last_used", "machine", "stream", "url")
+    __slots__ = (
+        "_ping_ids",
+        "calls",
+        "created",
+        "last_ping",
+        "last_used",
+        "machine",
+        "max_idle",
+        "pipeline_idle",
+        "stream",
+        "url",
+    )
 
     def __init__(self, url: str, stream: Stream, offer: Extensions | None) -> None:
         self.url = url
@@ -76,6 +88,10 @@ class Connection:
         self.created = self.last_used = time.monotonic()
         self.last_ping = 0.0  # pings do not count as use: a connection nobody calls through still ages out
         self.calls = 0
+        #: Idle seconds after which the pool must not hand this connection out (the server's announced limit).
+        self.max_idle = math.inf
+        #: Idle seconds up to which a call may be pipelined (0 until ``pipeline`` is negotiated).
+        self.pipeline_idle = 0.0
         self._ping_ids = itertools.count(1)
 
     def __repr__(self) -> str:
@@ -104,6 +120,25 @@ def _remaining(deadline: Deadline, what: str) -> float | None:
     return left
 
 
+#: A connection is pipelined only while idle for less than this fraction of the server's announced idle timeout,
+#: so the server cannot be closing it for idleness while our call is in flight (see docs/protocol.md).
+PIPELINE_IDLE_FRACTION: Final = 0.5
+#: The pool drops connections idle for this fraction of the server's idle timeout (before the server does).
+POOL_IDLE_FRACTION: Final = 0.9
+
+
+def _learn_idle_timeout(conn: Connection, idle_timeout: float) -> None:
+    conn.pipeline_idle = idle_timeout * PIPELINE_IDLE_FRACTION
+    conn.max_idle = idle_timeout * POOL_IDLE_FRACTION
+
+
+def _no_kwargs(conn: Connection, proposal: Proposal) -> KeywordArgumentsUnsupported:
+    return KeywordArgumentsUnsupported(
+        f"{conn.url} does not support keyword arguments (a DIRAC service takes positional arguments "
+        f"only); call {proposal.action_name} with positional arguments. Nothing was sent."
+    )
+
+
 class InnerRPCClient:
     """Runs RPC exchanges on connections. Stateless: one instance serves every thread of an ``RPCClient``."""
 
@@ -126,6 +161,8 @@ class InnerRPCClient:
         """
         machine = conn.machine
         stream = conn.stream
+        if machine.pipeline and time.monotonic() - conn.last_used < conn.pipeline_idle:
+            return self._execute_pipelined(conn, proposal, args, kwargs, deadline=deadline, attempt=attempt)
         attempt.phase = CallPhase.PROPOSING
         data = machine.data_to_send() + machine.send_proposal(proposal)
         stream.settimeout(_remaining(deadline, "sending the proposal"))
@@ -136,10 +173,9 @@ class InnerRPCClient:
         if not isinstance(event, ProposalAccepted):
             raise ProtocolError(f"{conn.url}: unexpected answer to the proposal: {type(event).__name__}")
         if kwargs and (event.extensions is None or Feature.KWARGS not in event.extensions):
-            raise KeywordArgumentsUnsupported(
-                f"{conn.url} does not support keyword arguments (a DIRAC service takes positional arguments "
-                f"only); call {proposal.action_name} with positional arguments. Nothing was sent."
-            )
+            raise _no_kwargs(conn, proposal)
+        if event.extensions is not None and event.extensions.idle_timeout and machine.pipeline:
+            _learn_idle_timeout(conn, event.extensions.idle_timeout)
         data = machine.send_arguments(args, kwargs or None)
         # From here on the handler may run: a failure must not be retried (a partly sent frame counts as sent).
         attempt.phase = CallPhase.ARGUMENTS_SENT
@@ -151,6 +187,44 @@ class InnerRPCClient:
         conn.calls += 1
         conn.last_used = time.monotonic()
         return event.result
+
+    def _execute_pipelined(
+        self,
+        conn: Connection,
+        proposal: Proposal,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        deadline: Deadline,
+        attempt: Attempt,
+    ) -> DReturn:
+        """One round trip: proposal + arguments in one write; ack + result (or the refusal) in one answer."""
+        machine = conn.machine
+        if kwargs:
+            negotiated = machine.extensions
+            if negotiated is None or Feature.KWARGS not in negotiated:
+                raise _no_kwargs(conn, proposal)
+        attempt.phase = CallPhase.PROPOSING
+        conn.stream.settimeout(_remaining(deadline, "sending the call"))
+        owed = machine.data_to_send()  # pongs owed to the server's pings, if any
+        data = machine.send_call(proposal, args, kwargs or None)
+        # The arguments go with the proposal: from the first byte on the handler may run (at-most-once).
+        attempt.phase = CallPhase.ARGUMENTS_SENT
+        conn.stream.send_all(owed + data if owed else data)
+        try:
+            event = self._next_event(conn, deadline, "waiting for the result")
+        except ConnectionClosedError:
+            if machine.state is ConnectionState.CLOSED:
+                # The server's goodbye came first: it closed the idle connection without reading our call.
+                attempt.phase = CallPhase.PROPOSING
+            raise
+        if isinstance(event, CallResult):
+            conn.calls += 1
+            conn.last_used = time.monotonic()
+            return event.result
+        if isinstance(event, ProposalRefused):
+            raise RemoteError(event.error)  # the server dropped the arguments unread; the connection is IDLE
+        raise ProtocolError(f"{conn.url}: expected the call's result, got {type(event).__name__}")
 
     @staticmethod
     def _next_event(conn: Connection, deadline: Deadline, what: str) -> object:

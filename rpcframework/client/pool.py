@@ -17,6 +17,7 @@ A pooled connection can still turn out dead when it is used; the caller retries 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -77,21 +78,25 @@ class ConnectionPool:
 
     def acquire(self, url: str) -> Connection | None:
         """The most recently returned live-looking connection to ``url``, or ``None``."""
-        self._maybe_maintain()
+        now = self._clock()  # one clock read serves the maintenance check and the expiry
+        settings = self.settings
+        if now - self._last_maintenance >= settings.maintenance_interval:
+            self.maintain()
         expired: list[Connection] = []
         found: Connection | None = None
-        limit = self.settings.idle_timeout
-        now = self._clock()
+        limit = settings.idle_timeout or math.inf
         with self._lock:
             conns = self._idle.get(url)
             while conns:
                 conn = conns.pop()
-                if limit and now - conn.last_used >= limit:
+                idle = now - conn.last_used
+                if idle >= limit or idle >= conn.max_idle:
                     expired.append(conn)
                     continue
                 found = conn
                 break
-        _close_all(expired)
+        if expired:
+            _close_all(expired)
         return found
 
     def release(self, conn: Connection) -> None:
@@ -106,7 +111,9 @@ class ConnectionPool:
                 conns.append(conn)
         if not keep:
             conn.close()
-        self._maybe_maintain()
+        # A reusable connection was just used: its last_used stands in for the clock (one read fewer per call).
+        if conn.last_used - self._last_maintenance >= self.settings.maintenance_interval:
+            self.maintain()
 
     def discard_idle(self, url: str) -> int:
         """Close every idle connection to ``url`` (one turned out dead: the server probably restarted)."""
@@ -123,10 +130,6 @@ class ConnectionPool:
             self._idle.clear()
         _close_all(conns)
 
-    def _maybe_maintain(self) -> None:
-        if self._clock() - self._last_maintenance >= self.settings.maintenance_interval:
-            self.maintain()
-
     def maintain(self) -> None:
         """Ping idle connections due for a keepalive; close those idle too long. Never blocks on the network
         for more than a short send timeout per ping."""
@@ -139,7 +142,7 @@ class ConnectionPool:
             for conns in self._idle.values():
                 for conn in list(conns):
                     idle = now - conn.last_used
-                    if settings.idle_timeout and idle >= settings.idle_timeout:
+                    if (settings.idle_timeout and idle >= settings.idle_timeout) or idle >= conn.max_idle:
                         conns.remove(conn)
                         expired.append(conn)
                     elif self._ping_due(conn, now) and len(due) < _MAX_PINGS_PER_PASS:

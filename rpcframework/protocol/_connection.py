@@ -87,8 +87,11 @@ class BaseConnection:
         # Derived from _negotiated once (_set_negotiated), so the per-message path does no set lookups.
         self._reusable = False
         self._kwargs_allowed = False
+        self._pipeline = False  # pipeline (and reuse) negotiated
         self._data_encoding = Encoding.JSON
         self._proposal: Proposal | None = None
+        # Frames to read and drop: the arguments behind a refused pipelined proposal (server side).
+        self._skip = 0
 
     # --- public ------------------------------------------------------------------------------------------------
 
@@ -105,6 +108,11 @@ class BaseConnection:
     def reusable(self) -> bool:
         """True when connection reuse was negotiated: after a result the machine returns to ``IDLE``."""
         return self._reusable
+
+    @property
+    def pipeline(self) -> bool:
+        """True when ``pipeline`` (with ``reuse``) was negotiated: RPC proposals may carry their arguments."""
+        return self._pipeline
 
     @property
     def data_encoding(self) -> Encoding:
@@ -160,7 +168,8 @@ class BaseConnection:
 
     # --- for subclasses ----------------------------------------------------------------------------------------
 
-    def _on_frame(self, payload: bytes) -> Event | Sentinel:
+    def _on_frame(self, payload: bytes) -> Event | Sentinel | None:
+        """The event a frame makes, or ``None`` when it makes none (keep reading)."""
         raise NotImplementedError
 
     def _require(self, *states: ConnectionState) -> None:
@@ -187,6 +196,7 @@ class BaseConnection:
         features = extensions.features if extensions is not None else frozenset()
         self._reusable = Feature.REUSE in features
         self._kwargs_allowed = Feature.KWARGS in features
+        self._pipeline = Feature.PIPELINE in features and self._reusable
         self._data_encoding = Encoding.TYPED if Feature.TYPED in features else self._encoding
 
     def _end_exchange(self) -> None:
@@ -206,10 +216,22 @@ class BaseConnection:
             if frame is None:
                 return self._on_eof() if self._eof else NEED_DATA
             if not frame.keepalive:
-                return self._on_frame(frame.payload)
+                if self._skip:
+                    self._skip_frame()
+                    continue
+                event = self._on_frame(frame.payload)
+                if event is not None:
+                    return event
+                continue
             pong = self._on_keepalive(frame.payload)
             if pong is not None:
                 return pong
+
+    def _skip_frame(self) -> None:
+        # Dropped unread: the arguments of a refused pipelined proposal (nothing ran; at-most-once holds).
+        self._skip -= 1
+        if not self._skip:
+            self._decoder.max_frame_size = self._max_proposal_size
 
     def _on_keepalive(self, payload: bytes) -> PongReceived | None:
         message, encoding = self._decode(payload, None)

@@ -21,9 +21,11 @@ from rpcframework.returnvalues import EUPGRADE, S_ERROR, S_OK, DErrorReturn, DOK
 
 __all__ = [
     "EXTENSIONS_KEY",
+    "GOODBYE_KEY",
     "HOST_CREDENTIALS",
     "INVALID_PROPOSAL",
     "NO_EXTRA_CREDENTIALS",
+    "PIPELINED_MARK",
     "PROTOCOL_VERSION",
     "ActionType",
     "DelegatedIdentity",
@@ -56,6 +58,11 @@ PROTOCOL_VERSION: Final = 1
 EXTENSIONS_KEY: Final = "rpcframework"
 #: DIRAC's reply to a proposal it cannot parse at all.
 INVALID_PROPOSAL: Final = "Invalid action proposal"
+#: The fifth proposal element of a pipelined RPC proposal (its arguments frame follows at once).
+PIPELINED_MARK: Final = {"pipeline": True}
+#: The key that marks a server's goodbye: ``S_ERROR`` + ``"goodbye": true``, sent on a ``pipeline`` connection
+#: instead of reading anything more (the client's request in flight, if any, was not executed).
+GOODBYE_KEY: Final = "goodbye"
 
 # Peer strings are echoed in error messages (DIRAC compatibility); cap them so a reply never grows with the input.
 _MAX_ECHO: Final = 80
@@ -190,6 +197,9 @@ class Feature(enum.Enum):
     STREAM = "stream"
     #: File transfers may start at an offset (resume).
     RESUME = "resume"
+    #: With ``reuse``: after the negotiating exchange, an RPC proposal is followed at once by its arguments and the
+    #: server answers ack + result (or the refusal) in one write: one round trip per call.
+    PIPELINE = "pipeline"
 
 
 _FEATURES_BY_NAME: Final = {f.value: f for f in Feature}
@@ -200,18 +210,24 @@ class Extensions:
     """What a client offers in the fifth proposal element, and what a server accepts in its ack value.
 
     Wire form (inside both): ``{"rpcframework": {"version": 1, "features": ["kwargs", "reuse", ...]}}``;
-    feature names are sorted so the bytes are stable. Unknown feature names from a newer peer are ignored.
+    feature names are sorted so the bytes are stable. Unknown feature names and keys from a newer peer are ignored.
+    A server accepting ``pipeline`` also announces ``"idle_timeout": <seconds>``, how long it keeps an idle
+    connection open: the client stops reusing a connection well before that (see ``docs/protocol.md``).
     """
 
     version: int = PROTOCOL_VERSION
     features: frozenset[Feature] = field(default_factory=lambda: frozenset(Feature))
+    idle_timeout: float | None = None
 
     def __contains__(self, feature: object) -> bool:
         return feature in self.features
 
     def to_wire(self) -> dict[str, Any]:
         names = sorted(f.value for f in self.features)
-        return {EXTENSIONS_KEY: {"version": self.version, "features": names}}
+        body: dict[str, Any] = {"version": self.version, "features": names}
+        if self.idle_timeout is not None and Feature.PIPELINE in self.features:
+            body["idle_timeout"] = self.idle_timeout
+        return {EXTENSIONS_KEY: body}
 
     @classmethod
     def from_wire(cls, value: object) -> Extensions | None:
@@ -226,11 +242,19 @@ class Extensions:
         if type(version) is not int or version < 1 or not _is_sequence(names) or len(names) > 64:
             raise ProtocolError("Invalid rpcframework extensions")
         features = frozenset(_FEATURES_BY_NAME[n] for n in names if isinstance(n, str) and n in _FEATURES_BY_NAME)
-        return cls(version, features)
+        idle = body.get("idle_timeout")
+        if idle is not None and (type(idle) not in (int, float) or not 0 < idle < 1e9):
+            raise ProtocolError("Invalid rpcframework extensions")
+        return cls(version, features, idle if Feature.PIPELINE in features else None)
 
     def negotiate(self, offer: Extensions) -> Extensions:
-        """What a server supporting ``self`` accepts from ``offer``: the common version and features."""
-        return Extensions(min(self.version, offer.version), self.features & offer.features)
+        """What a server supporting ``self`` accepts from ``offer``: the common version and features (plus the
+        server's idle timeout when ``pipeline`` is accepted). ``pipeline`` is only accepted together with ``reuse``."""
+        features = self.features & offer.features
+        if Feature.REUSE not in features:
+            features -= {Feature.PIPELINE}
+        idle = self.idle_timeout if Feature.PIPELINE in features else None
+        return Extensions(min(self.version, offer.version), features, idle)
 
 
 # --- proposal -----------------------------------------------------------------------------------------------------
@@ -291,6 +315,9 @@ class Proposal:
     extra_credentials: ExtraCredentials = NO_EXTRA_CREDENTIALS
     client_version: str | None = None
     extensions: Extensions | None = None
+    #: The arguments follow this proposal at once (``pipeline`` negotiated); wire: a fifth element
+    #: ``{"pipeline": true}``, never together with an offer.
+    pipelined: bool = False
 
     @property
     def transfer_direction(self) -> TransferDirection | None:
@@ -307,10 +334,12 @@ class Proposal:
             [self.action_type.value, self.action_name],
             self.extra_credentials.to_wire(),
         ]
-        if self.client_version is not None or self.extensions is not None:
+        if self.client_version is not None or self.extensions is not None or self.pipelined:
             wire.append("" if self.client_version is None else self.client_version)
         if self.extensions is not None:
             wire.append(self.extensions.to_wire())
+        elif self.pipelined:
+            wire.append(PIPELINED_MARK)
         return wire
 
     @classmethod
@@ -325,7 +354,11 @@ class Proposal:
         # DIRAC ignores a fourth element that is not a version string, and anything after it; so do we.
         version = items[3] if len(items) > 3 else None
         client_version = version if isinstance(version, str) and len(version) <= _MAX_NAME else None
-        extensions = Extensions.from_wire(items[4]) if len(items) > 4 else None
+        fifth = items[4] if len(items) > 4 else None
+        extensions = Extensions.from_wire(fifth)
+        pipelined = isinstance(fifth, dict) and len(fifth) == 1 and fifth.get("pipeline") is True
+        if pipelined and action_type is not ActionType.RPC:
+            raise ProtocolError(INVALID_PROPOSAL)
         return cls(
             service=service,
             action_name=action_name,
@@ -335,6 +368,7 @@ class Proposal:
             extra_credentials=extra_credentials,
             client_version=client_version,
             extensions=extensions,
+            pipelined=pipelined,
         )
 
 

@@ -24,13 +24,14 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from rpcframework.codec import CodecLimits, Encoding
+from rpcframework.codec import CodecLimits, Encoding, encode
 from rpcframework.codec.limits import DEFAULT_LIMITS
 from rpcframework.errors import CodecError, ProtocolError, UnexpectedMessageError
 from rpcframework.protocol._connection import BaseConnection
 from rpcframework.protocol.events import (
     ArgumentsReceived,
     CallResult,
+    ConnectionClosed,
     ConnectionState,
     Event,
     LocalProtocolError,
@@ -42,6 +43,7 @@ from rpcframework.protocol.events import (
 from rpcframework.protocol.framing import DEFAULT_MAX_FRAME_SIZE, PROPOSAL_MAX_FRAME_SIZE
 from rpcframework.protocol.messages import (
     ARGUMENTS_ERROR,
+    GOODBYE_KEY,
     INVALID_PROPOSAL,
     ActionType,
     Extensions,
@@ -57,6 +59,8 @@ __all__ = ["ClientConnection", "ServerConnection"]
 
 _CACHE_SIZE: Final = 32
 _ACK: Final = S_OK()
+_RPC: Final = ActionType.RPC
+_GOODBYE: Final = {"OK": False, "Errno": 0, "Message": "the server closed this idle connection", GOODBYE_KEY: True}
 
 
 class ClientConnection(BaseConnection):
@@ -84,6 +88,12 @@ class ClientConnection(BaseConnection):
         self._proposal_bytes: dict[Proposal, bytes] = {}
         self._last_proposal: Proposal | None = None
         self._last_proposal_bytes: bytes | None = None
+        self._pipelined = False  # the exchange in progress sent its arguments with the proposal
+        # Marked (pipelined) proposal frames, by the caller's unmarked proposal; the last one skips the hash.
+        self._call_bytes: dict[Proposal, bytes] = {}
+        self._last_call: tuple[Proposal, bytes] | None = None
+        # The constant ack S_OK() in our encoding: compared as bytes, never decoded.
+        self._ack_payload = encode(_ACK, encoding, limits)
 
     def send_proposal(self, proposal: Proposal) -> bytes:
         """Start an exchange; the first proposal on a connection carries our extensions offer."""
@@ -105,6 +115,33 @@ class ClientConnection(BaseConnection):
         self._state = ConnectionState.PROPOSED
         return data
 
+    def send_call(self, proposal: Proposal, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None) -> bytes:
+        """The pipelined form (``pipeline`` negotiated, RPC only): the marked proposal and its arguments, to send
+        in one write. The answer is ``CallResult`` (the ack is consumed silently) or ``ProposalRefused`` (the
+        server dropped the arguments unread; the connection stays IDLE and usable)."""
+        if self._state is not ConnectionState.IDLE or not self._pipeline or proposal.action_type is not _RPC:
+            raise LocalProtocolError(f"a pipelined call needs the 'pipeline' extension and IDLE ({self._state.value})")
+        if kwargs and not self._kwargs_allowed:
+            raise LocalProtocolError("keyword arguments need the 'kwargs' extension, which this server did not accept")
+        last = self._last_call
+        if last is not None and last[0] is proposal:
+            head = last[1]
+        else:
+            found = self._call_bytes.get(proposal)
+            if found is None:
+                marked = dataclasses.replace(proposal, extensions=None, pipelined=True)
+                found = self._frame(S_OK(marked.to_wire()), self._encoding)
+                if len(self._call_bytes) >= _CACHE_SIZE:
+                    self._call_bytes.clear()
+                self._call_bytes[proposal] = found
+            head = found
+            self._last_call = (proposal, head)
+        data = head + self._frame(arguments_to_wire(args, kwargs), self._data_encoding)
+        self._proposal = proposal
+        self._pipelined = True
+        self._state = ConnectionState.PROPOSED
+        return data
+
     def send_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None) -> bytes:
         """Send the call's arguments; keyword arguments need the negotiated ``kwargs`` extension."""
         self._require(ConnectionState.ACCEPTED)
@@ -117,21 +154,44 @@ class ClientConnection(BaseConnection):
         self._state = ConnectionState.CALLING
         return data
 
-    def _on_frame(self, payload: bytes) -> Event | Sentinel:
+    def _on_frame(self, payload: bytes) -> Event | Sentinel | None:
         state = self._state
-        if state is ConnectionState.PROPOSED:
-            message, _ = self._decode(payload, self._encoding)
-            return self._on_ack(check_envelope(message))
         if state is ConnectionState.CALLING:
-            message, _ = self._decode(payload, self.data_encoding)
+            message, _ = self._decode(payload, self._data_encoding)
             result = check_envelope(message)
             self._end_exchange()
             return CallResult(result)
+        if state is ConnectionState.PROPOSED:
+            if payload == self._ack_payload and (self._negotiated is not None or not self._offered):
+                # The constant ack on a connection whose extensions are settled: nothing to decode or negotiate.
+                return self._accepted()
+            message, _ = self._decode(payload, self._encoding)
+            return self._on_ack(check_envelope(message))
         raise UnexpectedMessageError(f"the server sent a message in state {state.value}")
 
-    def _on_ack(self, envelope: DReturn) -> Event:
+    def _accepted(self) -> Event | None:
+        assert self._proposal is not None  # set by send_proposal/send_call
+        if self._pipelined:
+            self._pipelined = False
+            self._state = ConnectionState.CALLING  # the result follows the ack in the same write
+            self._decoder.max_frame_size = self._max_message_size
+            return None
+        if self._proposal.action_type is _RPC:
+            self._state = ConnectionState.ACCEPTED
+        else:
+            self._state = ConnectionState.HANDED_OVER
+        self._decoder.max_frame_size = self._max_message_size
+        return ProposalAccepted(self._negotiated)
+
+    def _on_ack(self, envelope: DReturn) -> Event | None:
         if not envelope["OK"]:
-            self._end_exchange()
+            self._pipelined = False
+            if self._pipeline and envelope.get(GOODBYE_KEY) is True:
+                # The server closed this idle connection without reading our proposal: nothing ran.
+                self._proposal = None
+                self._state = ConnectionState.CLOSED
+                return ConnectionClosed()
+            self._end_exchange()  # a pipelined call's arguments were dropped unread by the server
             return ProposalRefused(envelope)
         value = envelope["Value"]
         if self._offered and self._negotiated is None and self._proposal and self._proposal.extensions:
@@ -139,13 +199,7 @@ class ClientConnection(BaseConnection):
         elif value is not None and Extensions.from_wire(value) is None:
             # DIRAC's gateway asks for a delegated proxy here ({"delegate": PEM}); we do not implement that.
             raise UnexpectedMessageError("unsupported proposal acknowledgement (delegation request?)")
-        assert self._proposal is not None  # set by send_proposal
-        if self._proposal.action_type is ActionType.RPC:
-            self._state = ConnectionState.ACCEPTED
-        else:
-            self._state = ConnectionState.HANDED_OVER
-        self._decoder.max_frame_size = self._max_message_size
-        return ProposalAccepted(self._negotiated)
+        return self._accepted()
 
     @staticmethod
     def _check_accepted(value: object, offer: Extensions) -> Extensions | None:
@@ -181,6 +235,7 @@ class ServerConnection(BaseConnection):
         self._supported = extensions
         self._proposal_cache: dict[bytes, tuple[Proposal, Encoding]] = {}
         self._ack_bytes: dict[Encoding, bytes] = {}
+        self._pending_ack = b""  # a pipelined exchange's ack, sent with the result in one write
 
     @property
     def proposal(self) -> Proposal | None:
@@ -202,6 +257,10 @@ class ServerConnection(BaseConnection):
             negotiated = supported.negotiate(proposal.extensions)
             self._set_negotiated(negotiated)
             data = self._frame(S_OK(negotiated.to_wire()), self._encoding)
+        elif proposal.pipelined:
+            # The arguments are already on their way: the ack goes out with the result, in one write.
+            self._pending_ack = self._ack_frame()
+            data = b""
         else:
             data = self._ack_frame()
         if proposal.action_type is ActionType.RPC:
@@ -215,16 +274,33 @@ class ServerConnection(BaseConnection):
         """Refuse the proposal with an ``S_ERROR`` (sanitized: no ``CallStack``); then close or go idle."""
         self._require(ConnectionState.PROPOSED)
         data = self._frame(sanitize_result(error), self._encoding)
+        pipelined = self._proposal is not None and self._proposal.pipelined
         self._end_exchange()
+        if pipelined:
+            # The arguments frame behind the proposal is read and dropped, never decoded nor run.
+            self._skip = 1
+            self._decoder.max_frame_size = self._max_message_size
         return data
 
     def send_result(self, result: DReturn) -> bytes:
         """Send the handler's result. If it cannot be encoded (:class:`CodecError`) the state is unchanged, so
-        the caller can send an error result instead."""
-        self._require(ConnectionState.CALLING)
-        data = self._frame(sanitize_result(result), self.data_encoding)
+        the caller can send an error result instead. A pipelined exchange's ack comes first, in the same bytes."""
+        if self._state is not ConnectionState.CALLING:
+            self._require(ConnectionState.CALLING)
+        data = self._frame(sanitize_result(result), self._data_encoding)
+        if self._pending_ack:
+            data = self._pending_ack + data
+            self._pending_ack = b""
         self._end_exchange()
         return data
+
+    def goodbye(self) -> bytes:
+        """What to send before closing an IDLE ``pipeline`` connection (idle timeout, shutdown): it tells the
+        client that a request it may already have sent was not read, so not executed. ``b""`` otherwise."""
+        if self._state is not ConnectionState.IDLE or not self._pipeline:
+            return b""
+        self._state = ConnectionState.CLOSED
+        return self._frame(_GOODBYE, self._encoding)
 
     def _ack_frame(self) -> bytes:
         data = self._ack_bytes.get(self._encoding)
@@ -248,6 +324,10 @@ class ServerConnection(BaseConnection):
                 self._proposal_cache.clear()
             self._proposal_cache[payload] = cached
         proposal, encoding = cached
+        if proposal.pipelined and not self._pipeline:
+            # Its arguments would be read as the next proposal: a client bug or a hostile peer.
+            self._queue_error(INVALID_PROPOSAL, encoding)
+            raise ProtocolError("a pipelined proposal on a connection without the 'pipeline' extension")
         if encoding is not self._encoding:
             self._set_encoding(encoding)
         self._proposal = proposal

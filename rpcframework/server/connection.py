@@ -14,6 +14,7 @@ and a ``dka`` ping restarts that wait. The reactor closes a channel whose :attr:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import logging
 import select
@@ -49,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 #: What this server negotiates with rpcframework clients.
 SERVER_EXTENSIONS: Final = Extensions(
-    features=frozenset({Feature.REUSE, Feature.KWARGS, Feature.TYPED, Feature.STREAM, Feature.RESUME})
+    features=frozenset({Feature.REUSE, Feature.KWARGS, Feature.TYPED, Feature.STREAM, Feature.RESUME, Feature.PIPELINE})
 )
 _RECV_SIZE: Final = 256 * 1024
 #: Reads allowed for the file-info message of a transfer (each waits at most read_timeout).
@@ -116,6 +117,19 @@ class StreamPipe:
         return bool(poller.poll(0))
 
 
+def _extensions_for(limits: ChannelLimits) -> Extensions:
+    """What we negotiate, announcing our idle timeout (a pipelining client stays well within it)."""
+    found = _EXTENSIONS_BY_IDLE.get(limits.idle_timeout)
+    if found is None:
+        found = dataclasses.replace(SERVER_EXTENSIONS, idle_timeout=limits.idle_timeout)
+        if len(_EXTENSIONS_BY_IDLE) < 64:
+            _EXTENSIONS_BY_IDLE[limits.idle_timeout] = found
+    return found
+
+
+_EXTENSIONS_BY_IDLE: dict[float, Extensions] = {}
+
+
 def _clean(text: str) -> str:
     # Peer strings end up in refusals and logs; escape control characters so they cannot forge lines.
     return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
@@ -128,7 +142,7 @@ class Channel:
         self.stream = stream
         self.services = services
         self.limits = limits
-        self.conn = ServerConnection(extensions=SERVER_EXTENSIONS, max_message_size=limits.max_message_size)
+        self.conn = ServerConnection(extensions=_extensions_for(limits), max_message_size=limits.max_message_size)
         self.peer_address = stream.peer_address
         identity = stream.peer_identity
         self.peer_dn: str | None = identity.dn if identity is not None else None
@@ -456,6 +470,9 @@ class Channel:
 
     def close(self) -> None:
         if not self.closed:
+            # An idle pipelining client may have a call in flight: the goodbye tells it we never read it.
+            with contextlib.suppress(CodecError):
+                self._send_quietly(self.conn.goodbye())
             self.closed = True
             self.stream.close()
             if self.on_close is not None:
