@@ -285,7 +285,7 @@ def write_config(directory: Path, ca: DevCA, urls: list[str], bob: IssuedCredent
 
 def run(directory: Path) -> None:
     print(f"\n== {SERVICE}: dev credentials in {directory}")
-    ca = DevCA.init(directory / "devca")
+    ca = DevCA.init(directory / "dispatcher-devca")  # apart from the echo demo's, under a shared --dir
     user, bob = ca.default_user(), ca.issue_user("bob")
     print(f"   CA {ca.dn}\n   users {user.dn} and {bob.dn} (+ RFC 3820 proxies)")
     ports = free_ports(2)
