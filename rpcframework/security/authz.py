@@ -223,6 +223,9 @@ def resolve_caller(
         if peer is None or not any(p.lower() == Property.TRUSTED_HOST.lower() for p in peer.properties):
             who = identity_dn or "an anonymous peer"
             raise AccessDenied(f"delegation refused: {who} is not a host with the TrustedHost property")
+        if identity_dn is not None and registry.user_for_dn(identity_dn) is not None:
+            # One DN as both user and trusted host: a user certificate (or any proxy of it) would pass as the host.
+            raise AccessDenied(f"delegation refused: {identity_dn} is registered as a user as well as a host")
         delegated = _resolve_identity(extra.dn, extra.group or None, registry)
         logger.debug("host %s acts for %s", peer.name, extra.dn)
         return _with_delegator(delegated, identity_dn)
