@@ -1,0 +1,108 @@
+"""Who is signed in to the portal, and how the portal calls the Dispatcher service as that person.
+
+The portal authenticates people (here: a dev sign-in; in production: client certificates or an identity provider,
+see ``README.md``) and maps each one to a registered grid identity, a :class:`PortalUser` with a DN and a group.
+It never gives the service its own identity for a user's request: :class:`DispatcherGateway` wraps every call in
+``rpcframework.delegate(dn, group)``, so the one shared ``DispatcherClient`` (holding the portal's host certificate)
+sends ``[dn, group]`` as extra credentials and the service authorizes, and records, the user. The service honours
+that only because the portal's host is registered with ``TrustedHost``.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import rpcframework
+from examples.dispatcher.client import DispatcherClient
+from rpcframework import DReturn
+
+__all__ = ["DispatcherGateway", "NotYourProject", "PortalUser", "ServiceRefused"]
+
+#: ``Errno`` of an authorization refusal (DIRAC's ``ENOAUTH``, "Unauthorized query").
+UNAUTHORIZED_ERRNO = 1111
+
+
+@dataclass(frozen=True)
+class PortalUser:
+    """A person the portal acts for: a name to show, the registered DN and the group to act in."""
+
+    name: str
+    dn: str
+    group: str
+
+    def to_session(self) -> dict[str, str]:
+        return {"name": self.name, "dn": self.dn, "group": self.group}
+
+    @classmethod
+    def from_session(cls, data: Any) -> PortalUser | None:
+        if not isinstance(data, dict) or not all(isinstance(data.get(key), str) for key in ("name", "dn", "group")):
+            return None
+        return cls(data["name"], data["dn"], data["group"])
+
+
+class ServiceRefused(Exception):
+    """A service call returned ``S_ERROR``: its message and errno, for the page that shows it."""
+
+    def __init__(self, message: str, errno: int | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errno = errno
+
+    @property
+    def unauthorized(self) -> bool:
+        return self.errno == UNAUTHORIZED_ERRNO
+
+
+class NotYourProject(ServiceRefused):
+    """The project exists but belongs to someone else: the portal does not show it."""
+
+
+class DispatcherGateway:
+    """The portal's single, shared client of the Dispatcher; every call is made on behalf of a user.
+
+    ``Client`` is thread-safe and reuses its connections, so one instance serves all requests; the identity of a
+    call comes from the delegation context, which is per request (a ``ContextVar``), never from the client.
+    The methods block (network I/O): the web app runs them in its thread pool.
+    """
+
+    def __init__(self, client: DispatcherClient) -> None:
+        self.client = client
+
+    def call_as(self, user: PortalUser, call: Callable[[DispatcherClient], DReturn]) -> Any:
+        """Run ``call(client)`` for ``user`` and return its value; ``S_ERROR`` raises :class:`ServiceRefused`."""
+        with rpcframework.delegate(dn=user.dn, group=user.group):
+            result = call(self.client)
+        if not result["OK"]:
+            raise ServiceRefused(str(result.get("Message", "")), result.get("Errno"))
+        return result["Value"]
+
+    def whoami(self, user: PortalUser) -> dict[str, Any]:
+        """The identity the service sees when the portal calls for ``user`` (``username``, ``group``, ``DN``...)."""
+        value = self.call_as(user, lambda client: client.whoami())
+        return dict(value) if isinstance(value, Mapping) else {}
+
+    def my_projects(self, user: PortalUser) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Who the service sees, and that user's projects (as the service knows them, by its user name)."""
+        seen = self.whoami(user)
+        projects = self.call_as(user, lambda client: client.list_projects(str(seen.get("username", ""))))
+        return seen, [dict(project) for project in projects]
+
+    def create_project(self, user: PortalUser, name: str, files: list[str]) -> int:
+        """A new project owned by ``user`` (the service takes the owner from the delegated identity)."""
+        attributes = {"created_with": "portal"}
+        return int(self.call_as(user, lambda client: client.create_project(name, files, attributes)))
+
+    def project_of(self, user: PortalUser, project_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Who the service sees, and the status of ``project_id`` if it is theirs; else :class:`NotYourProject`.
+
+        The Dispatcher lets any authenticated caller read a project's status; the portal only shows people their
+        own projects, judged by the owner the service recorded and the user name the service gives this user.
+        """
+        seen = self.whoami(user)
+        status = dict(self.call_as(user, lambda client: client.project_status(project_id)))
+        if status.get("owner") != seen.get("username"):
+            raise NotYourProject(f"project {project_id} is not one of your projects", errno.EACCES)
+        return seen, status
