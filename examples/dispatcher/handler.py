@@ -73,7 +73,8 @@ class DispatcherHandler(RequestHandler):
         credentials = self.getRemoteCredentials()
         self.actor = Actor(
             user=str(credentials.get("username", "anonymous")),
-            is_admin=self.admin_property in credentials.get("properties", ()),
+            # Property names compare case-insensitively, as in authorization rules.
+            is_admin=self.admin_property.lower() in {str(p).lower() for p in credentials.get("properties", ())},
         )
 
     def _answer(self, operation: Callable[[], Any]) -> DReturn:
