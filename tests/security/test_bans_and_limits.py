@@ -1,0 +1,181 @@
+"""Attacks on the front door: banned addresses, repeated failures, connection floods, a slowloris crowd, and long
+reused connections. Other loopback addresses (127.0.0.2 ...) stand for other machines."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+
+import pytest
+from _security_kit import PROPOSAL, exchange, frame, raw_socket, recv_until_closed, tls_stream, wait_for
+
+from rpcframework.config import ConfigStore
+
+pytestmark = pytest.mark.timeout(60)
+
+CLIENT_HELLO_START = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+
+
+def _source_or_skip(reactor, source):
+    try:
+        return raw_socket(reactor, source)
+    except OSError as exc:
+        pytest.skip(f"cannot use {source} as a source address here: {exc}")
+
+
+def _still_serves(kit, reactor) -> None:
+    with kit.client(reactor.url("Sec/Probe")) as client:
+        assert client.who("ok")["Value"]["username"] == "dev-user"
+
+
+def _silently_closed(sock) -> bool:
+    sock.sendall(CLIENT_HELLO_START)
+    received, closed = recv_until_closed(sock, timeout=3)
+    sock.close()
+    return received == b"" and closed
+
+
+def test_banned_ip_list_applies_before_tls_and_reloads_without_restart(kit, serve, tmp_path):
+    config_file = tmp_path / "live.json"
+    config_file.write_text(json.dumps(kit.config_dict({"Registry": {"BannedIPs": "127.0.0.2, ::1, 10.0.0.0/8"}})))
+    toml = tmp_path / "live.toml"
+    reactor = serve(store=_json_store(config_file, toml))
+    assert _silently_closed(_source_or_skip(reactor, "127.0.0.2"))
+    _still_serves(kit, reactor)
+    # The operator lifts the ban on 127.0.0.2 and bans 127.0.0.0/30 instead: no restart.
+    _rewrite(config_file, toml, kit.config_dict({"Registry": {"BannedIPs": "127.0.0.0/30"}}))
+    assert wait_for(lambda: _connects_with_tls(kit, reactor, "127.0.0.5"), timeout=5)
+    assert wait_for(lambda: _silently_closed(raw_socket(reactor, "127.0.0.3")), timeout=5)
+
+
+def _json_store(config_file, toml):
+    # ConfigStore reads .cfg and .toml; write the tree as TOML through the dict loader's equivalent.
+    _rewrite(config_file, toml, json.loads(config_file.read_text()))
+    return ConfigStore([toml], check_interval=0.1, use_environment=False)
+
+
+def _rewrite(config_file, toml, tree) -> None:
+    config_file.write_text(json.dumps(tree))
+    lines: list[str] = []
+
+    def walk(prefix: list[str], node: dict) -> None:
+        scalars = {k: v for k, v in node.items() if not isinstance(v, dict)}
+        if scalars:
+            lines.append("[" + ".".join(json.dumps(p) for p in prefix) + "]")
+            lines.extend(f"{json.dumps(k)} = {json.dumps(str(v))}" for k, v in scalars.items())
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk([*prefix, key], value)
+
+    walk([], tree)
+    temporary = toml.with_suffix(".tmp")
+    temporary.write_text("\n".join(lines) + "\n")
+    os.replace(temporary, toml)  # atomically, as the configuration docs ask
+
+
+def _connects_with_tls(kit, reactor, source) -> bool:
+    """Whether the server waits for the rest of a ClientHello from ``source`` (a refused one is closed at once)."""
+    sock = raw_socket(reactor, source)
+    sock.sendall(CLIENT_HELLO_START)
+    _, closed = recv_until_closed(sock, timeout=0.5)
+    sock.close()
+    return not closed
+
+
+def test_failed_handshakes_get_an_address_banned_for_a_while(kit, serve):
+    reactor = serve({"DIRAC": {"Security": {"Server": {"AutoBan": {"MaxFailures": 5, "Duration": 2}}}}})
+    for _ in range(5):
+        sock = _source_or_skip(reactor, "127.0.0.3")
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")  # not TLS: a failed handshake
+        recv_until_closed(sock, timeout=3)
+        sock.close()
+    assert wait_for(lambda: "127.0.0.3" in reactor.guard.temporary_bans())
+    assert _silently_closed(raw_socket(reactor, "127.0.0.3"))
+    _still_serves(kit, reactor)  # 127.0.0.1 is another machine: unaffected
+    assert wait_for(lambda: "127.0.0.3" not in reactor.guard.temporary_bans(), timeout=4)  # the ban expires
+    assert _connects_with_tls(kit, reactor, "127.0.0.3")
+
+
+def test_refused_authorization_and_protocol_errors_count_and_loopback_is_exempt_only_by_configuration(kit, serve):
+    reactor = serve({"DIRAC": {"Security": {"Server": {"AutoBan": {"MaxFailures": 3}}}}})
+    with kit.client(reactor.url("Sec/Probe")) as client:
+        for _ in range(2):
+            assert client.secret()["Errno"] == 1111
+    garbage = exchange(tls_stream(reactor, kit.tls_for(kit.user.proxy_file)), b"7:{oops!!")
+    assert garbage[1]
+    assert wait_for(lambda: "127.0.0.1" in reactor.guard.temporary_bans())
+    assert _silently_closed(raw_socket(reactor, "127.0.0.1"))
+
+    exempt = serve({"DIRAC": {"Security": {"Server": {"AutoBan": {"MaxFailures": 3, "Exempt": "127.0.0.0/8"}}}}})
+    with kit.client(exempt.url("Sec/Probe")) as client:
+        for _ in range(6):
+            assert client.secret()["Errno"] == 1111
+        assert client.who("still")["OK"]
+    assert exempt.guard.temporary_bans() == {}
+
+
+def test_connections_per_address_and_in_total(kit, serve):
+    reactor = serve({"DIRAC": {"Security": {"Server": {"MaxConnectionsPerAddress": 3, "MaxConnections": 6}}}})
+    held = [_source_or_skip(reactor, "127.0.0.5") for _ in range(3)]
+    try:
+        assert _silently_closed(raw_socket(reactor, "127.0.0.5"))  # a fourth from the same address
+        held += [raw_socket(reactor, "127.0.0.6") for _ in range(3)]
+        assert wait_for(lambda: reactor.guard.open_connections == 6)
+        assert _silently_closed(raw_socket(reactor, "127.0.0.7"))  # the server is full
+    finally:
+        for sock in held:
+            sock.close()
+    assert wait_for(lambda: reactor.guard.open_connections == 0)
+    _still_serves(kit, reactor)
+
+
+def test_slowloris_crowd_cannot_stop_a_well_behaved_client(kit, serve):
+    """300 sockets from two addresses trickle a ClientHello or a proposal; a good client is served at once."""
+    reactor = serve(
+        {"DIRAC": {"Security": {"Server": {"AutoBan": {"Enabled": "no"}}}}},
+        handshake_timeout=1.5,
+        read_timeout=1.5,
+        max_threads=2,
+    )
+    crowd = [_source_or_skip(reactor, "127.0.0.8") for _ in range(150)]
+    crowd += [raw_socket(reactor, "127.0.0.9") for _ in range(150)]
+    quiet_tls = [tls_stream(reactor, kit.tls_for(kit.user.proxy_file)) for _ in range(20)]
+    trickled = frame(PROPOSAL % b"who")
+    try:
+        for stream in quiet_tls:  # handshaken, then a proposal that never completes
+            stream.send_all(trickled[:5])
+        for index in range(8):  # one byte per socket per round, bounded
+            for sock in crowd:
+                with contextlib.suppress(OSError):  # dropped already: that is the server defending itself
+                    sock.send(CLIENT_HELLO_START[index : index + 1])
+            started = time.monotonic()
+            _still_serves(kit, reactor)
+            assert time.monotonic() - started < 2.0
+        # Trickling never extends a deadline: the whole crowd is dropped by the handshake and read timeouts.
+        assert wait_for(lambda: reactor.guard.open_connections <= 1, timeout=6)
+    finally:
+        for sock in crowd:
+            sock.close()
+        for stream in quiet_tls:
+            stream.close()
+    _still_serves(kit, reactor)
+
+
+def test_many_calls_on_a_connection_are_capped_and_the_client_carries_on(kit, serve):
+    reactor = serve({"DIRAC": {"Security": {"Server": {"MaxCallsPerConnection": 5}}}})
+    with kit.client(reactor.url("Sec/Probe")) as client:
+        peers = {tuple(client.who(str(i))["Value"]["peer"]) for i in range(23)}
+    assert len(peers) >= 5  # the server closed each connection after five calls; no call failed
+
+
+def test_limited_proxies_are_refused_where_configured(kit, serve):
+    open_reactor = serve()
+    with kit.client(open_reactor.url("Sec/Probe"), proxy=kit.limited_proxy) as client:
+        assert client.who("limited")["OK"]  # by default a limited proxy authenticates
+    strict = serve({"DIRAC": {"Security": {"Server": {"RefuseLimitedProxies": "yes"}}}})
+    with kit.client(strict.url("Sec/Probe"), proxy=kit.limited_proxy) as client:
+        refused = client.who("limited")
+    assert refused["Errno"] == 1111 and "limited proxies are not accepted" in refused["Message"]
+    _still_serves(kit, strict)
