@@ -1,0 +1,263 @@
+"""The portal example end to end: real HTTP to uvicorn on 127.0.0.1, the portal calling the Dispatcher service over
+dips:// on behalf of the signed-in user, and a headless Chromium page load of what a person sees.
+
+One dev environment (CA, users, hosts, the Dispatcher service with its SQLite file) serves the whole module; every
+test uses project names of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from examples.portal.devenv import DevEnvironment, dev_environment
+from examples.portal.server import PortalServer
+from examples.portal.sessions import COOKIE_NAME
+from examples.portal.webclient import WebSession
+
+ROOT = Path(__file__).resolve().parents[3]
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevEnvironment]:
+    with dev_environment(tmp_path_factory.mktemp("portal")) as environment:
+        yield environment
+
+
+@pytest.fixture(scope="module")
+def portal(env: DevEnvironment) -> Iterator[str]:
+    """The portal (host certificate with TrustedHost, dev mode) on a free loopback port; its base URL."""
+    with env.client() as client, PortalServer(env.portal_app(client)) as server:
+        yield server.url
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def project_id_of(path: str) -> int:
+    match = re.fullmatch(r"/projects/(\d+)", path)
+    assert match, path
+    return int(match.group(1))
+
+
+def seen_identity(text: str) -> dict[str, str]:
+    """The service-side identity the page shows (``_identity.html``)."""
+    found = dict(re.findall(r'id="seen-([a-z-]+)">([^<]*)<', text))
+    assert found, text
+    return found
+
+
+# -- what users see and may do ----------------------------------------------------------------------------------
+
+
+def test_alice_creates_a_project_and_her_list_shows_it(portal: str, env: DevEnvironment) -> None:
+    alice = WebSession(portal)
+    page = alice.sign_in("alice")
+    assert (page.status, page.path) == (200, "/projects")
+    assert "Signed in as <strong>alice</strong>" in page.text
+    name = unique("calibration")
+    page = alice.create_project(name, ["a.root", "b.root", "c.root"])
+    assert page.status == 200, page.text
+    project_id = project_id_of(page.path)
+    assert f'<h1 id="project-name">{name}</h1>' in page.text
+    assert '<strong id="project-owner">alice</strong>' in page.text and "3 files" in page.text
+    listing = alice.get("/projects")
+    assert listing.status == 200
+    assert f'<a href="/projects/{project_id}">{name}</a>' in listing.text
+
+
+def test_bob_does_not_see_alices_project_and_is_refused_it(portal: str) -> None:
+    alice, bob = WebSession(portal), WebSession(portal)
+    alice.sign_in("alice")
+    name = unique("alice-only")
+    project_path = alice.create_project(name, ["x.root"]).path
+    page = bob.sign_in("bob")
+    assert page.status == 200 and "Signed in as <strong>bob</strong>" in page.text
+    assert name not in page.text and project_path not in page.text
+    refused = bob.get(project_path)
+    assert refused.status == 403, refused.text
+    assert f"project {project_id_of(project_path)} is not one of your projects" in refused.text
+    assert name not in refused.text  # nothing of the project leaks into the refusal
+    missing = bob.get("/projects/999999")
+    assert missing.status == 404 and "unknown project 999999" in missing.text
+    assert alice.get(project_path).status == 200  # still hers
+
+
+def test_the_service_sees_the_user_not_the_portal(portal: str, env: DevEnvironment) -> None:
+    alice = WebSession(portal)
+    page = alice.sign_in("alice")
+    seen = seen_identity(page.text)
+    assert seen["username"] == "alice" and seen["group"] == "dispatcher_users"
+    assert seen["dn"] == env.users["alice"].dn
+    assert seen["delegated-from"] == env.portal_host.dn  # the portal's host spoke for her
+    name = unique("owned")
+    alice.create_project(name, ["f.root"])
+    # Asked directly with the portal's own certificate and no delegation, the service tells who owns what.
+    with env.client() as client:
+        assert client.whoami()["Value"]["username"] == "portal"  # the host, as itself
+        projects = client.list_projects()["Value"]
+    assert [p["owner"] for p in projects if p["name"] == name] == ["alice"]
+
+
+def test_create_form_shows_the_services_refusal(portal: str) -> None:
+    alice = WebSession(portal)
+    alice.sign_in("alice")
+    page = alice.create_project(unique("empty"), [])
+    assert page.status == 400 and page.path == "/projects"
+    assert "files must be a non-empty list of file names" in page.text
+
+
+def test_portal_without_trusted_host_gets_a_clear_refusal(env: DevEnvironment) -> None:
+    with env.client(trusted=False) as client, PortalServer(env.portal_app(client)) as server:
+        alice = WebSession(server.url)
+        page = alice.sign_in("alice")
+        assert page.status == 502 and page.path == "/projects"
+        assert "The Dispatcher service refused to let this portal act for you" in page.text
+        assert f"{env.untrusted_host.dn} is not a host with the TrustedHost property" in page.text
+        name = unique("never")
+        created = alice.post("/projects", {"csrf": page.csrf(), "name": name, "files": "a.root"})
+        assert created.status == 502 and "delegation refused" in created.text
+        assert client.whoami()["Value"]["username"] == "untrusted-portal"  # as itself, it may still call
+    with env.client() as trusted:
+        assert name not in [p["name"] for p in trusted.list_projects()["Value"]]
+
+
+# -- sessions, forms and dev mode -------------------------------------------------------------------------------
+
+
+def test_signed_out_pages_send_people_to_sign_in(portal: str) -> None:
+    anonymous = WebSession(portal)
+    for path in ("/", "/projects", "/projects/new", "/projects/1"):
+        page = anonymous.get(path)
+        assert (page.status, page.path) == (200, "/signin"), path
+    assert anonymous.post("/signin", {"user": "alice"}).status == 403  # no CSRF token: refused
+    assert anonymous.post("/signin", {"csrf": anonymous.get("/signin").csrf(), "user": "mallory"}).status == 400
+
+
+def test_forms_need_the_sessions_csrf_token_and_cookies_cannot_be_forged(portal: str) -> None:
+    alice = WebSession(portal)
+    alice.sign_in("alice")
+    assert alice.post("/projects", {"name": unique("csrf"), "files": "a"}).status == 403
+    assert alice.post("/projects", {"csrf": "guess", "name": unique("csrf"), "files": "a"}).status == 403
+    (cookie,) = [c for c in alice.cookies if c.name == COOKIE_NAME]
+    payload, stamp, signature = str(cookie.value).split(".")
+    cookie.value = f"{payload}.{stamp}.{signature[:-2]}AA"  # tampered signature
+    assert alice.get("/projects").path == "/signin"
+
+
+def test_dev_signin_redirects_only_to_local_paths(portal: str) -> None:
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+        page = WebSession(portal).get(f"/dev/signin?user=alice&next={target}")
+        assert (page.status, page.path) == (200, "/projects"), target
+    page = WebSession(portal).get("/dev/signin?user=bob&next=/projects/new")
+    assert (page.status, page.path) == (200, "/projects/new")
+
+
+def test_dev_signin_is_off_outside_dev_mode(env: DevEnvironment) -> None:
+    with env.client() as client, PortalServer(env.portal_app(client, dev_mode=False)) as server:
+        visitor = WebSession(server.url)
+        assert visitor.get("/dev/signin?user=alice").status == 404
+        page = visitor.get("/signin")
+        assert "Dev sign-in is disabled" in page.text and 'value="alice"' not in page.text
+        assert "<form" not in page.text.split("<main>", 1)[1]  # no sign-in form at all
+        assert visitor.post("/signin", {"user": "alice"}).status == 404
+        assert visitor.get("/projects").path == "/signin"
+
+
+def test_run_portal_once_walks_through_and_exits(tmp_path: Path) -> None:
+    env_vars = {k: v for k, v in os.environ.items() if not k.startswith(("RPCFRAMEWORK_", "X509_", "DIRAC"))}
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "portal" / "run_portal.py"), "--once", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env_vars,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    out = completed.stdout
+    assert re.search(r"== portal at http://127\.0\.0\.1:\d+ \(dev mode\)", out)
+    assert "the service sees user alice" in out and "his list does not show alice's project" in out
+    assert "403 (not one of his projects)" in out and out.rstrip().endswith("done.")
+
+
+# -- what a person sees in a browser ----------------------------------------------------------------------------
+
+
+def chromium_binary() -> str:
+    """Chromium, never skipped: ./test installs it (scripts/ensure-chromium.sh); without it this test fails."""
+    candidate = os.environ.get("RPCFRAMEWORK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.access(candidate, os.X_OK):
+        pytest.fail(
+            "headless Chromium is needed for the portal's browser test and was not found: run "
+            "scripts/ensure-chromium.sh as root (apt-get install -y chromium) or set RPCFRAMEWORK_CHROMIUM"
+        )
+    return candidate
+
+
+def chromium(url: str, profile: Path, *extra: str, timeout: float = 60) -> str:
+    """Load ``url`` in headless Chromium (a fresh profile) and return what ``--dump-dom`` printed."""
+    command = [
+        chromium_binary(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-proxy-server",
+        f"--user-data-dir={profile}",
+        *extra,
+        url,
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # its own session: the browser and its helpers, nothing else
+            process.wait(timeout=10)
+    assert process.returncode == 0, err[-2000:]
+    return out
+
+
+def test_chromium_shows_the_signed_in_users_projects(portal: str, env: DevEnvironment, tmp_path: Path) -> None:
+    alice, bob = WebSession(portal), WebSession(portal)
+    alice.sign_in("alice")
+    bob.sign_in("bob")
+    mine = unique("alice-visible")
+    theirs = unique("bob-private")
+    alice.create_project(mine, ["one.root", "two.root"])
+    bob.create_project(theirs, ["b.root"])
+    dom = chromium(f"{portal}/dev/signin?user=alice&next=/projects", tmp_path / "profile", "--dump-dom")
+    assert "<h1>My projects</h1>" in dom
+    assert 'id="signed-in-as">Signed in as <strong>alice</strong>' in dom
+    assert re.search(rf'<a href="/projects/\d+">{mine}</a>', dom)
+    assert theirs not in dom
+    seen = seen_identity(dom)
+    assert seen["username"] == "alice" and seen["dn"] == env.users["alice"].dn
+    assert seen["delegated-from"] == env.portal_host.dn
+    shot = tmp_path / "projects.png"
+    chromium(
+        f"{portal}/dev/signin?user=alice&next=/projects",
+        tmp_path / "profile2",
+        "--window-size=1100,800",
+        f"--screenshot={shot}",
+    )
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
