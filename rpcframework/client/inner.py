@@ -231,18 +231,19 @@ class InnerRPCClient:
         machine = conn.machine
         stream = conn.stream
         for _ in range(_MAX_READS_PER_EVENT):
-            event = machine.next_event()
-            if event is NEED_DATA:
+            # Right after our send nothing is buffered: read at once instead of asking the machine first.
+            if not machine.needs_data():
+                event = machine.next_event()
+                if event is not NEED_DATA:
+                    if isinstance(event, PongReceived):
+                        continue  # the answer to a keepalive we sent while the connection was idle
+                    if isinstance(event, ConnectionClosed):
+                        raise ConnectionClosedError(f"{conn.url} closed the connection while {what}")
+                    return event
                 owed = machine.data_to_send()  # pongs to the server's pings
                 if owed:
                     stream.settimeout(_remaining(deadline, what))
                     stream.send_all(owed)
-                stream.settimeout(_remaining(deadline, what))
-                machine.receive_data(stream.recv(_RECV_SIZE))
-                continue
-            if isinstance(event, PongReceived):
-                continue  # the answer to a keepalive we sent while the connection was idle
-            if isinstance(event, ConnectionClosed):
-                raise ConnectionClosedError(f"{conn.url} closed the connection while {what}")
-            return event
+            stream.settimeout(_remaining(deadline, what))
+            machine.receive_data(stream.recv(_RECV_SIZE))
         raise ProtocolError(f"{conn.url}: no complete message after {_MAX_READS_PER_EVENT} reads while {what}")

@@ -125,6 +125,8 @@ def split_call_settings(kwargs: Mapping[str, Any]) -> tuple[CallSettings, dict[s
 
     DIRAC passes ``url=""`` and ``timeout=None`` for "the default", so empty values mean "not set".
     """
+    if not kwargs:
+        return _NO_SETTINGS, {}  # the common call: nothing to split, no settings object to build
     remote = {name: value for name, value in kwargs.items() if name not in CALL_SETTING_NAMES}
     url = kwargs.get("url") or None
     timeout = kwargs.get("timeout")
@@ -132,3 +134,6 @@ def split_call_settings(kwargs: Mapping[str, Any]) -> tuple[CallSettings, dict[s
         timeout = timeout.total
     rpc = kwargs.get("rpc")
     return CallSettings(url=url, timeout=timeout, rpc=rpc), remote
+
+
+_NO_SETTINGS = CallSettings()

@@ -94,6 +94,8 @@ class URLSelector:
 
     def succeeded(self, url: str) -> None:
         """``url`` worked: lift its ban, if any."""
+        if url not in self._banned_at:  # the common case, without the lock (a dict lookup is atomic)
+            return
         with self._lock:
             self._banned_at.pop(url, None)
 
@@ -112,12 +114,14 @@ class URLSelector:
 
     def attempt_order(self, max_attempts: int | None = None) -> AttemptPlan:
         """A plan for one call: an iterator of URLs (one round over all URLs when ``max_attempts`` is None)."""
-        with self._lock:
-            shuffled = list(self.primary)
-            self._rng.shuffle(shuffled)
         limit = len(self.urls) if max_attempts is None else max_attempts
         if limit < 0:
             raise ConfigurationError(f"max_attempts must be >= 0, not {max_attempts!r}")
+        if len(self.primary) < 2:
+            return AttemptPlan(self, self.primary, limit)  # nothing to shuffle
+        with self._lock:
+            shuffled = list(self.primary)
+            self._rng.shuffle(shuffled)
         return AttemptPlan(self, tuple(shuffled), limit)
 
     def _rank(
@@ -155,7 +159,9 @@ class AttemptPlan(Iterator[str]):
     def __next__(self) -> str:
         if self.attempts >= self._limit:
             raise StopIteration
-        url = self._selector._choose(self._order, self._tries)
+        order = self._order
+        # One URL: no ranking to do, whatever its bans (the common case of a service with a single URL).
+        url = order[0] if len(order) == 1 else self._selector._choose(order, self._tries)
         self._tries[url] += 1
         self.attempts += 1
         return url

@@ -132,6 +132,11 @@ class BaseConnection:
             self._state = ConnectionState.ERROR
             raise
 
+    def needs_data(self) -> bool:
+        """True when nothing is buffered, so ``next_event()`` would return ``NEED_DATA`` while a message is
+        awaited (a shortcut for the per-call loop: read first, then ask)."""
+        return not self._eof and not self._out and self._decoder.at_boundary
+
     def data_to_send(self) -> bytes:
         """Return (and forget) bytes queued in reaction to received data: pongs, error replies."""
         if not self._out:

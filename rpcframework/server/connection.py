@@ -154,6 +154,7 @@ class Channel:
         self._wait_budget = limits.read_timeout  # how long the message being waited for may take
         self._auth_cache: tuple[Proposal, object, Caller] | None = None
         self._current: tuple[Service, Proposal, Caller | None] | None = None
+        self._context_cache: tuple[Proposal, Caller | None, RequestContext, str] | None = None
         # Set by the reactor's connection guard: a slot to give back on close, abuse to count, a peer to refuse.
         self.on_close: Callable[[], None] | None = None
         self.on_failure: Callable[[str], None] | None = None
@@ -296,16 +297,21 @@ class Channel:
     def _make_call(self, args: list[Any], kwargs: dict[str, Any], *, transfer: bool = False) -> Call:
         assert self._current is not None  # set when the proposal was accepted
         service, proposal, caller = self._current
-        identity = self.stream.peer_identity
-        context = service.request_context(
-            proposal,
-            caller,
-            peer_identity=identity,
-            peer_address=self.peer_address,
-            deadline=None,  # the protocol carries no client deadline yet
-            is_connected=self.is_connected,
-        )
-        who = caller.describe() if caller is not None else "anonymous"
+        cached = self._context_cache
+        if cached is not None and cached[0] is proposal and cached[1] is caller:
+            # Same proposal object and authorization as the last call: the immutable context is the same too.
+            context, who = cached[2], cached[3]
+        else:
+            context = service.request_context(
+                proposal,
+                caller,
+                peer_identity=self.stream.peer_identity,
+                peer_address=self.peer_address,
+                deadline=None,  # the protocol carries no client deadline yet (a per-call one would end this cache)
+                is_connected=self.is_connected,
+            )
+            who = caller.describe() if caller is not None else "anonymous"
+            self._context_cache = (proposal, caller, context, who)
         return Call(service, proposal.action_name, args, kwargs, context, who, transfer)
 
     # -- the call -----------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 DISET creates each method's ``Semaphore(n)`` and then releases it once, so the real limit is n+1 (and message
 handlers are never limited, because the lock names do not match). Here a :class:`MethodLimiter` is built once per
-service from its method table, with one :class:`threading.BoundedSemaphore` per limited key, so a limit of n means n
+service from its method table, with one bounded counter per limited key, so a limit of n means n
 concurrent calls and an unbalanced release is an error rather than a silent extra slot.
 
 Keys are DIRAC's: ``"RPC/<method>"`` and ``"FileTransfer/<Direction>"``. A worker should not block on a busy
@@ -31,10 +31,50 @@ class MethodOverloaded(RPCFrameworkError):
     errno = EOVERLOAD
 
 
+class _Slots:
+    """A bounded counter of concurrent calls: a plain lock and an int on the per-call (non-blocking) path, where
+    ``threading.BoundedSemaphore`` runs Python code around a ``Condition``; waiters (rare) use the condition."""
+
+    __slots__ = ("_changed", "_lock", "_waiters", "limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._waiters = 0
+
+    def try_take(self) -> bool:
+        with self._lock:
+            if self.used >= self.limit:
+                return False
+            self.used += 1
+            return True
+
+    def take(self, timeout: float | None) -> bool:
+        with self._changed:
+            self._waiters += 1
+            try:
+                if not self._changed.wait_for(lambda: self.used < self.limit, timeout):
+                    return False
+            finally:
+                self._waiters -= 1
+            self.used += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            if self.used <= 0:
+                raise ValueError("a method slot was released more often than it was taken")
+            self.used -= 1
+            if self._waiters:
+                self._changed.notify()
+
+
 class MethodLimiter:
     """Concurrency limits for the methods of one service; thread-safe, immutable after construction."""
 
-    __slots__ = ("_limits", "_semaphores")
+    __slots__ = ("_limits", "_slots")
 
     def __init__(self, limits: Mapping[str, int | None]) -> None:
         """``limits`` maps a key (``"RPC/echo"``) to its maximum concurrency; ``None`` means unlimited."""
@@ -46,9 +86,8 @@ class MethodLimiter:
                 raise ConfigurationError(f"thread limit for {key} must be a positive integer or None, not {limit!r}")
             checked[key] = limit
         self._limits: Mapping[str, int] = types.MappingProxyType(checked)
-        self._semaphores: Mapping[str, threading.BoundedSemaphore] = types.MappingProxyType(
-            {key: threading.BoundedSemaphore(limit) for key, limit in checked.items()}
-        )
+        slots = {key: _Slots(limit) for key, limit in checked.items()}
+        self._slots: Mapping[str, _Slots] = types.MappingProxyType(slots)
 
     @classmethod
     def for_table(
@@ -73,18 +112,18 @@ class MethodLimiter:
 
     def acquire(self, key: str, *, timeout: float | None = 0.0) -> bool:
         """Take a slot for ``key``; ``False`` when none is free within ``timeout`` (0: do not wait; None: wait)."""
-        semaphore = self._semaphores.get(key)
-        if semaphore is None:
+        slots = self._slots.get(key)
+        if slots is None:
             return True
         if timeout is not None and timeout <= 0:
-            return semaphore.acquire(blocking=False)
-        return semaphore.acquire(timeout=timeout)
+            return slots.try_take()
+        return slots.take(timeout)
 
     def release(self, key: str) -> None:
         """Give back a slot taken with :meth:`acquire` (raises ``ValueError`` if none was taken)."""
-        semaphore = self._semaphores.get(key)
-        if semaphore is not None:
-            semaphore.release()
+        slots = self._slots.get(key)
+        if slots is not None:
+            slots.give_back()
 
     @contextlib.contextmanager
     def slot(self, key: str, *, timeout: float | None = 0.0) -> Iterator[None]:

@@ -47,7 +47,8 @@ class WorkerPool:
     @property
     def waiting(self) -> int:
         """Tasks queued and not started yet."""
-        return self._queue.qsize()
+        # len() of the queue's deque is atomic: no lock round per call (qsize() takes the queue's mutex).
+        return len(self._queue.queue)
 
     def start(self) -> None:
         with self._lock:

@@ -282,6 +282,10 @@ class Deadline:
         self.seconds = seconds
         self._end = None if seconds is None else time.monotonic() + seconds
 
+    def left(self) -> float | None:
+        """Seconds left, possibly <= 0 (``None``: no limit); for callers that build their message only on expiry."""
+        return None if self._end is None else self._end - time.monotonic()
+
     def remaining(self, what: str) -> float | None:
         """Seconds left, raising :class:`DeadlineExceeded` (naming ``what``) once none are."""
         if self._end is None:

@@ -156,6 +156,9 @@ class PyOpenSSLStream:
         self._timeout: float | None = None
         self._closed = False
         self.on_close: Any = None  # set by the back end to keep the TLS session for resumption
+        # One poller per stream, registered once: building and registering one per wait costs on every call.
+        self._poller: Any = None
+        self._poll_events = 0
 
     def __repr__(self) -> str:
         who = self._identity.dn if self._identity else "unverified"
@@ -188,13 +191,15 @@ class PyOpenSSLStream:
         return -1 if self._closed else self._sock.fileno()
 
     def recv(self, max_bytes: int) -> bytes:
-        deadline = Deadline(self._timeout)
+        deadline: Deadline | None = None  # started at the first wait: a read that needs none reads no clock
         for _ in range(_MAX_IO_STEPS):
             try:
                 return self._conn.recv(max_bytes)
             except SSL.WantReadError:
+                deadline = deadline or Deadline(self._timeout)
                 self._wait(select.POLLIN, deadline, "receiving")
             except SSL.WantWriteError:
+                deadline = deadline or Deadline(self._timeout)
                 self._wait(select.POLLOUT, deadline, "receiving")
             except SSL.ZeroReturnError:
                 return b""
@@ -209,16 +214,18 @@ class PyOpenSSLStream:
 
     def send_all(self, data: bytes) -> None:
         view = memoryview(data)
-        deadline = Deadline(self._timeout)
+        deadline: Deadline | None = None
         for _ in range(_MAX_IO_STEPS):
             if not view:
                 return
             try:
                 sent = self._conn.send(view)
             except SSL.WantWriteError:
+                deadline = deadline or Deadline(self._timeout)
                 self._wait(select.POLLOUT, deadline, "sending")
                 continue
             except SSL.WantReadError:
+                deadline = deadline or Deadline(self._timeout)
                 self._wait(select.POLLIN, deadline, "sending")
                 continue
             except (SSL.ZeroReturnError, SSL.SysCallError) as exc:
@@ -245,7 +252,22 @@ class PyOpenSSLStream:
         return f"{self._peer[0]}:{self._peer[1]}"
 
     def _wait(self, events: int, deadline: Deadline, what: str) -> None:
-        _wait(self._sock, events, deadline.remaining(f"{what} ({self._where})"), f"{what} ({self._where})")
+        left = deadline.left()  # the strings below are built only on a timeout
+        timeout_ms: float | None = None
+        if left is not None:
+            if left <= 0:
+                raise DeadlineExceeded(f"{what} ({self._where}) did not complete within {deadline.seconds:g} s")
+            timeout_ms = left * 1000.0
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            poller.register(self._sock, events)
+            self._poll_events = events
+        elif events != self._poll_events:
+            poller.modify(self._sock, events)
+            self._poll_events = events
+        if not poller.poll(timeout_ms):
+            raise DeadlineExceeded(f"{what} ({self._where}) timed out")
 
 
 def _handshake(conn: SSL.Connection, sock: socket.socket, timeout: float | None, where: str) -> None:
