@@ -15,13 +15,14 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from examples.portal.devenv import DevEnvironment, dev_environment
 from examples.portal.server import PortalServer
-from examples.portal.sessions import COOKIE_NAME
+from examples.portal.sessions import COOKIE_NAME, SignedCookieSessionMiddleware
 from examples.portal.webclient import WebSession
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -134,6 +135,21 @@ def test_portal_without_trusted_host_gets_a_clear_refusal(env: DevEnvironment) -
         assert name not in [p["name"] for p in trusted.list_projects()["Value"]]
 
 
+def test_concurrent_users_never_see_each_others_identity(portal: str) -> None:
+    # One shared client, many requests at once: the delegation is per request (a ContextVar), never mixed up.
+    sessions = {name: WebSession(portal) for name in ("alice", "bob")}
+    for name, session in sessions.items():
+        session.sign_in(name)
+
+    def load(name: str) -> str:
+        return seen_identity(sessions[name].get("/projects").text)["username"]
+
+    names = ["alice", "bob"] * 12
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        seen = list(pool.map(load, names))
+    assert seen == names
+
+
 # -- sessions, forms and dev mode -------------------------------------------------------------------------------
 
 
@@ -155,6 +171,24 @@ def test_forms_need_the_sessions_csrf_token_and_cookies_cannot_be_forged(portal:
     payload, stamp, signature = str(cookie.value).split(".")
     cookie.value = f"{payload}.{stamp}.{signature[:-2]}AA"  # tampered signature
     assert alice.get("/projects").path == "/signin"
+
+
+def test_session_cookie_signature_and_age() -> None:
+    async def app(scope: object, receive: object, send: object) -> None:  # never called here
+        raise AssertionError
+
+    middleware = SignedCookieSessionMiddleware(app, "s" * 32, max_age=60)
+    value = middleware.encode({"user": "alice"}, now=1000)
+    assert middleware.decode(value, now=1030) == {"user": "alice"}
+    assert middleware.decode(value, now=1061) == {}  # too old
+    assert middleware.decode(value, now=900) == {}  # from the future
+    assert SignedCookieSessionMiddleware(app, "t" * 32).decode(value, now=1000) == {}  # another secret
+    payload, stamp, signature = value.split(".")
+    assert middleware.decode(f"{payload}.{int(stamp) + 1}.{signature}", now=1030) == {}  # signed stamp
+    for junk in ("", "null", "a.b", "a.b.c.d", f"!!.{stamp}.{signature}"):
+        assert middleware.decode(junk, now=1030) == {}
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        SignedCookieSessionMiddleware(app, "short")
 
 
 def test_dev_signin_redirects_only_to_local_paths(portal: str) -> None:
