@@ -220,6 +220,7 @@ _SUBSTITUTION = re.compile(r"\$\(((?:[^()]|\([^()]*\))*)\)")
 
 
 def _segments(text: str) -> list[list[str]]:
+    text = re.sub(r"(?<![\w-])\d(?=[<>])", "", text)  # a file descriptor number (2>&1), not an argument
     lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
     lexer.commenters = "#"
@@ -229,7 +230,7 @@ def _segments(text: str) -> list[list[str]]:
         return []
     segments: list[list[str]] = [[]]
     skip_next = False
-    for position, token in enumerate(tokens):
+    for token in tokens:
         if skip_next:
             skip_next = False
             continue
@@ -237,8 +238,6 @@ def _segments(text: str) -> list[list[str]]:
             segments.append([])
         elif token in _REDIRECTS:
             skip_next = True
-        elif token.isdigit() and position + 1 < len(tokens) and tokens[position + 1] in _REDIRECTS:
-            continue
         else:
             segments[-1].append(token)
     return [segment for segment in segments if segment]

@@ -237,7 +237,7 @@ class PageRunner:
                 self.skipped.append(f"{block.where} ({block.lang}): {block.directives.skip}")
             return
         if block.directives.file:
-            target = self.workdir / block.directives.file
+            target = Path.cwd() / block.directives.file  # where the page's shell is now
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(block.text)
         if block.lang in PYTHON_LANGS:
@@ -335,7 +335,7 @@ class PageRunner:
                 tomllib.loads(block.text)
             except tomllib.TOMLDecodeError as exc:
                 raise AssertionError(f"{block.where}: ```toml block does not parse: {exc}") from exc
-        path = self.workdir / (block.directives.file or f".doctest-block-{block.line}{suffix}")
+        path = Path.cwd() / (block.directives.file or f".doctest-block-{block.line}{suffix}")
         path.write_text(block.text)
         try:
             load_file(path)
