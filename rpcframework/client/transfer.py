@@ -150,9 +150,15 @@ class TransferClient:
         return self._run(TransferDirection.ToClient, info_for, action, on_progress, None)
 
     def sendBulk(
-        self, paths: Sequence[str | os.PathLike[str]], bulkId: str, token: str = "", compress: bool = True
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        bulkId: str,
+        token: str = "",
+        compress: bool = True,
+        on_progress: ProgressCallback | None = None,
     ) -> DReturn:
-        """Upload ``paths`` as one tar archive named ``bulkId`` + ``.tar.bz2`` (``.tar`` without compression)."""
+        """Upload ``paths`` as one tar archive named ``bulkId`` + ``.tar.bz2`` (``.tar`` without compression);
+        progress counts archive bytes."""
         info = FileInfo(bulk_name(bulkId, compress), token, -1)
         paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
         missing = [str(path) for path in paths if not os.path.exists(path)]
@@ -160,13 +166,22 @@ class TransferClient:
             return S_ERROR(f"Cannot send the bulk: missing {', '.join(missing)}")
         compression: Compression = "bz2" if compress else ""
         return self._run(
-            TransferDirection.BulkFromClient, lambda _r: info, lambda h: h.bulkToNetwork(paths, compression), None, None
+            TransferDirection.BulkFromClient,
+            lambda _r: info,
+            lambda h: h.bulkToNetwork(paths, compression),
+            on_progress,
+            None,
         )
 
     def receiveBulk(
-        self, destDir: str | os.PathLike[str], bulkId: str, token: str = "", compress: bool = True
+        self,
+        destDir: str | os.PathLike[str],
+        bulkId: str,
+        token: str = "",
+        compress: bool = True,
+        on_progress: ProgressCallback | None = None,
     ) -> DReturn:
-        """Download the bulk ``bulkId`` and extract it (safely) into ``destDir``."""
+        """Download the bulk ``bulkId`` and extract it (safely) into ``destDir``; progress counts archive bytes."""
         name = bulk_name(bulkId, compress)
         info = FileInfo(name, token)
         if not Path(destDir).is_dir():
@@ -175,7 +190,7 @@ class TransferClient:
             TransferDirection.BulkToClient,
             lambda _r: info,
             lambda h: h.networkToBulk(destDir, compression_for(name)),
-            None,
+            on_progress,
             None,
         )
 

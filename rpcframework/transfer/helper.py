@@ -81,8 +81,9 @@ class _Aborted(Exception):
 class _NetworkWriter:
     """A write-only file object whose bytes go out as transfer chunks (tar writes bulks through it)."""
 
-    def __init__(self, helper: FileHelper) -> None:
+    def __init__(self, helper: FileHelper, progress: Progress) -> None:
         self._helper = helper
+        self._progress = progress
         self._buffer = bytearray()
 
     def write(self, data: bytes | memoryview) -> int:
@@ -90,11 +91,13 @@ class _NetworkWriter:
         while len(self._buffer) >= CHUNK_SIZE:
             self._helper._send_chunk(memoryview(self._buffer)[:CHUNK_SIZE])
             del self._buffer[:CHUNK_SIZE]
+            self._progress.advance(CHUNK_SIZE)
         return len(data)
 
     def flush(self) -> None:
         if self._buffer:
             self._helper._send_chunk(bytes(self._buffer))
+            self._progress.advance(len(self._buffer))
             self._buffer.clear()
 
 
@@ -307,18 +310,26 @@ class FileHelper:
         *,
         arcnames: Sequence[str] | None = None,
     ) -> DReturn:
-        """Send ``paths`` as one tar stream (compressed unless ``compression=""``); ``S_OK(member names)``."""
-        writer = _NetworkWriter(self)
+        """Send ``paths`` as one tar stream (compressed unless ``compression=""``); ``S_OK(member names)``.
+        Progress counts archive bytes (the total is unknown until the end)."""
+        progress = Progress(self.on_progress, None)
+        writer = _NetworkWriter(self, progress)
         try:
             self._grant_start(None)
             names = write_archive(paths, writer, compression, arcnames=arcnames)  # type: ignore[arg-type]
             writer.flush()
             result = self._send_end()
-            return S_OK(names) if result["OK"] else result
         except _Aborted as exc:
             return S_ERROR(str(exc))
         except OSError as exc:
             return self.sendError(f"Cannot read the bulk: {exc}")
+        except Exception as exc:  # the progress callback cancelled, or the connection broke: tell the receiver
+            logger.debug("bulk send failed: %r", exc)
+            return self.sendError(f"Cannot send the bulk: {exc}")
+        if not result["OK"]:
+            return result
+        progress.finish()
+        return S_OK(names)
 
     send_bulk = bulkToNetwork
 

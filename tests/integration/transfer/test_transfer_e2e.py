@@ -223,3 +223,21 @@ def test_resumed_download(url: str, store: Path, tmp_path: Path, rpcframework_cl
     assert dest.read_bytes() == payload
     assert min(seen) == 2 * 1024 * 1024  # started at the granted offset, not at 0
     assert not partial_path(dest).exists()
+
+
+def test_bulk_progress_counts_archive_bytes(
+    url: str, tmp_path: Path, rpcframework_client_options: dict[str, Any]
+) -> None:
+    src = tmp_path / "bulk-src"
+    src.mkdir()
+    (src / "r.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    client = TransferClient(url, **rpcframework_client_options)
+    up: list[tuple[int, int | None]] = []
+    assert client.sendBulk([src / "r.bin"], "prog", compress=False, on_progress=lambda d, t: up.append((d, t)))["OK"]
+    assert len(up) >= 3 and [d for d, _ in up] == sorted(d for d, _ in up)
+    assert up[-1][0] > 3 * 1024 * 1024 and up[-1][1] == up[-1][0]  # tar headers included; total known at the end
+    dest = tmp_path / "bulk-dest"
+    dest.mkdir()
+    down: list[int] = []
+    assert client.receiveBulk(dest, "prog", compress=False, on_progress=lambda d, t: down.append(d))["OK"]
+    assert down[-1] > 3 * 1024 * 1024 and down == sorted(down)
