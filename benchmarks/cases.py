@@ -25,13 +25,12 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
+from benchmarks.common import Caller, Case, split_address, wait_for_stop
 from benchmarks.raw_tls_echo import MESSAGE, read_exactly, stdlib_client_context, stdlib_server_context
 
 __all__ = ["CASES", "Caller", "Case", "wait_for_stop"]
@@ -41,42 +40,7 @@ TEXT = MESSAGE.decode()
 #: Bounds for the server loops (they also end when their process is stopped).
 _MAX_ACCEPTS = 10_000_000
 _MAX_ECHOES = 100_000_000
-#: A server process never outlives this, even if the parent forgets to stop it.
-_MAX_SERVE_SECONDS = 3600.0
-
-
-class Caller(Protocol):
-    """One measured operation per ``call()``."""
-
-    def call(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    description: str
-    floor: str | None  # the raw case this one is compared with
-    serve: Callable[[Path, Connection], None]
-    client: Callable[[Path, str], Caller]
-
-
-def wait_for_stop(control: Connection, limit: float = _MAX_SERVE_SECONDS) -> None:
-    """Block until the parent says ``"stop"``, closes the pipe, or ``limit`` seconds pass."""
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        try:
-            if control.poll(0.5):
-                control.recv()
-                return
-        except (EOFError, OSError):
-            return
-
-
-def _split(address: str) -> tuple[str, int]:
-    host, port = address.rsplit(":", 1)
-    return host, int(port)
+_split = split_address
 
 
 # -- raw servers --------------------------------------------------------------------------------------------------
@@ -112,32 +76,41 @@ class _ServerWrapper:
         return sock.recv, sock.sendall, sock.close
 
 
-def _echo_connections(kind: str, ca: Path, listener: socket.socket) -> None:
-    """Serve connections one after the other: echo 100-byte messages until the client closes."""
+def _echo_one(wrapper: _ServerWrapper, sock: socket.socket) -> None:
+    """Handshake (if TLS) and echo 100-byte messages until the client closes."""
+    try:
+        recv, send, close = wrapper.wrap(sock)
+    except Exception:  # a client that went away mid-handshake: serve the next one
+        sock.close()
+        return
+    try:
+        for _ in range(_MAX_ECHOES):
+            data = read_exactly(recv, len(MESSAGE))
+            if len(data) < len(MESSAGE):
+                break
+            send(data)
+    except Exception as exc:  # a connection reset by a departing client ends that connection only
+        logging.getLogger(__name__).debug("echo connection ended: %s", exc)
+    finally:
+        close()
+
+
+def _echo_connections(kind: str, ca: Path, listener: socket.socket, threaded: bool) -> None:
+    """Serve connections one after the other, or (``threaded``) each in its own thread, as a thread-per-connection
+    server does (the concurrent cases)."""
     wrapper = _ServerWrapper(kind, ca)
     for _ in range(_MAX_ACCEPTS):
         sock, _ = listener.accept()
-        try:
-            recv, send, close = wrapper.wrap(sock)
-        except Exception:  # a client that went away mid-handshake: serve the next one
-            sock.close()
-            continue
-        try:
-            for _ in range(_MAX_ECHOES):
-                data = read_exactly(recv, len(MESSAGE))
-                if len(data) < len(MESSAGE):
-                    break
-                send(data)
-        except Exception as exc:  # a connection reset by a departing client ends that connection only
-            logging.getLogger(__name__).debug("echo connection ended: %s", exc)
-        finally:
-            close()
+        if threaded:
+            threading.Thread(target=_echo_one, args=(wrapper, sock), daemon=True).start()
+        else:
+            _echo_one(wrapper, sock)
 
 
-def _raw_server(kind: str) -> Callable[[Path, Connection], None]:
+def _raw_server(kind: str, *, threaded: bool = False) -> Callable[[Path, Connection], None]:
     def serve(ca: Path, control: Connection) -> None:
         listener = socket.create_server(("127.0.0.1", 0), backlog=128)
-        thread = threading.Thread(target=_echo_connections, args=(kind, ca, listener), daemon=True)
+        thread = threading.Thread(target=_echo_connections, args=(kind, ca, listener, threaded), daemon=True)
         thread.start()
         control.send(f"127.0.0.1:{listener.getsockname()[1]}")
         wait_for_stop(control)
@@ -259,23 +232,35 @@ def _rpc_server(protocol: str) -> Callable[[Path, Connection], None]:
 
 
 class _DiracTransport:
-    """A ``Transport`` opening pure DIRAC clients: no extensions offered, so one connection per call."""
+    """A ``Transport`` opening pure DIRAC clients: no extensions offered, so one connection per call.
+
+    ``session_reuse``: their pyOpenSSL back end keeps the last TLS session per server and offers it on the next
+    connection (``get_backend("pyopenssl", session_reuse=True)``, shared through ``RPCClient(backends=...)``)."""
+
+    def __init__(self, *, session_reuse: bool = False) -> None:
+        self.backends: dict[str, Any] = {}
+        if session_reuse:
+            from rpcframework.transports import get_backend
+
+            self.backends["pyopenssl"] = get_backend("pyopenssl", session_reuse=True)
 
     def open_target(self, service: str, options: Any) -> Any:
         from rpcframework.client import RPCClient
 
-        return RPCClient(service, options, offer=None)
+        return RPCClient(service, options, offer=None, backends=self.backends)
 
 
 class _RPCEcho:
     """``call()``: ``client.echo(TEXT)`` through the public ``Client``, checked."""
 
-    def __init__(self, ca: Path, url: str, *, dirac_mode: bool = False) -> None:
+    def __init__(self, ca: Path, url: str, *, dirac_mode: bool = False, session_reuse: bool = False) -> None:
         from rpcframework.client import Client
         from rpcframework.config import load_dict
 
         config = load_dict({"DIRAC": {"Security": {"CALocation": str(ca / "certificates")}}}, "<bench>")
-        transport = _DiracTransport() if dirac_mode else None
+        transport = _DiracTransport(session_reuse=session_reuse) if dirac_mode else None
+        self._transport = transport
+        self._ca, self._url = ca, url
         self._client = Client(url, transport=transport, proxyLocation=str(ca / "proxy.pem"), config=config)
         self._echo = self._client.echo
 
@@ -288,64 +273,126 @@ class _RPCEcho:
         self._client.close()
 
 
-CASES: dict[str, Case] = {
-    case.name: case
-    for case in (
-        Case(
-            "raw_tcp_echo",
-            "plain TCP, 100-byte echo, one persistent connection",
-            None,
-            _raw_server("tcp"),
-            lambda ca, address: _PersistentEcho("tcp", ca, address),
-        ),
-        Case(
-            "raw_ssl_echo",
-            "stdlib ssl, 100-byte echo, one persistent connection",
-            None,
-            _raw_server("stdlib"),
-            lambda ca, address: _PersistentEcho("stdlib", ca, address),
-        ),
-        Case(
-            "raw_pyopenssl_echo",
-            "rpcframework's pyOpenSSL stream, 100-byte echo, one persistent connection",
-            None,
-            _raw_server("pyopenssl"),
-            lambda ca, address: _PersistentEcho("pyopenssl", ca, address),
-        ),
-        Case(
-            "raw_ssl_connect_echo",
-            "stdlib ssl: TCP connect + full handshake + one 100-byte echo + close, per operation",
-            None,
-            _raw_server("stdlib"),
-            _ConnectEcho,
-        ),
-        Case(
-            "raw_pyopenssl_connect_echo",
-            "rpcframework's pyOpenSSL back end: connect + full handshake + one 100-byte echo + close, per operation",
-            None,
-            _raw_server("pyopenssl"),
-            _PyOpenSSLConnectEcho,
-        ),
-        Case(
-            "rpc_reused",
-            "Client -> ServiceReactor echo(100 chars), dips:// (pyOpenSSL), one thread, reused connection",
-            "raw_pyopenssl_echo",
-            _rpc_server("dips"),
-            _RPCEcho,
-        ),
-        Case(
-            "rpc_new_connection",
-            "same over a new dips:// connection per call (pure DIRAC client, no reuse offered)",
-            "raw_pyopenssl_connect_echo",
-            _rpc_server("dips"),
-            lambda ca, url: _RPCEcho(ca, url, dirac_mode=True),
-        ),
-        Case(
-            "rpc_plain_reused",
-            "Client -> ServiceReactor echo(100 chars), dip:// (plain TCP), one thread, reused connection",
-            "raw_tcp_echo",
-            _rpc_server("dip"),
-            _RPCEcho,
-        ),
-    )
-}
+class _RPCResumedEcho(_RPCEcho):
+    """``rpc_new_connection`` with the client's TLS session cache on; :meth:`extras` says whether the server
+    really resumed: two direct connects with a session-caching back end, the second offering the first's session
+    (``PyOpenSSLStream.session_reused``)."""
+
+    def __init__(self, ca: Path, url: str) -> None:
+        super().__init__(ca, url, dirac_mode=True, session_reuse=True)
+
+    def extras(self) -> dict[str, Any]:
+        from rpcframework.transports import TLSConfig, get_backend
+
+        host, port = _split(self._url.split("://", 1)[1].split("/", 1)[0])
+        backend: Any = get_backend("pyopenssl", session_reuse=True)
+        tls = TLSConfig(cert_file=str(self._ca / "proxy.pem"), ca_dir=str(self._ca / "certificates"))
+        reused: list[bool] = []
+        for _ in range(3):
+            stream = backend.connect(host, port, tls=tls, server_hostname="localhost")
+            reused.append(bool(stream.session_reused))
+            stream.close()
+        return {"session_resumed": any(reused[1:]), "resumption_probe": reused}
+
+
+_BASE_CASES = (
+    Case(
+        "raw_tcp_echo",
+        "plain TCP, 100-byte echo, one persistent connection",
+        None,
+        _raw_server("tcp"),
+        lambda ca, address: _PersistentEcho("tcp", ca, address),
+    ),
+    Case(
+        "raw_ssl_echo",
+        "stdlib ssl, 100-byte echo, one persistent connection",
+        None,
+        _raw_server("stdlib"),
+        lambda ca, address: _PersistentEcho("stdlib", ca, address),
+    ),
+    Case(
+        "raw_pyopenssl_echo",
+        "rpcframework's pyOpenSSL stream, 100-byte echo, one persistent connection",
+        None,
+        _raw_server("pyopenssl"),
+        lambda ca, address: _PersistentEcho("pyopenssl", ca, address),
+    ),
+    Case(
+        "raw_ssl_connect_echo",
+        "stdlib ssl: TCP connect + full handshake + one 100-byte echo + close, per operation",
+        None,
+        _raw_server("stdlib"),
+        _ConnectEcho,
+    ),
+    Case(
+        "raw_pyopenssl_connect_echo",
+        "rpcframework's pyOpenSSL back end: connect + full handshake + one 100-byte echo + close, per operation",
+        None,
+        _raw_server("pyopenssl"),
+        _PyOpenSSLConnectEcho,
+    ),
+    Case(
+        "rpc_reused",
+        "Client -> ServiceReactor echo(100 chars), dips:// (pyOpenSSL), one thread, reused connection",
+        "raw_pyopenssl_echo",
+        _rpc_server("dips"),
+        _RPCEcho,
+    ),
+    Case(
+        "rpc_new_connection",
+        "same over a new dips:// connection per call (pure DIRAC client, no reuse offered)",
+        "raw_pyopenssl_connect_echo",
+        _rpc_server("dips"),
+        lambda ca, url: _RPCEcho(ca, url, dirac_mode=True),
+    ),
+    Case(
+        "rpc_new_connection_resumed",
+        "rpc_new_connection with the client's TLS session cache on (session_reuse=True); our server refuses"
+        " resumption, see the notes",
+        "raw_pyopenssl_connect_echo",
+        _rpc_server("dips"),
+        _RPCResumedEcho,
+    ),
+    Case(
+        "rpc_plain_reused",
+        "Client -> ServiceReactor echo(100 chars), dip:// (plain TCP), one thread, reused connection",
+        "raw_tcp_echo",
+        _rpc_server("dip"),
+        _RPCEcho,
+    ),
+)
+
+#: The concurrent cases: 32 client threads in one client process, each with its own connection (see
+#: benchmarks/notes/where_the_time_goes.md for why one process).
+_CONCURRENT_CASES = (
+    Case(
+        "raw_ssl_echo_32",
+        "stdlib ssl, 100-byte echo, 32 client threads with a connection each; server: a thread per connection",
+        None,
+        _raw_server("stdlib", threaded=True),
+        lambda ca, address: _PersistentEcho("stdlib", ca, address),
+        threads=32,
+    ),
+    Case(
+        "rpc_reused_32",
+        "rpc_reused with 32 client threads, each with its own Client (so its own reused connection)",
+        "raw_ssl_echo_32",
+        _rpc_server("dips"),
+        _RPCEcho,
+        threads=32,
+    ),
+)
+
+
+def _all_cases() -> dict[str, Case]:
+    from benchmarks.grpc_cases import GRPC_CASES
+    from benchmarks.idle_case import IDLE_CASES
+    from benchmarks.transfer_cases import TRANSFER_CASES
+
+    single = tuple(case for case in GRPC_CASES if case.threads == 1)
+    concurrent = (*_CONCURRENT_CASES, *(case for case in GRPC_CASES if case.threads > 1))
+    ordered = (*_BASE_CASES, *single, *concurrent, *TRANSFER_CASES, *IDLE_CASES)
+    return {case.name: case for case in ordered}
+
+
+CASES: dict[str, Case] = _all_cases()

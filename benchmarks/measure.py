@@ -7,12 +7,13 @@ latency percentiles over every measured call (in microseconds).
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Plan", "combine", "drive", "percentile", "summarize"]
+__all__ = ["Plan", "combine", "drive", "drive_concurrent", "percentile", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,74 @@ def drive(call: Callable[[], None], plan: Plan) -> dict[str, Any]:
     return {"rates": rates, "warmup_calls": warmup_calls, "cpu_seconds": cpu, "samples": samples}
 
 
+class _Windows:
+    """The shared clock of a concurrent run: warm-up until ``start``, then ``repetitions`` windows of
+    ``duration`` seconds; a call counts in the window in which it completed."""
+
+    def __init__(self, plan: Plan, start: float) -> None:
+        self.start = start
+        self.duration = max(plan.duration, 1e-3)
+        self.repetitions = plan.repetitions
+        self.end = start + self.duration * plan.repetitions
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+
+    def run(self, call: Callable[[], None], max_calls: int, counts: list[int], samples: list[float]) -> None:
+        clock = time.perf_counter
+        try:
+            for _ in range(max_calls):
+                before = clock()
+                call()
+                now = clock()
+                if now >= self.start:
+                    index = int((now - self.start) / self.duration)
+                    if index < self.repetitions:
+                        counts[index] += 1
+                        samples.append(now - before)
+                if now >= self.end or self.stop.is_set():
+                    return
+        except BaseException as exc:  # any failure ends the whole run; the caller re-raises it
+            self.errors.append(exc)
+            self.stop.set()
+
+
+def drive_concurrent(calls: Sequence[Callable[[], None]], plan: Plan) -> dict[str, Any]:
+    """Like :func:`drive` with one thread per element of ``calls``, all calling at once: warm-up, then
+    ``plan.repetitions`` windows of ``plan.duration`` seconds on a shared clock. The rate of a window is every
+    call that completed in it (all threads) divided by its length; latencies are every such call's."""
+    windows = _Windows(plan, time.perf_counter() + 0.05 + plan.warmup)
+    counts = [[0] * plan.repetitions for _ in calls]
+    samples: list[list[float]] = [[] for _ in calls]
+    threads = [
+        threading.Thread(target=windows.run, args=(call, plan.max_calls, counts[i], samples[i]), daemon=True)
+        for i, call in enumerate(calls)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(max(0.0, windows.start - time.perf_counter()))
+    cpu_start = time.process_time()
+    limit = time.monotonic() + (windows.end - time.perf_counter()) + 60.0
+    for thread in threads:
+        thread.join(max(0.0, limit - time.monotonic()))
+    cpu = time.process_time() - cpu_start
+    windows.stop.set()
+    if windows.errors:
+        raise windows.errors[0]
+    if any(thread.is_alive() for thread in threads):
+        raise TimeoutError("a client thread did not finish within 60 s of the end of the run")
+    rates = [sum(row[index] for row in counts) / windows.duration for index in range(plan.repetitions)]
+    merged = [value for part in samples for value in part]
+    return {"rates": rates, "warmup_calls": 0, "cpu_seconds": cpu, "samples": merged}
+
+
 def combine(outcomes: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Merge the :func:`drive` results of several rounds of one case into the figures the report shows."""
     rates = [rate for outcome in outcomes for rate in outcome["rates"]]
     samples = [sample for outcome in outcomes for sample in outcome["samples"]]
     cpu = sum(outcome["cpu_seconds"] for outcome in outcomes)
+    extras = next((outcome["extras"] for outcome in reversed(outcomes) if outcome.get("extras")), None)
     return {
+        **({"extras": extras} if extras else {}),
         "rates": rates,
         "calls_per_s": summarize(rates),
         "client_cpu_us": 1e6 * cpu / len(samples) if samples else 0.0,

@@ -20,15 +20,30 @@ NOTES = ROOT / "benchmarks" / "notes" / "where_the_time_goes.md"
 _COLUMNS = ("case", "calls/s (median)", "min", "max", "spread", "p50 µs", "p99 µs", "client CPU µs", "vs floor")
 
 
+_MIB = 1024 * 1024
+_THROUGHPUT_COLUMNS = ("case", "MiB/s (median)", "min", "max", "s per 256 MiB (p50)", "transfers", "vs floor")
+_IDLE_COLUMNS = ("case", "connections", "server RSS before", "after", "after the calls", "per connection", "opened in")
+
+
+def _floor(entry: dict[str, Any]) -> str:
+    ratio = entry.get("ratio_to_floor")
+    return f"{ratio:.2f} x {entry['floor']}" if ratio is not None else ("—" if entry["floor"] is None else "n/a")
+
+
+def _error_row(name: str, entry: dict[str, Any], width: int) -> tuple[str, ...]:
+    return (name, "error: " + str(entry["error"])[:60], *[""] * (width - 2))
+
+
 def _rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for name, entry in report["cases"].items():
+        if entry.get("kind") == "throughput":
+            continue
         if "error" in entry:
             rows.append((name, "error: " + str(entry["error"])[:60], *[""] * (len(_COLUMNS) - 2)))
             continue
         rate = entry["calls_per_s"]
-        ratio = entry.get("ratio_to_floor")
-        floor = f"{ratio:.2f} x {entry['floor']}" if ratio is not None else ("—" if entry["floor"] is None else "n/a")
+        floor = _floor(entry)
         rows.append(
             (
                 name,
@@ -45,24 +60,109 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
     return rows
 
 
-def format_table(report: dict[str, Any]) -> str:
-    """A fixed-width table for the terminal."""
-    rows = [_COLUMNS, *_rows(report)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+def _throughput_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for name, entry in report["cases"].items():
+        if entry.get("kind") != "throughput":
+            continue
+        if "error" in entry:
+            rows.append(_error_row(name, entry, len(_THROUGHPUT_COLUMNS)))
+            continue
+        per_call = entry["bytes_per_call"] / _MIB
+        rate = entry["calls_per_s"]
+        rows.append(
+            (
+                name,
+                f"{rate['median'] * per_call:,.0f}",
+                f"{rate['min'] * per_call:,.0f}",
+                f"{rate['max'] * per_call:,.0f}",
+                f"{entry['p50_us'] / 1e6:.2f}",
+                f"{entry['calls']}",
+                _floor(entry),
+            )
+        )
+    return rows
+
+
+def _idle_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for name, entry in report["cases"].items():
+        if entry.get("kind") != "idle":
+            continue
+        extras = entry.get("extras")
+        if "error" in entry or not extras:
+            rows.append(_error_row(name, {"error": entry.get("error", "no memory figures")}, len(_IDLE_COLUMNS)))
+            continue
+        rows.append(
+            (
+                name,
+                f"{extras['idle_connections']:,}",
+                f"{extras['server_rss_before_mib']:.1f} MiB",
+                f"{extras['server_rss_after_mib']:.1f} MiB",
+                f"{extras['server_rss_after_calls_mib']:.1f} MiB",
+                f"{extras['kib_per_connection']:.0f} KiB",
+                f"{extras['open_seconds']:.1f} s",
+            )
+        )
+    return rows
+
+
+def _goal_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for goal in report.get("goals", []):
+        met = {True: "met", False: "**missed**", None: "n/a"}[goal["met"]]
+        versus = f" vs `{goal['versus']}`" if goal.get("versus") else ""
+        rows.append((goal["goal"], f"`{goal['case']}`{versus}", goal["detail"], met))
+    return rows
+
+
+def _fixed_width(columns: tuple[str, ...], body: list[tuple[str, ...]]) -> list[str]:
+    rows = [columns, *body]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = [
         "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
         for row in rows
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
+    return lines
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """Fixed-width tables for the terminal."""
+    lines = _fixed_width(_COLUMNS, _rows(report))
+    for columns, body in ((_THROUGHPUT_COLUMNS, _throughput_rows(report)), (_IDLE_COLUMNS, _idle_rows(report))):
+        if body:
+            lines += ["", *_fixed_width(columns, body)]
+    goals = [(goal, met, detail) for goal, _, detail, met in _goal_rows(report)]
+    if goals:
+        lines += ["", *_fixed_width(("goal", "met", "measured"), [(g, m.strip("*"), d) for g, m, d in goals])]
     return "\n".join(lines)
 
 
+def _md(columns: tuple[str, ...], body: list[tuple[str, ...]], *, code_first: bool = True) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(["---", *["---:"] * (len(columns) - 1)]) + "|"]
+    return lines + ["| " + " | ".join((f"`{row[0]}`" if code_first else row[0], *row[1:])) + " |" for row in body]
+
+
 def _markdown_table(report: dict[str, Any]) -> list[str]:
-    lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "|".join(["---", *["---:"] * (len(_COLUMNS) - 1)]) + "|"]
-    lines += ["| " + " | ".join((f"`{row[0]}`", *row[1:])) + " |" for row in _rows(report)]
+    lines = _md(_COLUMNS, _rows(report))
+    throughput, idle = _throughput_rows(report), _idle_rows(report)
+    if throughput:
+        lines += ["", *_md(_THROUGHPUT_COLUMNS, throughput)]
+    if idle:
+        lines += ["", *_md(_IDLE_COLUMNS, idle)]
     lines += ["", "| case | what one call is |", "|---|---|"]
     lines += [f"| `{name}` | {entry['description']} |" for name, entry in report["cases"].items()]
     return lines
+
+
+def _goals_table(report: dict[str, Any]) -> list[str]:
+    rows = _goal_rows(report)
+    if not rows:
+        return []
+    header = ("goal", "cases", "measured", "")
+    lines = ["## Goals", "", "| " + " | ".join(header) + " |", "|---|---|---:|---|"]
+    return [*lines, *["| " + " | ".join(row) + " |" for row in rows], ""]
 
 
 def _dirty(machine: dict[str, Any]) -> str:
@@ -132,6 +232,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         *_markdown_table(report),
         "",
+        *_goals_table(report),
         "## How to run",
         "",
         _HOW_TO_RUN,

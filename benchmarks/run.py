@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import sys
 import tempfile
 import time
@@ -30,8 +31,10 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.cases import CASES
+from benchmarks.common import PAYLOAD_SIZE, Caller, payload_path
+from benchmarks.goals import evaluate_goals
 from benchmarks.machine import ROOT, describe_machine, load_average, python_loop_ms
-from benchmarks.measure import Plan, combine, drive
+from benchmarks.measure import Plan, combine, drive, drive_concurrent
 from benchmarks.report import format_table, write_markdown
 
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
@@ -71,20 +74,35 @@ class ClientJob:
     profile: str | None = None
 
 
-def client_main(job: ClientJob, results: Connection) -> None:
-    """Client process: connect, measure, send the measurements (or the error) back."""
-    try:
-        caller = CASES[job.name].client(Path(job.ca), job.address)
-        try:
-            if job.profile is None:
-                outcome = drive(caller.call, job.plan)
-            else:
-                from benchmarks.profiling import profile_current_thread
+def _measure(callers: list[Caller], job: ClientJob) -> dict[str, Any]:
+    if len(callers) > 1:
+        for caller in callers:  # connect each one first (as the raw and gRPC callers do in their constructor)
+            caller.call()
+        return drive_concurrent([caller.call for caller in callers], job.plan)
+    if job.profile is None:
+        return drive(callers[0].call, job.plan)
+    from benchmarks.profiling import profile_current_thread
 
-                with profile_current_thread(Path(job.profile)):
-                    outcome = drive(caller.call, job.plan)
+    with profile_current_thread(Path(job.profile)):
+        return drive(callers[0].call, job.plan)
+
+
+def client_main(job: ClientJob, results: Connection) -> None:
+    """Client process: connect (one caller per client thread), measure, send the measurements (or the error)
+    back; a caller with an ``extras()`` method adds what it returns (after the measurement)."""
+    case = CASES[job.name]
+    callers: list[Caller] = []
+    try:
+        try:
+            for _ in range(case.threads):
+                callers.append(case.client(Path(job.ca), job.address))
+            outcome = _measure(callers, job)
+            extras = getattr(callers[0], "extras", None)
+            if extras is not None:
+                outcome["extras"] = extras()
         finally:
-            caller.close()
+            for caller in callers:
+                caller.close()
     except Exception as exc:
         results.send({"error": f"{type(exc).__name__}: {exc}"})
         return
@@ -137,8 +155,9 @@ def run_case(name: str, ca: Path, plan: Plan, profile_dir: Path | None = None) -
         job = ClientJob(name, str(ca), address, plan, profiles[1])
         client = ctx.Process(target=client_main, args=(job, client_end), name=f"bench-client-{name}")
         client.start()
-        if not _wait_message(results, client, plan.budget()):
-            return {"error": f"the client gave no result (exit code {client.exitcode}, limit {plan.budget():g} s)"}
+        budget = plan.budget() + CASES[name].setup_seconds
+        if not _wait_message(results, client, budget):
+            return {"error": f"the client gave no result (exit code {client.exitcode}, limit {budget:g} s)"}
         outcome: dict[str, Any] = results.recv()
         control.send("stop")
         return outcome
@@ -150,19 +169,20 @@ def run_case(name: str, ca: Path, plan: Plan, profile_dir: Path | None = None) -
 
 
 def run_cases(
-    names: list[str], plan: Plan, ca: Path, *, rounds: int = 1, verbose: bool = True
+    names: list[str], plan: Plan, ca: Path, *, rounds: int = 1, quick: bool = False, verbose: bool = True
 ) -> dict[str, dict[str, Any]]:
-    """Run every case ``rounds`` times, round-robin (a slow spell on a shared machine then hits every case, not
-    just one), and merge each case's rounds."""
+    """Run every case ``rounds`` times (or its own ``max_rounds``), round-robin (a slow spell on a shared machine
+    then hits every case, not just one), and merge each case's rounds."""
     outcomes: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     errors: dict[str, str] = {}
     for index in range(rounds):
         for name in names:
-            if name in errors:
+            case = CASES[name]
+            if name in errors or index >= case.rounds_for(rounds):
                 continue
             if verbose:
                 print(f"... round {index + 1}/{rounds}: {name}", file=sys.stderr, flush=True)
-            outcome = run_case(name, ca, plan)
+            outcome = run_case(name, ca, case.plan_for(plan, quick))
             if "error" in outcome:
                 errors[name] = outcome["error"]
             else:
@@ -170,7 +190,14 @@ def run_cases(
     out: dict[str, dict[str, Any]] = {}
     for name in names:
         case = CASES[name]
-        entry: dict[str, Any] = {"description": case.description, "floor": case.floor}
+        entry: dict[str, Any] = {
+            "description": case.description,
+            "floor": case.floor,
+            "kind": case.kind,
+            "threads": case.threads,
+            "bytes_per_call": case.bytes_per_call,
+            "plan": {**case.plan_for(plan, quick).to_dict(), "rounds": case.rounds_for(rounds)},
+        }
         entry.update({"error": errors[name]} if name in errors else combine(outcomes[name]))
         out[name] = entry
     for entry in out.values():
@@ -185,6 +212,18 @@ def make_ca(directory: Path) -> Path:
 
     DevCA.init(directory)
     return directory
+
+
+def make_payload(path: Path, size: int = PAYLOAD_SIZE) -> Path:
+    """``size`` random bytes at ``path`` (written in 4 MiB pieces), for the transfer cases; fsynced, so the
+    kernel's write-back of the new file does not run during the first measurement."""
+    piece = 4 * 1024 * 1024
+    with path.open("wb") as out:
+        for offset in range(0, size, piece):
+            out.write(os.urandom(min(piece, size - offset)))
+        out.flush()
+        os.fsync(out.fileno())
+    return path
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -228,10 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     machine = describe_machine()
     with tempfile.TemporaryDirectory(prefix="rpcframework-bench-") as scratch:
         ca = make_ca(Path(scratch) / "ca")
-        cases = run_cases(names, plan, ca, rounds=rounds)
+        if any(CASES[name].needs_payload for name in names):
+            make_payload(payload_path(ca))
+        cases = run_cases(names, plan, ca, rounds=rounds, quick=args.quick)
     machine["load_average_after"] = load_average()
     machine["python_loop_ms_after"] = python_loop_ms()
     report = {"machine": machine, "plan": {**plan.to_dict(), "rounds": rounds}, "note": args.note, "cases": cases}
+    report["goals"] = evaluate_goals(cases)
     print(format_table(report))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,84 @@
+"""The performance goals, checked against a run's results (``report["goals"]``, shown in docs/performance.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["GOALS", "IDLE_RSS_LIMIT_MIB", "evaluate_goals"]
+
+#: idle_1000: the server's RSS with 1,000 idle connections must stay under this.
+IDLE_RSS_LIMIT_MIB = 150.0
+
+
+@dataclass(frozen=True)
+class RatioGoal:
+    """``case`` must reach ``at_least`` x the calls/s (or MiB/s) of ``versus``."""
+
+    goal: str
+    case: str
+    versus: str
+    at_least: float
+
+
+GOALS = (
+    RatioGoal(
+        "reused connection, 1 client >= 0.6 x raw TLS (pyOpenSSL stream)", "rpc_reused", "raw_pyopenssl_echo", 0.6
+    ),
+    RatioGoal("reused connection, 1 client >= 0.6 x raw TLS (stdlib ssl)", "rpc_reused", "raw_ssl_echo", 0.6),
+    RatioGoal("reused connection, 1 client >= 2.5 x gRPC", "rpc_reused", "grpc_unary", 2.5),
+    RatioGoal(
+        "new connection per call >= 0.85 x raw connect + handshake + echo",
+        "rpc_new_connection",
+        "raw_pyopenssl_connect_echo",
+        0.85,
+    ),
+    RatioGoal("32 clients >= 0.5 x raw TLS", "rpc_reused_32", "raw_ssl_echo_32", 0.5),
+    RatioGoal("32 clients >= 3 x gRPC", "rpc_reused_32", "grpc_unary_32", 3.0),
+    RatioGoal("upload 256 MiB >= 0.6 x raw TLS bulk", "transfer_256mib_up", "raw_tls_bulk", 0.6),
+    RatioGoal("download 256 MiB >= 0.6 x raw TLS bulk", "transfer_256mib_down", "raw_tls_bulk", 0.6),
+)
+
+
+def _median(entry: dict[str, Any] | None) -> float | None:
+    if not entry or "calls_per_s" not in entry:
+        return None
+    value = entry["calls_per_s"]["median"]
+    return float(value) if value else None
+
+
+def _ratio_goal(goal: RatioGoal, cases: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    if goal.case not in cases or goal.versus not in cases:
+        return None
+    ours, theirs = _median(cases[goal.case]), _median(cases[goal.versus])
+    out: dict[str, Any] = {"goal": goal.goal, "case": goal.case, "versus": goal.versus, "target": goal.at_least}
+    if ours is None or theirs is None:
+        return {**out, "measured": None, "met": None, "detail": "a case failed"}
+    ratio = ours / theirs
+    return {**out, "measured": ratio, "met": ratio >= goal.at_least, "detail": f"{ratio:.2f} x"}
+
+
+def _idle_goal(cases: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    entry = cases.get("idle_1000")
+    if entry is None:
+        return None
+    out: dict[str, Any] = {
+        "goal": f"1,000 idle connections: server RSS < {IDLE_RSS_LIMIT_MIB:g} MiB, new calls answered",
+        "case": "idle_1000",
+        "versus": None,
+        "target": IDLE_RSS_LIMIT_MIB,
+    }
+    extras = entry.get("extras") or {}
+    rss = extras.get("server_rss_after_mib")
+    if "error" in entry or rss is None:
+        return {**out, "measured": None, "met": False, "detail": f"failed: {entry.get('error', 'no RSS')}"[:120]}
+    answered = entry.get("calls", 0) > 0
+    detail = f"{rss:.0f} MiB; {entry['calls']:,} calls answered, p99 {entry['p99_us']:,.0f} µs"
+    return {**out, "measured": rss, "met": rss < IDLE_RSS_LIMIT_MIB and answered, "detail": detail}
+
+
+def evaluate_goals(cases: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each goal whose cases ran: the measured figure and whether it is met (``None``: a case failed)."""
+    results = [_ratio_goal(goal, cases) for goal in GOALS]
+    results.append(_idle_goal(cases))
+    return [result for result in results if result is not None]
