@@ -83,7 +83,8 @@ class DispatcherClient(Client):
     ) -> DReturn:
         """Report a file that could not be processed; ``S_OK({"state": "ready" | "failed", "attempts", ...})``.
 
-        With ``retry`` the file goes back to the queue until it used up the project's ``max_attempts``.
+        With ``retry`` the file goes back to the queue until it used up the project's ``max_attempts``. Reporting
+        it again (after a lost reply) answers ``repeated: True`` and the file's state now.
         """
         # Positional, so the call works against any DISET peer (DIRAC servers take no keyword arguments).
         return self.executeRPC("file_failed", project_id, file_id, worker_id, retry, timeout=timeout, url=url)

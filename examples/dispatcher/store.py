@@ -12,9 +12,9 @@ them without a server, and lets two service instances share one database file sa
 * WAL mode lets status readers run while a writer works; a restart loses nothing that was committed.
 
 A worker holds at most one file of a project at a time. Asking again for the next file returns the one it holds,
-and reporting a file done twice is answered as the first time, so a worker whose reply got lost (a failover in the
-middle of a call) can simply ask again. A held file has a lease: if the worker goes silent past it, the file goes
-back to the queue (or fails, once it used up its attempts).
+and reporting a file done (or failed) twice is answered as the first time, so a worker whose reply got lost (a
+failover in the middle of a call) can simply ask again. A held file has a lease: if the worker goes silent past it,
+the file goes back to the queue (or fails, once it used up its attempts).
 """
 
 from __future__ import annotations
@@ -295,18 +295,24 @@ class DispatcherStore:
     def file_failed(
         self, actor: Actor, project_id: int, file_id: int, worker_id: str, *, retry: bool = True
     ) -> dict[str, Any]:
-        """Give a held file back: ready again if ``retry`` and it has attempts left, else failed for good."""
+        """Give a held file back: ready again if ``retry`` and it has attempts left, else failed for good.
+
+        Reporting it again (the same worker, before it got the file back) tells where the file is now.
+        """
         with self._transaction() as db:
             project = _project_to_change(db, actor, project_id)
             _expire_leases(db, project, self._clock())
             assignment = _open_assignment(db, actor, project_id, file_id, worker_id)
+            row = db.execute("SELECT state, attempts FROM files WHERE file_id = ?", (file_id,)).fetchone()
+            answer = {"file_id": file_id, "max_attempts": project.max_attempts, "repeated": assignment is None}
             if assignment is None:
+                if _last_outcome(db, file_id, worker_id) == "failed":  # asked again: say where the file is now
+                    return {**answer, "state": row["state"], "attempts": row["attempts"]}
                 raise NotHeld(_not_held_message(db, project_id, file_id, worker_id))
-            attempts = int(db.execute("SELECT attempts FROM files WHERE file_id = ?", (file_id,)).fetchone()[0])
-            state = "ready" if retry and attempts < project.max_attempts else "failed"
+            state = "ready" if retry and row["attempts"] < project.max_attempts else "failed"
             _end_assignment(db, assignment, "failed", self._clock())
             db.execute("UPDATE files SET state = ? WHERE file_id = ?", (state, file_id))
-            return {"file_id": file_id, "state": state, "attempts": attempts, "max_attempts": project.max_attempts}
+            return {**answer, "state": state, "attempts": row["attempts"]}
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -420,11 +426,12 @@ def _end_assignment(db: sqlite3.Connection, assignment: sqlite3.Row, outcome: st
 
 
 def _last_outcome(db: sqlite3.Connection, file_id: int, worker_id: str) -> str | None:
+    """How ``worker_id``'s latest turn with the file ended (``None``: it never had the file)."""
     row = db.execute(
-        "SELECT a.worker_id, a.outcome FROM assignments a WHERE a.file_id = ? ORDER BY a.assignment_id DESC LIMIT 1",
-        (file_id,),
+        "SELECT outcome FROM assignments WHERE file_id = ? AND worker_id = ? ORDER BY assignment_id DESC LIMIT 1",
+        (file_id, worker_id),
     ).fetchone()
-    return str(row["outcome"]) if row is not None and row["worker_id"] == worker_id else None
+    return None if row is None else str(row["outcome"])
 
 
 def _not_held_message(db: sqlite3.Connection, project_id: int, file_id: int, worker_id: str) -> str:

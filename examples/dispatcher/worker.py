@@ -38,7 +38,10 @@ from rpcframework import DReturn
 
 #: Failures of the call itself, worth asking again; the service's own refusals (wrong owner, unknown project,
 #: a file not held) are final.
-RETRYABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE, 1601})
+#: A deadline (ETIMEDOUT) is retryable too: each method answers a repeat from the same worker as the first call.
+RETRYABLE_ERRNOS = frozenset(
+    {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE, errno.ETIMEDOUT, 1601}
+)
 CALL_ATTEMPTS = 3
 RETRY_PAUSE_SECONDS = 0.2
 

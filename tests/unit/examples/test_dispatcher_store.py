@@ -104,6 +104,18 @@ def test_file_done_and_its_repeat(store: DispatcherStore) -> None:
         store.file_done(ALICE, pid, file["file_id"], "other")  # done, but not by "other"
 
 
+def test_file_failed_repeated_says_where_the_file_is_now(store: DispatcherStore) -> None:
+    pid = store.create_project(ALICE, "p", ["a"], {})
+    file = store.next_file(ALICE, pid, "w1")
+    assert file is not None
+    first = store.file_failed(ALICE, pid, file["file_id"], "w1")
+    assert (first["state"], first["repeated"]) == ("ready", False)
+    assert store.next_file(ALICE, pid, "w2") is not None  # someone else took it in between
+    again = store.file_failed(ALICE, pid, file["file_id"], "w1")
+    assert (again["state"], again["attempts"], again["repeated"]) == ("reserved", 2, True)
+    assert store.project_status(pid)["held"][0]["worker_id"] == "w2"  # the repeat changed nothing
+
+
 def test_reporting_a_file_you_do_not_hold(store: DispatcherStore) -> None:
     pid = store.create_project(ALICE, "p", files(2), {})
     file = store.next_file(ALICE, pid, "w1")
