@@ -244,8 +244,11 @@ def exchange(stream: Any, *frames: bytes, timeout: float = 5.0) -> tuple[bytes, 
     """Send ``frames`` over a TLS stream, then read until the server closes (``True``) or ``timeout`` passes."""
     from rpcframework.errors import ConnectionClosedError, DeadlineExceeded
 
-    for data in frames:
-        stream.send_all(data)
+    try:
+        for data in frames:
+            stream.send_all(data)
+    except ConnectionClosedError:  # the server stopped listening part-way: it has closed
+        return b"", True
     received = bytearray()
     end = time.monotonic() + timeout
     stream.settimeout(0.1)
