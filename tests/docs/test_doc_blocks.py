@@ -22,6 +22,7 @@ page, so that their owners can fix them without fighting over the file.
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import io
 import os
@@ -41,6 +42,7 @@ from typing import Any
 import pytest
 from _doc_blocks import (
     CFG_LANGS,
+    INI_LANGS,
     PYTHON_LANGS,
     SHELL_LANGS,
     TOML_LANGS,
@@ -233,7 +235,7 @@ class PageRunner:
     def run(self, block: Block) -> None:
         block = replace(block, text=self.text_of(block))
         if block.directives.skip:
-            if block.lang in PYTHON_LANGS | SHELL_LANGS | TOML_LANGS | CFG_LANGS:
+            if block.lang in PYTHON_LANGS | SHELL_LANGS | TOML_LANGS | CFG_LANGS | INI_LANGS:
                 self.skipped.append(f"{block.where} ({block.lang}): {block.directives.skip}")
             return
         if block.directives.file:
@@ -246,6 +248,12 @@ class PageRunner:
             self.run_shell(block)
         elif block.lang in TOML_LANGS | CFG_LANGS:
             self.load_config(block)
+        elif block.lang in INI_LANGS:
+            parser = configparser.ConfigParser(strict=False, interpolation=None)
+            try:
+                parser.read_string(block.text)
+            except configparser.Error as exc:
+                raise AssertionError(f"{block.where}: ```{block.lang} block does not parse: {exc}") from exc
         else:
             return
         self.ran += 1
@@ -390,9 +398,17 @@ def test_rpcframework_commands_parse(page_path: str) -> None:
     """Sub-commands and options shown in shell blocks exist (also in skipped blocks)."""
     parser = build_parser()
     for block in parse_page(ROOT, page_path).blocks:
-        if block.lang not in SHELL_LANGS:
+        if block.lang in INI_LANGS:  # systemd units: ExecStart=/path/to/rpcframework ...
+            commands = [
+                ShellCommand(block.first_line + index, line.partition("=")[2], "")
+                for index, line in enumerate(block.text.splitlines())
+                if line.startswith(("ExecStart=", "ExecStartPre=", "ExecReload="))
+            ]
+        elif block.lang in SHELL_LANGS:
+            commands = shell_commands(block)
+        else:
             continue
-        for command in shell_commands(block):
+        for command in commands:
             for argv in rpcframework_invocations(command.text):
                 with contextlib.redirect_stderr(io.StringIO()) as err, contextlib.redirect_stdout(io.StringIO()):
                     try:
