@@ -2,8 +2,8 @@
 
     .venv/bin/python -m benchmarks.report [benchmarks/results/latest.json] [docs/performance.md]
 
-The hand-written analysis ("Where the time goes") lives in ``benchmarks/notes/where_the_time_goes.md`` and is
-copied into the page as it is.
+The hand-written analysis lives in ``benchmarks/notes/*.md`` (``where_the_time_goes.md``, then
+``concurrency_transfer_idle.md``) and is copied into the page as it is.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from typing import Any
 __all__ = ["format_table", "markdown", "write_markdown"]
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTES = ROOT / "benchmarks" / "notes" / "where_the_time_goes.md"
+NOTES = (
+    ROOT / "benchmarks" / "notes" / "where_the_time_goes.md",
+    ROOT / "benchmarks" / "notes" / "concurrency_transfer_idle.md",
+)
 _COLUMNS = ("case", "calls/s (median)", "min", "max", "spread", "p50 µs", "p99 µs", "client CPU µs", "vs floor")
 
 
@@ -189,8 +192,8 @@ def _machine(report: dict[str, Any]) -> list[str]:
 
 _HOW_TO_RUN = """\
 ```bash
-./bench                                   # every case, 2 rounds (about 2 minutes); sets up .venv like ./demo
-./bench --quick                           # about 30 s: one round, shorter warm-up, 3 repetitions of 0.6 s
+./bench                                   # every case, 2 rounds (about 3-4 minutes); sets up .venv like ./demo
+./bench --quick                           # about 1 minute: one round, shorter warm-up, 3 repetitions of 0.5 s
 ./bench --cases raw_ssl_echo,rpc_reused   # a subset (./bench --list names them)
 .venv/bin/python -m benchmarks.profiling  # cProfile of rpc_reused, client and server side
 ```
@@ -210,6 +213,16 @@ _HOW_TO_READ = """\
   I/O without rpcframework (`rpc_reused` vs `raw_pyopenssl_echo`, the same TLS stream rpcframework uses;
   `rpc_new_connection` vs `raw_pyopenssl_connect_echo`; `rpc_plain_reused` vs `raw_tcp_echo`). 1.00 would mean the RPC
   layer costs nothing.
+- **Concurrent cases** (`_32`): 32 client threads in one client process, each with its own connection (its own
+  `Client`, raw socket or gRPC channel), connected before the clock starts; calls/s is every call completed in a
+  repetition's window by all threads, p50/p99 over all of them. Why one process: see the notes below.
+- **Transfers** (second table): one 256 MiB transfer per repetition, 2 repetitions, one round (the page cache holds
+  the file); MiB/s = 256 / seconds per transfer, including connect and handshake. **vs floor** compares with
+  `raw_tls_bulk`, the same amount through the same TLS stream with no protocol at all.
+- **Idle connections** (third table): the server process's `VmRSS` (`/proc/<pid>/status`) before and after
+  1,000 idle connections were opened; the `idle_1000` row of the first table is the calls another `Client`
+  made meanwhile (its floor is `rpc_reused`, measured with no idle connection).
+- **Goals** compare medians of two cases of the same run; "met" holds for this run only.
 - Absolute numbers vary a lot between machines (CPU, kernel, OpenSSL build) and with whatever else runs; compare
   ratios, and compare absolute numbers only between runs on the same machine. The CPU speed probe is taken before
   and after the run: when the two differ much, the machine's speed changed during the run (shared or throttled
@@ -242,8 +255,7 @@ def markdown(report: dict[str, Any]) -> str:
         _HOW_TO_READ,
         "",
     ]
-    if NOTES.exists():
-        parts += [NOTES.read_text().rstrip(), ""]
+    parts += [note.read_text().rstrip() + "\n" for note in NOTES if note.exists()]
     return "\n".join(parts)
 
 

@@ -1,7 +1,7 @@
 """Benchmark runner: each case in a server process and a client process, the results as a table, JSON and docs.
 
-    ./bench                                   # every case, ~2 minutes (sets up .venv first)
-    ./bench --quick                           # ~30 s, fewer and shorter repetitions
+    ./bench                                   # every case, ~3-4 minutes (sets up .venv first)
+    ./bench --quick                           # ~1 minute, fewer and shorter repetitions
     ./bench --cases raw_ssl_echo,rpc_reused   # a subset
     .venv/bin/python -m benchmarks.run --list
 
@@ -42,10 +42,11 @@ DEFAULT_MARKDOWN = ROOT / "docs" / "performance.md"
 _READY_TIMEOUT = 60.0
 _JOIN_TIMEOUT = 5.0
 
-#: (plan, rounds): the default takes about 2 minutes for every case, --quick about 30 s.
+#: (plan, rounds): the default takes about 3-4 minutes for every case, --quick about 1 minute (the transfer and
+#: idle cases have their own plans: see benchmarks/transfer_cases.py and benchmarks/idle_case.py).
 PLANS = {
-    "default": (Plan(warmup=1.0, repetitions=3, duration=1.5), 2),
-    "quick": (Plan(warmup=0.3, repetitions=3, duration=0.6), 1),
+    "default": (Plan(warmup=0.8, repetitions=3, duration=1.2), 2),
+    "quick": (Plan(warmup=0.25, repetitions=3, duration=0.5), 1),
 }
 
 
@@ -229,7 +230,7 @@ def make_payload(path: Path, size: int = PAYLOAD_SIZE) -> Path:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", help=f"comma-separated subset of: {', '.join(CASES)}")
-    parser.add_argument("--quick", action="store_true", help="shorter warm-up and repetitions (~30 s in all)")
+    parser.add_argument("--quick", action="store_true", help="shorter warm-up and repetitions (~1 minute in all)")
     parser.add_argument("--repetitions", type=int, help="measured repetitions per case")
     parser.add_argument("--duration", type=float, help="seconds per repetition")
     parser.add_argument("--warmup", type=float, help="seconds of warm-up per case")

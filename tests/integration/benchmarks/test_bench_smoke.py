@@ -58,3 +58,42 @@ def test_runner_writes_json_with_positive_numbers(tmp_path: Path) -> None:
         assert entry["p99_us"] >= entry["p50_us"]
     assert "ratio_to_floor" not in report["cases"]["rpc_reused"]  # its floor (raw_pyopenssl_echo) did not run
     assert "rpc_reused" in completed.stdout  # the table
+
+
+def test_runner_grpc_case_and_goals(tmp_path: Path) -> None:
+    """grpc_unary (a new case, gRPC over mutual TLS) with rpc_reused: both measured, the gRPC goal evaluated."""
+    pytest.importorskip("grpc")
+    out = tmp_path / "results.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--cases",
+            "grpc_unary,rpc_reused",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0.1",
+            "--repetitions",
+            "1",
+            "--duration",
+            "0.2",
+            "--json",
+            str(out),
+            "--no-markdown",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = json.loads(out.read_text())
+    entry = report["cases"]["grpc_unary"]
+    assert "error" not in entry, entry
+    assert entry["calls"] > 0 and entry["calls_per_s"]["median"] > 0
+    goals = {goal["versus"]: goal for goal in report["goals"]}
+    assert goals["grpc_unary"]["case"] == "rpc_reused"
+    assert goals["grpc_unary"]["measured"] > 0  # met or not: no assertion on speed
