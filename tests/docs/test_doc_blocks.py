@@ -490,3 +490,27 @@ def test_harness_reports_page_and_line(tmp_path: Path, doc_env: tuple[Path, pyte
             runner.run(page.blocks[1])
     finally:
         runner.close()
+
+
+# ---- links ----------------------------------------------------------------------------------------------------
+
+_LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
+
+
+def test_index_links_every_page() -> None:
+    index = (ROOT / "docs" / "index.md").read_text("utf-8")
+    linked = {match["target"].partition("#")[0] for match in _LINK.finditer(index)}
+    missing = sorted(path.name for path in (ROOT / "docs").glob("*.md") if path.name not in linked | {"index.md"})
+    assert not missing, f"docs/index.md does not link {missing}"
+
+
+@pytest.mark.parametrize("page_path", PAGES)
+def test_relative_links_resolve(page_path: str) -> None:
+    page = ROOT / page_path
+    text = re.sub(r"(?s)```.*?```", "", page.read_text("utf-8"))
+    for match in _LINK.finditer(text):
+        target = match["target"]
+        if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+            continue
+        path = target.partition("#")[0]
+        assert (page.parent / path).exists(), f"{page_path}: broken link {target}"
