@@ -271,7 +271,7 @@ def check_credentials(
     if key_path is not None:
         key_data = data if key_path == path else _read(key_path, "key file")
         try:
-            key = load_pem_private_key(key_data)
+            key = load_pem_private_key(key_data, validate_rsa=False)
         except CredentialsError as exc:
             raise CredentialsError(f"{key_path}: {exc}") from exc
         if _public_der(key.public_key()) != _public_der(chain[0].public_key()):
