@@ -360,8 +360,14 @@ def classify_tls_failure(text: str, *, verify_code: int | None, peer: str) -> RP
             f"{peer}: the client sent no certificate; clients must present a proxy or a user/host certificate"
         )
     if "unexpected eof" in lowered or "connection reset" in lowered:
-        return ConnectionClosedError(f"{peer}: the connection closed during the TLS handshake")
-    return HandshakeError(f"{peer}: TLS handshake failed ({text}); is the peer speaking TLS 1.2+ (dips://)?")
+        return ConnectionClosedError(
+            f"{peer}: the connection closed during the TLS handshake (a server closes at once when it refuses the"
+            " address: banned, or over its connection limit)"
+        )
+    return HandshakeError(
+        f"{peer}: TLS handshake failed ({text}); is the peer speaking TLS 1.2+ (dips://)? A server that refuses the"
+        " address (banned, connection limit) also closes here"
+    )
 
 
 @contextmanager
