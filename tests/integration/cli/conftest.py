@@ -49,6 +49,7 @@ class CalcHandler(RequestHandler):
     auth_slow = ["all"]
 
     def export_slow(self, seconds):
+        open("slow-started", "w").close()  # lets a test wait until the call really runs (cwd is the test root)
         time.sleep(seconds)
         return S_OK("slept")
 

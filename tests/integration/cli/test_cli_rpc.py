@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -146,8 +147,10 @@ def test_sigterm_drains_and_exits_0(cli_env: Any, start_server: Any) -> None:
     import sys
 
     server = start_server(*SERVE_CALC)
+    marker = Path(cli_env.root) / "slow-started"
+    marker.unlink(missing_ok=True)
     slow = subprocess.Popen(
-        [sys.executable, "-m", "rpcframework.cli.main", "call", server.url, "slow", "1"],
+        [sys.executable, "-m", "rpcframework.cli.main", "call", server.url, "slow", "2"],
         cwd=cli_env.root,
         env=cli_env.env,
         stdout=subprocess.PIPE,
@@ -155,7 +158,11 @@ def test_sigterm_drains_and_exits_0(cli_env: Any, start_server: Any) -> None:
         text=True,
     )
     try:
-        time.sleep(0.6)  # the call is running on the server (client start-up and handshake take ~0.4 s)
+        for _ in range(200):  # wait (at most 20 s) until the call runs on the server, however loaded the machine
+            if marker.exists() or slow.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert marker.exists(), "the slow call never started on the server"
         started = time.monotonic()
         code, err = server.terminate(timeout=10)
         assert code == 0, err
