@@ -39,8 +39,8 @@ def load_cfg_text(text: str, location: str = "<string>") -> ConfigTree:
     """Parse DIRAC ``.cfg`` text with diraccfg."""
     try:
         cfg = CFG().loadFromBuffer(text)
-    except (ValueError, SyntaxError) as exc:
-        raise ConfigurationError(f"{location}: cannot parse DIRAC cfg: {exc}") from None
+    except Exception as exc:  # diraccfg raises KeyError, ValueError, SyntaxError... for malformed text
+        raise ConfigurationError(f"{location}: cannot parse DIRAC cfg: {type(exc).__name__}: {exc}") from None
     return ConfigTree.from_dict(cfg.getAsDict(), ValueSource(SourceKind.CFG_FILE, location))
 
 

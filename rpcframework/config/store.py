@@ -122,7 +122,9 @@ class ConfigStore:
             try:
                 self._check_not_truncated(stamps)
                 tree = self._build()
-            except ConfigurationError as exc:
+            except Exception as exc:  # a live reload must never take a running service down: keep the old tree
+                if not isinstance(exc, ConfigurationError):
+                    exc = ConfigurationError(f"configuration reload failed: {type(exc).__name__}: {exc}")
                 if str(exc) != str(self.last_error):
                     logger.warning("configuration reload failed, keeping the previous settings: %s", exc)
                 self.last_error = exc

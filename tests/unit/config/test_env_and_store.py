@@ -190,6 +190,20 @@ def test_force_refresh_and_failing_listener(tmp_path: Path) -> None:
     assert store.refresh(force=True) is True  # a failing listener does not break the swap
 
 
+def test_cfg_with_a_duplicated_section_never_escapes_the_reload(tmp_path: Path) -> None:
+    # diraccfg raises KeyError for a section opened twice; a live reload must keep the old tree, not crash.
+    path = tmp_path / "live.cfg"
+    _write(path, "Registry\n{\n  BannedIPs = 192.0.2.1\n}\n")
+    clock = FakeClock()
+    store = ConfigStore([path], environ={}, check_interval=1.0, clock=clock)
+    first = store.snapshot()
+    _write(path, "Registry\n{\n  A = 1\n}\nRegistry\n{\n  B = 2\n}\n", bump=1)
+    clock.now = 2.0
+    assert store.snapshot() is first
+    assert store.last_error is not None
+    assert "Registry key already exists" in str(store.last_error)
+
+
 def test_concurrent_snapshots_during_reloads(tmp_path: Path) -> None:
     path = tmp_path / "a.cfg"
     _write(path, "A\n{\n  B = 0\n}\n")
