@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import shlex
+import sys
 from pathlib import Path
 
 from rpcframework.cli.main import EXIT_OK, SubParsers
@@ -98,14 +99,20 @@ def _export(name: str, path: Path) -> str:
 
 
 def _init(args: argparse.Namespace) -> int:
-    ca = DevCA.init(
-        args.directory,
-        user_name=args.user,
-        host_name=args.host,
-        days=args.days,
-        proxy_hours=args.proxy_hours,
-        key_type=args.key_type,
-    )
+    if (Path(args.directory) / "ca" / "cakey.pem").exists():
+        # Idempotent, so `eval "$(rpcframework ca init DIR)"` works every time: reuse, never overwrite.
+        note = f"note: {args.directory} already holds a dev CA; reusing it (rm -r it to make a new one)"
+        print(note, file=sys.stderr)
+        ca = DevCA.load(args.directory)
+    else:
+        ca = DevCA.init(
+            args.directory,
+            user_name=args.user,
+            host_name=args.host,
+            days=args.days,
+            proxy_hours=args.proxy_hours,
+            key_type=args.key_type,
+        )
     user, host = ca.default_user(), ca.default_host()
     print(f"# dev CA {ca.dn} in {args.directory}; user {user.dn}; host {host.dn}")
     print(_export("X509_CERT_DIR", ca.cert_dir))

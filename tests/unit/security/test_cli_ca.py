@@ -91,8 +91,10 @@ def test_errors_exit_1_with_message(ca_dir: Path, tmp_path: Path, capsys: pytest
     assert "error: cannot read certificate file" in capsys.readouterr().err
     assert main(["ca", "issue-user", str(tmp_path / "not-a-ca"), "x"]) == 1
     assert "rpcframework ca init" in capsys.readouterr().err
-    assert main(["ca", "init", str(ca_dir)]) == 1
-    assert "already holds a dev CA" in capsys.readouterr().err
+    assert main(["ca", "init", str(ca_dir)]) == 0  # idempotent: an existing CA is reused, never overwritten
+    again = capsys.readouterr()
+    assert "already holds a dev CA; reusing it" in again.err
+    assert f"export X509_CERT_DIR={ca_dir / 'certificates'}" in again.out or "X509_CERT_DIR" in again.out
     assert main(["ca", "proxy", str(ca_dir), "--cert", str(ca_dir / "proxy.pem")]) == 1
     assert "--out is required" in capsys.readouterr().err
 
