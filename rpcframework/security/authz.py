@@ -213,9 +213,10 @@ def resolve_caller(
 
     - ``"hosts"``: the peer is a host; username is its registry name, properties are the host's.
     - ``[dn, group]``: honoured only when the peer is a registered host with ``TrustedHost``; otherwise
-      :class:`AccessDenied` is raised at once. The delegated user is then resolved like a direct caller.
-    - An unknown DN, a user outside the requested group, or a suspended user gives an *anonymous* caller
-      (admitted only by ``all`` rules), with :attr:`Caller.identity_problem` saying why.
+      :class:`AccessDenied` is raised at once. A registered user delegated into a group they do not belong to is
+      refused the same way. The delegated user is then resolved like a direct caller.
+    - An unknown DN, a user outside the requested group (directly, not delegated), or a suspended user gives an
+      *anonymous* caller (admitted only by ``all`` rules), with :attr:`Caller.identity_problem` saying why.
     """
     extra = _normalise_extra(extra_credentials)
     if isinstance(extra, DelegatedIdentity):
@@ -226,6 +227,7 @@ def resolve_caller(
         if identity_dn is not None and registry.user_for_dn(identity_dn) is not None:
             # One DN as both user and trusted host: a user certificate (or any proxy of it) would pass as the host.
             raise AccessDenied(f"delegation refused: {identity_dn} is registered as a user as well as a host")
+        _refuse_foreign_group(extra.dn, extra.group, registry)
         delegated = _resolve_identity(extra.dn, extra.group or None, registry)
         logger.debug("host %s acts for %s", peer.name, extra.dn)
         return _with_delegator(delegated, identity_dn)
@@ -235,6 +237,16 @@ def resolve_caller(
         return _resolve_host(identity_dn, registry)
     group = proxy_group or (extra if isinstance(extra, str) else None)
     return _resolve_identity(identity_dn, group, registry)
+
+
+def _refuse_foreign_group(dn: str, group: str, registry: Registry) -> None:
+    """A trusted host may act for a user only in the user's own groups: asking for another one is refused outright
+    (not downgraded to anonymous, which ``all`` rules would still admit). Unknown users are left to resolution."""
+    if not group or group == HOSTS_GROUP:
+        return
+    user = registry.user_for_dn(dn)
+    if user is not None and not registry.is_user_in_group(user.name, group):
+        raise AccessDenied(f"delegation refused: {dn} is not a member of group {group}")
 
 
 def _with_delegator(caller: Caller, delegator: str | None) -> Caller:

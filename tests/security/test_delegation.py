@@ -53,10 +53,20 @@ def test_a_user_certificate_whose_dn_is_also_a_trusted_host_cannot_delegate(kit,
 
 
 def test_a_group_the_delegated_user_is_not_in_is_refused(kit, serve):
+    """Refused outright, even by an ``all`` rule (not downgraded to anonymous); her own group works."""
     reactor = serve()
-    with kit.client(reactor.url("Sec/Probe"), host=True) as portal, rpcframework.delegate(ALICE_DN, "admins"):
-        refused = portal.who("x")
-    assert not refused["OK"] and refused["Errno"] == 1111 and "not a member of group admins" in refused["Message"]
+    with kit.client(reactor.url("Sec/Probe"), host=True) as portal:
+        with rpcframework.delegate(ALICE_DN, "admins"):
+            refused = portal.who("x")
+            refused_open = portal.open()
+        with rpcframework.delegate(ALICE_DN, "users"):
+            seen = portal.who("ok")
+    expected = f"delegation refused: {ALICE_DN} is not a member of group admins"
+    for answer in (refused, refused_open):
+        assert not answer["OK"] and answer["Errno"] == 1111 and expected in answer["Message"]
+    assert seen["OK"], seen
+    assert (seen["Value"]["username"], seen["Value"]["group"]) == ("alice", "users")
+    assert seen["Value"]["delegatedFrom"] == kit.host.dn
 
 
 def test_delegated_unknown_or_suspended_user_has_no_identity(kit, serve):

@@ -270,14 +270,27 @@ def test_delegation_refusal_names_the_peer(registry: Registry) -> None:
     assert info.value.errno == ENOAUTH
 
 
-def test_delegated_user_must_exist_and_belong(registry: Registry) -> None:
-    not_member = resolve_caller(PORTAL, None, [ANN, "beta_user"], registry)
-    assert not_member.anonymous and not_member.delegated_from == PORTAL
+def test_delegated_group_the_user_is_not_in_is_refused(registry: Registry) -> None:
+    with pytest.raises(AccessDenied) as info:
+        resolve_caller(PORTAL, None, [ANN, "beta_user"], registry)
+    assert info.value.reason == f"delegation refused: {ANN} is not a member of group beta_user"
+    assert info.value.errno == ENOAUTH
+    with pytest.raises(AccessDenied, match="is not a member of group no_such_group"):
+        resolve_caller(PORTAL, None, [ANN, "no_such_group"], registry)
+    with pytest.raises(AccessDenied, match=f"{SUE} is not a member of group gamma_bad"):
+        resolve_caller(PORTAL, None, [SUE, "gamma_bad"], registry)  # suspended or not, the group is not hers
+
+
+def test_delegated_user_in_own_group_is_not_refused_by_membership(registry: Registry) -> None:
+    assert resolve_caller(PORTAL, None, [SUE, "beta_user"], registry).group == "beta_user"  # active in VO beta
+
+
+def test_delegated_unknown_or_suspended_user_is_anonymous(registry: Registry) -> None:
     unknown = resolve_caller(PORTAL, None, ["/CN=ghost", "alpha_user"], registry)
-    assert unknown.anonymous
+    assert unknown.anonymous and unknown.delegated_from == PORTAL
     suspended = resolve_caller(PORTAL, None, [SUE, "alpha_user"], registry)
-    assert suspended.anonymous
-    for caller in (not_member, unknown, suspended):
+    assert suspended.anonymous and suspended.identity_problem == "user sue is suspended in VO alpha"
+    for caller in (unknown, suspended):
         with pytest.raises(AccessDenied, match="requires a registered user or host"):
             authorize(caller, ["authenticated"])
         authorize(caller, ["all"])  # "all" still admits them, as anonymous
