@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rpcframework.cli.main import EXIT_OK, SubParsers
 from rpcframework.errors import ConfigurationError
-from rpcframework.security.devca import DevCA, IssuedCredential
+from rpcframework.security.devca import DEFAULT_CA_NAME, DevCA, IssuedCredential
 
 __all__ = ["register"]
 
@@ -55,6 +55,12 @@ def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     init.add_argument("--days", type=int, default=365, help="validity of host and user certificates")
     init.add_argument("--proxy-hours", type=_positive, default=12.0, help="proxy lifetime (default: %(default)s)")
     init.add_argument("--key-type", choices=["rsa", "ec"], default="rsa", help="rsa = RSA 2048, DIRAC's requirement")
+    init.add_argument(
+        "--ca-name",
+        default=DEFAULT_CA_NAME,
+        metavar="CN",
+        help="CN of the CA; give a second CA another one to trust both from one directory (default: %(default)s)",
+    )
     init.set_defaults(handler=_init)
 
     user = commands.add_parser("issue-user", help="issue a user certificate and proxy in DIR/users/NAME")
@@ -112,6 +118,7 @@ def _init(args: argparse.Namespace) -> int:
             days=args.days,
             proxy_hours=args.proxy_hours,
             key_type=args.key_type,
+            ca_name=args.ca_name,
         )
     user, host = ca.default_user(), ca.default_host()
     print(f"# dev CA {ca.dn} in {args.directory}; user {user.dn}; host {host.dn}")

@@ -45,7 +45,7 @@ from rpcframework.security.x509 import (
     openssl_name_hash,
 )
 
-__all__ = ["DevCA", "IssuedCredential", "KeyType", "proxy_cert_info_der"]
+__all__ = ["DEFAULT_CA_NAME", "DevCA", "IssuedCredential", "KeyType", "proxy_cert_info_der"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ _ATTR_OIDS = {"DC": NameOID.DOMAIN_COMPONENT, "OU": NameOID.ORGANIZATIONAL_UNIT_
 # Backdate new certificates a little so that peers with slightly slow clocks accept them at once.
 _CLOCK_SKEW = datetime.timedelta(minutes=5)
 _DEFAULT_HOST_SANS = ("DNS:localhost", "IP:127.0.0.1", "IP:::1")
+#: The CN of a dev CA unless :meth:`DevCA.init` is given another.
+DEFAULT_CA_NAME = "rpcframework Dev CA"
 
 
 def _now() -> datetime.datetime:
@@ -174,13 +176,20 @@ class DevCA:
         host_name: str = "localhost",
         days: int = 365,
         proxy_hours: float = 12,
+        ca_name: str = DEFAULT_CA_NAME,
     ) -> DevCA:
-        """Create a CA in ``directory`` (which must not hold one) plus a host credential, a user and its proxy."""
+        """Create a CA in ``directory`` (which must not hold one) plus a host credential, a user and its proxy.
+
+        ``ca_name`` is the CA's CN (``/DC=org/DC=rpcframework/CN=<ca_name>``). Give a second CA another name when
+        both are to be trusted from one hashed directory: the files there are named by the subject's hash.
+        """
         root = Path(directory)
         if (root / "ca" / "cakey.pem").exists():
             raise ConfigurationError(f"{root} already holds a dev CA: use DevCA.load() or pick an empty directory")
+        if not ca_name.strip():
+            raise ConfigurationError("the dev CA's name (CN) must not be empty")
         key = _generate_key(key_type, key_size)
-        subject = _name(*_BASE_NAME, ("CN", "rpcframework Dev CA"))
+        subject = _name(*_BASE_NAME, ("CN", ca_name))
         start, end = _validity(datetime.timedelta(days=ca_days), None, None)
         ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
         cert = (

@@ -71,9 +71,6 @@ HARNESS_SKIPS: dict[tuple[str, str], str] = {
     ("README.md", "./test "): "./demo builds M2Crypto and ./test runs this whole suite, this test included",
     ("docs/performance.md", "./bench"): "benchmarks take minutes and rewrite docs/performance.md",
     # Owned by another engineer, fix pending (reported):
-    ("docs/security.md", 'DevCA.init(tmp_path / "ca", key_type="ec")'): (
-        "owned by another engineer, fix pending: calls DevCA.init twice on the same directory, which raises"
-    ),
     ("docs/transfer.md", 'tc = TransferClient("DataManagement/Store")'): (
         "owned by another engineer, fix pending: no import of TransferClient, and no DataManagement/Store service"
     ),

@@ -11,6 +11,7 @@ import time
 import pytest
 from _security_kit import PROPOSAL, SERVICE, ProbeHandler, address_of, exchange, frame, tls_stream, wait_for
 
+from rpcframework.client import Client
 from rpcframework.config import load_dict
 from rpcframework.errors import RPCFrameworkError
 from rpcframework.security.devca import DevCA
@@ -134,3 +135,46 @@ def _check_reloads(reactor, ca, user, steady) -> None:
         stop.set()
         worker.join(30)
     assert outcomes and all(outcomes)
+
+
+def test_a_ca_added_to_the_directory_is_trusted_without_restart_and_its_crl_applies(tmp_path):
+    """An operator drops a second CA's ``<hash>.0`` and ``<hash>.r0`` into the running server's CA directory: its
+    users are accepted within ``CredentialsCheckInterval``; a later CRL from that CA revokes one of them live."""
+    ca = DevCA.init(tmp_path / "ca", key_type="ec")
+    second = DevCA.init(tmp_path / "ca2", key_type="ec", ca_name="Second Dev CA")
+    assert second.subject_hash != ca.subject_hash
+    carol, host = second.issue_user("carol"), ca.default_host()
+    security = {
+        "CALocation": str(ca.cert_dir),
+        "CertFile": str(host.cert_file),
+        "KeyFile": str(host.key_file),
+        # The polling below makes refused handshakes on purpose: exempt loopback from temporary bans.
+        "Server": {"CredentialsCheckInterval": "0.2", "AutoBan": {"Exempt": "127.0.0.1"}},
+    }
+    config = load_dict(
+        {
+            "DIRAC": {"Security": security},
+            "Registry": {
+                "Users": {"carol": {"DN": carol.dn}},
+                "Groups": {"users": {"Users": "carol", "Properties": "NormalUser"}},
+                "DefaultGroup": "users",
+            },
+        }
+    )
+    tls = TLSConfig(str(host.cert_file), str(host.key_file), ca_dir=str(ca.cert_dir))
+    reactor = ServiceReactor([Service(SERVICE, ProbeHandler, config=config, port=0)], host="127.0.0.1", tls=tls).start()
+    carol_tls = TLSConfig(str(carol.proxy_file), ca_dir=str(ca.cert_dir))  # the server's certificate is from `ca`
+    try:
+        assert _refused(reactor, carol_tls)  # an unknown CA
+        for source in (second.ca_cert_file, second.crl_file):
+            shutil.copy(source, ca.cert_dir / source.name)
+        assert wait_for(lambda: not _refused(reactor, carol_tls), timeout=5)
+        with Client(url=reactor.url(SERVICE), proxyLocation=str(carol.proxy_file), config=config, timeout=10) as client:
+            seen = client.who("n")
+        assert seen["OK"], seen
+        assert (seen["Value"]["username"], seen["Value"]["group"]) == ("carol", "users")
+        second.revoke(carol.cert_file)
+        shutil.copy(second.crl_file, ca.cert_dir / second.crl_file.name)  # fetch-crl brings the new CRL
+        assert wait_for(lambda: _refused(reactor, carol_tls), timeout=5)
+    finally:
+        reactor.stop(timeout=5)

@@ -43,6 +43,13 @@ def test_init_prints_exports(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert (directory / "proxy.pem").is_file()
 
 
+def test_init_ca_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = tmp_path / "second"
+    assert main(["ca", "init", str(directory), "--key-type", "ec", "--ca-name", "Second Dev CA"]) == 0
+    assert capsys.readouterr().out.startswith("# dev CA /DC=org/DC=rpcframework/CN=Second Dev CA in ")
+    assert DevCA.load(directory).dn == "/DC=org/DC=rpcframework/CN=Second Dev CA"
+
+
 def test_issue_user_prints_dn_last(ca_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ca", "issue-user", str(ca_dir), "carol"]) == 0
     out = capsys.readouterr().out.splitlines()

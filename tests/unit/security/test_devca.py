@@ -43,6 +43,15 @@ def test_init_layout(dev_ca: DevCA) -> None:
     assert dev_ca.dn == "/DC=org/DC=rpcframework/CN=rpcframework Dev CA"
 
 
+def test_ca_name_gives_another_subject_and_hash(dev_ca: DevCA, tmp_path: Path) -> None:
+    other = DevCA.init(tmp_path / "other", key_type="ec", ca_name="Second Dev CA")
+    assert other.dn == "/DC=org/DC=rpcframework/CN=Second Dev CA"
+    assert other.subject_hash != dev_ca.subject_hash
+    assert other.ca_cert_file.name == f"{other.subject_hash}.0" and other.crl_file.is_file()
+    with pytest.raises(ConfigurationError, match="must not be empty"):
+        DevCA.init(tmp_path / "blank", key_type="ec", ca_name=" ")
+
+
 def test_ca_certificate(dev_ca: DevCA) -> None:
     ca = load_pem_chain_file(dev_ca.ca_cert_file)[0]
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
