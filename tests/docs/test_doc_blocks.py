@@ -70,16 +70,6 @@ PAGES = ["README.md", *sorted(f"docs/{path.name}" for path in (ROOT / "docs").gl
 HARNESS_SKIPS: dict[tuple[str, str], str] = {
     ("README.md", "./test "): "./demo builds M2Crypto and ./test runs this whole suite, this test included",
     ("docs/performance.md", "./bench"): "benchmarks take minutes and rewrite docs/performance.md",
-    # Owned by another engineer, fix pending (reported):
-    ("docs/transfer.md", 'tc = TransferClient("DataManagement/Store")'): (
-        "owned by another engineer, fix pending: no import of TransferClient, and no DataManagement/Store service"
-    ),
-    ("docs/transfer.md", "config = ConfigTree.from_dict"): (
-        "owned by another engineer, fix pending: `registry` is undefined and /srv/store does not exist"
-    ),
-    ("docs/transfer.md", "return helper.bulkToNetwork(self.files_of(bulkId)"): (
-        "owned by another engineer, fix pending: relies on the imports of the skipped example above"
-    ),
 }
 
 #: (page, snippet) -> directive text, for pages that are not this harness's to annotate.
