@@ -57,14 +57,13 @@ class _Pipe:
     def __init__(self, stream: Stream, timeout: float | None) -> None:
         self.stream = stream
         self.timeout = timeout
+        stream.settimeout(timeout)  # once: only this pipe uses the stream from now on
 
     def send(self, data: bytes | memoryview) -> None:
         if data:
-            self.stream.settimeout(self.timeout)
-            self.stream.send_all(data if isinstance(data, bytes) else bytes(data))
+            self.stream.send_all(data)  # a memoryview goes out as is: no copy
 
     def recv(self) -> bytes:
-        self.stream.settimeout(self.timeout)
         return self.stream.recv(_RECV_SIZE)
 
     def poll(self) -> bool:

@@ -113,6 +113,12 @@ class FrameDecoder:
         """Number of unconsumed bytes held (a partial frame, or complete frames not yet taken)."""
         return len(self._buf) - self._pos
 
+    @property
+    def missing(self) -> int:
+        """Payload bytes still to come for the frame whose header is parsed (0: none parsed, or complete)."""
+        need = self._need
+        return need - (len(self._buf) - self._pos) if need > 0 else 0
+
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Add bytes read from the peer. Raises :class:`FrameError` early when a header is already invalid."""
         if self._error is not None:

@@ -30,8 +30,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
-from dataclasses import dataclass
-from typing import Any, Final, TypeAlias
+from typing import Any, Final
 
 from rpcframework.codec import CodecLimits, Encoding, decode, encode
 from rpcframework.codec.limits import DEFAULT_LIMITS
@@ -40,7 +39,6 @@ from rpcframework.protocol._connection import HandOver
 from rpcframework.protocol.events import NEED_DATA, PAUSED, LocalProtocolError, Sentinel
 from rpcframework.protocol.framing import FrameDecoder, encode_frame, encode_keepalive_frame
 from rpcframework.protocol.messages import (
-    Extensions,
     Feature,
     FileInfo,
     KeepAlive,
@@ -52,6 +50,31 @@ from rpcframework.protocol.messages import (
     sanitize_result,
     transfer_chunk_message,
     transfer_end_message,
+)
+from rpcframework.protocol.transfer_events import (
+    ACCEPTED,
+    CHECKSUM_ERROR,
+    CHUNK_SIZE,
+    DRAIN_LIMIT,
+    EXCEEDED_MAX_SIZE,
+    INCOMPLETE_TRANSFER,
+    NO_CHECKSUM_TOKEN,
+    RAW_CHUNK_MARK,
+    ChunkAcknowledged,
+    ChunkReceived,
+    FileInfoReceived,
+    ResultReceived,
+    TransferAborted,
+    TransferAccepted,
+    TransferEvent,
+    TransferFinished,
+    TransferMode,
+    TransferRefused,
+    TransferStarted,
+    abort_message,
+    negotiated_mode,
+    parse_stream_end,
+    stream_end_message,
 )
 from rpcframework.returnvalues import S_ERROR, S_OK, DErrorReturn, DReturn
 
@@ -83,116 +106,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: DIRAC's ``FileHelper.packetSize``: the largest chunk we send (1 MiB).
-CHUNK_SIZE: Final = 1024 * 1024
-#: First payload byte of a stream-mode raw chunk frame; no JSON or DEncode message can start with it.
-RAW_CHUNK_MARK: Final = b"\x00"
-#: The server's answer to an acceptable file-info message.
-ACCEPTED: Final = "Accepted"
-EXCEEDED_MAX_SIZE: Final = "Exceeded maximum file size"
-CHECKSUM_ERROR: Final = "Error in the file CRC"
-INCOMPLETE_TRANSFER: Final = "Incomplete transfer"
-#: Anywhere in the token, DIRAC clients skip the checksum; an empty digest is then accepted by the receiver.
-NO_CHECKSUM_TOKEN: Final = "NoCheckSum"
-#: After our own stream-mode abort, at most this many bytes of chunks already in flight are discarded.
-DRAIN_LIMIT: Final = 256 * 1024 * 1024
 
 _RAW_MARK_BYTE: Final = 0
-_SHA256_HEX_LEN: Final = 64
 _SENDING_CLIENT: Final = frozenset({TransferDirection.FromClient, TransferDirection.BulkFromClient})
-
-
-class TransferMode(enum.Enum):
-    """How the data phase runs: DIRAC's stop-and-wait, or our negotiated stream."""
-
-    DIRAC = "dirac"
-    STREAM = "stream"
-
-
-# --- events -------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FileInfoReceived:
-    """Server: the client's file-info message; answer with ``accept()`` or ``refuse()``."""
-
-    direction: TransferDirection
-    info: FileInfo
-
-
-@dataclass(frozen=True, slots=True)
-class TransferAccepted:
-    """Client: the server answered ``S_OK("Accepted")``; the data phase (or, for ListBulk, the result) follows."""
-
-
-@dataclass(frozen=True, slots=True)
-class TransferRefused:
-    """Client: the server refused the file-info message; the exchange is over."""
-
-    error: DErrorReturn
-
-
-@dataclass(frozen=True, slots=True)
-class TransferStarted:
-    """Receiver (resume requested): the sender starts at ``offset``; feed the prefix to ``hash_prefix()`` now."""
-
-    offset: int
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkReceived:
-    """Receiver: file data. ``data`` may be a memoryview over a frame; copy it if you keep it."""
-
-    data: bytes | memoryview
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkAcknowledged:
-    """Sender, DIRAC mode: the receiver acked the last chunk; the next one may be sent."""
-
-
-@dataclass(frozen=True, slots=True)
-class TransferFinished:
-    """The data phase ended normally. ``checksum_ok`` False: the digest (or size) did not match."""
-
-    checksum_ok: bool
-    size: int
-    digest: str
-
-
-@dataclass(frozen=True, slots=True)
-class TransferAborted:
-    """The data phase was aborted, by the peer (``by_peer``) or by us; both sides are back in step."""
-
-    reason: str
-    by_peer: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ResultReceived:
-    """Client: the server's final result (the handler's ``S_OK``/``S_ERROR``); the exchange is over."""
-
-    result: DReturn
-
-
-TransferEvent: TypeAlias = (
-    FileInfoReceived
-    | TransferAccepted
-    | TransferRefused
-    | TransferStarted
-    | ChunkReceived
-    | ChunkAcknowledged
-    | TransferFinished
-    | TransferAborted
-    | ResultReceived
-)
-
-
-def abort_message(reason: str) -> DErrorReturn:
-    """The abort envelope: ``S_ERROR(reason)`` plus ``"AbortTransfer": True`` (DIRAC's marker)."""
-    message: dict[str, Any] = dict(S_ERROR(reason))
-    message["AbortTransfer"] = True
-    return message  # type: ignore[return-value]
 
 
 class _Phase(enum.Enum):
@@ -304,6 +220,12 @@ class TransferEndpoint:
             and not self._awaiting_ack
             and not self._start_owed
         )
+
+    @property
+    def frame_missing(self) -> int:
+        """Bytes still to come for the frame being received (0: at a frame boundary). A reader may feed that many
+        without calling :meth:`next_event` in between: a 1 MiB chunk arrives in ~64 TLS records."""
+        return self._decoder.missing
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes read from the peer; ``b""`` means the peer closed its side."""
@@ -422,7 +344,7 @@ class TransferEndpoint:
         digest = self._hasher.hexdigest()
         if self.mode is TransferMode.STREAM:
             self._awaiting_answer = True
-            return self._frame(S_OK([False, {"sha256": digest, "size": self._offset + self._transferred}]))
+            return self._frame(stream_end_message(digest, self._offset + self._transferred))
         self._data_over(TransferFinished(True, self._offset + self._transferred, digest))
         return self._frame(transfer_end_message(digest))
 
@@ -520,7 +442,7 @@ class TransferEndpoint:
         if self._expect_start:
             return self._on_start(envelope["Value"])
         if self.mode is TransferMode.STREAM:
-            return self._on_sender_terminal(self._parse_stream_end(envelope["Value"]), None)
+            return self._on_sender_terminal(parse_stream_end(envelope["Value"]), None)
         message = parse_transfer_message(envelope)
         if isinstance(message, TransferChunk):
             return self._on_chunk(message.data)
@@ -535,14 +457,6 @@ class TransferEndpoint:
         self._expect_start = False
         self._offset = offset
         return TransferStarted(offset)
-
-    @staticmethod
-    def _parse_stream_end(value: object) -> tuple[str, int]:
-        if isinstance(value, list | tuple) and len(value) == 2 and value[0] is False and isinstance(value[1], dict):
-            digest, size = value[1].get("sha256"), value[1].get("size")
-            if isinstance(digest, str) and len(digest) == _SHA256_HEX_LEN and type(size) is int and size >= 0:
-                return digest, size
-        raise UnexpectedMessageError("invalid end of stream message")
 
     def _on_sender_terminal(self, end: tuple[str, int | None] | None, abort_reason: str | None) -> TransferEvent | None:
         if self._expect_start and end is not None:
@@ -695,10 +609,3 @@ class ServerTransfer(TransferEndpoint):
             self._phase = _Phase.ACCEPTING
             return FileInfoReceived(self.direction, self.info)
         raise UnexpectedMessageError(f"the client sent a message in transfer phase {phase.value}")
-
-
-def negotiated_mode(extensions: Extensions | None) -> TransferMode:
-    """The data-phase mode a connection with these extensions uses."""
-    if extensions is not None and Feature.STREAM in extensions.features:
-        return TransferMode.STREAM
-    return TransferMode.DIRAC

@@ -99,14 +99,20 @@ class StreamPipe:
         self.stream = stream
         self.read_timeout = read_timeout
         self.write_timeout = write_timeout
+        self._reading = True
+        stream.settimeout(read_timeout)
 
     def send(self, data: bytes | memoryview) -> None:
         if data:
-            self.stream.settimeout(self.write_timeout)
-            self.stream.send_all(data if isinstance(data, bytes) else bytes(data))
+            if self._reading:  # only this pipe uses the stream: change the timeout when the direction changes
+                self._reading = False
+                self.stream.settimeout(self.write_timeout)
+            self.stream.send_all(data)  # a memoryview goes out as is: no copy
 
     def recv(self) -> bytes:
-        self.stream.settimeout(self.read_timeout)
+        if not self._reading:
+            self._reading = True
+            self.stream.settimeout(self.read_timeout)
         return self.stream.recv(_RECV_SIZE)
 
     def poll(self) -> bool:

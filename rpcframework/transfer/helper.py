@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 DataSink: TypeAlias = Callable[[bytes | memoryview], object] | IO[bytes]
 DataSource: TypeAlias = IO[bytes] | Iterable[bytes | memoryview]
 PathOrFile: TypeAlias = str | os.PathLike[str] | IO[bytes]
+#: Reads :meth:`FileHelper._fill` makes for one frame before it lets the machine look (each brings >= 1 byte).
+_MAX_FILL_READS = 4096
 
 
 class Channel(Protocol):
@@ -338,7 +340,7 @@ class FileHelper:
             self._grant_start(handle)
         except _Aborted as exc:
             return S_ERROR(str(exc))
-        return self._send_iter(iter(lambda: handle.read(CHUNK_SIZE), b""))
+        return self._send_iter(_read_chunks(handle))
 
     def _send_iter(self, chunks: Iterable[bytes | memoryview]) -> DReturn:
         progress = Progress(self.on_progress, self.total, self.machine.offset)
@@ -434,15 +436,46 @@ class FileHelper:
                 if not block:
                     return None
                 raise TransferError("the transfer is waiting for our side")
-            if not block and not self.channel.poll():
-                return None
-            machine.receive_data(self.channel.recv())
+            if not block:
+                if not self.channel.poll():
+                    return None
+                machine.receive_data(self.channel.recv())
+            else:
+                self._fill()
+
+    def _fill(self) -> None:
+        """Read, then keep reading until the frame being received is complete: a 1 MiB chunk comes in ~64 TLS
+        records, and the machine needs to look only once it is whole."""
+        machine, recv = self.machine, self.channel.recv
+        data = recv()
+        machine.receive_data(data)
+        missing = machine.frame_missing
+        for _ in range(_MAX_FILL_READS):
+            if not data or missing <= 0:
+                return
+            data = recv()
+            machine.receive_data(data)
+            missing -= len(data)
 
     def _wait_data_done(self) -> None:
         while not self.machine.data_done:
             event = self._next()
             if isinstance(event, TransferAborted | TransferFinished):
                 return
+
+
+def _read_chunks(handle: BinaryIO | IO[bytes]) -> Iterator[bytes | memoryview]:
+    """The file's bytes, read into one reused buffer when it can (each view is sent before the next read)."""
+    readinto = getattr(handle, "readinto", None)
+    if readinto is None:
+        yield from iter(lambda: handle.read(CHUNK_SIZE), b"")
+        return
+    view = memoryview(bytearray(CHUNK_SIZE))
+    for _ in range(1 << 40):  # bounded: each pass reads at least one byte
+        size = readinto(view)
+        if not size:  # 0 at the end (None, a non-blocking source with nothing yet, ends it too)
+            return
+        yield view[:size]
 
 
 def _seekable(handle: BinaryIO | IO[bytes]) -> bool:

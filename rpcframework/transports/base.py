@@ -152,7 +152,7 @@ class Stream(Protocol):
         """The peer's ``(host, port)``."""
         ...
 
-    def send_all(self, data: bytes) -> None:
+    def send_all(self, data: bytes | memoryview) -> None:
         """Send every byte of ``data`` or raise."""
         ...
 

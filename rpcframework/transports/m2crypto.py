@@ -177,7 +177,7 @@ class M2CryptoStream:
             raise _io_error(SSLError(Err.get_error() or "TLS error"), self._where)
         return b""
 
-    def send_all(self, data: bytes) -> None:
+    def send_all(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         for _ in range(_MAX_IO_STEPS):
             if not view:

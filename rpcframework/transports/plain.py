@@ -117,7 +117,7 @@ class PlainStream:
     def peer_address(self) -> tuple[str, int]:
         return self._peer
 
-    def send_all(self, data: bytes) -> None:
+    def send_all(self, data: bytes | memoryview) -> None:
         try:
             self._sock.sendall(data)
         except (TimeoutError, BlockingIOError) as exc:  # BlockingIOError: settimeout(0), i.e. non-blocking

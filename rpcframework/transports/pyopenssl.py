@@ -212,7 +212,7 @@ class PyOpenSSLStream:
                 raise classify_tls_failure(_error_text(exc), verify_code=None, peer=self._where) from exc
         raise ConnectionClosedError(f"connection to {self._where} made no progress")
 
-    def send_all(self, data: bytes) -> None:
+    def send_all(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         deadline: Deadline | None = None
         for _ in range(_MAX_IO_STEPS):
