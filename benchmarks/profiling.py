@@ -93,8 +93,10 @@ def _top(path: Path, calls: int, *, limit: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmarks.cases import CASES
+    from benchmarks.common import payload_path
     from benchmarks.measure import Plan
-    from benchmarks.run import make_ca, run_case
+    from benchmarks.run import make_ca, make_payload, run_case
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", default="rpc_reused")
@@ -105,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(warmup=0.5, repetitions=1, duration=120.0, max_calls=args.calls)
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rpcframework-profile-") as scratch:
-        outcome: dict[str, Any] = run_case(args.case, make_ca(Path(scratch) / "ca"), plan, profile_dir=args.out)
+        ca = make_ca(Path(scratch) / "ca")
+        if CASES[args.case].needs_payload:  # the transfer cases read a 256 MiB file
+            make_payload(payload_path(ca))
+        outcome: dict[str, Any] = run_case(args.case, ca, plan, profile_dir=args.out)
     if "error" in outcome:
         print(f"{args.case}: {outcome['error']}", file=sys.stderr)
         return 1
