@@ -90,13 +90,16 @@ class DispatcherClient(Client):
         return self.executeRPC("file_failed", project_id, file_id, worker_id, retry, timeout=timeout, url=url)
 
     def project_status(self, project_id: int, *, timeout: float | None = None, url: str | None = None) -> DReturn:
-        """Counts per state, ``finished``, who holds which file, the failed files, files done per worker."""
+        """Counts per state, ``finished``, who holds which file, the failed files, files done per worker.
+
+        For the project's owner or an administrator; anyone else gets ``S_ERROR`` with ``EACCES``.
+        """
         return self.executeRPC("project_status", project_id, timeout=timeout, url=url)
 
     def list_projects(
         self, owner: str | None = None, *, timeout: float | None = None, url: str | None = None
     ) -> DReturn:
-        """All projects, or ``owner``'s, with their counts."""
+        """The caller's projects, or ``owner``'s (another user's only for an administrator), with their counts."""
         if owner is None:
             return self.executeRPC("list_projects", timeout=timeout, url=url)
         return self.executeRPC("list_projects", owner, timeout=timeout, url=url)

@@ -7,7 +7,8 @@ The service remembers who holds which file, in SQLite (:mod:`examples.dispatcher
 * a restart loses nothing, and several instances can share one database file (on one host, or a shared disk that
   supports SQLite's locking);
 * the rules hold whatever the number of instances: a file goes to one worker at a time, and only the project's
-  owner (the user who created it) or a caller with the ``DispatcherAdmin`` property may change a project.
+  owner (the user who created it) or a caller with the ``DispatcherAdmin`` property may change a project, read
+  its status, or list it.
 
 Where the database lives: ``DispatcherHandler.with_database(path)`` makes a handler class bound to ``path`` (what
 ``run_demo.py`` and the tests do), or set ``DISPATCHER_DB`` for ``rpcframework serve``::
@@ -128,13 +129,13 @@ class DispatcherHandler(RequestHandler):
     auth_project_status: ClassVar[list[str]] = ["authenticated"]
 
     def export_project_status(self, project_id: int) -> DReturn:
-        """Counts per state, who holds which file, the failed files, and files done per worker."""
-        return self._answer(lambda: self.store.project_status(project_id))
+        """Counts per state, who holds which file, the failed files, and files done per worker (owner or admin)."""
+        return self._answer(lambda: self.store.project_status(self.actor, project_id))
 
     types_list_projects: ClassVar[list[Any]] = []
     kwtypes_list_projects: ClassVar[dict[str, Any]] = {"owner": str | None}
     auth_list_projects: ClassVar[list[str]] = ["authenticated"]
 
     def export_list_projects(self, owner: str | None = None) -> DReturn:
-        """Every project, or those of ``owner``, with their counts."""
-        return self._answer(lambda: self.store.list_projects(owner))
+        """The caller's projects, or ``owner``'s (another user's only for an admin), with their counts."""
+        return self._answer(lambda: self.store.list_projects(self.actor, owner))

@@ -62,7 +62,8 @@ Dispatcher = ["{url_a}", "{url_b}"]
 [Systems.DataManagement.Services.Dispatcher]
 MaxThreads = 8
 
-# Overrides the handler's auth_ rules: any registered user may read and work; creating needs NormalUser.
+# Overrides the handler's auth_ rules: any registered user may call (the ownership rules still apply);
+# creating needs NormalUser.
 [Systems.DataManagement.Services.Dispatcher.Authorization]
 create_project = ["NormalUser"]
 

@@ -188,10 +188,15 @@ class DispatcherStore:
             db.executemany("INSERT INTO files (project_id, name) VALUES (?, ?)", [(project_id, n) for n in names])
         return project_id
 
-    def project_status(self, project_id: int) -> dict[str, Any]:
-        """Counts per state, who holds what, what failed, and how much each worker did."""
+    def project_status(self, actor: Actor, project_id: int) -> dict[str, Any]:
+        """Counts per state, who holds what, what failed, and how much each worker did.
+
+        Only for the project's owner or an administrator: the status names the workers and their users.
+        """
         with self._reading() as db:
             row = _project_row(db, project_id)
+            if row["owner"] != actor.user and not actor.is_admin:
+                raise NotAllowed(f"project {project_id} is not yours: only its owner or an administrator may read it")
             counts = dict.fromkeys(("ready", "reserved", "done", "failed"), 0)
             for state, count in db.execute(
                 "SELECT state, COUNT(*) FROM files WHERE project_id = ? GROUP BY state", (project_id,)
@@ -222,17 +227,21 @@ class DispatcherStore:
             "done_by_worker": {worker: count for worker, count in by_worker},
         }
 
-    def list_projects(self, owner: str | None = None) -> list[dict[str, Any]]:
-        """Every project (or ``owner``'s), oldest first, with its counts."""
+    def list_projects(self, actor: Actor, owner: str | None = None) -> list[dict[str, Any]]:
+        """``actor``'s projects, or ``owner``'s (another user's only for an administrator), oldest first, with
+        their counts."""
+        if owner is None:
+            owner = actor.user
+        if owner != actor.user and not actor.is_admin:
+            raise NotAllowed(f"only an administrator may list another user's projects (you are {actor.user})")
         query = (
             "SELECT p.*, SUM(f.state = 'ready') AS ready, SUM(f.state = 'reserved') AS reserved,"
             " SUM(f.state = 'done') AS done, SUM(f.state = 'failed') AS failed"
             " FROM projects p JOIN files f USING (project_id)"
-            + (" WHERE p.owner = ?" if owner is not None else "")
-            + " GROUP BY p.project_id ORDER BY p.project_id"
+            " WHERE p.owner = ? GROUP BY p.project_id ORDER BY p.project_id"
         )
         with self._reading() as db:
-            rows = db.execute(query, (owner,) if owner is not None else ()).fetchall()
+            rows = db.execute(query, (owner,)).fetchall()
         return [_project_summary(row, {k: row[k] for k in ("ready", "reserved", "done", "failed")}) for row in rows]
 
     # --------------------------------------------------------------------------------------------------- files

@@ -85,9 +85,9 @@ class DispatcherGateway:
         return dict(value) if isinstance(value, Mapping) else {}
 
     def my_projects(self, user: PortalUser) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Who the service sees, and that user's projects (as the service knows them, by its user name)."""
+        """Who the service sees, and that user's projects (``list_projects()`` lists the caller's own)."""
         seen = self.whoami(user)
-        projects = self.call_as(user, lambda client: client.list_projects(str(seen.get("username", ""))))
+        projects = self.call_as(user, lambda client: client.list_projects())
         return seen, [dict(project) for project in projects]
 
     def create_project(self, user: PortalUser, name: str, files: list[str]) -> int:
@@ -98,11 +98,14 @@ class DispatcherGateway:
     def project_of(self, user: PortalUser, project_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """Who the service sees, and the status of ``project_id`` if it is theirs; else :class:`NotYourProject`.
 
-        The Dispatcher lets any authenticated caller read a project's status; the portal only shows people their
-        own projects, judged by the owner the service recorded and the user name the service gives this user.
+        The Dispatcher itself refuses (``EACCES``) to show a project to anyone but its owner or an administrator;
+        the portal turns that refusal into its own "not one of your projects" (a 403 page).
         """
         seen = self.whoami(user)
-        status = dict(self.call_as(user, lambda client: client.project_status(project_id)))
-        if status.get("owner") != seen.get("username"):
-            raise NotYourProject(f"project {project_id} is not one of your projects", errno.EACCES)
+        try:
+            status = dict(self.call_as(user, lambda client: client.project_status(project_id)))
+        except ServiceRefused as refused:
+            if refused.errno == errno.EACCES:
+                raise NotYourProject(f"project {project_id} is not one of your projects", errno.EACCES) from refused
+            raise
         return seen, status

@@ -137,7 +137,9 @@ def test_every_method_over_tls(start: Start, connect: Connect) -> None:
     assert status["counts"] == {"ready": 1, "reserved": 0, "done": 1, "failed": 1}
     assert [p["name"] for p in value(client.list_projects())] == ["run-1"]
     assert value(client.list_projects("dev-user"))[0]["project_id"] == pid
-    assert value(client.list_projects("bob")) == []
+    others = client.list_projects("bob")  # another user's list is for administrators only
+    assert others["OK"] is False and others["Errno"] == errno.EACCES
+    assert "only an administrator may list another user's projects" in others["Message"]
 
 
 def test_only_the_owner_or_an_admin_changes_a_project(start: Start, connect: Connect) -> None:
@@ -152,9 +154,13 @@ def test_only_the_owner_or_an_admin_changes_a_project(start: Start, connect: Con
     ):
         assert refused["OK"] is False and refused["Errno"] == errno.EACCES
         assert "project 1 belongs to dev-user: only its owner or an administrator may change it" in refused["Message"]
-    assert value(bob.project_status(pid))["counts"]["reserved"] == 1  # bob may look, and changed nothing
+    peek = bob.project_status(pid)  # reading is for the owner and administrators too
+    assert peek["OK"] is False and peek["Errno"] == errno.EACCES and "project 1 is not yours" in peek["Message"]
+    assert value(owner.project_status(pid))["counts"]["reserved"] == 1  # bob changed nothing
     bobs = value(bob.create_project("bobs", ["x"], {}))
-    assert [p["owner"] for p in value(bob.list_projects())] == ["dev-user", "bob"]
+    assert [p["owner"] for p in value(bob.list_projects())] == ["bob"]  # his own only
+    assert [p["name"] for p in value(ops.list_projects("dev-user"))] == ["mine"]
+    assert value(ops.project_status(bobs))["owner"] == "bob"
     # The administrator may work on and report for anyone's project and workers.
     assert value(ops.file_done(pid, held["file_id"], "w"))["state"] == "done"
     assert value(ops.next_file(bobs, "ops-w"))["name"] == "x"

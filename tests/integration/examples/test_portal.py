@@ -7,6 +7,7 @@ test uses project names of its own.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+import rpcframework
 from examples.portal.devenv import DevEnvironment, dev_environment
 from examples.portal.server import PortalServer
 from examples.portal.sessions import COOKIE_NAME, SignedCookieSessionMiddleware
@@ -105,10 +107,14 @@ def test_the_service_sees_the_user_not_the_portal(portal: str, env: DevEnvironme
     assert seen["delegated-from"] == env.portal_host.dn  # the portal's host spoke for her
     name = unique("owned")
     alice.create_project(name, ["f.root"])
-    # Asked directly with the portal's own certificate and no delegation, the service tells who owns what.
+    # Asked directly with the portal's own certificate: as itself the host has no projects and may not list
+    # alice's; acting for alice (outside the web app), the service lists hers, recorded with her as the owner.
     with env.client() as client:
         assert client.whoami()["Value"]["username"] == "portal"  # the host, as itself
-        projects = client.list_projects()["Value"]
+        assert name not in [p["name"] for p in client.list_projects()["Value"]]
+        assert client.list_projects("alice")["Errno"] == errno.EACCES
+        with rpcframework.delegate(dn=env.users["alice"].dn, group=env.users["alice"].group):
+            projects = client.list_projects()["Value"]
     assert [p["owner"] for p in projects if p["name"] == name] == ["alice"]
 
 
@@ -131,8 +137,8 @@ def test_portal_without_trusted_host_gets_a_clear_refusal(env: DevEnvironment) -
         created = alice.post("/projects", {"csrf": page.csrf(), "name": name, "files": "a.root"})
         assert created.status == 502 and "delegation refused" in created.text
         assert client.whoami()["Value"]["username"] == "untrusted-portal"  # as itself, it may still call
-    with env.client() as trusted:
-        assert name not in [p["name"] for p in trusted.list_projects()["Value"]]
+    with env.client() as trusted, rpcframework.delegate(dn=env.users["alice"].dn, group=env.users["alice"].group):
+        assert name not in [p["name"] for p in trusted.list_projects()["Value"]]  # nothing was created for her
 
 
 def test_concurrent_users_never_see_each_others_identity(portal: str) -> None:

@@ -58,7 +58,6 @@ def test_every_wrapper(handler: type[DispatcherHandler]) -> None:
     assert status["owner"] == "alice" and status["done_by_worker"] == {"w1": 1}
     assert [p["name"] for p in client.list_projects()["Value"]] == ["p"]
     assert client.list_projects("alice")["Value"][0]["total"] == 2
-    assert client.list_projects("bob")["Value"] == []
 
 
 def test_wrappers_send_positional_arguments(handler: type[DispatcherHandler]) -> None:
@@ -85,7 +84,13 @@ def test_ownership_through_the_handler(handler: type[DispatcherHandler]) -> None
     refused = bob.next_file(pid, "w")
     assert refused["OK"] is False and refused["Errno"] == errno.EACCES
     assert "project 1 belongs to alice" in refused["Message"]
-    assert bob.project_status(pid)["OK"]  # reading is open to any authenticated caller
+    for read in (lambda: bob.project_status(pid), lambda: bob.list_projects("alice")):
+        refused = read()
+        assert refused["OK"] is False and refused["Errno"] == errno.EACCES, refused
+    assert "is not yours" in bob.project_status(pid)["Message"]
+    assert bob.list_projects()["Value"] == []  # only bob's own
+    assert admin.project_status(pid)["Value"]["owner"] == "alice"
+    assert [p["owner"] for p in admin.list_projects("alice")["Value"]] == ["alice"]
     taken = admin.next_file(pid, "admin-w")["Value"]
     assert admin.file_done(pid, taken["file_id"], "admin-w")["OK"]
 

@@ -59,14 +59,26 @@ def test_create_list_and_status(store: DispatcherStore) -> None:
     first = store.create_project(ALICE, "p1", files(3), {"max_attempts": 2, "campaign": "x"})
     second = store.create_project(BOB, "p2", ("a", "b"), {})
     assert (first, second) == (1, 2)
-    status = store.project_status(first)
+    status = store.project_status(ALICE, first)
     assert status["owner"] == "alice" and status["name"] == "p1" and status["total"] == 3
     assert status["counts"] == {"ready": 3, "reserved": 0, "done": 0, "failed": 0}
     assert status["attributes"] == {"max_attempts": 2, "campaign": "x"} and status["max_attempts"] == 2
     assert status["finished"] is False and status["held"] == [] and status["done_by_worker"] == {}
-    assert [p["project_id"] for p in store.list_projects()] == [1, 2]
-    assert [p["name"] for p in store.list_projects("bob")] == ["p2"]
-    assert store.list_projects("nobody") == []
+    assert [p["project_id"] for p in store.list_projects(ALICE)] == [1]  # the caller's own
+    assert [p["name"] for p in store.list_projects(BOB)] == ["p2"]
+    assert [p["name"] for p in store.list_projects(BOB, "bob")] == ["p2"]
+    assert [p["name"] for p in store.list_projects(ADMIN, "alice")] == ["p1"]
+    assert store.list_projects(ADMIN, "nobody") == [] and store.list_projects(ADMIN) == []
+
+
+def test_only_the_owner_or_an_admin_reads_a_project(store: DispatcherStore) -> None:
+    pid = store.create_project(ALICE, "p", files(2), {})
+    with pytest.raises(NotAllowed, match=f"project {pid} is not yours: only its owner or an administrator") as info:
+        store.project_status(BOB, pid)
+    assert info.value.errno == errno.EACCES and "alice" not in str(info.value)
+    assert store.project_status(ADMIN, pid)["owner"] == "alice"
+    with pytest.raises(NotAllowed, match="only an administrator may list another user's projects"):
+        store.list_projects(BOB, "alice")
 
 
 def test_next_file_hands_out_each_file_once_then_none(store: DispatcherStore) -> None:
@@ -75,7 +87,7 @@ def test_next_file_hands_out_each_file_once_then_none(store: DispatcherStore) ->
     assert [g["name"] for g in got if g] == ["f000", "f001", "f002"]
     assert all(g is not None and g["attempt"] == 1 for g in got)
     assert store.next_file(ALICE, pid, "w9") is None  # everything is held
-    held = store.project_status(pid)["held"]
+    held = store.project_status(ALICE, pid)["held"]
     assert [(h["name"], h["worker_id"], h["holder"]) for h in held] == [
         ("f000", "w0", "alice"),
         ("f001", "w1", "alice"),
@@ -98,7 +110,7 @@ def test_file_done_and_its_repeat(store: DispatcherStore) -> None:
     assert file is not None
     assert store.file_done(ALICE, pid, file["file_id"], "w") == {"file_id": 1, "state": "done", "repeated": False}
     assert store.file_done(ALICE, pid, file["file_id"], "w")["repeated"] is True  # a lost reply, asked again
-    status = store.project_status(pid)
+    status = store.project_status(ALICE, pid)
     assert status["finished"] is True and status["done_by_worker"] == {"w": 1}
     with pytest.raises(NotHeld):
         store.file_done(ALICE, pid, file["file_id"], "other")  # done, but not by "other"
@@ -113,7 +125,7 @@ def test_file_failed_repeated_says_where_the_file_is_now(store: DispatcherStore)
     assert store.next_file(ALICE, pid, "w2") is not None  # someone else took it in between
     again = store.file_failed(ALICE, pid, file["file_id"], "w1")
     assert (again["state"], again["attempts"], again["repeated"]) == ("reserved", 2, True)
-    assert store.project_status(pid)["held"][0]["worker_id"] == "w2"  # the repeat changed nothing
+    assert store.project_status(ALICE, pid)["held"][0]["worker_id"] == "w2"  # the repeat changed nothing
 
 
 def test_reporting_a_file_you_do_not_hold(store: DispatcherStore) -> None:
@@ -138,7 +150,7 @@ def test_only_the_owner_or_an_admin_changes_a_project(store: DispatcherStore) ->
     ):
         with pytest.raises(NotAllowed, match="project 1 belongs to alice"):
             change()
-    assert store.project_status(pid)["counts"]["ready"] == 2  # reading is open; nothing changed
+    assert store.project_status(ALICE, pid)["counts"]["ready"] == 2  # nothing changed
     alices = store.next_file(ALICE, pid, "w")
     admins = store.next_file(ADMIN, pid, "w-admin")
     assert alices is not None and admins is not None
@@ -158,7 +170,7 @@ def test_failed_files_are_retried_up_to_max_attempts(store: DispatcherStore) -> 
         outcomes.append((file["attempt"], store.file_failed(ALICE, pid, file["file_id"], "w")["state"]))
     assert outcomes == [(1, "ready"), (2, "ready"), (3, "failed")]
     assert store.next_file(ALICE, pid, "w") is None
-    status = store.project_status(pid)
+    status = store.project_status(ALICE, pid)
     assert status["finished"] and status["failed_files"] == [{"file_id": 1, "name": "only", "attempts": 3}]
 
 
@@ -184,7 +196,7 @@ def test_expired_lease_requeues_the_file_or_fails_it(store: DispatcherStore, clo
         store.file_done(ALICE, pid, lost["file_id"], "dead-worker")  # too late: its lease ran out
     clock.now += 61  # w2 goes silent too: out of attempts
     assert store.next_file(ALICE, pid, "w3") is None
-    assert store.project_status(pid)["counts"]["failed"] == 1
+    assert store.project_status(ALICE, pid)["counts"]["failed"] == 1
 
 
 @pytest.mark.parametrize(
@@ -206,16 +218,16 @@ def test_expired_lease_requeues_the_file_or_fails_it(store: DispatcherStore, clo
 def test_bad_project_input(store: DispatcherStore, name: str, file_list: list, attributes: dict, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         store.create_project(ALICE, name, file_list, attributes)
-    assert store.list_projects() == []
+    assert store.list_projects(ALICE) == []
 
 
 def test_unknown_project_and_bad_ids(store: DispatcherStore) -> None:
     with pytest.raises(UnknownProject, match="unknown project 7"):
-        store.project_status(7)
+        store.project_status(ALICE, 7)
     with pytest.raises(UnknownProject):
         store.next_file(ALICE, 7, "w")
     with pytest.raises(InvalidInput, match="project_id must be an integer"):
-        store.project_status(True)
+        store.project_status(ALICE, True)
     with pytest.raises(InvalidInput, match="worker_id"):
         store.next_file(ALICE, 1, "")
 
@@ -266,7 +278,7 @@ def test_threads_never_get_the_same_file(store: DispatcherStore) -> None:
     pid = store.create_project(ALICE, "p", files(300), {})
     claimed = _claim_all([store], pid, threads_per_store=8)
     assert sorted(claimed) == list(range(1, 301))  # every file once, none twice
-    assert store.project_status(pid)["counts"]["done"] == 300
+    assert store.project_status(ALICE, pid)["counts"]["done"] == 300
 
 
 def test_two_connections_on_one_file_never_hand_out_the_same_file(tmp_path: Path) -> None:
@@ -276,7 +288,7 @@ def test_two_connections_on_one_file_never_hand_out_the_same_file(tmp_path: Path
         pid = stores[0].create_project(ALICE, "p", files(300), {})
         claimed = _claim_all(stores, pid, threads_per_store=4)
         assert sorted(claimed) == list(range(1, 301))
-        assert sum(stores[1].project_status(pid)["done_by_worker"].values()) == 300
+        assert sum(stores[1].project_status(ALICE, pid)["done_by_worker"].values()) == 300
     finally:
         for store in stores:
             store.close()
@@ -290,12 +302,12 @@ def test_state_survives_a_reopen(tmp_path: Path) -> None:
     done = first.next_file(ALICE, pid, "w2")
     assert held is not None and done is not None
     first.file_done(ALICE, pid, done["file_id"], "w2")
-    before = first.project_status(pid)
+    before = first.project_status(ALICE, pid)
     first.close()
 
     second = DispatcherStore(path)
     try:
-        assert second.project_status(pid) == before
+        assert second.project_status(ALICE, pid) == before
         assert second.file_done(ALICE, pid, held["file_id"], "w")["state"] == "done"  # the holder carries on
         assert second.create_project(ALICE, "next", ["x"], {}) == pid + 1
     finally:
