@@ -332,8 +332,18 @@ class Client:
         return RPCClient(service, self._rpc_options, backends=backends)
 
     def _stub_options(self, timeout: float | None) -> dict[str, Any]:
-        """The options recorded in ``rpcStub``; the networking layer adds the caller's identity, as DISET does."""
-        return self._rpc_options.stub_options(timeout)
+        """The options recorded in ``rpcStub``; the networking layer adds the caller's identity, as DISET does.
+
+        Cached for the last (options, timeout): options are immutable (``setTimeout`` swaps the object), and the
+        dict is only read (``build_rpc_stub`` copies it into each stub).
+        """
+        options = self._rpc_options
+        cached = self.__dict__.get("_rpc_stub_cache")
+        if cached is not None and cached[0] is options and cached[1] == timeout:
+            return cast(dict[str, Any], cached[2])
+        stub = options.stub_options(timeout)
+        self.__dict__["_rpc_stub_cache"] = (options, timeout, stub)
+        return stub
 
     def _rpc_target(self, service: str | None) -> CallTarget:
         if not service:

@@ -205,13 +205,23 @@ class InnerRPCClient:
             if negotiated is None or Feature.KWARGS not in negotiated:
                 raise _no_kwargs(conn, proposal)
         attempt.phase = CallPhase.PROPOSING
-        conn.stream.settimeout(_remaining(deadline, "sending the call"))
+        stream = conn.stream
+        stream.settimeout(_remaining(deadline, "sending the call"))
         owed = machine.data_to_send()  # pongs owed to the server's pings, if any
         data = machine.send_call(proposal, args, kwargs or None)
         # The arguments go with the proposal: from the first byte on the handler may run (at-most-once).
         attempt.phase = CallPhase.ARGUMENTS_SENT
-        conn.stream.send_all(owed + data if owed else data)
+        stream.send_all(owed + data if owed else data)
         try:
+            if machine.needs_data():
+                # The steady state: ack + result arrive in one read and are parsed inline (receive_result).
+                # Anything unusual was fed to the machine instead, and the general loop below takes over.
+                stream.settimeout(_remaining(deadline, "waiting for the result"))
+                result = machine.receive_result(stream.recv(_RECV_SIZE))
+                if result is not None:
+                    conn.calls += 1
+                    conn.last_used = time.monotonic()
+                    return result
             event = self._next_event(conn, deadline, "waiting for the result")
         except ConnectionClosedError:
             if machine.state is ConnectionState.CLOSED:

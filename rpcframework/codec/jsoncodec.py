@@ -39,6 +39,7 @@ import datetime
 import json
 import logging
 import re
+from collections.abc import Callable
 from itertools import accumulate
 from typing import Any, Final
 
@@ -192,9 +193,32 @@ def decode_json_text(data: bytes, decoder: json.JSONDecoder, limits: CodecLimits
         raise CodecError(f"invalid JSON payload: {exc}") from exc
 
 
+# The decoder's C scanner (an attribute typeshed does not declare): (text, index) -> (value, end index).
+_PLAIN_SCAN: Final[Callable[[str, int], tuple[Any, int]]] = getattr(_PLAIN_DECODER, "scan_once")  # noqa: B009
+
+
 def decode_json(data: bytes, limits: CodecLimits = DEFAULT_LIMITS) -> Any:
     """Decode DISET JSON; tagged ``dt``/``date``/``b64`` objects come back as datetime/date/bytes."""
     # A tag key is spelled "__dCls"/"__dMod" or has an escaped character in it; without either the standard
     # decoder (no Python hook per object) gives the same result, faster.
     needs_hook = b"__d" in data or b"\\u" in data
+    size = len(data)
+    if (
+        not needs_hook
+        and size <= limits.max_bytes
+        and size <= limits.max_items  # items (commas and opening brackets) are at most one per byte
+        and data.count(b"[") + data.count(b"{") <= limits.max_depth  # nesting at most one level per bracket
+    ):
+        # A plain message within every limit by check_json_structure's cheap bounds (the common envelope);
+        # the C scanner reads it directly. JSONDecoder.decode would do exactly this after skipping leading
+        # whitespace, and then reject trailing bytes: anything but a value spanning the whole text (leading or
+        # trailing whitespace, extra data, a syntax error, bad UTF-8) takes the general path, which decides.
+        try:
+            text = data.decode("utf-8")
+            value, end = _PLAIN_SCAN(text, 0)
+        except (UnicodeDecodeError, StopIteration, ValueError, RecursionError):
+            pass
+        else:
+            if end == len(text):
+                return value
     return decode_json_text(data, _TAGGED_DECODER if needs_hook else _PLAIN_DECODER, limits)

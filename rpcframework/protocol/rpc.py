@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from rpcframework.codec import CodecLimits, Encoding, encode
+from rpcframework.codec.jsoncodec import decode_json, encode_json
 from rpcframework.codec.limits import DEFAULT_LIMITS
 from rpcframework.errors import CodecError, ProtocolError, UnexpectedMessageError
 from rpcframework.protocol._connection import BaseConnection
@@ -40,7 +41,13 @@ from rpcframework.protocol.events import (
     ProposalRefused,
     Sentinel,
 )
-from rpcframework.protocol.framing import DEFAULT_MAX_FRAME_SIZE, PROPOSAL_MAX_FRAME_SIZE
+from rpcframework.protocol.framing import (
+    DEFAULT_MAX_FRAME_SIZE,
+    MAX_HEADER_SIZE,
+    MAX_WIRE_FRAME_SIZE,
+    PROPOSAL_MAX_FRAME_SIZE,
+    encode_frame,
+)
 from rpcframework.protocol.messages import (
     ARGUMENTS_ERROR,
     GOODBYE_KEY,
@@ -60,6 +67,7 @@ __all__ = ["ClientConnection", "ServerConnection"]
 _CACHE_SIZE: Final = 32
 _ACK: Final = S_OK()
 _RPC: Final = ActionType.RPC
+_JSON: Final = Encoding.JSON
 _GOODBYE: Final = {"OK": False, "Errno": 0, "Message": "the server closed this idle connection", GOODBYE_KEY: True}
 
 
@@ -94,6 +102,7 @@ class ClientConnection(BaseConnection):
         self._last_call: tuple[Proposal, bytes] | None = None
         # The constant ack S_OK() in our encoding: compared as bytes, never decoded.
         self._ack_payload = encode(_ACK, encoding, limits)
+        self._ack_wire = encode_frame(self._ack_payload)  # b'27:{"OK": true, "Value": null}' in JSON
 
     def send_proposal(self, proposal: Proposal) -> bytes:
         """Start an exchange; the first proposal on a connection carries our extensions offer."""
@@ -136,11 +145,59 @@ class ClientConnection(BaseConnection):
                 self._call_bytes[proposal] = found
             head = found
             self._last_call = (proposal, head)
-        data = head + self._frame(arguments_to_wire(args, kwargs), self._data_encoding)
+        message = arguments_to_wire(args, kwargs)
+        if self._data_encoding is _JSON:
+            # The common case: one json.dumps (the codec's cached encoder, limits checked) and one join for both
+            # frames; encode_frame's only check (the 9-digit wire maximum) is made here.
+            payload = encode_json(message, self._limits)
+            if len(payload) > MAX_WIRE_FRAME_SIZE:
+                encode_frame(payload)  # raises the ValueError naming the limit
+            data = b"%b%d:%b" % (head, len(payload), payload)
+        else:
+            data = head + self._frame(message, self._data_encoding)
         self._proposal = proposal
         self._pipelined = True
         self._state = ConnectionState.PROPOSED
         return data
+
+    def receive_result(self, data: bytes) -> DReturn | None:
+        """Fast path for the answer to a pipelined call: ``data`` (one read, non-empty) is exactly the constant
+        ack followed by one complete result frame, in the JSON data encoding, with nothing buffered before it:
+        the result envelope is returned and the machine is IDLE, as if ``receive_data`` and ``next_event`` had
+        run. Anything else (a refusal, a goodbye, a pong, a reply split across reads, trailing bytes, another
+        encoding, an oversized frame) is fed to the general machine and ``None`` is returned: the caller goes on
+        with ``next_event``, which sees exactly what it would have seen without this shortcut.
+        """
+        ack = self._ack_wire
+        if (
+            self._pipelined
+            and self._state is ConnectionState.PROPOSED
+            and self._data_encoding is _JSON
+            and data.startswith(ack)
+            and self._decoder.at_boundary  # nothing of an earlier read is waiting in front of these bytes
+            and not self._eof
+        ):
+            start = len(ack)
+            colon = data.find(b":", start, start + MAX_HEADER_SIZE)
+            digits = data[start:colon]
+            # The same header rules as FrameDecoder: ASCII digits only, the result frame's size cap.
+            if colon > start and digits.isdigit():
+                size = int(digits)
+                if size <= self._max_message_size and colon + 1 + size == len(data):
+                    try:
+                        result = check_envelope(decode_json(data[colon + 1 :], self._limits))
+                    except CodecError as exc:
+                        self._state = ConnectionState.ERROR
+                        raise ProtocolError(f"undecodable message: {exc}") from exc
+                    except ProtocolError:
+                        self._state = ConnectionState.ERROR
+                        raise
+                    # What _accepted (pipelined) and then the CALLING branch of _on_frame do.
+                    self._pipelined = False
+                    self._end_exchange()
+                    return result
+        self.receive_data(data)
+        return None
 
     def send_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None) -> bytes:
         """Send the call's arguments; keyword arguments need the negotiated ``kwargs`` extension."""
@@ -287,10 +344,16 @@ class ServerConnection(BaseConnection):
         the caller can send an error result instead. A pipelined exchange's ack comes first, in the same bytes."""
         if self._state is not ConnectionState.CALLING:
             self._require(ConnectionState.CALLING)
-        data = self._frame(sanitize_result(result), self._data_encoding)
-        if self._pending_ack:
-            data = self._pending_ack + data
-            self._pending_ack = b""
+        ack = self._pending_ack
+        if self._data_encoding is _JSON:
+            # One json.dumps (the codec's cached encoder, limits checked) and one join with the pending ack.
+            payload = encode_json(sanitize_result(result), self._limits)
+            if len(payload) > MAX_WIRE_FRAME_SIZE:
+                encode_frame(payload)  # raises the ValueError naming the limit
+            data = b"%b%d:%b" % (ack, len(payload), payload)
+        else:
+            data = ack + self._frame(sanitize_result(result), self._data_encoding)
+        self._pending_ack = b""
         self._end_exchange()
         return data
 
@@ -301,6 +364,57 @@ class ServerConnection(BaseConnection):
             return b""
         self._state = ConnectionState.CLOSED
         return self._frame(_GOODBYE, self._encoding)
+
+    def parse_pipelined(self, data: bytes) -> tuple[Proposal, bytes] | None:
+        """Fast path for a worker reading the next request itself: when ``data`` (one read) is exactly a marked
+        proposal this connection has already parsed (same bytes) followed by one complete arguments frame, all
+        JSON, with nothing buffered before it, return that proposal and the arguments payload. Nothing changes
+        state here: on ``None`` (anything else) the caller feeds ``data`` to :meth:`receive_data` as usual; on a
+        tuple it either calls :meth:`take_pipelined` or feeds ``data`` (e.g. to re-run authorization)."""
+        if (
+            self._state is not ConnectionState.IDLE
+            or not self._pipeline
+            or self._skip
+            or self._eof
+            or self._encoding is not _JSON
+            or self._data_encoding is not _JSON
+            or not self._decoder.at_boundary
+        ):
+            return None
+        # Two frames, the first ending inside data, the second exactly at its end; a keepalive mark ("dka") is
+        # not a header and goes the general way.
+        first = _frame_span(data, 0, self._max_proposal_size)
+        if first is None or first[1] >= len(data):
+            return None
+        cached = self._proposal_cache.get(data[first[0] : first[1]])
+        if cached is None or cached[1] is not _JSON or not cached[0].pipelined:
+            return None
+        second = _frame_span(data, first[1], self._max_message_size)
+        if second is None or second[1] != len(data):
+            return None
+        return cached[0], data[second[0] :]
+
+    def take_pipelined(self, proposal: Proposal, payload: bytes) -> tuple[list[Any], dict[str, Any]]:
+        """Accept ``proposal`` (from :meth:`parse_pipelined`, authorized by the caller) and decode its arguments:
+        what ``next_event`` (ProposalReceived), ``accept()`` and ``next_event`` (ArgumentsReceived) would do.
+        The ack waits for the result (:meth:`send_result`). A bad arguments frame raises :class:`ProtocolError`
+        with DIRAC's refusal queued in ``data_to_send()``, and the machine is in ``ERROR``, as ``next_event``
+        leaves it."""
+        self._proposal = proposal
+        self._pending_ack = self._ack_frame()
+        try:
+            # _on_arguments for the JSON data encoding, without the decode() dispatch and the event object.
+            try:
+                message = decode_json(payload, self._limits)
+            except CodecError as exc:
+                raise ProtocolError(f"undecodable message: {exc}") from exc
+            args, kwargs = arguments_from_wire(message, kwargs_allowed=self._kwargs_allowed)
+        except ProtocolError:
+            self._queue_error(ARGUMENTS_ERROR, _JSON)
+            self._state = ConnectionState.ERROR
+            raise
+        self._state = ConnectionState.CALLING
+        return args, kwargs
 
     def _ack_frame(self) -> bytes:
         data = self._ack_bytes.get(self._encoding)
@@ -369,3 +483,17 @@ class ServerConnection(BaseConnection):
             self._out += self._frame(S_ERROR(message), encoding)
         except CodecError:  # e.g. a peer string the typed or DEncode encoder rejects: fall back to plain JSON
             self._out += self._frame(S_ERROR(INVALID_PROPOSAL), Encoding.JSON)
+
+
+def _frame_span(data: bytes, start: int, cap: int) -> tuple[int, int] | None:
+    """Where the payload of the frame whose header starts at ``start`` lies in ``data`` (``None``: not a plain
+    frame header there, or over ``cap``). The same header rules as FrameDecoder: ASCII digits, the colon within
+    MAX_HEADER_SIZE bytes. The end may lie beyond ``data``: the caller compares it with ``len(data)``."""
+    colon = data.find(b":", start, start + MAX_HEADER_SIZE)
+    digits = data[start:colon]
+    if colon <= start or not digits.isdigit():
+        return None
+    size = int(digits)
+    if size > cap:
+        return None
+    return colon + 1, colon + 1 + size

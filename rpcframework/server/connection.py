@@ -203,6 +203,74 @@ class Channel:
         """Whether bytes are already buffered in the stream (read them before waiting on the selector)."""
         return self.stream.pending() > 0
 
+    def next_request(self, timeout: float) -> Step | None:
+        """The worker-owned read of a kept connection: wait at most ``timeout`` for the next request and return
+        the step it makes (``None``: nothing arrived, the connection is idle and goes back to the selector).
+
+        Steady state, parsed inline: a pipelined call whose proposal bytes this connection already accepted
+        (:meth:`ServerConnection.parse_pipelined`: same service, method and extra credentials, so the same
+        identity) under the same configuration snapshot (``_auth_cache`` is keyed by the proposal object and the
+        tree's identity; a reload makes a new tree, so authorization runs again) and with no peer problem
+        reported since. Anything else (a new proposal, a refusal to make, keepalives, a request split across
+        reads, more bytes than one request) takes the general path: feed, ``advance``.
+        """
+        conn = self.conn
+        stream = self.stream
+        if stream.pending() > 0:  # decrypted bytes waiting in TLS: the general path reads and processes them
+            self.read_once(0.0)
+            return self.advance()
+        if not conn.needs_data():
+            # The machine holds bytes: complete frames are processed at once; a partial one waits for its rest.
+            step = self.advance()
+            if step is not Step.WAIT:
+                return step
+            return self.advance() if self.read_once(timeout) else None
+        stream.settimeout(timeout)
+        try:
+            data = stream.recv(_RECV_SIZE)
+        except TimeoutError:  # DeadlineExceeded: nothing arrived in time
+            return None
+        taken = self._take_repeated_call(data) if data else None
+        if taken is not None:
+            return taken
+        # The general path, as read_once would have fed these bytes (and whatever TLS still holds).
+        self._feed(data)
+        for _ in range(64):
+            if not data or stream.pending() <= 0:
+                break
+            data = stream.recv(_RECV_SIZE)
+            self._feed(data)
+        return self.advance()
+
+    def _take_repeated_call(self, data: bytes) -> Step | None:
+        """The inline parse of :meth:`next_request`: ``Step.CALL`` (or ``CLOSE`` for bad arguments), or ``None``
+        with nothing consumed when ``data`` is not a repeated, still authorized pipelined call."""
+        conn = self.conn
+        parsed = conn.parse_pipelined(data)
+        if parsed is None:
+            return None
+        proposal, payload = parsed
+        service = self.services.get(proposal.service)
+        cached = self._auth_cache
+        if (
+            service is None
+            or self.peer_problem is not None
+            or cached is None
+            or cached[0] is not proposal
+            or cached[1] is not service.config_tree()
+        ):
+            return None  # authorization must run (again): the general path does it
+        self._current = (service, proposal, cached[2])
+        try:
+            args, kwargs = conn.take_pipelined(proposal, payload)
+        except ProtocolError as exc:  # as advance() handles it: DIRAC's refusal, then close
+            logger.info("closing %s after a protocol error: %s", self.where, exc)
+            self._report_failure("protocol error")
+            self._send_quietly(conn.data_to_send())
+            return Step.CLOSE
+        self.call = self._make_call(args, kwargs)
+        return Step.CALL
+
     # -- the protocol -------------------------------------------------------------------------------------------
 
     def advance(self) -> Step:

@@ -347,8 +347,9 @@ class ServiceReactor:
 
     def _read_channel(self, channel: Channel) -> None:
         try:
-            channel.read_once(0.0)
-            step = channel.advance()
+            # The selector reported bytes: read them without waiting; a steady-state pipelined request (the usual
+            # case for a busy connection handed back by a worker) is parsed inline, anything else by advance().
+            step = channel.next_request(0.0) or Step.WAIT
         except (RPCFrameworkError, OSError) as exc:
             logger.info("dropping %s: %s", channel.where, exc)
             step = Step.CLOSE
@@ -422,9 +423,9 @@ class ServiceReactor:
             for _ in range(_INLINE_MAX_CALLS):
                 if not keep or self._stopping or pool.waiting:
                     break
-                if not channel.wants_read() and not channel.read_once(self.inline_wait):
+                step = channel.next_request(self.inline_wait)
+                if step is None:
                     break  # idle: back to the selector
-                step = channel.advance()
                 if step is Step.CLOSE:
                     keep = False
                 elif step is Step.CALL:

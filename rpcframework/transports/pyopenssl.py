@@ -159,6 +159,8 @@ class PyOpenSSLStream:
         # One poller per stream, registered once: building and registering one per wait costs on every call.
         self._poller: Any = None
         self._poll_events = 0
+        # Set by send_all: the next recv most likely waits for the peer's answer (see recv).
+        self._answer_due = False
 
     def __repr__(self) -> str:
         who = self._identity.dn if self._identity else "unverified"
@@ -192,6 +194,15 @@ class PyOpenSSLStream:
 
     def recv(self, max_bytes: int) -> bytes:
         deadline: Deadline | None = None  # started at the first wait: a read that needs none reads no clock
+        if self._answer_due:
+            self._answer_due = False
+            if self._timeout != 0.0 and not _ssl_lib.SSL_pending(self._conn._ssl):
+                # Right after a send (a request, a result) the answer is almost never there yet: wait for the
+                # socket first, which spares OpenSSL a failed read and pyOpenSSL a WantReadError per exchange.
+                # Safe: no decrypted byte is pending (checked), and OpenSSL does not read ahead of the record it
+                # decrypts, so unread bytes can only be in the socket, where poll sees them (an EOF or error too).
+                deadline = Deadline(self._timeout)
+                self._wait(select.POLLIN, deadline, "receiving")
         for _ in range(_MAX_IO_STEPS):
             try:
                 return self._conn.recv(max_bytes)
@@ -233,6 +244,9 @@ class PyOpenSSLStream:
             except SSL.Error as exc:
                 raise classify_tls_failure(_error_text(exc), verify_code=None, peer=self._where) from exc
             view = view[sent:]
+            if not view:
+                self._answer_due = True
+                return
         raise ConnectionClosedError(f"connection to {self._where} made no progress while sending")
 
     def close(self) -> None:

@@ -1,0 +1,143 @@
+"""The steady-state fast paths (client ``receive_result``, server ``parse_pipelined``/``next_request``) and every way
+out of them: refusal after a cached proposal, identity change, a configuration reload between two identical
+pipelined calls, keepalives, a reply split across reads, goodbye."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+from _e2e_kit import ALICE_DN, CountingHandler, urls_of
+
+import rpcframework
+from rpcframework import RPCClient
+from rpcframework.config import load_dict
+from rpcframework.protocol import ConnectionState, rpc
+from rpcframework.transports.pyopenssl import PyOpenSSLStream
+
+
+def _rpc(creds, url: str) -> RPCClient:
+    return RPCClient(url, config=creds.config(), timeout=10, proxyLocation=str(creds.user.proxy_file))
+
+
+@pytest.fixture
+def fast_counts(monkeypatch):
+    """How often each fast path answered (a hit returns a value, a miss falls back to the general machine)."""
+    counts = {"client": 0, "server": 0}
+    receive_result = rpc.ClientConnection.receive_result
+    take_pipelined = rpc.ServerConnection.take_pipelined
+
+    def counting_receive(self, data):
+        result = receive_result(self, data)
+        counts["client"] += result is not None
+        return result
+
+    def counting_take(self, proposal, payload):
+        counts["server"] += 1
+        return take_pipelined(self, proposal, payload)
+
+    monkeypatch.setattr(rpc.ClientConnection, "receive_result", counting_receive)
+    monkeypatch.setattr(rpc.ServerConnection, "take_pipelined", counting_take)
+    return counts
+
+
+def test_the_steady_state_takes_both_fast_paths(creds, cluster, fast_counts):
+    (reactor,) = cluster()
+    with _rpc(creds, urls_of([reactor])[0]) as client:
+        for number in range(20):
+            assert client.call("echo", (number,), {}, timeout=10)["Value"] == number
+        assert client.call("echo", (), {"data": "kw"}, timeout=10)["Value"] == "kw"
+    # The first call negotiates (two round trips), the second one's proposal is new to the server.
+    assert fast_counts["client"] >= 18 and fast_counts["server"] >= 17
+    assert CountingHandler.executions["echo"] == 21
+
+
+def test_a_refusal_after_a_cached_proposal_and_an_identity_change(creds, cluster, fast_counts):
+    (reactor,) = cluster()
+    with creds.client(urls_of([reactor])) as client:
+        for _ in range(3):
+            assert client.echo("before")["OK"]
+        with rpcframework.delegate(ALICE_DN, "demo_users"):  # a plain user may not delegate: refused
+            refused = client.echo("delegated")
+        assert not refused["OK"] and refused["Errno"] == 1111
+        assert client.echo("after")["Value"] == "after"
+    with creds.client(urls_of([reactor]), useCertificates=True, proxyLocation=None) as portal:
+        for _ in range(3):
+            assert portal.whoami()["Value"]["username"] == "localhost"
+            with rpcframework.delegate(ALICE_DN, "demo_users"):
+                assert portal.whoami()["Value"]["username"] == "alice"
+    assert CountingHandler.executions["echo"] == 4  # the refused call ran nothing
+
+
+def test_a_configuration_reload_between_two_identical_calls_refuses_the_second(creds, cluster):
+    (reactor,) = cluster()
+    (service,) = reactor.services
+    with _rpc(creds, urls_of([reactor])[0]) as client:
+        for _ in range(3):  # the third one is served from the cached authorization
+            assert client.call("echo", ("x",), {}, timeout=10)["OK"]
+        denied = creds.config_dict(Demo={"Services": {"Echo": {"Authorization": {"echo": "SiteManager"}}}})
+        service._config = load_dict(denied, "<reloaded>")  # what a ConfigStore reload does: a new snapshot
+        refused = client.call("echo", ("x",), {}, timeout=10)
+        assert not refused["OK"] and refused["Errno"] == 1111
+        service._config = creds.config()
+        assert client.call("echo", ("y",), {}, timeout=10)["Value"] == "y"
+        assert len(client.pool._idle[urls_of([reactor])[0]]) == 1  # the same connection all along
+    assert CountingHandler.executions["echo"] == 4
+
+
+def test_a_keepalive_interleaved_with_pipelined_calls(creds, cluster):
+    (reactor,) = cluster()
+    url = urls_of([reactor])[0]
+    with _rpc(creds, url) as client:
+        assert client.call("echo", (1,), {}, timeout=10)["OK"]
+        assert client.call("echo", (2,), {}, timeout=10)["OK"]
+        (conn,) = client.pool._idle[url]
+        conn.send_keepalive(5.0)  # its pong arrives in front of the next call's answer
+        time.sleep(0.05)
+        assert client.call("echo", (3,), {}, timeout=10)["Value"] == 3
+        assert client.call("echo", (4,), {}, timeout=10)["Value"] == 4
+    assert len(CountingHandler.peers) == 1
+
+
+def test_replies_and_requests_split_across_reads(creds, cluster, monkeypatch):
+    (reactor,) = cluster()
+    original_recv = PyOpenSSLStream.recv
+    original_send = PyOpenSSLStream.send_all
+
+    def small_reads(self, max_bytes):
+        return original_recv(self, min(max_bytes, 7))
+
+    def split_sends(self, data):
+        view = memoryview(data)
+        for start in range(0, len(view), 11):
+            original_send(self, view[start : start + 11])
+            time.sleep(0.0005)
+
+    with _rpc(creds, urls_of([reactor])[0]) as client:
+        assert client.call("echo", ("negotiate",), {}, timeout=10)["OK"]
+        assert client.call("echo", ("warm",), {}, timeout=10)["OK"]
+        monkeypatch.setattr(PyOpenSSLStream, "recv", small_reads)
+        for number in range(3):
+            assert client.call("echo", ("x" * 50, number), {}, timeout=10)["OK"] is False  # echo takes one argument
+            assert client.call("echo", (number,), {}, timeout=10)["Value"] == number
+        monkeypatch.setattr(PyOpenSSLStream, "recv", original_recv)
+        monkeypatch.setattr(PyOpenSSLStream, "send_all", split_sends)
+        for number in range(3):
+            assert client.call("echo", (number,), {}, timeout=10)["Value"] == number
+    assert CountingHandler.executions["echo"] == 8
+
+
+def test_a_goodbye_in_place_of_the_answer_is_retried(creds, cluster, fast_counts):
+    (reactor,) = cluster(idle_timeout=0.5)
+    url = urls_of([reactor])[0]
+    with _rpc(creds, url) as client:
+        for number in range(3):
+            assert client.call("echo", (number,), {}, timeout=10)["OK"]
+        (conn,) = client.pool._idle[url]
+        conn.max_idle = conn.pipeline_idle = math.inf  # force the stale race: pipeline whatever the idle time
+        time.sleep(1.0)  # the server closed it for idleness, with a goodbye
+        assert client.call("echo", ("again",), {}, timeout=10)["Value"] == "again"
+        assert conn.machine.state is ConnectionState.CLOSED
+    assert CountingHandler.executions["echo"] == 4
+    assert len(CountingHandler.peers) == 2
