@@ -14,24 +14,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import sys
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from rpcframework.cli.common import add_config_option, add_log_level_option, load_config, to_json, to_jsonable
+from rpcframework.cli.client_args import add_client_options, client_options, output_mode, print_error
+from rpcframework.cli.common import to_json, to_jsonable
 from rpcframework.cli.main import EXIT_ERROR, EXIT_OK, SubParsers
-from rpcframework.client import ClientOptions, RPCClient, build_rpc_stub
-from rpcframework.config import load_dict
-from rpcframework.errors import ConfigurationError, RPCFrameworkError
+from rpcframework.client import RPCClient, build_rpc_stub
+from rpcframework.errors import RPCFrameworkError
 from rpcframework.returnvalues import DReturn, error_from_exception
 from rpcframework.security.locations import check_credentials
 
 __all__ = ["parse_arg", "parse_kw", "register"]
-
-DEFAULT_TIMEOUT = 30.0
 
 
 def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
@@ -53,51 +47,14 @@ def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
         help="keyword argument (repeatable; the value must be valid JSON)",
     )
     call.add_argument("--stub", action="store_true", help="include the rpcStub in the output")
-    _add_client_options(call, default_output=None)
+    add_client_options(call, default_output=None)
     call.set_defaults(handler=_call)
 
     for name, what in (("ping", "service health (the built-in ping)"), ("whoami", "who the service says you are")):
         parser = subparsers.add_parser(name, help=what, description=f"rpcframework {name}: {what}.")
         parser.add_argument("url", metavar="URL", help="dips://host:port/System/Component, or System/Component")
-        _add_client_options(parser, default_output="text")
+        add_client_options(parser, default_output="text")
         parser.set_defaults(handler=_ping if name == "ping" else _whoami)
-
-
-def _add_client_options(parser: argparse.ArgumentParser, *, default_output: str | None) -> None:
-    parser.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help="deadline for the whole call (default: %(default)s)",
-    )
-    parser.add_argument("--retries", type=int, metavar="N", help="retries before the arguments are sent")
-    parser.add_argument("--backend", choices=["pyopenssl", "m2crypto"], help="TLS back end (default: pyopenssl)")
-    parser.add_argument("--proxy", type=Path, metavar="FILE", help="proxy file (default: X509_USER_PROXY, ...)")
-    parser.add_argument("--cert", type=Path, metavar="FILE", help="user certificate instead of a proxy (with --key)")
-    parser.add_argument("--key", type=Path, metavar="FILE", help="key of --cert")
-    parser.add_argument("--ca-dir", type=Path, metavar="DIR", help="hashed trusted-CA directory")
-    parser.add_argument(
-        "--skip-ca-check", action="store_true", help="do not verify the server's certificate (development only)"
-    )
-    parser.add_argument(
-        "--output",
-        choices=["json", "text"],
-        default=default_output,
-        help="json or text (default: " + ("text" if default_output else "text on a terminal, else json") + ")",
-    )
-    add_config_option(parser)
-    add_log_level_option(parser)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from exc
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
 
 
 def parse_arg(text: str) -> Any:
@@ -125,57 +82,12 @@ def parse_kw(text: str) -> tuple[str, Any]:
 @contextlib.contextmanager
 def _client(args: argparse.Namespace) -> Iterator[RPCClient]:
     """An :class:`RPCClient` built from the command-line options; temporary files removed afterwards."""
-    tree = load_config(args.config).snapshot()
-    if args.ca_dir is not None:
-        # The client takes its CA directory from /DIRAC/Security/CALocation before X509_CERT_DIR.
-        tree = tree.merge(load_dict({"DIRAC": {"Security": {"CALocation": str(args.ca_dir)}}}, "--ca-dir"))
-    with _credential_file(args) as proxy:
-        options = ClientOptions.build(
-            _drop_none(
-                timeout=args.timeout,
-                proxyLocation=proxy,
-                skipCACheck=True if args.skip_ca_check else None,
-                backend=args.backend,
-                retries=args.retries,
-                config=tree,
-            )
-        )
+    with client_options(args) as options:
         client = RPCClient(args.url, options)
         try:
             yield client
         finally:
             client.close()
-
-
-def _drop_none(**values: Any) -> dict[str, Any]:
-    return {name: value for name, value in values.items() if value is not None}
-
-
-@contextlib.contextmanager
-def _credential_file(args: argparse.Namespace) -> Iterator[str | None]:
-    """The file to present: ``--proxy``; or ``--cert``/``--key`` joined into one private temporary file.
-
-    The client's only explicit-credential option is a proxy location (a file holding certificate and key), and the
-    default lookup would prefer ``/tmp/x509up_u<uid>`` to ``X509_USER_CERT``; joining the pair is the way to make
-    sure the certificate the user named is the one presented.
-    """
-    if args.proxy is not None and (args.cert or args.key):
-        raise ConfigurationError("give either --proxy or --cert/--key, not both")
-    if (args.cert is None) != (args.key is None):
-        raise ConfigurationError("give --cert and --key together")
-    if args.cert is None:
-        yield None if args.proxy is None else str(args.proxy)
-        return
-    try:
-        data = args.cert.read_bytes() + b"\n" + args.key.read_bytes()
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read {exc.filename}: {exc.strerror}") from exc
-    with tempfile.TemporaryDirectory(prefix="rpcframework-cli-") as directory:
-        path = Path(directory) / "credential.pem"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        yield str(path)
 
 
 def _invoke(args: argparse.Namespace, method: str, call_args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -215,29 +127,17 @@ def _local_identity(client: RPCClient) -> str | None:
 # -- output -----------------------------------------------------------------------------------------------------
 
 
-def _output_mode(args: argparse.Namespace) -> str:
-    if args.output is not None:
-        return str(args.output)
-    return "text" if sys.stdout.isatty() else "json"
-
-
-def _print_error(command: str, envelope: dict[str, Any]) -> None:
-    errno = envelope.get("Errno")
-    suffix = f" (Errno {errno})" if errno else ""
-    print(f"rpcframework {command}: error: {envelope.get('Message', '')}{suffix}", file=sys.stderr)
-
-
 def _finish(args: argparse.Namespace, envelope: dict[str, Any], text: Any) -> int:
     """Print ``envelope`` as JSON, or ``text(value)`` in text mode; the exit status for its outcome."""
     ok = bool(envelope.get("OK"))
-    if _output_mode(args) == "json":
+    if output_mode(args) == "json":
         print(to_json(envelope))
     elif ok:
         text(envelope.get("Value"))
         if "rpcStub" in envelope:
             print(f"rpcStub: {json.dumps(to_jsonable(envelope['rpcStub']))}")
     else:
-        _print_error(args.command, envelope)
+        print_error(args.command, envelope)
     return EXIT_OK if ok else EXIT_ERROR
 
 

@@ -26,12 +26,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rpcframework.cli.call import _add_client_options, _credential_file, _drop_none, _output_mode, _print_error
-from rpcframework.cli.common import load_config, to_json
+from rpcframework.cli.client_args import add_client_options, client_options, output_mode, print_error
+from rpcframework.cli.common import to_json
 from rpcframework.cli.main import EXIT_ERROR, EXIT_OK, SubParsers
-from rpcframework.client import ClientOptions
 from rpcframework.client.transfer import TransferClient
-from rpcframework.config import load_dict
 from rpcframework.errors import RPCFrameworkError
 from rpcframework.returnvalues import DReturn, error_from_exception
 from rpcframework.transfer import ProgressCallback, partial_size
@@ -96,7 +94,7 @@ def _add_bulk_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_shared_options(parser: argparse.ArgumentParser) -> None:
-    _add_client_options(parser, default_output=None)
+    add_client_options(parser, default_output=None)
     for option in parser._actions:
         if option.dest == "timeout":  # TransferClient applies it to each network wait, not to the whole transfer
             option.help = "limit for each network wait (default: %(default)s)"
@@ -128,20 +126,7 @@ def _operation(args: argparse.Namespace) -> _Operation:
 @contextlib.contextmanager
 def _transfer_client(args: argparse.Namespace) -> Iterator[TransferClient]:
     """A :class:`TransferClient` built from the command-line options, as ``rpcframework call`` builds its client."""
-    tree = load_config(args.config).snapshot()
-    if args.ca_dir is not None:
-        tree = tree.merge(load_dict({"DIRAC": {"Security": {"CALocation": str(args.ca_dir)}}}, "--ca-dir"))
-    with _credential_file(args) as proxy:
-        options = ClientOptions.build(
-            _drop_none(
-                timeout=args.timeout,
-                proxyLocation=proxy,
-                skipCACheck=True if args.skip_ca_check else None,
-                backend=args.backend,
-                retries=args.retries,
-                config=tree,
-            )
-        )
+    with client_options(args) as options:
         yield TransferClient(args.url, options)
 
 
@@ -183,10 +168,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace, envelope: dict[str, Any]) -> int:
     ok = bool(envelope.get("OK"))
-    if _output_mode(args) == "json":
+    if output_mode(args) == "json":
         print(to_json(envelope))
     elif not ok:
-        _print_error(f"transfer {args.action}", envelope)
+        print_error(f"transfer {args.action}", envelope)
     elif args.action == "list":
         for name in envelope.get("Value") or []:
             print(name)
