@@ -48,7 +48,9 @@ __all__ = [
     "classify_tls_failure",
     "get_backend",
     "refuse_encrypted_key",
+    "require_tls",
     "resolve_crl_mode",
+    "store_flags",
     "verify_error_message",
 ]
 
@@ -130,6 +132,25 @@ def resolve_crl_mode(tls: TLSConfig) -> Literal["off", "leaf", "chain"]:
         return "chain"
     logger.info("crl_mode auto: no CRL files (<hash>.rN) in %s, CRL checking off", tls.ca_dir)
     return "off"
+
+
+def store_flags(tls: TLSConfig, *, allow_proxy_certs: int, crl_check: int, crl_check_all: int) -> int:
+    """The certificate-store flags ``tls`` asks for, from the ``X509_V_FLAG_*`` values of the back end's library."""
+    flags = allow_proxy_certs if tls.allow_proxies else 0
+    crl_mode = resolve_crl_mode(tls)
+    if crl_mode == "leaf":
+        flags |= crl_check
+    elif crl_mode == "chain":
+        # CRL_CHECK alone would accept the proxy of a revoked user (the leaf is the proxy, never CRL-checked).
+        flags |= crl_check | crl_check_all
+    return flags
+
+
+def require_tls(tls: TLSConfig | None, backend: str) -> TLSConfig:
+    """``tls`` itself; a TLS back end given no :class:`TLSConfig` is a configuration error naming ``backend``."""
+    if tls is None:
+        raise ConfigurationError(f"the {backend} back end needs a TLSConfig (use the 'plain' back end for dip://)")
+    return tls
 
 
 @runtime_checkable

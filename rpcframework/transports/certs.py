@@ -7,15 +7,16 @@ Python is reading names, which ``cryptography`` does the same way for either lib
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from rpcframework.errors import PeerVerificationError
+from rpcframework.errors import PeerVerificationError, RPCFrameworkError
 from rpcframework.security.x509 import PeerIdentity, identity_from_chain
 
-__all__ = ["identity_from_der", "is_ip_address", "match_server_name"]
+__all__ = ["identity_from_der", "is_ip_address", "match_server_name", "peer_identity"]
 
 
 def is_ip_address(name: str) -> bool:
@@ -27,9 +28,26 @@ def is_ip_address(name: str) -> bool:
     return True
 
 
+def peer_identity(chain: Sequence[x509.Certificate], address: tuple[str, int]) -> PeerIdentity:
+    """The identity of a verified peer chain ordered leaf first; one we cannot read raises PeerVerificationError."""
+    with _unreadable_chain():
+        return identity_from_chain(list(chain), address)
+
+
 def identity_from_der(chain: Iterable[bytes], address: tuple[str, int]) -> PeerIdentity:
-    """A peer identity from DER certificates ordered leaf first."""
-    return identity_from_chain([x509.load_der_x509_certificate(der) for der in chain], address)
+    """:func:`peer_identity` for DER certificates ordered leaf first."""
+    with _unreadable_chain():
+        return identity_from_chain([x509.load_der_x509_certificate(der) for der in chain], address)
+
+
+@contextmanager
+def _unreadable_chain() -> Iterator[None]:
+    try:
+        yield
+    except RPCFrameworkError:
+        raise
+    except Exception as exc:
+        raise PeerVerificationError(f"cannot read the peer's certificate chain: {exc}") from exc
 
 
 def _dns_matches(pattern: str, hostname: str) -> bool:

@@ -29,7 +29,8 @@ from rpcframework.transports.base import (
     classify_tls_failure,
     credentials_errors,
     refuse_encrypted_key,
-    resolve_crl_mode,
+    require_tls,
+    store_flags,
 )
 from rpcframework.transports.certs import identity_from_der, is_ip_address, match_server_name
 from rpcframework.transports.contexts import ContextCache
@@ -84,7 +85,10 @@ def build_context(tls: TLSConfig, server_side: bool) -> Context:
                 raise ValueError("load_verify_locations failed")
         mode = SSL.verify_peer | (SSL.verify_fail_if_no_peer_cert if server_side else 0)
         ctx.set_verify(mode, tls.verify_depth)
-        ctx.get_cert_store().set_flags(_store_flags(tls))
+        flags = store_flags(
+            tls, allow_proxy_certs=_ALLOW_PROXY_CERTS, crl_check=_CRL_CHECK, crl_check_all=_CRL_CHECK_ALL
+        )
+        ctx.get_cert_store().set_flags(flags)
     else:
         ctx.set_verify(SSL.verify_none, tls.verify_depth)
     if server_side:
@@ -108,16 +112,6 @@ def _load_credentials(ctx: Context, cert_file: str, key_file: str) -> None:
     m2.ssl_ctx_use_privkey(ctx.ctx, key_file)
     if not m2.ssl_ctx_check_privkey(ctx.ctx):
         raise ValueError("the private key does not match the certificate")
-
-
-def _store_flags(tls: TLSConfig) -> int:
-    flags = _ALLOW_PROXY_CERTS if tls.allow_proxies else 0
-    crl_mode = resolve_crl_mode(tls)
-    if crl_mode == "leaf":
-        flags |= _CRL_CHECK
-    elif crl_mode == "chain":
-        flags |= _CRL_CHECK | _CRL_CHECK_ALL  # CRL_CHECK alone accepts a revoked user's proxy
-    return flags
 
 
 def _set_timeout(conn: Connection, seconds: float | None) -> None:
@@ -253,13 +247,20 @@ def _peer_chain(conn: Connection, server_side: bool) -> list[bytes]:
     return [leaf.as_der(), *rest] if server_side or not rest else rest
 
 
-def _identity(chain: list[bytes], address: tuple[str, int]) -> PeerIdentity:
-    try:
-        return identity_from_der(chain, address)
-    except RPCFrameworkError:
-        raise
-    except Exception as exc:
-        raise PeerVerificationError(f"cannot read the peer's certificate chain: {exc}") from exc
+def _client_identity(conn: Connection, where: str, address: tuple[str, int]) -> PeerIdentity:
+    """The verified server's identity; ``where`` names it in errors."""
+    chain = _peer_chain(conn, server_side=False)
+    if not chain:
+        raise PeerVerificationError(f"{where}: the server sent no certificate")
+    return identity_from_der(chain, address)
+
+
+def _server_identity(conn: Connection, peer: tuple[str, int]) -> PeerIdentity:
+    """The verified client's identity (a server always requires a client certificate)."""
+    chain = _peer_chain(conn, server_side=True)
+    if not chain:
+        raise PeerVerificationError(f"{peer[0]}:{peer[1]}: the client sent no certificate")
+    return identity_from_der(chain, peer)
 
 
 class M2CryptoBackend:
@@ -272,7 +273,7 @@ class M2CryptoBackend:
         self.contexts: ContextCache[Context] = ContextCache(build_context, reload_interval)
 
     def prepare_server(self, tls: TLSConfig | None) -> None:
-        self.contexts.get(_need_tls(tls), True)
+        self.contexts.get(require_tls(tls, "m2crypto"), True)
 
     def connect(
         self,
@@ -284,7 +285,7 @@ class M2CryptoBackend:
         connect_timeout: float | None = 10.0,
         handshake_timeout: float | None = 10.0,
     ) -> M2CryptoStream:
-        tls = _need_tls(tls)
+        tls = require_tls(tls, "m2crypto")
         ctx = self.contexts.get(tls, False)
         name = server_hostname or host
         sock = open_tcp_connection(host, port, connect_timeout)
@@ -300,10 +301,7 @@ class M2CryptoBackend:
             _handshake(conn, False, handshake_timeout, f"{host}:{port}")
             identity = None
             if tls.verify_peer:
-                chain = _peer_chain(conn, server_side=False)
-                if not chain:
-                    raise PeerVerificationError(f"{name}: the server sent no certificate")
-                identity = _identity(chain, (host, port))
+                identity = _client_identity(conn, name, (host, port))
                 if tls.check_hostname:
                     match_server_name(identity.chain[0], name)
             _set_timeout(conn, None)
@@ -316,7 +314,7 @@ class M2CryptoBackend:
         self, sock: socket.socket, tls: TLSConfig | None, *, handshake_timeout: float | None = 10.0
     ) -> M2CryptoStream:
         try:
-            ctx = self.contexts.get(_need_tls(tls), True)
+            ctx = self.contexts.get(require_tls(tls, "m2crypto"), True)
             tune_socket(sock)
             peer = peer_address_of(sock)
             conn = Connection(ctx, sock)
@@ -327,10 +325,7 @@ class M2CryptoBackend:
             conn.setup_ssl()
             conn.set_accept_state()
             _handshake(conn, True, handshake_timeout, f"{peer[0]}:{peer[1]}")
-            chain = _peer_chain(conn, server_side=True)
-            if not chain:
-                raise PeerVerificationError(f"{peer[0]}:{peer[1]}: the client sent no certificate")
-            identity = _identity(chain, peer)
+            identity = _server_identity(conn, peer)
             _set_timeout(conn, None)
         except BaseException:
             _close_connection(conn, failed=True)
@@ -339,7 +334,7 @@ class M2CryptoBackend:
 
     def start_server_handshake(self, sock: socket.socket, tls: TLSConfig | None) -> M2CryptoServerHandshake:
         try:
-            ctx = self.contexts.get(_need_tls(tls), True)
+            ctx = self.contexts.get(require_tls(tls, "m2crypto"), True)
             tune_socket(sock)
             conn = Connection(ctx, sock)
         except BaseException:
@@ -393,10 +388,7 @@ class M2CryptoServerHandshake:
                 raise classify_tls_failure("", verify_code=code, peer=where)
             raise ConnectionClosedError(f"{where}: the peer closed the connection during the TLS handshake")
         try:
-            chain = _peer_chain(conn, server_side=True)
-            if not chain:
-                raise PeerVerificationError(f"{where}: the client sent no certificate")
-            identity = _identity(chain, self._peer)
+            identity = _server_identity(conn, self._peer)
             _set_timeout(conn, None)
         except BaseException:
             self._fail()
@@ -418,9 +410,3 @@ class M2CryptoServerHandshake:
         if not self._closed:
             self._closed = True
             _close_connection(self._conn, failed=True)
-
-
-def _need_tls(tls: TLSConfig | None) -> TLSConfig:
-    if tls is None:
-        raise ConfigurationError("the m2crypto back end needs a TLSConfig (use the 'plain' back end for dip://)")
-    return tls
