@@ -313,17 +313,9 @@ class M2CryptoBackend:
     def wrap_server(
         self, sock: socket.socket, tls: TLSConfig | None, *, handshake_timeout: float | None = 10.0
     ) -> M2CryptoStream:
+        conn = self._accepting(sock, tls)
+        peer = peer_address_of(sock)
         try:
-            ctx = self.contexts.get(require_tls(tls, "m2crypto"), True)
-            tune_socket(sock)
-            peer = peer_address_of(sock)
-            conn = Connection(ctx, sock)
-        except BaseException:
-            sock.close()
-            raise
-        try:
-            conn.setup_ssl()
-            conn.set_accept_state()
             _handshake(conn, True, handshake_timeout, f"{peer[0]}:{peer[1]}")
             identity = _server_identity(conn, peer)
             _set_timeout(conn, None)
@@ -333,6 +325,16 @@ class M2CryptoBackend:
         return M2CryptoStream(conn, identity, peer)
 
     def start_server_handshake(self, sock: socket.socket, tls: TLSConfig | None) -> M2CryptoServerHandshake:
+        conn = self._accepting(sock, tls)
+        try:
+            conn.setblocking(0)  # timeout 0 for M2Crypto too: accept_ssl returns -1 instead of waiting in C
+        except BaseException:
+            _close_connection(conn, failed=True)
+            raise
+        return M2CryptoServerHandshake(conn, peer_address_of(sock))
+
+    def _accepting(self, sock: socket.socket, tls: TLSConfig | None) -> Connection:
+        """A server-side connection on the accepted ``sock``, ready to handshake; the socket is closed on failure."""
         try:
             ctx = self.contexts.get(require_tls(tls, "m2crypto"), True)
             tune_socket(sock)
@@ -343,11 +345,10 @@ class M2CryptoBackend:
         try:
             conn.setup_ssl()
             conn.set_accept_state()
-            conn.setblocking(0)  # timeout 0 for M2Crypto too: accept_ssl returns -1 instead of waiting in C
         except BaseException:
             _close_connection(conn, failed=True)
             raise
-        return M2CryptoServerHandshake(conn, peer_address_of(sock))
+        return conn
 
 
 class M2CryptoServerHandshake:
