@@ -107,7 +107,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-_RAW_MARK_BYTE: Final = 0
 _SENDING_CLIENT: Final = frozenset({TransferDirection.FromClient, TransferDirection.BulkFromClient})
 
 
