@@ -45,6 +45,7 @@ def _add_validity(parser: argparse.ArgumentParser, default_days: int = 365) -> N
 
 
 def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
+    """Add ``rpcframework ca`` and its actions (init, issue-user, issue-host, revoke, proxy)."""
     ca = subparsers.add_parser("ca", help="development certificate authority", description=__doc__)
     commands = ca.add_subparsers(dest="ca_command", metavar="ACTION", required=True)
 

@@ -29,6 +29,7 @@ __all__ = ["parse_arg", "parse_kw", "register"]
 
 
 def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
+    """Add ``rpcframework call``, ``ping`` and ``whoami``."""
     call = subparsers.add_parser(
         "call",
         help="call METHOD on a service and print the result envelope",

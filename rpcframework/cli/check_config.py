@@ -33,6 +33,7 @@ __all__ = ["register"]
 
 
 def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
+    """Add ``rpcframework check-config``."""
     parser = subparsers.add_parser(
         "check-config",
         help="print every configuration value with its source, and the credentials that would be used",

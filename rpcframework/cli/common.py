@@ -21,6 +21,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """Add the repeatable ``--config FILE`` (read with :func:`load_config`)."""
     parser.add_argument(
         "--config",
         action="append",
@@ -31,6 +32,7 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_log_level_option(parser: argparse.ArgumentParser) -> None:
+    """Add the sub-command's ``--log-level``, which overrides the top-level one when given."""
     # SUPPRESS: the sub-command's --log-level only replaces the top-level one when it is given.
     parser.add_argument(
         "--log-level",
@@ -62,4 +64,5 @@ def to_jsonable(value: Any) -> Any:
 
 
 def to_json(value: Any, *, indent: int | None = 2) -> str:
+    """``value`` as JSON text for printing (through :func:`to_jsonable`), keys in their original order."""
     return json.dumps(to_jsonable(value), indent=indent, sort_keys=False, ensure_ascii=False)

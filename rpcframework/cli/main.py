@@ -33,6 +33,7 @@ class CommandModule(Protocol):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``rpcframework`` parser with every sub-command in :data:`COMMANDS` registered."""
     parser = argparse.ArgumentParser(
         prog="rpcframework", description="Secure DISET-compatible RPC: services, clients and credentials."
     )

@@ -43,6 +43,7 @@ _STOP_POLL = 0.5  # seconds between checks of the stop flag: bounds how late a s
 
 
 def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
+    """Add ``rpcframework serve``."""
     serve = subparsers.add_parser(
         "serve",
         help="run services until SIGTERM/SIGINT; prints their URLs first",

@@ -42,6 +42,7 @@ _Operation = Callable[[TransferClient, ProgressCallback], DReturn]
 
 
 def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
+    """Add ``rpcframework transfer`` and its actions (send, receive, send-bulk, receive-bulk, list)."""
     parser = subparsers.add_parser(
         "transfer",
         help="send, receive and list files and bulks (DISET file transfer)",

@@ -73,6 +73,7 @@ def load_file(path: str | os.PathLike[str]) -> ConfigTree:
 
 
 def load_dict(data: Mapping[str, Any], label: str = "<dict>") -> ConfigTree:
+    """A tree from nested mappings (sections) and values (options); ``label`` names the source in reports."""
     return ConfigTree.from_dict(data, ValueSource(SourceKind.DICT, label))
 
 

@@ -146,6 +146,7 @@ class SecuritySettings:
 
 
 def read_security_settings(config: ConfigTree) -> SecuritySettings:
+    """The ``/DIRAC/Security`` options (credential files, CA location, server certificate, CA-check switch)."""
     base = "/DIRAC/Security"
     use_cert = config.get_bool(f"{base}/UseServerCertificate", False)
     return SecuritySettings(

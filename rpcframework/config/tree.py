@@ -85,6 +85,7 @@ def split_path(path: str) -> tuple[str, ...]:
 
 
 def join_path(parts: tuple[str, ...] | list[str]) -> str:
+    """``("Systems", "X")`` -> ``"/Systems/X"``; the inverse of :func:`split_path`."""
     return "/" + "/".join(parts)
 
 

@@ -136,6 +136,7 @@ class Caller:
 
 
 def anonymous_caller(dn: str | None = None, problem: str | None = None, delegated_from: str | None = None) -> Caller:
+    """A caller without a usable identity (user ``anonymous``, group ``visitor``); ``problem`` says why."""
     return Caller(
         dn=dn,
         username=ANONYMOUS_USERNAME,
