@@ -208,27 +208,25 @@ class FileHelper:
         limits: ExtractionLimits | None = None,
     ) -> DReturn:
         """Receive a bulk archive and extract it safely into ``destination``: ``S_OK([member names])``."""
-        with tempfile.TemporaryFile() as spool:
-            result = self._receive(spool.write, max_size)
-            if not result["OK"]:
-                return result
-            spool.seek(0)
-            try:
-                return S_OK(extract_archive(spool, destination, compression, limits or ExtractionLimits()))
-            except UnsafeArchiveError as exc:
-                return S_ERROR(str(exc))
+        return self._receive_archive(
+            lambda spool: extract_archive(spool, destination, compression, limits or ExtractionLimits()), max_size
+        )
 
     receive_bulk = networkToBulk
 
     def networkToBulkListing(self, compression: Compression | None = None, *, max_size: int | None = None) -> DReturn:
         """Receive a bulk archive and return its member names without extracting it."""
+        return self._receive_archive(lambda spool: list_archive(spool, compression), max_size)
+
+    def _receive_archive(self, read: Callable[[IO[bytes]], list[str]], max_size: int | None) -> DReturn:
+        """Receive an archive into a spool file, then ``S_OK(read(spool))``; a refused archive is ``S_ERROR``."""
         with tempfile.TemporaryFile() as spool:
             result = self._receive(spool.write, max_size)
             if not result["OK"]:
                 return result
             spool.seek(0)
             try:
-                return S_OK(list_archive(spool, compression))
+                return S_OK(read(spool))
             except UnsafeArchiveError as exc:
                 return S_ERROR(str(exc))
 
