@@ -137,6 +137,7 @@ class BaseClient:
         self.endpoints = {url: self._endpoint(url, spec) for url, spec in parsed.items()}
         self._default_extra = self._static_extra_credentials()
         self._proposals: dict[tuple[str, str, ExtraCredentials], Proposal] = {}
+        self._default_proposals: dict[tuple[str, str], Proposal] = {}  # the subset made with _default_extra
         self._version = client_version()
 
     def __repr__(self) -> str:
@@ -213,6 +214,12 @@ class BaseClient:
 
     def proposal(self, path: str, method: str) -> Proposal:
         """The RPC proposal for ``method`` on the service at ``path``; cached, so calls reuse one object."""
+        if self.options.delegatedDN is None and current_delegation() is None:
+            # No per-call identity in force (the common case): extra_credentials() would return _default_extra,
+            # so the proposal depends on (path, method) only; a second, smaller key spares the 3-tuple hash.
+            proposal = self._default_proposals.get((path, method))
+            if proposal is not None:
+                return proposal
         extra = self.extra_credentials()
         key = (path, method, extra)
         proposal = self._proposals.get(key)
@@ -220,6 +227,8 @@ class BaseClient:
             proposal = self._build_proposal(path, method, extra)
             if len(self._proposals) < _MAX_CACHED_PROPOSALS:
                 self._proposals[key] = proposal
+                if extra is self._default_extra:
+                    self._default_proposals[(path, method)] = proposal
         return proposal
 
     def _build_proposal(self, path: str, method: str, extra: ExtraCredentials) -> Proposal:

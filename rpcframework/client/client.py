@@ -377,10 +377,16 @@ class Client:
     ) -> DReturn:
         service = settings.url or self.serverURL
         timeout = settings.timeout if settings.timeout is not None else self._rpc_options.timeout.total
+        args = tuple(args)  # no copy when it is one already (the usual *args)
         stub = build_rpc_stub(service or "", self._stub_options(timeout), method, args, kwargs)
         try:
-            target = settings.rpc if settings.rpc is not None else self._rpc_target(service)
-            result: object = target.call(method, tuple(args), dict(kwargs), timeout=timeout)
+            target: CallTarget | None = settings.rpc
+            if target is None:
+                # The cached target without the method call; a miss (or no service) takes _rpc_target's checks.
+                target = self._rpc_targets.get(service) if service else None
+                if target is None:
+                    target = self._rpc_target(service)
+            result: object = target.call(method, args, dict(kwargs), timeout=timeout)
         except (RPCFrameworkError, SErrorException) as exc:
             logger.debug("call %s to %s failed: %r", method, service, exc)
             result = error_from_exception(exc)

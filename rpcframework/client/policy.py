@@ -88,7 +88,9 @@ class Deadline:
     @classmethod
     def after(cls, seconds: float | None, clock: Clock = time.monotonic) -> Deadline:
         """A deadline ``seconds`` from now (``None``: never)."""
-        check_seconds("seconds", seconds)
+        # The per-call case (a positive finite float) skips the full check; NaN fails ``0.0 < seconds`` too.
+        if seconds.__class__ is not float or not 0.0 < seconds < math.inf:
+            check_seconds("seconds", seconds)
         return cls(None if seconds is None else clock() + seconds, clock)
 
     @classmethod

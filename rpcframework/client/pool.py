@@ -82,22 +82,28 @@ class ConnectionPool:
         settings = self.settings
         if now - self._last_maintenance >= settings.maintenance_interval:
             self.maintain()
-        expired: list[Connection] = []
-        found: Connection | None = None
         limit = settings.idle_timeout or math.inf
+        conn: Connection | None
         with self._lock:
             conns = self._idle.get(url)
-            while conns:
+            if conns:
                 conn = conns.pop()
                 idle = now - conn.last_used
-                if idle >= limit or idle >= conn.max_idle:
+                if idle < limit and idle < conn.max_idle:
+                    return conn  # the steady state: the newest connection is fresh (no list, no loop)
+                expired = [conn]
+                while conns:
+                    conn = conns.pop()
+                    idle = now - conn.last_used
+                    if idle < limit and idle < conn.max_idle:
+                        break
                     expired.append(conn)
-                    continue
-                found = conn
-                break
-        if expired:
-            _close_all(expired)
-        return found
+                else:
+                    conn = None
+            else:
+                return None
+        _close_all(expired)  # outside the lock: closing may block briefly
+        return conn
 
     def release(self, conn: Connection) -> None:
         """Give back a connection after a clean exchange; closed instead when the pool is full or closed."""

@@ -51,6 +51,9 @@ __all__ = ["RPCClient"]
 
 logger = logging.getLogger(__name__)
 
+# "No deadline" is immutable: one shared object instead of one per call.
+_NEVER: Final = Deadline.never()
+
 # A pooled connection found dead is replaced by another pooled one or a fresh one; a few tries at most.
 _MAX_STALE_RETRIES: Final = 3
 
@@ -85,6 +88,10 @@ class RPCClient:
         self._rpc_inner = InnerRPCClient()
         self._rpc_sleep = sleep
         self._rpc_closed = False
+        urls = self._rpc_base.selector.urls
+        # The one-URL fast path of call(); the selector and endpoints are fixed for the client's life.
+        self._rpc_single_url: str | None = urls[0] if len(urls) == 1 else None
+        self._rpc_endpoint = self._rpc_base.endpoints[urls[0]]
 
     # -- public ----------------------------------------------------------------------------------------------------
 
@@ -115,32 +122,66 @@ class RPCClient:
         """Perform one call within ``timeout`` seconds (``None``: no deadline); the envelope, or raise."""
         if self._rpc_closed:
             raise ConfigurationError(f"{self!r} is closed")
-        deadline = Deadline.after(timeout) if timeout is not None else Deadline.never()
+        deadline = Deadline.after(timeout) if timeout is not None else _NEVER
+        url = self._rpc_single_url
+        if url is None:
+            return self._attempts(method, args, kwargs, timeout=timeout, deadline=deadline, first=None)
+        # A service with one URL: its plan always yields that URL first, so the first attempt needs no plan, no
+        # retry state and no failure list; they are built only when it fails (_attempts replays the plan from there).
+        attempt = Attempt()
+        try:
+            result = self._call_url(self._rpc_endpoint, method, args, kwargs, deadline=deadline, attempt=attempt)
+        except RPCFrameworkError as exc:
+            return self._attempts(method, args, kwargs, timeout=timeout, deadline=deadline, first=(url, attempt, exc))
+        self._rpc_base.selector.succeeded(url)
+        return result
+
+    def _attempts(
+        self,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        *,
+        timeout: float | None,
+        deadline: Deadline,
+        first: tuple[str, Attempt, RPCFrameworkError] | None,
+    ) -> DReturn:
+        """The attempts of one call over the URL plan, with bans, retry budget and pauses. ``first`` is an attempt
+        already made (and failed) on the plan's first URL: it is accounted for instead of being run again."""
         base = self._rpc_base
         retry = base.retry
         failures: list[tuple[str, RPCFrameworkError]] = []
         for url in base.selector.attempt_order(retry.max_attempts):
-            attempt = Attempt()
-            try:
-                result = self._call_url(base.endpoints[url], method, args, kwargs, deadline=deadline, attempt=attempt)
-            except RPCFrameworkError as exc:
-                failures.append((url, exc))
-                if deadline.expired or (isinstance(exc, DeadlineExceeded) and attempt.phase.arguments_sent):
-                    raise _timeout_error(url, method, timeout, exc) from exc
-                if not retry.is_retryable(exc, attempt.phase):
-                    return _final(exc)
-                base.selector.ban(url)
+            if first is not None:
+                done_url, attempt, exc = first
+                first = None
+                if done_url != url:  # cannot happen with one URL; be loud rather than miscount
+                    raise AssertionError(f"attempt plan started with {url}, not {done_url}")
+            else:
+                attempt = Attempt()
                 try:
-                    retry = retry.increment(exc, attempt.phase, url=url)
-                except RPCFrameworkError:
-                    return self._all_failed(failures)
-                logger.info("%s on %s failed before the arguments were sent (%s); retrying", method, url, exc)
-                pause = retry.sleep_for(deadline)
-                if pause > 0:
-                    self._rpc_sleep(pause)
-                continue
-            base.selector.succeeded(url)
-            return result
+                    result = self._call_url(
+                        base.endpoints[url], method, args, kwargs, deadline=deadline, attempt=attempt
+                    )
+                except RPCFrameworkError as error:
+                    exc = error
+                else:
+                    base.selector.succeeded(url)
+                    return result
+            failures.append((url, exc))
+            if deadline.expired or (isinstance(exc, DeadlineExceeded) and attempt.phase.arguments_sent):
+                raise _timeout_error(url, method, timeout, exc) from exc
+            if not retry.is_retryable(exc, attempt.phase):
+                return _final(exc)
+            base.selector.ban(url)
+            try:
+                retry = retry.increment(exc, attempt.phase, url=url)
+            except RPCFrameworkError:
+                return self._all_failed(failures)
+            logger.info("%s on %s failed before the arguments were sent (%s); retrying", method, url, exc)
+            pause = retry.sleep_for(deadline)
+            if pause > 0:
+                self._rpc_sleep(pause)
         return self._all_failed(failures)
 
     def maintain(self) -> None:
