@@ -9,6 +9,7 @@ need to map back to the user's DN.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import select
 import socket
@@ -362,15 +363,60 @@ class _SessionStore:
                 self._sessions.popitem(last=False)
 
 
+class _IdentityCache:
+    """Peer identities by verified chain, bounded (LRU), each tied to the context that verified it.
+
+    Building a :class:`PeerIdentity` (DN formatting, proxy detection on every certificate) costs about as much
+    Python CPU as the rest of a new connection; the same client presents the same proxy on connection after
+    connection. Safe to reuse: the identity is a pure function of the chain, the key is the chain itself
+    (cryptography certificates compare and hash by their DER bytes, so a re-issued or different certificate is a
+    different key), and OpenSSL verifies the chain (signatures, expiry, CRLs) on every handshake before it is
+    looked up here. Only the address differs per connection, and it is replaced. An entry made under an older
+    context (before a credential or CA reload) is never used.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[x509.Certificate, ...], tuple[SSL.Context, PeerIdentity]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def identity(self, ctx: SSL.Context, chain: list[x509.Certificate], address: tuple[str, int]) -> PeerIdentity:
+        key = tuple(chain)
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None and found[0] is ctx:
+                self._entries.move_to_end(key)
+                return dataclasses.replace(found[1], address=address)
+        identity = _identity(chain, address)  # raises for a chain we cannot read: nothing cached
+        if self._size > 0:
+            with self._lock:
+                self._entries[key] = (ctx, identity)
+                self._entries.move_to_end(key)
+                while len(self._entries) > self._size:
+                    self._entries.popitem(last=False)
+        return identity
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class PyOpenSSLBackend:
     """TLS through pyOpenSSL. Keep one instance per process (or per client/server): it caches contexts."""
 
     name = "pyopenssl"
 
-    def __init__(self, *, reload_interval: float = 60.0, session_reuse: bool = False, max_sessions: int = 256) -> None:
+    def __init__(
+        self,
+        *,
+        reload_interval: float = 60.0,
+        session_reuse: bool = False,
+        max_sessions: int = 256,
+        max_identities: int = 256,
+    ) -> None:
         self.contexts: ContextCache[SSL.Context] = ContextCache(build_context, reload_interval)
         self.session_reuse = session_reuse
         self._sessions = _SessionStore(max_sessions)
+        self.identities = _IdentityCache(max_identities)
 
     def prepare_server(self, tls: TLSConfig | None) -> None:
         self.contexts.get(_need_tls(tls), True)
@@ -403,7 +449,7 @@ class PyOpenSSLBackend:
                 conn.set_session(session)
             conn.set_connect_state()
             _run_handshake(conn, sock, handshake_timeout, where)
-            identity = _client_identity(conn, tls, name, (host, port))
+            identity = _client_identity(conn, tls, name, (host, port), self.identities)
         except BaseException:
             self._sessions.put(key, ctx, None)
             sock.close()
@@ -428,7 +474,7 @@ class PyOpenSSLBackend:
             chain = _peer_chain(conn, server_side=True)
             if not chain:
                 raise PeerVerificationError(f"{where}: the client sent no certificate")
-            identity = _identity(chain, peer_address_of(sock))
+            identity = self.identities.identity(ctx, chain, peer_address_of(sock))
         except BaseException:
             close_after_failure(sock)
             raise
@@ -445,15 +491,16 @@ class PyOpenSSLBackend:
         except BaseException:
             sock.close()
             raise
-        return PyOpenSSLServerHandshake(conn, sock)
+        return PyOpenSSLServerHandshake(conn, sock, self.identities)
 
 
 class PyOpenSSLServerHandshake:
     """A server handshake advanced by ``step()`` on a non-blocking socket (OpenSSL's WantRead/WantWrite)."""
 
-    def __init__(self, conn: SSL.Connection, sock: socket.socket) -> None:
+    def __init__(self, conn: SSL.Connection, sock: socket.socket, identities: _IdentityCache | None = None) -> None:
         self._conn = conn
         self._sock = sock
+        self._identities = identities
         self._peer = peer_address_of(sock)  # now: a reset during the handshake would lose it
         self._stream: PyOpenSSLStream | None = None
         self._closed = False
@@ -478,7 +525,11 @@ class PyOpenSSLServerHandshake:
             chain = _peer_chain(self._conn, server_side=True)
             if not chain:
                 raise PeerVerificationError(f"{where}: the client sent no certificate")
-            identity = _identity(chain, self._peer)
+            cache = self._identities
+            if cache is None:
+                identity = _identity(chain, self._peer)
+            else:
+                identity = cache.identity(self._conn.get_context(), chain, self._peer)
         except BaseException:
             self._fail()
             raise
@@ -518,12 +569,14 @@ def _identity(chain: list[x509.Certificate], address: tuple[str, int]) -> PeerId
         raise PeerVerificationError(f"cannot read the peer's certificate chain: {exc}") from exc
 
 
-def _client_identity(conn: SSL.Connection, tls: TLSConfig, name: str, address: tuple[str, int]) -> PeerIdentity | None:
+def _client_identity(
+    conn: SSL.Connection, tls: TLSConfig, name: str, address: tuple[str, int], cache: _IdentityCache
+) -> PeerIdentity | None:
     if not tls.verify_peer:
         return None  # skipCACheck: nothing about the server is verified, so claim nothing about it
     chain = _peer_chain(conn, server_side=False)
     if not chain:
         raise PeerVerificationError(f"{name}: the server sent no certificate")
     if tls.check_hostname:
-        match_server_name(chain[0], name)
-    return _identity(chain, address)
+        match_server_name(chain[0], name)  # per connection: the name differs, the chain's identity does not
+    return cache.identity(conn.get_context(), chain, address)
