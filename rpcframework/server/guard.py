@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from rpcframework.config.tree import ConfigTree
 from rpcframework.errors import ConfigurationError
@@ -91,7 +91,13 @@ def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return ip
 
 
-def _positive_number(tree: ConfigTree, key: str, default: Any, kind: Callable[[str], Any]) -> Any:
+_Number = TypeVar("_Number", int, float)
+_Default = TypeVar("_Default", int, float, None)
+
+
+def _positive_number(
+    tree: ConfigTree, key: str, default: _Default, kind: Callable[[str], _Number]
+) -> _Number | _Default:
     """``kind(value)`` when set and positive, else ``default``; a bad value is logged, never fatal (a typo in a
     live configuration must not stop a running server)."""
     text = tree.get_str(f"{GUARD_SECTION}/{key}")
