@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import select
 import socket
@@ -442,7 +443,7 @@ class PyOpenSSLBackend:
             sock.setblocking(False)
             conn = SSL.Connection(ctx, sock)
             conn.set_app_data(_VerifyState())
-            if not is_ip_address(name):
+            if not _is_ip_address(name):
                 conn.set_tlsext_host_name(name.encode("idna"))
             session = self._sessions.get(key, ctx) if self.session_reuse else None
             if session is not None:
@@ -578,5 +579,12 @@ def _client_identity(
     if not chain:
         raise PeerVerificationError(f"{name}: the server sent no certificate")
     if tls.check_hostname:
-        match_server_name(chain[0], name)  # per connection: the name differs, the chain's identity does not
+        _match_server_name(chain[0], name)
     return cache.identity(conn.get_context(), chain, address)
+
+
+# Both are pure functions of their arguments (a certificate compares and hashes by its DER bytes), and a client
+# connects to the same few names with the same few server certificates over and over: each costs several
+# ipaddress parses per connection. lru_cache keeps no failure (an exception is raised again on every call).
+_match_server_name = functools.lru_cache(maxsize=256)(match_server_name)
+_is_ip_address = functools.lru_cache(maxsize=256)(is_ip_address)
