@@ -114,8 +114,12 @@ class Connection:
 
 
 def _remaining(deadline: Deadline, what: str) -> float | None:
-    left = deadline.remaining()
-    if left is not None and left <= 0:
+    # Deadline.remaining() inlined (twice per call): the same clock read and comparison, one call fewer.
+    expires = deadline.expires_at
+    if expires is None:
+        return None
+    left = expires - deadline.clock()
+    if left <= 0:
         raise DeadlineExceeded(f"{what}: the call's deadline passed")
     return left
 

@@ -110,15 +110,18 @@ class ConnectionPool:
         if not conn.reusable:
             conn.close()
             return
+        settings = self.settings
         with self._lock:
-            conns = self._idle.setdefault(conn.url, [])
-            keep = not self._closed and len(conns) < self.settings.max_idle
+            conns = self._idle.get(conn.url)
+            if conns is None:
+                conns = self._idle[conn.url] = []
+            keep = not self._closed and len(conns) < settings.max_idle
             if keep:
                 conns.append(conn)
         if not keep:
             conn.close()
         # A reusable connection was just used: its last_used stands in for the clock (one read fewer per call).
-        if conn.last_used - self._last_maintenance >= self.settings.maintenance_interval:
+        if conn.last_used - self._last_maintenance >= settings.maintenance_interval:
             self.maintain()
 
     def discard_idle(self, url: str) -> int:
