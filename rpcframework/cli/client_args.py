@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from rpcframework.cli.common import add_config_option, add_log_level_option, load_config
 from rpcframework.client import ClientOptions
-from rpcframework.config import load_dict
 from rpcframework.errors import ConfigurationError
 
-__all__ = ["DEFAULT_TIMEOUT", "add_client_options", "client_options", "credential_file", "output_mode", "print_error"]
+__all__ = ["DEFAULT_TIMEOUT", "add_client_options", "client_options", "output_mode", "print_error"]
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -66,53 +63,37 @@ def _seconds(text: str) -> float:
 
 @contextlib.contextmanager
 def client_options(args: argparse.Namespace) -> Iterator[ClientOptions]:
-    """The :class:`ClientOptions` the command-line options describe; temporary credential files removed afterwards."""
-    tree = load_config(args.config).snapshot()
-    if args.ca_dir is not None:
-        # The client takes its CA directory from /DIRAC/Security/CALocation before X509_CERT_DIR.
-        tree = tree.merge(load_dict({"DIRAC": {"Security": {"CALocation": str(args.ca_dir)}}}, "--ca-dir"))
-    with credential_file(args) as proxy:
-        yield ClientOptions.build(
-            _drop_none(
-                timeout=args.timeout,
-                proxyLocation=proxy,
-                skipCACheck=True if args.skip_ca_check else None,
-                backend=args.backend,
-                retries=args.retries,
-                config=tree,
-            )
-        )
+    """The :class:`ClientOptions` the command-line options describe.
 
-
-def _drop_none(**values: Any) -> dict[str, Any]:
-    return {name: value for name, value in values.items() if value is not None}
-
-
-@contextlib.contextmanager
-def credential_file(args: argparse.Namespace) -> Iterator[str | None]:
-    """The file to present: ``--proxy``; or ``--cert``/``--key`` joined into one private temporary file.
-
-    The client's only explicit-credential option is a proxy location (a file holding certificate and key), and the
-    default lookup would prefer ``/tmp/x509up_u<uid>`` to ``X509_USER_CERT``; joining the pair is the way to make
-    sure the certificate the user named is the one presented.
+    ``--cert``/``--key`` become ``certLocation``/``keyLocation`` (presented instead of any proxy the default lookup
+    would find) and ``--ca-dir`` becomes ``caLocation`` (before ``/DIRAC/Security/CALocation`` and
+    ``$X509_CERT_DIR``). A context manager so callers need not change should an option ever need cleaning up.
     """
     if args.proxy is not None and (args.cert or args.key):
         raise ConfigurationError("give either --proxy or --cert/--key, not both")
     if (args.cert is None) != (args.key is None):
         raise ConfigurationError("give --cert and --key together")
-    if args.cert is None:
-        yield None if args.proxy is None else str(args.proxy)
-        return
-    try:
-        data = args.cert.read_bytes() + b"\n" + args.key.read_bytes()
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read {exc.filename}: {exc.strerror}") from exc
-    with tempfile.TemporaryDirectory(prefix="rpcframework-cli-") as directory:
-        path = Path(directory) / "credential.pem"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        yield str(path)
+    yield ClientOptions.build(
+        _drop_none(
+            timeout=args.timeout,
+            proxyLocation=_text(args.proxy),
+            certLocation=_text(args.cert),
+            keyLocation=_text(args.key),
+            caLocation=_text(args.ca_dir),
+            skipCACheck=True if args.skip_ca_check else None,
+            backend=args.backend,
+            retries=args.retries,
+            config=load_config(args.config).snapshot(),
+        )
+    )
+
+
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _drop_none(**values: Any) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def output_mode(args: argparse.Namespace) -> str:

@@ -5,8 +5,9 @@ Ours does that work exactly once per service per client and freezes the result:
 
 * **where**: the service's URLs (a full URL, a comma list of URLs, or ``System/Component`` resolved through the
   configuration with its failover URLs) and a :class:`~rpcframework.client.selection.URLSelector` over them;
-* **as whom**: the proxy (``proxyLocation``, ``$X509_USER_PROXY``, ``/tmp/x509up_u<uid>``, then the user
-  certificate) or, with ``useCertificates``, the host certificate; the CA directory; ``skipCACheck``. All of it
+* **as whom**: a user certificate named by ``certLocation``/``keyLocation``, else the proxy (``proxyLocation``,
+  ``$X509_USER_PROXY``, ``/tmp/x509up_u<uid>``, then the user certificate) or, with ``useCertificates``, the host
+  certificate; the CA directory (``caLocation``, else the configuration and environment); ``skipCACheck``. All of it
   becomes one :class:`~rpcframework.transports.TLSConfig`, checked up front so an expired proxy is reported as such;
 * **how**: the transport back end per scheme (``dip://`` plain TCP; ``dips://`` pyOpenSSL by default, or the
   ``backend`` option), the timeouts and the retry budget;
@@ -52,6 +53,7 @@ from rpcframework.security.locations import (
     find_client_credentials,
     find_host_certificate,
     find_proxy,
+    find_user_certificate,
 )
 from rpcframework.transports import Backend, TLSConfig, get_backend
 
@@ -125,9 +127,12 @@ class BaseClient:
         self.retry: Retry = options.retries.resolve(len(parsed))
         self.timeout = options.timeout
         security = read_security_settings(config)
-        self.use_certificates = (
-            options.useCertificates if options.useCertificates is not None else security.use_server_certificate
-        )
+        if options.useCertificates is not None:
+            self.use_certificates = options.useCertificates
+        else:
+            # An explicit user certificate is what the caller asked for; the configuration's host-certificate
+            # default does not override it (useCertificates=True with certLocation is refused by ClientOptions).
+            self.use_certificates = security.use_server_certificate and options.certLocation is None
         # DIRAC 9 has no setups and its clients send "None" (see the captures); a configured /DIRAC/Setup still wins.
         self.setup = options.setup or config.get_str("/DIRAC/Setup") or "None"
         self.vo = options.VO or virtual_organization(config)
@@ -150,6 +155,8 @@ class BaseClient:
         if self.use_certificates:
             pair = (security.cert_file, security.key_file) if security.cert_file and security.key_file else (None, None)
             creds = find_host_certificate(*pair, environ=environ)
+        elif options.certLocation is not None:
+            creds = find_user_certificate(options.certLocation, options.keyLocation, environ=environ)
         elif options.proxyLocation is not None:
             creds = find_proxy(options.proxyLocation, environ=environ)
         else:
@@ -160,12 +167,16 @@ class BaseClient:
             skip_ca = options.skipCACheck
         else:
             skip_ca = security.skip_ca_checks and not self.use_certificates
-        try:
-            ca_dir: str | None = str(find_ca_dir(security.ca_location, environ=environ).path)
-        except CredentialsError:
-            if not skip_ca:
-                raise
-            ca_dir = None  # skipCACheck: nothing is verified, so no CA directory is needed
+        ca_dir: str | None
+        if options.caLocation is not None:
+            ca_dir = str(find_ca_dir(options.caLocation, environ=environ).path)  # explicit: a typo is an error
+        else:
+            try:
+                ca_dir = str(find_ca_dir(security.ca_location, environ=environ).path)
+            except CredentialsError:
+                if not skip_ca:
+                    raise
+                ca_dir = None  # skipCACheck: nothing is verified, so no CA directory is needed
         logger.debug("client credentials for %s: %s (%s)", self.service, creds.cert_file, creds.source)
         return TLSConfig(
             cert_file=str(creds.cert_file),

@@ -24,16 +24,36 @@ class UnknownOptionError(ConfigurationError, TypeError):
     """An option name the client does not know. Also a ``TypeError``, like any unexpected keyword argument."""
 
 
+_STRING_OPTIONS = (
+    "proxyLocation",
+    "certLocation",
+    "keyLocation",
+    "caLocation",
+    "delegatedDN",
+    "delegatedGroup",
+    "setup",
+    "VO",
+    "backend",
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ClientOptions:
     """Everything a client is configured with, validated once. Names follow DISET where DISET has the option.
 
     ``None`` means "not set: use the configuration or the library default" (for example ``useCertificates=None``
     lets ``/DIRAC/Security/UseServerCertificate`` decide).
+
+    ``certLocation``/``keyLocation`` (a user certificate and its key, instead of a proxy) and ``caLocation`` (the
+    hashed trusted-CA directory) have no DISET keyword: DISET reads them from ``$X509_USER_CERT``/``_KEY`` and
+    ``/DIRAC/Security/CALocation``. They are named after DISET's ``proxyLocation`` and the CS ``CALocation``.
     """
 
     timeout: Timeout = field(default_factory=Timeout)
     proxyLocation: str | None = None
+    certLocation: str | None = None
+    keyLocation: str | None = None
+    caLocation: str | None = None
     useCertificates: bool | None = None
     delegatedDN: str | None = None
     delegatedGroup: str | None = None
@@ -49,7 +69,7 @@ class ClientOptions:
             raise ConfigurationError(f"timeout must be a Timeout, not {self.timeout!r} (use ClientOptions.build)")
         if not isinstance(self.retries, Retry):
             raise ConfigurationError(f"retries must be a Retry, not {self.retries!r} (use ClientOptions.build)")
-        for name in ("proxyLocation", "delegatedDN", "delegatedGroup", "setup", "VO", "backend"):
+        for name in _STRING_OPTIONS:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise ConfigurationError(f"{name} must be a non-empty string, not {value!r}")
@@ -59,6 +79,22 @@ class ClientOptions:
                 raise ConfigurationError(f"{name} must be True, False or None, not {value!r}")
         if self.delegatedGroup is not None and self.delegatedDN is None:
             raise ConfigurationError("delegatedGroup needs delegatedDN: a group alone names nobody")
+        self._check_user_certificate()
+
+    def _check_user_certificate(self) -> None:
+        # certLocation/keyLocation name a user certificate; a half pair, or a pair next to another explicit
+        # credential, would leave the client guessing which one to present.
+        if (self.certLocation is None) != (self.keyLocation is None):
+            raise ConfigurationError("certLocation and keyLocation go together: give both or neither")
+        if self.certLocation is None:
+            return
+        if self.proxyLocation is not None:
+            raise ConfigurationError("give either proxyLocation or certLocation/keyLocation, not both")
+        if self.useCertificates:
+            raise ConfigurationError(
+                "useCertificates=True means the host certificate; certLocation/keyLocation name a user certificate:"
+                " give one or the other"
+            )
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -84,9 +120,9 @@ class ClientOptions:
         """The options that travel in an ``rpcStub`` (DISET keeps the client's kwargs there).
 
         Like DISET we leave out ``useCertificates``: whoever replays a stub decides which credentials to use.
-        For the same reason we also leave out ``proxyLocation`` and ``skipCACheck`` (a local file and a local
-        trust decision), and local plumbing (``backend``, ``retries``, ``config``). Only plain values remain, so the
-        stub survives DEncode and JSON.
+        For the same reason we also leave out ``proxyLocation``, ``certLocation``, ``keyLocation``, ``caLocation``
+        and ``skipCACheck`` (local files and a local trust decision), and local plumbing (``backend``, ``retries``,
+        ``config``). Only plain values remain, so the stub survives DEncode and JSON.
         """
         stub: dict[str, Any] = {"timeout": timeout if timeout is not None else self.timeout.total}
         for name in ("setup", "VO", "delegatedDN", "delegatedGroup"):

@@ -37,6 +37,7 @@ from rpcframework.protocol import (
 )
 from rpcframework.returnvalues import S_ERROR, S_OK, DReturn
 from rpcframework.security.devca import DevCA, IssuedCredential
+from rpcframework.security.x509 import PeerIdentity
 from rpcframework.transports import Backend, Stream, TLSConfig, get_backend
 
 DATA = Path(__file__).parent / "data"
@@ -250,6 +251,7 @@ class ExtensionPeer(_Server):
         self.behaviour = Behaviour()
         self.executions = 0
         self.proposals: list[Any] = []
+        self.identities: list[PeerIdentity | None] = []  # the client's verified identity, per proposal
         self.pings = 0
 
     def serve(self, stream: Stream) -> None:
@@ -267,6 +269,7 @@ class ExtensionPeer(_Server):
             elif isinstance(event, ProposalReceived):
                 with self.lock:
                     self.proposals.append(event.proposal)
+                    self.identities.append(stream.peer_identity)
                 if behaviour.refuse is not None:
                     stream.send_all(conn.refuse(behaviour.refuse))  # type: ignore[arg-type]
                 else:
