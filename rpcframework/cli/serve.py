@@ -10,6 +10,9 @@ In the second form each service's handler comes from ``/Systems/<S>/Services/<C>
 
 The first lines on stdout are the URLs served, one per service, printed only once the sockets listen, so a script
 can read them to learn a ``--port 0`` port. Everything else goes to stderr through logging.
+
+``--processes N`` (or ``CloneProcesses`` in the service's section) serves from N forked worker processes sharing
+the port (``rpcframework.server.processes``); the URLs are printed once every one of them serves.
 """
 
 from __future__ import annotations
@@ -27,12 +30,12 @@ from types import FrameType, ModuleType
 from typing import Any
 
 from rpcframework.cli.common import add_config_option, add_log_level_option, load_config
-from rpcframework.cli.main import EXIT_OK, SubParsers
+from rpcframework.cli.main import EXIT_ERROR, EXIT_OK, SubParsers
 from rpcframework.config import ConfigStore, parse_system_component, read_security_settings
 from rpcframework.config.settings import service_section
 from rpcframework.errors import ConfigurationError
 from rpcframework.security.locations import find_ca_dir, find_host_certificate
-from rpcframework.server import RequestHandler, Service, ServiceReactor
+from rpcframework.server import ProcessGroup, RequestHandler, Service, ServiceReactor
 from rpcframework.transports.base import TLSConfig
 
 __all__ = ["load_handler", "register"]
@@ -73,6 +76,12 @@ def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     )
     serve.add_argument("--max-threads", type=_positive_int, metavar="N", help="worker threads per service")
     serve.add_argument(
+        "--processes",
+        type=_non_negative_int,
+        metavar="N",
+        help="worker processes sharing the port (0 or 1: this process; default: the services' CloneProcesses)",
+    )
+    serve.add_argument(
         "--drain-timeout",
         type=float,
         default=10.0,
@@ -91,6 +100,16 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from exc
     if not 0 <= value < 65536:
         raise argparse.ArgumentTypeError(f"port must be between 0 and 65535: {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
     return value
 
 
@@ -251,7 +270,14 @@ def _serve(args: argparse.Namespace) -> int:
         options["backend"] = args.backend
     if args.port is not None and len(services) > 1:
         options["shared_port"] = args.port
-    reactor = ServiceReactor(services, **options)
+    processes = args.processes
+    if processes is None:
+        processes = max(service.clone_processes for service in services)
+    server: ServiceReactor | ProcessGroup
+    if processes > 1:
+        server = ProcessGroup(services, processes=processes, drain_timeout=args.drain_timeout, **options)
+    else:
+        server = ServiceReactor(services, **options)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -260,17 +286,21 @@ def _serve(args: argparse.Namespace) -> int:
 
     # Installed before start(): a signal that arrives between binding and the wait below still stops cleanly.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    status = EXIT_OK
     try:
-        reactor.start()
+        server.start()
         try:
             for service in services:
-                print(reactor.url(service.name), flush=True)
+                print(server.url(service.name), flush=True)
             while not stop.wait(_STOP_POLL):
-                pass
+                if isinstance(server, ProcessGroup) and not server.poll():
+                    logger.error("no worker process left; stopping")
+                    status = EXIT_ERROR
+                    break
         finally:
             logger.info("draining (up to %g s)", args.drain_timeout)
-            reactor.stop(timeout=args.drain_timeout)
+            server.stop(timeout=args.drain_timeout)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return EXIT_OK
+    return status

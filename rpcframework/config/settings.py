@@ -43,6 +43,11 @@ KNOWN_OPTIONS: tuple[KnownOption, ...] = (
         "queued requests before the service answers 'overloaded'",
     ),
     KnownOption(
+        "/Systems/<System>/Services/<Component>/CloneProcesses",
+        "0",
+        "worker processes serving the service's port (0 or 1: a single process)",
+    ),
+    KnownOption(
         "/Systems/<System>/Services/<Component>/Authorization/<method>", "", "rule list; overrides the handler's auth_"
     ),
     KnownOption(
@@ -68,6 +73,7 @@ class ServiceSettings:
     protocol: str = DEFAULT_PROTOCOL
     max_threads: int = DEFAULT_MAX_THREADS
     max_waiting_petitions: int = DEFAULT_MAX_WAITING_PETITIONS
+    clone_processes: int = 0  # CloneProcesses: worker processes on the service's port (0 or 1: one process)
     # method ("ping", "FileTransfer/FromClient", "Default") -> rule tokens, exactly as configured
     authorization: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     sources: Mapping[str, ValueSource] = field(default_factory=dict)
@@ -120,8 +126,11 @@ def read_service_settings(config: ConfigTree, service: str) -> ServiceSettings:
         raise ConfigurationError(f"{section}/Protocol: must be dips or dip, got {protocol!r}")
     sources = {
         name: config.get_with_source(f"{section}/{name}")[1]
-        for name in ("Port", "Protocol", "MaxThreads", "MaxWaitingPetitions")
+        for name in ("Port", "Protocol", "MaxThreads", "MaxWaitingPetitions", "CloneProcesses")
     }
+    clone_processes = config.get_int(f"{section}/CloneProcesses", 0)
+    if clone_processes < 0:
+        raise ConfigurationError(f"{section}/CloneProcesses: must be 0 or more, got {clone_processes}")
     return ServiceSettings(
         name=f"{system}/{component}",
         section=section,
@@ -129,6 +138,7 @@ def read_service_settings(config: ConfigTree, service: str) -> ServiceSettings:
         protocol=protocol,
         max_threads=_positive_int(config, f"{section}/MaxThreads", DEFAULT_MAX_THREADS),
         max_waiting_petitions=_positive_int(config, f"{section}/MaxWaitingPetitions", DEFAULT_MAX_WAITING_PETITIONS),
+        clone_processes=clone_processes,
         authorization=_read_authorization(config, section),
         sources=sources,
     )

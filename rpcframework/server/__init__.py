@@ -27,6 +27,7 @@ from rpcframework.server.dispatch import dispatch
 from rpcframework.server.handler import RequestHandler, initialize_handler_class
 from rpcframework.server.limits import DEFAULT_METHOD_LIMIT, MethodLimiter, MethodOverloaded
 from rpcframework.server.methods import ExportedMethod, MethodTable, TransferHook
+from rpcframework.server.processes import ProcessGroup
 from rpcframework.server.reactor import ServiceReactor, run
 from rpcframework.server.service import Service, ServiceStartError
 from rpcframework.server.typecheck import HandlerDefinitionError
@@ -41,6 +42,7 @@ __all__ = [
     "MethodLimiter",
     "MethodOverloaded",
     "MethodTable",
+    "ProcessGroup",
     "RequestContext",
     "RequestHandler",
     "Service",

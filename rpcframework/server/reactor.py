@@ -133,7 +133,10 @@ class ServiceReactor:
         self._pools: dict[str, WorkerPool] = {}
         self._selector: selectors.BaseSelector | None = None
         self._thread: threading.Thread | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
+        # Made by start(), not here: a reactor bound in a parent and started in forked children (ProcessGroup)
+        # must not share one wake-up pair between processes.
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
         self._returned: queue.SimpleQueue[Channel] = queue.SimpleQueue()
         self._stopping = False
         self._selector_done = threading.Event()
@@ -151,12 +154,25 @@ class ServiceReactor:
         """The bound port of each service."""
         return {name: int(url.rsplit(":", 1)[1].split("/", 1)[0]) for name, url in self.urls.items()}
 
+    def bind(self) -> ServiceReactor:
+        """Bind the listening sockets (and check the TLS credentials) without starting anything; :attr:`urls` is
+        then known. :meth:`start` binds if this was not called; a
+        :class:`~rpcframework.server.processes.ProcessGroup` binds in the parent and starts in each child."""
+        if not self._listeners:
+            try:
+                self._bind_all()
+            except BaseException:
+                self._close_listeners()
+                self._listeners.clear()
+                raise
+        return self
+
     def start(self) -> ServiceReactor:
         """Initialize every service, bind, and start the selector thread and the worker pools."""
         if self._thread is not None:
             return self
         try:
-            self._bind_all()
+            self.bind()
             for service in self.services:
                 service.start(self.urls[service.name])
         except BaseException:
@@ -166,6 +182,7 @@ class ServiceReactor:
             pool = WorkerPool(f"rpc-{service.name}", service.max_threads, service.max_waiting_petitions)
             pool.start()
             self._pools[service.name] = pool
+        self._wake_r, self._wake_w = socket.socketpair()
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         for listener in self._listeners:
@@ -192,8 +209,9 @@ class ServiceReactor:
                 self._thread.join(1.0)
             self._drain_returned()
             self._close_listeners()
-            self._wake_r.close()
-            self._wake_w.close()
+            for wake in (self._wake_r, self._wake_w):
+                if wake is not None:
+                    wake.close()
             self._stopped.set()
         logger.info("reactor stopped")
 
@@ -391,8 +409,10 @@ class ServiceReactor:
                 data.close()
 
     def _take_returned(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake_r.recv(4096)
+        wake = self._wake_r
+        if wake is not None:
+            with contextlib.suppress(OSError):
+                wake.recv(4096)
         for _ in range(100_000):
             try:
                 channel = self._returned.get_nowait()
@@ -461,8 +481,10 @@ class ServiceReactor:
     # -- helpers ------------------------------------------------------------------------------------------------
 
     def _wake(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"\0")
+        wake = self._wake_w
+        if wake is not None:
+            with contextlib.suppress(OSError):
+                wake.send(b"\0")
 
     def _drain_returned(self) -> None:
         for _ in range(100_000):
@@ -490,6 +512,17 @@ def _tls_from_config(tree: ConfigTree) -> TLSConfig:
     return TLSConfig(cert_file=str(cert.cert_file), key_file=str(cert.key_file), ca_dir=str(ca_dir.path))
 
 
-def run(services: Iterable[Service], **options: Any) -> None:
-    """Serve ``services`` until SIGTERM/SIGINT (for the ``rpcframework serve`` command)."""
-    ServiceReactor(services, **options).serve_forever()
+def run(services: Iterable[Service], *, processes: int | None = None, **options: Any) -> None:
+    """Serve ``services`` until SIGTERM/SIGINT.
+
+    ``processes``: worker processes (:class:`~rpcframework.server.processes.ProcessGroup`); default: the largest
+    ``CloneProcesses`` of the services. 0 or 1 serves from this process."""
+    services = list(services)
+    if processes is None:
+        processes = max((service.clone_processes for service in services), default=0)
+    if processes > 1:
+        from rpcframework.server.processes import ProcessGroup
+
+        ProcessGroup(services, processes=processes, **options).serve_forever()
+    else:
+        ServiceReactor(services, **options).serve_forever()

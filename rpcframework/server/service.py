@@ -82,6 +82,8 @@ class Service:
         self.max_waiting_petitions = _positive(
             "max_waiting_petitions", max_waiting_petitions, settings.max_waiting_petitions
         )
+        #: ``CloneProcesses``: worker processes wanted for this service (0 or 1: one; see server/processes.py).
+        self.clone_processes = settings.clone_processes
         self.default_rule = tuple(default_rule) if default_rule is not None else None
         self.limiter = MethodLimiter.for_table(self.table, method_limits, default=default_method_limit)
         self.section = settings.section
