@@ -17,7 +17,9 @@ rpcframework cases (``Client`` -> ``ServiceReactor``, built-in ``echo`` with a 1
 * ``rpc_reused``: ``dips://``, one client thread, the negotiated ``reuse`` extension keeps one connection;
 * ``rpc_new_connection``: ``dips://`` with a pure DIRAC client (``RPCClient(offer=None)``: no extensions offered,
   so the server closes after each call, exactly as DIRAC does): connect + handshake + proposal + call per call;
-* ``rpc_plain_reused``: ``dip://`` (plain TCP), reused connection.
+* ``rpc_plain_reused``: ``dip://`` (plain TCP), reused connection;
+* ``rpc_reused_32`` / ``rpc_reused_32_procs``: 32 client threads, each with its own reused connection, against a
+  one-process server / a ``ProcessGroup`` of 2 worker processes on one port.
 """
 
 from __future__ import annotations
@@ -214,9 +216,11 @@ def _handler_class() -> type[Any]:
     return BenchHandler
 
 
-def _rpc_server(protocol: str) -> Callable[[Path, Connection], None]:
+def _rpc_server(protocol: str, processes: int = 1) -> Callable[[Path, Connection], None]:
+    """``processes`` > 1: a ``ProcessGroup`` of that many forked worker processes on one port."""
+
     def serve(ca: Path, control: Connection) -> None:
-        from rpcframework.server import Service, ServiceReactor
+        from rpcframework.server import ProcessGroup, Service, ServiceReactor
         from rpcframework.transports import TLSConfig
 
         logging.basicConfig(level=logging.WARNING)
@@ -224,8 +228,10 @@ def _rpc_server(protocol: str) -> Callable[[Path, Connection], None]:
             cert_file=str(ca / "hostcert.pem"), key_file=str(ca / "hostkey.pem"), ca_dir=str(ca / "certificates")
         )
         service = Service("Bench/Echo", _handler_class(), port=0, protocol=protocol)
-        with ServiceReactor([service], host="127.0.0.1", tls=tls if protocol == "dips" else None) as reactor:
-            control.send(reactor.url("Bench/Echo"))
+        options: dict[str, Any] = {"host": "127.0.0.1", "tls": tls if protocol == "dips" else None}
+        server = ProcessGroup([service], processes=processes, **options) if processes > 1 else None
+        with server or ServiceReactor([service], **options) as running:
+            control.send(running.url("Bench/Echo"))
             wait_for_stop(control)
 
     return serve
@@ -378,6 +384,14 @@ _CONCURRENT_CASES = (
         "rpc_reused with 32 client threads, each with its own Client (so its own reused connection)",
         "raw_ssl_echo_32",
         _rpc_server("dips"),
+        _RPCEcho,
+        threads=32,
+    ),
+    Case(
+        "rpc_reused_32_procs",
+        "rpc_reused_32 against a server of 2 worker processes sharing the port (ProcessGroup, CloneProcesses = 2)",
+        "raw_ssl_echo_32",
+        _rpc_server("dips", processes=2),
         _RPCEcho,
         threads=32,
     ),

@@ -35,6 +35,8 @@ GOALS = (
     ),
     RatioGoal("32 clients >= 0.5 x raw TLS", "rpc_reused_32", "raw_ssl_echo_32", 0.5),
     RatioGoal("32 clients >= 3 x gRPC", "rpc_reused_32", "grpc_unary_32", 3.0),
+    RatioGoal("32 clients, 2 server processes >= 0.5 x raw TLS", "rpc_reused_32_procs", "raw_ssl_echo_32", 0.5),
+    RatioGoal("32 clients, 2 server processes >= 3 x gRPC", "rpc_reused_32_procs", "grpc_unary_32", 3.0),
     RatioGoal("upload 256 MiB >= 0.6 x raw TLS bulk", "transfer_256mib_up", "raw_tls_bulk", 0.6),
     RatioGoal("download 256 MiB >= 0.6 x raw TLS bulk", "transfer_256mib_down", "raw_tls_bulk", 0.6),
 )
