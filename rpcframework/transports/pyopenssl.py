@@ -23,7 +23,6 @@ from OpenSSL._util import lib as _ssl_lib
 from OpenSSL.crypto import X509, X509StoreFlags
 
 from rpcframework.errors import (
-    ConfigurationError,
     ConnectionClosedError,
     CredentialsError,
     DeadlineExceeded,
@@ -37,9 +36,10 @@ from rpcframework.transports.base import (
     classify_tls_failure,
     credentials_errors,
     refuse_encrypted_key,
-    resolve_crl_mode,
+    require_tls,
+    store_flags,
 )
-from rpcframework.transports.certs import is_ip_address, match_server_name
+from rpcframework.transports.certs import is_ip_address, match_server_name, peer_identity
 from rpcframework.transports.contexts import ContextCache
 from rpcframework.transports.plain import close_after_failure, open_tcp_connection, peer_address_of, tune_socket
 
@@ -120,14 +120,12 @@ def build_context(tls: TLSConfig, server_side: bool) -> SSL.Context:
 
 
 def _store_flags(tls: TLSConfig) -> int:
-    flags = X509StoreFlags.ALLOW_PROXY_CERTS if tls.allow_proxies else 0
-    crl_mode = resolve_crl_mode(tls)
-    if crl_mode == "leaf":
-        flags |= X509StoreFlags.CRL_CHECK
-    elif crl_mode == "chain":
-        # CRL_CHECK alone would accept the proxy of a revoked user (the leaf is the proxy, never CRL-checked).
-        flags |= X509StoreFlags.CRL_CHECK | X509StoreFlags.CRL_CHECK_ALL
-    return flags
+    return store_flags(
+        tls,
+        allow_proxy_certs=X509StoreFlags.ALLOW_PROXY_CERTS,
+        crl_check=X509StoreFlags.CRL_CHECK,
+        crl_check_all=X509StoreFlags.CRL_CHECK_ALL,
+    )
 
 
 def _error_text(exc: SSL.Error) -> str:
@@ -388,7 +386,7 @@ class _IdentityCache:
             if found is not None and found[0] is ctx:
                 self._entries.move_to_end(key)
                 return dataclasses.replace(found[1], address=address)
-        identity = _identity(chain, address)  # raises for a chain we cannot read: nothing cached
+        identity = peer_identity(chain, address)  # raises for a chain we cannot read: nothing cached
         if self._size > 0:
             with self._lock:
                 self._entries[key] = (ctx, identity)
@@ -420,7 +418,7 @@ class PyOpenSSLBackend:
         self.identities = _IdentityCache(max_identities)
 
     def prepare_server(self, tls: TLSConfig | None) -> None:
-        self.contexts.get(_need_tls(tls), True)
+        self.contexts.get(require_tls(tls, "pyopenssl"), True)
 
     def connect(
         self,
@@ -432,7 +430,7 @@ class PyOpenSSLBackend:
         connect_timeout: float | None = 10.0,
         handshake_timeout: float | None = 10.0,
     ) -> PyOpenSSLStream:
-        tls = _need_tls(tls)
+        tls = require_tls(tls, "pyopenssl")
         ctx = self.contexts.get(tls, False)
         name = server_hostname or host
         sock = open_tcp_connection(host, port, connect_timeout)
@@ -464,7 +462,7 @@ class PyOpenSSLBackend:
         self, sock: socket.socket, tls: TLSConfig | None, *, handshake_timeout: float | None = 10.0
     ) -> PyOpenSSLStream:
         try:
-            ctx = self.contexts.get(_need_tls(tls), True)
+            ctx = self.contexts.get(require_tls(tls, "pyopenssl"), True)
             tune_socket(sock)
             sock.setblocking(False)
             where = "{}:{}".format(*peer_address_of(sock))
@@ -472,9 +470,7 @@ class PyOpenSSLBackend:
             conn.set_app_data(_VerifyState())
             conn.set_accept_state()
             _run_handshake(conn, sock, handshake_timeout, where)
-            chain = _peer_chain(conn, server_side=True)
-            if not chain:
-                raise PeerVerificationError(f"{where}: the client sent no certificate")
+            chain = _client_chain(conn, where)
             identity = self.identities.identity(ctx, chain, peer_address_of(sock))
         except BaseException:
             close_after_failure(sock)
@@ -483,7 +479,7 @@ class PyOpenSSLBackend:
 
     def start_server_handshake(self, sock: socket.socket, tls: TLSConfig | None) -> PyOpenSSLServerHandshake:
         try:
-            ctx = self.contexts.get(_need_tls(tls), True)
+            ctx = self.contexts.get(require_tls(tls, "pyopenssl"), True)
             tune_socket(sock)
             sock.setblocking(False)
             conn = SSL.Connection(ctx, sock)
@@ -523,12 +519,10 @@ class PyOpenSSLServerHandshake:
             self._fail()
             raise _handshake_failure(exc, self._conn, where) from exc
         try:
-            chain = _peer_chain(self._conn, server_side=True)
-            if not chain:
-                raise PeerVerificationError(f"{where}: the client sent no certificate")
+            chain = _client_chain(self._conn, where)
             cache = self._identities
             if cache is None:
-                identity = _identity(chain, self._peer)
+                identity = peer_identity(chain, self._peer)
             else:
                 identity = cache.identity(self._conn.get_context(), chain, self._peer)
         except BaseException:
@@ -553,21 +547,12 @@ class PyOpenSSLServerHandshake:
             close_after_failure(self._sock)
 
 
-def _need_tls(tls: TLSConfig | None) -> TLSConfig:
-    if tls is None:
-        raise ConfigurationError("the pyopenssl back end needs a TLSConfig (use the 'plain' back end for dip://)")
-    return tls
-
-
-def _identity(chain: list[x509.Certificate], address: tuple[str, int]) -> PeerIdentity:
-    from rpcframework.security.x509 import identity_from_chain
-
-    try:
-        return identity_from_chain(chain, address)
-    except RPCFrameworkError:
-        raise
-    except Exception as exc:
-        raise PeerVerificationError(f"cannot read the peer's certificate chain: {exc}") from exc
+def _client_chain(conn: SSL.Connection, where: str) -> list[x509.Certificate]:
+    """On a server, the chain the client presented (verified by OpenSSL); none at all is a verification error."""
+    chain = _peer_chain(conn, server_side=True)
+    if not chain:
+        raise PeerVerificationError(f"{where}: the client sent no certificate")
+    return chain
 
 
 def _client_identity(

@@ -74,13 +74,13 @@ def test_a_different_chain_is_a_different_entry(creds):
 
 def test_an_entry_from_an_older_context_is_rebuilt(creds, monkeypatch):
     built: list[int] = []
-    real = pyopenssl_module._identity
+    real = pyopenssl_module.peer_identity
 
     def counting(chain, address):
         built.append(1)
         return real(chain, address)
 
-    monkeypatch.setattr(pyopenssl_module, "_identity", counting)
+    monkeypatch.setattr(pyopenssl_module, "peer_identity", counting)
     cache = _IdentityCache(8)
     chain = _chain(creds.user.proxy_file)
     old_ctx, new_ctx = object(), object()
