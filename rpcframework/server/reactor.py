@@ -283,7 +283,10 @@ class ServiceReactor:
         try:
             while not self._stopping:
                 for key, mask in selector.select(_SELECT_TIMEOUT):
-                    self._on_ready(key, mask)
+                    try:
+                        self._on_ready(key, mask)
+                    except Exception:  # a bug met by one connection must not end every other one with the thread
+                        logger.exception("unexpected failure in the reactor's selector thread; serving on")
                 now = time.monotonic()
                 if now >= next_sweep:
                     self._expire(now)
@@ -313,7 +316,11 @@ class ServiceReactor:
             except OSError as exc:  # EMFILE and friends: keep serving the connections we have
                 logger.warning("accept failed on %s: %s", listener.sock.getsockname(), exc)
                 return
-            ticket = self.guard.admit(str(address[0]), listener.snapshot())
+            try:
+                ticket = self.guard.admit(str(address[0]), listener.snapshot())
+            except BaseException:
+                sock.close()
+                raise
             if ticket is None:  # banned or over a connection limit: closed before any TLS work, without a word
                 sock.close()
                 continue
@@ -332,20 +339,25 @@ class ServiceReactor:
         assert selector is not None
         try:
             status = entry.handshake.step()
-        except RPCFrameworkError as exc:
-            logger.info("handshake failed: %s", exc)
-            entry.ticket.failed("TLS handshake failed")
+            if status is HandshakeStatus.DONE:
+                if registered:
+                    selector.unregister(entry.fd)
+                    registered = False
+                limits = entry.ticket.settings.channel_limits(self.limits)
+                channel = Channel(entry.handshake.stream(), entry.listener.services, limits)
+                entry.ticket.attach(channel)
+                self._watch(channel)
+                return
+        except Exception as exc:
+            if isinstance(exc, RPCFrameworkError):
+                logger.info("handshake failed: %s", exc)
+                entry.ticket.failed("TLS handshake failed")
+            else:  # our bug, not the peer's doing: no failure counted against it
+                logger.exception("handshake with %s failed unexpectedly", entry.ticket.address)
+            entry.handshake.close()
             entry.ticket.release()
             if registered:
                 selector.unregister(entry.fd)
-            return
-        if status is HandshakeStatus.DONE:
-            if registered:
-                selector.unregister(entry.fd)
-            limits = entry.ticket.settings.channel_limits(self.limits)
-            channel = Channel(entry.handshake.stream(), entry.listener.services, limits)
-            entry.ticket.attach(channel)
-            self._watch(channel)
             return
         events = selectors.EVENT_READ if status is HandshakeStatus.WANT_READ else selectors.EVENT_WRITE
         if registered:
@@ -370,6 +382,9 @@ class ServiceReactor:
             step = channel.next_request(0.0) or Step.WAIT
         except (RPCFrameworkError, OSError) as exc:
             logger.info("dropping %s: %s", channel.where, exc)
+            step = Step.CLOSE
+        except Exception:  # a bug (authorization, configuration): close this connection, keep the selector
+            logger.exception("dropping %s after an unexpected failure", channel.where)
             step = Step.CLOSE
         if step is Step.WAIT:
             return
@@ -456,6 +471,9 @@ class ServiceReactor:
                     keep = channel.execute(next_call)
         except (RPCFrameworkError, OSError) as exc:
             logger.info("dropping %s: %s", channel.where, exc)
+            keep = False
+        except Exception:  # without this the connection (and its guard slot) would stay open, owned by nobody
+            logger.exception("dropping %s after an unexpected failure", channel.where)
             keep = False
         if keep and not self._stopping:
             self._hand_back(channel)
