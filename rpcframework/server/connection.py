@@ -401,11 +401,12 @@ class Channel:
         sent = self.send_result(result)
         self._audit(call, result, time.perf_counter() - started, sent)
         if logger.isEnabledFor(logging.INFO):
-            outcome = "OK" if result["OK"] else f"ERROR: {result['Message']}"
+            # An unknown method name is the peer's own text, and DIRAC's answer to it ("Unknown method <name>") too.
+            outcome = "OK" if result["OK"] else f"ERROR: {_clean(str(result['Message']))}"
             logger.info(
                 "%s %s by %s from %s: %s (%.2f ms)",
                 call.service.name,
-                call.method,
+                _clean(call.method),
                 call.caller,
                 self.where,
                 outcome if sent else f"{outcome} (not delivered: the caller left)",
@@ -474,7 +475,7 @@ class Channel:
         finally:
             self._audit(call, result, time.perf_counter() - started, True)
             if logger.isEnabledFor(logging.INFO):
-                outcome = "OK" if result["OK"] else f"ERROR: {result['Message']}"
+                outcome = "OK" if result["OK"] else f"ERROR: {_clean(str(result['Message']))}"
                 elapsed = (time.perf_counter() - started) * 1000.0
                 logger.info(
                     "%s FileTransfer/%s by %s from %s: %s (%.2f ms)",
@@ -522,7 +523,7 @@ class Channel:
             caller=call.context.caller,
             service=call.service.name,
             action="FileTransfer" if call.transfer else "RPC",
-            method=call.method,
+            method=_clean(call.method),  # an unexported RPC method is let through to get DIRAC's answer
             result=result,
             duration=duration,
             delivered=delivered,
