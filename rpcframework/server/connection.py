@@ -183,14 +183,19 @@ class Channel:
             data = stream.recv(_RECV_SIZE)
         except TimeoutError:  # DeadlineExceeded: nothing arrived in time
             return False
+        self._feed_all(data)
+        return True
+
+    def _feed_all(self, data: bytes) -> None:
+        """Feed ``data``, then whatever TLS still holds: it may have decrypted more than we asked for, and a
+        selector would never report those bytes."""
         self._feed(data)
-        # TLS may hold more decrypted bytes than we asked for; a selector would never report them.
+        stream = self.stream
         for _ in range(64):
             if not data or stream.pending() <= 0:
                 break
             data = stream.recv(_RECV_SIZE)
             self._feed(data)
-        return True
 
     def _feed(self, data: bytes) -> None:
         was_idle = self.conn.state is ConnectionState.IDLE
@@ -233,13 +238,7 @@ class Channel:
         taken = self._take_repeated_call(data) if data else None
         if taken is not None:
             return taken
-        # The general path, as read_once would have fed these bytes (and whatever TLS still holds).
-        self._feed(data)
-        for _ in range(64):
-            if not data or stream.pending() <= 0:
-                break
-            data = stream.recv(_RECV_SIZE)
-            self._feed(data)
+        self._feed_all(data)  # the general path, as read_once would have fed these bytes
         return self.advance()
 
     def _take_repeated_call(self, data: bytes) -> Step | None:
