@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import functools
 import logging
 import select
 import time
@@ -38,6 +39,7 @@ from rpcframework.protocol.rpc import ServerConnection
 from rpcframework.protocol.transfer import FileInfoReceived, ServerTransfer
 from rpcframework.returnvalues import ENOAUTH, S_ERROR, DReturn
 from rpcframework.security.authz import Caller
+from rpcframework.security.registry import Registry
 from rpcframework.server.audit import audit_call
 from rpcframework.server.context import RequestContext
 from rpcframework.server.service import Service
@@ -125,15 +127,13 @@ class StreamPipe:
 
 def _extensions_for(limits: ChannelLimits) -> Extensions:
     """What we negotiate, announcing our idle timeout (a pipelining client stays well within it)."""
-    found = _EXTENSIONS_BY_IDLE.get(limits.idle_timeout)
-    if found is None:
-        found = dataclasses.replace(SERVER_EXTENSIONS, idle_timeout=limits.idle_timeout)
-        if len(_EXTENSIONS_BY_IDLE) < 64:
-            _EXTENSIONS_BY_IDLE[limits.idle_timeout] = found
-    return found
+    return _extensions_with_idle(limits.idle_timeout)
 
 
-_EXTENSIONS_BY_IDLE: dict[float, Extensions] = {}
+@functools.lru_cache(maxsize=64)
+def _extensions_with_idle(idle_timeout: float) -> Extensions:
+    # Built once per idle-timeout value (a handful per process), not per connection.
+    return dataclasses.replace(SERVER_EXTENSIONS, idle_timeout=idle_timeout)
 
 
 def _clean(text: str) -> str:
@@ -159,6 +159,7 @@ class Channel:
         self.deadline = time.monotonic() + limits.read_timeout
         self._wait_budget = limits.read_timeout  # how long the message being waited for may take
         self._auth_cache: tuple[Proposal, object, Caller] | None = None
+        self._ban_tree: object | None = None  # the configuration snapshot this address was last checked against
         self._current: tuple[Service, Proposal, Caller | None] | None = None
         self._context_cache: tuple[Proposal, Caller | None, RequestContext, str] | None = None
         # Set by the reactor's connection guard: a slot to give back on close, abuse to count, a peer to refuse.
@@ -299,12 +300,7 @@ class Channel:
         if event is NEED_DATA:
             return Step.WAIT
         if isinstance(event, ProposalReceived):
-            if self._on_proposal(event.proposal):
-                return None
-            if self.conn.state is not ConnectionState.IDLE:
-                return Step.CLOSE
-            self._restart_wait(self.limits.idle_timeout)  # refused, but reuse keeps the connection
-            return None
+            return self._on_proposal_event(event.proposal)
         call = self._call_for(event)
         if call is not None:
             self.call = call
@@ -321,6 +317,34 @@ class Channel:
         if handed_over and current is not None and current[1].action_type is ActionType.FileTransfer:
             return self._make_call([], {}, transfer=True)
         return None
+
+    def _on_proposal_event(self, proposal: Proposal) -> Step | None:
+        if self._banned_since_accept(proposal):
+            return Step.CLOSE
+        if self._on_proposal(proposal):
+            return None
+        if self.conn.state is not ConnectionState.IDLE:
+            return Step.CLOSE
+        self._restart_wait(self.limits.idle_timeout)  # refused, but reuse keeps the connection
+        return None
+
+    def _banned_since_accept(self, proposal: Proposal) -> bool:
+        """True when a configuration reload banned this address while its connection stayed open.
+
+        Bans are applied at accept; a kept-alive connection would otherwise be served until it idles out. Checked
+        once per configuration snapshot, so the steady state pays one identity comparison.
+        """
+        service = self.services.get(proposal.service)
+        if service is None:
+            return False
+        tree = service.config_tree()
+        if tree is self._ban_tree:
+            return False
+        self._ban_tree = tree
+        if Registry.for_config(tree).is_banned(self.peer_address[0]):
+            logger.info("closing %s: the reloaded configuration bans its address", self.where)
+            return True
+        return False
 
     def _on_proposal(self, proposal: Proposal) -> bool:
         """Accept (True) or refuse (False) the proposal and send the answer."""

@@ -179,3 +179,17 @@ def test_limited_proxies_are_refused_where_configured(kit, serve):
         refused = client.who("limited")
     assert refused["Errno"] == 1111 and "limited proxies are not accepted" in refused["Message"]
     _still_serves(kit, strict)
+
+
+def test_a_reload_that_bans_an_address_also_ends_its_kept_alive_connections(kit, serve, tmp_path):
+    config_file = tmp_path / "live.json"
+    config_file.write_text(json.dumps(kit.config_dict({"Registry": {"BannedIPs": "192.0.2.1"}})))
+    toml = tmp_path / "live.toml"
+    reactor = serve(store=_json_store(config_file, toml))
+    with kit.client(reactor.url("Sec/Probe")) as client:
+        assert client.who("before")["OK"]  # this connection is now pooled and kept alive
+        _rewrite(config_file, toml, kit.config_dict({"Registry": {"BannedIPs": "127.0.0.1"}}))
+        time.sleep(0.3)  # past the store's 0.1 s check interval
+        refused = client.who("after")
+    # Without the per-snapshot check, the kept-alive connection would have served this call.
+    assert refused["OK"] is False, refused
