@@ -47,7 +47,8 @@ __all__ = ["Attempt", "Connection", "InnerRPCClient", "KeywordArgumentsUnsupport
 logger = logging.getLogger(__name__)
 
 _RECV_SIZE: Final = 256 * 1024
-# Reads per message: a 64 MiB result in 256 KiB reads is 256 reads; pongs and tiny TLS records add a few more.
+# A last-resort loop guard, not the limit that matters: the call's deadline bounds the time, the message-size cap
+# the bytes. It is high because a slow peer may deliver a large message in many small TLS records.
 _MAX_READS_PER_EVENT: Final = 1_000_000
 
 

@@ -147,7 +147,8 @@ class Service:
             )
             authorize(caller, rule, method=key)
         except AccessDenied as exc:
-            logger.warning("Unauthorized query to %s:%s by %s: %s", self.name, key, peer_dn or "anonymous", exc.reason)
+            # %r: the DN, group and method come from the peer; repr escapes anything that could forge a log line.
+            logger.warning("Unauthorized query to %s:%r by %r: %r", self.name, key, peer_dn or "anonymous", exc.reason)
             return S_ERROR(ENOAUTH, str(exc))
         return caller
 
