@@ -42,6 +42,7 @@ from rpcframework.security.authz import Caller
 from rpcframework.security.registry import Registry
 from rpcframework.server.audit import audit_call
 from rpcframework.server.context import RequestContext
+from rpcframework.server.guard import ConnectionGuard, guard_settings
 from rpcframework.server.service import Service
 from rpcframework.transfer.helper import FileHelper
 from rpcframework.transports.base import Stream
@@ -331,8 +332,9 @@ class Channel:
     def _banned_since_accept(self, proposal: Proposal) -> bool:
         """True when a configuration reload banned this address while its connection stayed open.
 
-        Bans are applied at accept; a kept-alive connection would otherwise be served until it idles out. Checked
-        once per configuration snapshot, so the steady state pays one identity comparison.
+        Bans and the peer checks (limited proxies) are applied at accept; a kept-alive connection would otherwise be
+        served under the old rules until it idles out. Re-checked once per configuration snapshot, so the steady
+        state pays one identity comparison.
         """
         service = self.services.get(proposal.service)
         if service is None:
@@ -340,6 +342,8 @@ class Channel:
         tree = service.config_tree()
         if tree is self._ban_tree:
             return False
+        if self._ban_tree is not None:  # the guard checked the accept-time snapshot already
+            self.peer_problem = ConnectionGuard.peer_problem(self.stream.peer_identity, guard_settings(tree))
         self._ban_tree = tree
         if Registry.for_config(tree).is_banned(self.peer_address[0]):
             logger.info("closing %s: the reloaded configuration bans its address", self.where)

@@ -193,3 +193,17 @@ def test_a_reload_that_bans_an_address_also_ends_its_kept_alive_connections(kit,
         refused = client.who("after")
     # Without the per-snapshot check, the kept-alive connection would have served this call.
     assert refused["OK"] is False, refused
+
+
+def test_a_reload_that_refuses_limited_proxies_applies_to_kept_alive_connections(kit, serve, tmp_path):
+    config_file = tmp_path / "live.json"
+    config_file.write_text(json.dumps(kit.config_dict({})))
+    toml = tmp_path / "live.toml"
+    reactor = serve(store=_json_store(config_file, toml))
+    with kit.client(reactor.url("Sec/Probe"), proxy=kit.limited_proxy) as client:
+        assert client.who("before")["OK"]  # limited proxies are accepted by default; the connection stays pooled
+        strict = {"DIRAC": {"Security": {"Server": {"RefuseLimitedProxies": "yes"}}}}
+        _rewrite(config_file, toml, kit.config_dict(strict))
+        time.sleep(0.3)  # past the store's 0.1 s check interval
+        refused = client.who("after")
+    assert refused["OK"] is False and "limited proxies are not accepted" in refused["Message"], refused
