@@ -113,10 +113,10 @@ class ConnectionPool:
         settings = self.settings
         with self._lock:
             conns = self._idle.get(conn.url)
-            if conns is None:
-                conns = self._idle[conn.url] = []
-            keep = not self._closed and len(conns) < settings.max_idle
+            keep = not self._closed and (conns is None or len(conns) < settings.max_idle)
             if keep:
+                if conns is None:
+                    conns = self._idle[conn.url] = []
                 conns.append(conn)
         if not keep:
             conn.close()
@@ -157,6 +157,8 @@ class ConnectionPool:
                     elif self._ping_due(conn, now) and len(due) < _MAX_PINGS_PER_PASS:
                         conns.remove(conn)  # out of the pool while we write to it: no other thread can take it
                         due.append(conn)
+            for url in [url for url, conns in self._idle.items() if not conns]:
+                del self._idle[url]  # URLs no longer used leave no empty lists behind
         _close_all(expired)
         alive: list[Connection] = []
         for conn in due:
