@@ -495,6 +495,9 @@ class ServiceReactor:
             return
         self._returned.put(channel)
         self._wake()
+        if self._selector_done.is_set():
+            # The selector finished between the check and the put: nobody else will take it from the queue.
+            self._drain_returned()
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
