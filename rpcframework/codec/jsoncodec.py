@@ -107,20 +107,37 @@ def _encode_special(value: object) -> dict[str, str]:
 
 # Constant, stateless configurations of the standard library's encoder and decoders (built once for speed).
 _ENCODER: Final = json.JSONEncoder(default=_encode_special)
+# The C encoder JSONEncoder.encode builds per call for _ENCODER's settings (json.dumps's defaults plus our
+# default hook); made here directly, it spares encode() and iterencode() on every message. ``None`` where the
+# interpreter has no C accelerator: _ENCODER then does the work, with the same output.
+_C_MAKE_ENCODER: Final[Callable[..., Callable[[Any, int], Any]] | None] = getattr(json.encoder, "c_make_encoder", None)
+_ENCODE_STRING: Final = json.encoder.encode_basestring_ascii
+
+
+def _encode_text(obj: Any) -> str:
+    make = _C_MAKE_ENCODER
+    if make is None:
+        return _ENCODER.encode(obj)
+    # Exactly JSONEncoder.iterencode(obj, _one_shot=True) for _ENCODER: a fresh markers dict (circular
+    # references), ensure_ascii, no indent, ": " and ", ", no key sorting, no skipped keys, NaN allowed.
+    return "".join(make({}, _encode_special, _ENCODE_STRING, None, ": ", ", ", False, False, True)(obj, 0))
 
 
 def encode_json(obj: Any, limits: CodecLimits = DEFAULT_LIMITS) -> bytes:
     """Encode ``obj`` as DIRAC's JEncode does; raise :class:`CodecError` for what it cannot carry."""
     try:
-        data = _ENCODER.encode(obj).encode("ascii")
+        data = _encode_text(obj).encode("ascii")
     except CodecError:
         raise
     except RecursionError as exc:
         raise CodecLimitError("value nests too deeply to encode as JSON") from exc
     except (TypeError, ValueError, OverflowError) as exc:  # unsupported key type, circular reference, huge int
         raise CodecError(f"cannot encode as DISET JSON: {exc}") from exc
-    check_size(len(data), limits)
-    check_json_structure(data, limits)
+    size = len(data)
+    if size > limits.max_bytes:
+        check_size(size, limits)  # raises, naming the limit
+    if size > limits.max_depth or size > limits.max_items:  # check_json_structure's first, cheapest bound inline
+        check_json_structure(data, limits)
     return data
 
 
