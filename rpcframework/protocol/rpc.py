@@ -347,7 +347,11 @@ class ServerConnection(BaseConnection):
         ack = self._pending_ack
         if self._data_encoding is _JSON:
             # One json.dumps (the codec's cached encoder, limits checked) and one join with the pending ack.
-            payload = encode_json(sanitize_result(result), self._limits)
+            if result["OK"] is True and "CallStack" not in result and "ExecInfo" not in result:
+                clean: DReturn = result  # sanitize_result returns such an S_OK unchanged: spare the call
+            else:
+                clean = sanitize_result(result)
+            payload = encode_json(clean, self._limits)
             if len(payload) > MAX_WIRE_FRAME_SIZE:
                 encode_frame(payload)  # raises the ValueError naming the limit
             data = b"%b%d:%b" % (ack, len(payload), payload)
@@ -401,7 +405,7 @@ class ServerConnection(BaseConnection):
         with DIRAC's refusal queued in ``data_to_send()``, and the machine is in ``ERROR``, as ``next_event``
         leaves it."""
         self._proposal = proposal
-        self._pending_ack = self._ack_frame()
+        self._pending_ack = self._ack_bytes.get(self._encoding) or self._ack_frame()
         try:
             # _on_arguments for the JSON data encoding, without the decode() dispatch and the event object.
             try:

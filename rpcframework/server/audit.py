@@ -30,7 +30,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
-__all__ = ["AUDIT_LOGGER_NAME", "audit_call"]
+__all__ = ["AUDIT_LOGGER_NAME", "audit_call", "audit_logger"]
 
 AUDIT_LOGGER_NAME: Final = "rpcframework.audit"
 audit_logger = logging.getLogger(AUDIT_LOGGER_NAME)

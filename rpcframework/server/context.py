@@ -16,7 +16,7 @@ import types
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 #: Credential keys that never leave the server (a certificate chain is an object, not data for a peer).
 PRIVATE_CREDENTIAL_KEYS = frozenset({"x509Chain", "chain"})
@@ -154,11 +154,8 @@ def request_scope(context: RequestContext) -> Iterator[RequestContext]:
         _current_request.reset(token)
 
 
-def set_current_request(context: RequestContext | None) -> Token[RequestContext | None]:
-    """Low-level: set the current request and return the token for :func:`reset_current_request` (hot path)."""
-    return _current_request.set(context)
-
-
-def reset_current_request(token: Token[RequestContext | None]) -> None:
-    """Low-level: undo :func:`set_current_request`."""
-    _current_request.reset(token)
+#: Low-level (the per-call path): set the current request and return the token for :func:`reset_current_request`.
+#: The variable's own bound methods, so a call costs no Python frame.
+set_current_request: Final[Callable[[RequestContext | None], Token[RequestContext | None]]] = _current_request.set
+#: Low-level: undo :func:`set_current_request`.
+reset_current_request: Final[Callable[[Token[RequestContext | None]], None]] = _current_request.reset

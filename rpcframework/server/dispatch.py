@@ -87,6 +87,8 @@ def _call(
             return _server_error(f"Server error while serving {method.name}", method, context)
     finally:
         reset_current_request(token)
+    if type(result) is dict and len(result) == 2 and result.get("OK") is True and "Value" in result:
+        return result  # type: ignore[return-value]  # a plain S_OK: _vet_result returns it unchanged
     return _vet_result(method, result)
 
 
@@ -117,14 +119,21 @@ def dispatch(
     method = handler_cls._rpc_table.methods.get(method_name) if isinstance(method_name, str) else None
     if method is None:
         return S_ERROR(f"Unknown method {method_name}")
-    problem = _argument_problem(method, args, kwargs)
+    # A DISET call (a list, no keyword arguments) needs only the method's own check of _argument_problem.
+    if type(args) is list and kwargs is None:
+        problem = method.arguments.check(args, None)
+    else:
+        problem = _argument_problem(method, args, kwargs)
     if problem is not None:
         return S_ERROR(problem)
     if limiter is None:
         return _call(handler_cls, method, args, kwargs, context)
-    if not limiter.acquire(method.limit_key):
+    slots = limiter.slots_by_key.get(method.limit_key)
+    if slots is None:  # an unlimited method: what acquire() and release() do for it
+        return _call(handler_cls, method, args, kwargs, context)
+    if not slots.try_take():  # limiter.acquire(key) with its default timeout of 0, without the extra frame
         return limiter.overloaded_error(method.limit_key)
     try:
         return _call(handler_cls, method, args, kwargs, context)
     finally:
-        limiter.release(method.limit_key)
+        slots.give_back()

@@ -31,7 +31,7 @@ class MethodOverloaded(RPCFrameworkError):
     errno = EOVERLOAD
 
 
-class _Slots:
+class SlotCounter:
     """A bounded counter of concurrent calls: a plain lock and an int on the per-call (non-blocking) path, where
     ``threading.BoundedSemaphore`` runs Python code around a ``Condition``; waiters (rare) use the condition."""
 
@@ -74,7 +74,7 @@ class _Slots:
 class MethodLimiter:
     """Concurrency limits for the methods of one service; thread-safe, immutable after construction."""
 
-    __slots__ = ("_limits", "_slots")
+    __slots__ = ("_limits", "_slots", "slots_by_key")
 
     def __init__(self, limits: Mapping[str, int | None]) -> None:
         """``limits`` maps a key (``"RPC/echo"``) to its maximum concurrency; ``None`` means unlimited."""
@@ -86,8 +86,11 @@ class MethodLimiter:
                 raise ConfigurationError(f"thread limit for {key} must be a positive integer or None, not {limit!r}")
             checked[key] = limit
         self._limits: Mapping[str, int] = types.MappingProxyType(checked)
-        slots = {key: _Slots(limit) for key, limit in checked.items()}
-        self._slots: Mapping[str, _Slots] = types.MappingProxyType(slots)
+        slots = {key: SlotCounter(limit) for key, limit in checked.items()}
+        self._slots: Mapping[str, SlotCounter] = types.MappingProxyType(slots)
+        #: The counter of each limited key (read-only), for the per-call path: ``try_take()``/``give_back()``
+        #: on it are what :meth:`acquire` (timeout 0) and :meth:`release` do, one call each.
+        self.slots_by_key: Mapping[str, SlotCounter] = self._slots
 
     @classmethod
     def for_table(
