@@ -45,6 +45,7 @@ __all__ = [
     "Stream",
     "TLSConfig",
     "TLSVersion",
+    "check_resumed_identity",
     "classify_tls_failure",
     "get_backend",
     "refuse_encrypted_key",
@@ -76,6 +77,10 @@ class TLSConfig:
     *proxy* is still accepted), ``"chain"`` (every certificate in the chain; refuses revoked users' proxies, but
     every CA then needs a current CRL), ``"auto"`` (``"chain"`` when ``ca_dir`` holds any ``<hash>.r<N>``, else
     ``"off"``). ``verify_peer=False`` is DISET's ``skipCACheck`` and is refused on the server side.
+
+    Server-side TLS session resumption: ``session_lifetime`` is how many seconds a client may resume a session
+    (``0`` turns resumption off: every connection makes a full handshake); ``session_cache_size`` bounds how many
+    full handshakes one context remembers before its session cache is dropped (about 14 KiB each).
     """
 
     cert_file: str | None = None
@@ -89,6 +94,8 @@ class TLSConfig:
     check_hostname: bool = True
     ciphers: str = DEFAULT_TLS12_CIPHERS
     verify_depth: int = 50
+    session_lifetime: int = 300
+    session_cache_size: int = 1024
 
     def __post_init__(self) -> None:
         if self.crl_mode not in ("auto", "off", "leaf", "chain"):
@@ -100,6 +107,10 @@ class TLSConfig:
                 "TLS peer verification needs trusted CAs: set ca_dir (e.g. X509_CERT_DIR, "
                 "/etc/grid-security/certificates) or ca_file"
             )
+        if not 0 <= self.session_lifetime <= 86_400:
+            raise ConfigurationError(f"session_lifetime must be 0 to 86400 seconds, not {self.session_lifetime!r}")
+        if self.session_cache_size < 1:
+            raise ConfigurationError(f"session_cache_size must be at least 1, not {self.session_cache_size!r}")
         if self.key_file and not self.cert_file:
             raise ConfigurationError("key_file is set but cert_file is not")
 
@@ -317,6 +328,8 @@ class Deadline:
         return left
 
 
+_X509_V_ERR_CERT_HAS_EXPIRED = 10
+
 # X509_V_ERR_* codes (stable across OpenSSL 1.1 and 3.x) -> what failed and what the user can do about it.
 _VERIFY_ERRORS: dict[int, str] = {
     2: "the issuer certificate is not in the trusted CA directory (unknown CA); add the CA to X509_CERT_DIR",
@@ -389,6 +402,16 @@ def classify_tls_failure(text: str, *, verify_code: int | None, peer: str) -> RP
         f"{peer}: TLS handshake failed ({text}); is the peer speaking TLS 1.2+ (dips://)? A server that refuses the"
         " address (banned, connection limit) also closes here"
     )
+
+
+def check_resumed_identity(identity: PeerIdentity, peer: str) -> None:
+    """Refuse a resumed TLS session whose chain has expired since the full handshake that verified it.
+
+    A resumed handshake does not verify the chain again. Revocation is covered because a CRL change rebuilds the
+    context, and a new context has an empty session cache; expiry needs this check.
+    """
+    if identity.seconds_left() <= 0.0:
+        raise classify_tls_failure("", verify_code=_X509_V_ERR_CERT_HAS_EXPIRED, peer=peer)
 
 
 @contextmanager

@@ -109,6 +109,23 @@ class ContextCache(Generic[ContextT]):
         self._entries[key] = _Entry(context, current, now)
         return context
 
+    def renew(self, tls: TLSConfig, server_side: bool, stale: ContextT) -> None:
+        """Replace ``stale`` with a fresh context built from the same files (a no-op if it was already replaced).
+
+        Used to drop a server's TLS session cache, which goes away with the context that holds it.
+        """
+        key = (tls, server_side)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.context is not stale:
+                return
+            try:
+                entry.context = self._build(tls, server_side)
+            except Exception:
+                logger.warning("could not rebuild the TLS context to renew its session cache", exc_info=True)
+                return
+            self.builds += 1
+
     def clear(self) -> None:
         """Forget every context (the next use rebuilds)."""
         with self._lock:

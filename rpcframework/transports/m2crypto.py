@@ -26,6 +26,7 @@ from rpcframework.errors import (
 from rpcframework.transports.base import (
     HandshakeStatus,
     TLSConfig,
+    check_resumed_identity,
     classify_tls_failure,
     credentials_errors,
     refuse_encrypted_key,
@@ -55,6 +56,8 @@ _OP_NO_RENEGOTIATION = 1 << 30
 _OP_CIPHER_SERVER_PREFERENCE = 1 << 22
 _OP_IGNORE_UNEXPECTED_EOF = 1 << 7
 _OP_NO_TICKET = 1 << 14
+_SESS_CACHE_OFF = 0
+_SESS_CACHE_SERVER = 2
 _MAX_IO_STEPS = 100_000
 # SSL_get_error() results, fixed by OpenSSL (M2Crypto's names for them vary between releases).
 _SSL_ERROR_WANT_READ = 2
@@ -92,10 +95,15 @@ def build_context(tls: TLSConfig, server_side: bool) -> Context:
     else:
         ctx.set_verify(SSL.verify_none, tls.verify_depth)
     if server_side:
-        # No resumption (see the pyOpenSSL back end): a resumed session loses the client's chain and CRL check.
+        # Stateful resumption, as in the pyOpenSSL back end (see there): the cached session keeps the verified chain.
         ctx.set_options(_OP_NO_TICKET)
-        ctx.set_session_cache_mode(0)  # SSL_SESS_CACHE_OFF
         ctx.set_session_id_ctx(_SESSION_ID_CONTEXT)
+        if tls.session_lifetime:
+            ctx.set_session_cache_mode(_SESS_CACHE_SERVER)
+            ctx.set_session_timeout(tls.session_lifetime)
+            m2.ssl_ctx_set_cache_size(ctx.ctx, 2 * tls.session_cache_size)  # TLS 1.3 issues two per handshake
+        else:
+            ctx.set_session_cache_mode(_SESS_CACHE_OFF)
     return ctx
 
 
@@ -257,10 +265,15 @@ def _client_identity(conn: Connection, where: str, address: tuple[str, int]) -> 
 
 def _server_identity(conn: Connection, peer: tuple[str, int]) -> PeerIdentity:
     """The verified client's identity (a server always requires a client certificate)."""
+    where = f"{peer[0]}:{peer[1]}"
     chain = _peer_chain(conn, server_side=True)
     if not chain:
-        raise PeerVerificationError(f"{peer[0]}:{peer[1]}: the client sent no certificate")
-    return identity_from_der(chain, peer)
+        raise PeerVerificationError(f"{where}: the client sent no certificate")
+    identity = identity_from_der(chain, peer)
+    # M2Crypto cannot tell a resumed session apart; after a full handshake this check cannot fail (OpenSSL refused
+    # an expired chain), after a resumed one it refuses a chain that expired since.
+    check_resumed_identity(identity, where)
+    return identity
 
 
 class M2CryptoBackend:

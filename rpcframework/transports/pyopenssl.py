@@ -16,6 +16,7 @@ import select
 import socket
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from OpenSSL import SSL
@@ -33,6 +34,7 @@ from rpcframework.transports.base import (
     Deadline,
     HandshakeStatus,
     TLSConfig,
+    check_resumed_identity,
     classify_tls_failure,
     credentials_errors,
     refuse_encrypted_key,
@@ -111,12 +113,35 @@ def build_context(tls: TLSConfig, server_side: bool) -> SSL.Context:
     else:
         ctx.set_verify(SSL.VERIFY_NONE)
     if server_side:
-        # No resumption on servers: a resumed session keeps only the client's leaf (a proxy cannot be mapped to its
-        # user without the chain) and skips the CRL check a fresh handshake makes.
-        ctx.set_options(SSL.OP_NO_TICKET)
-        ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
-        ctx.set_session_id(_SESSION_ID_CONTEXT)
+        _server_sessions(ctx, tls)
     return ctx
+
+
+class _SessionBudget:
+    """Full handshakes a server context takes before its session cache is dropped (pyOpenSSL cannot size it)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+
+def _server_sessions(ctx: SSL.Context, tls: TLSConfig) -> None:
+    """Stateful session resumption, bounded in time and size.
+
+    ``OP_NO_TICKET`` makes OpenSSL keep each session in this process's cache (in TLS 1.3 the client only gets an
+    identifier) instead of sealing it into a ticket the client holds: the cached session keeps the client chain
+    that was verified when it was made, so a resumed proxy still maps to its user. A CRL or credential change
+    rebuilds the context, whose new cache is empty, so a revoked user gets a full handshake and is refused.
+    """
+    ctx.set_options(SSL.OP_NO_TICKET)
+    ctx.set_session_id(_SESSION_ID_CONTEXT)
+    if tls.session_lifetime == 0:
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+        return
+    ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+    ctx.set_timeout(tls.session_lifetime)
+    ctx.set_app_data(_SessionBudget(tls.session_cache_size))
 
 
 def _store_flags(tls: TLSConfig) -> int:
@@ -156,6 +181,7 @@ class PyOpenSSLStream:
         self._timeout: float | None = None
         self._closed = False
         self.on_close: Any = None  # set by the back end to keep the TLS session for resumption
+        self.received_data = False  # a session is kept only from a connection the peer answered on
         # One poller per stream, registered once: building and registering one per wait costs on every call.
         self._poller: Any = None
         self._poll_events = 0
@@ -205,7 +231,7 @@ class PyOpenSSLStream:
                 self._wait(select.POLLIN, deadline, "receiving")
         for _ in range(_MAX_IO_STEPS):
             try:
-                return self._conn.recv(max_bytes)
+                data = self._conn.recv(max_bytes)
             except SSL.WantReadError:
                 deadline = deadline or Deadline(self._timeout)
                 self._wait(select.POLLIN, deadline, "receiving")
@@ -221,6 +247,9 @@ class PyOpenSSLStream:
             except SSL.Error as exc:
                 # TLS 1.3: a server that refuses our certificate says so after our handshake finished.
                 raise classify_tls_failure(_error_text(exc), verify_code=None, peer=self._where) from exc
+            else:
+                self.received_data = True
+                return data
         raise ConnectionClosedError(f"connection to {self._where} made no progress")
 
     def send_all(self, data: bytes | memoryview) -> None:
@@ -408,7 +437,7 @@ class PyOpenSSLBackend:
         self,
         *,
         reload_interval: float = 60.0,
-        session_reuse: bool = False,
+        session_reuse: bool = True,
         max_sessions: int = 256,
         max_identities: int = 256,
     ) -> None:
@@ -455,7 +484,10 @@ class PyOpenSSLBackend:
             raise
         stream = PyOpenSSLStream(conn, sock, identity, peer)
         if self.session_reuse:
-            stream.on_close = lambda c: self._sessions.put(key, ctx, c.get_session())
+            # A server that refuses a resumed session (its chain expired since) can only close the connection: keep
+            # no session from a connection that never answered, so the next one makes a full handshake, whose
+            # refusal names the reason.
+            stream.on_close = lambda c: self._sessions.put(key, ctx, c.get_session() if stream.received_data else None)
         return stream
 
     def wrap_server(
@@ -470,8 +502,7 @@ class PyOpenSSLBackend:
             conn.set_app_data(_VerifyState())
             conn.set_accept_state()
             _run_handshake(conn, sock, handshake_timeout, where)
-            chain = _client_chain(conn, where)
-            identity = self.identities.identity(ctx, chain, peer_address_of(sock))
+            identity = self._server_identity(tls, conn, peer_address_of(sock))
         except BaseException:
             close_after_failure(sock)
             raise
@@ -488,16 +519,36 @@ class PyOpenSSLBackend:
         except BaseException:
             sock.close()
             raise
-        return PyOpenSSLServerHandshake(conn, sock, self.identities)
+        return PyOpenSSLServerHandshake(conn, sock, functools.partial(self._server_identity, tls))
+
+    def _server_identity(self, tls: TLSConfig | None, conn: SSL.Connection, peer: tuple[str, int]) -> PeerIdentity:
+        """The client's identity after a server handshake; also keeps the session cache within its budget."""
+        where = "{}:{}".format(*peer)
+        ctx = conn.get_context()
+        identity = self.identities.identity(ctx, _client_chain(conn, where), peer)
+        if _ssl_lib.SSL_session_reused(conn._ssl):
+            check_resumed_identity(identity, where)
+            return identity
+        budget = ctx.get_app_data()
+        if isinstance(budget, _SessionBudget):
+            budget.left -= 1
+            if budget.left <= 0:  # not atomic across threads: "<=" so a lost decrement cannot skip the renewal
+                self.contexts.renew(require_tls(tls, "pyopenssl"), True, ctx)
+        return identity
 
 
 class PyOpenSSLServerHandshake:
     """A server handshake advanced by ``step()`` on a non-blocking socket (OpenSSL's WantRead/WantWrite)."""
 
-    def __init__(self, conn: SSL.Connection, sock: socket.socket, identities: _IdentityCache | None = None) -> None:
+    def __init__(
+        self,
+        conn: SSL.Connection,
+        sock: socket.socket,
+        identify: Callable[[SSL.Connection, tuple[str, int]], PeerIdentity] | None = None,
+    ) -> None:
         self._conn = conn
         self._sock = sock
-        self._identities = identities
+        self._identify = identify
         self._peer = peer_address_of(sock)  # now: a reset during the handshake would lose it
         self._stream: PyOpenSSLStream | None = None
         self._closed = False
@@ -519,12 +570,10 @@ class PyOpenSSLServerHandshake:
             self._fail()
             raise _handshake_failure(exc, self._conn, where) from exc
         try:
-            chain = _client_chain(self._conn, where)
-            cache = self._identities
-            if cache is None:
-                identity = peer_identity(chain, self._peer)
+            if self._identify is None:
+                identity = peer_identity(_client_chain(self._conn, where), self._peer)
             else:
-                identity = cache.identity(self._conn.get_context(), chain, self._peer)
+                identity = self._identify(self._conn, self._peer)
         except BaseException:
             self._fail()
             raise
@@ -565,7 +614,10 @@ def _client_identity(
         raise PeerVerificationError(f"{name}: the server sent no certificate")
     if tls.check_hostname:
         _match_server_name(chain[0], name)
-    return cache.identity(conn.get_context(), chain, address)
+    identity = cache.identity(conn.get_context(), chain, address)
+    if _ssl_lib.SSL_session_reused(conn._ssl):
+        check_resumed_identity(identity, name)
+    return identity
 
 
 # Both are pure functions of their arguments (a certificate compares and hashes by its DER bytes), and a client

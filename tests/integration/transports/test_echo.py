@@ -167,8 +167,8 @@ def test_pending_counts_buffered_plaintext(creds, echo_server, client, server_ba
 
 @pytest.mark.parametrize("server_backend", TLS_BACKENDS)
 def test_session_resumption_keeps_identity(creds, echo_server, roundtrip, server_backend):
-    """Our servers refuse resumption (a resumed session loses the proxy chain), so a reusing client falls back to a
-    full handshake and the server still sees the user behind the proxy."""
+    """Our servers resume sessions statefully (the verified chain stays in their cache), so the resumed connection
+    still shows the user behind the proxy (more in test_resumption.py)."""
     server = echo_server(server_backend)
     backend = get_backend("pyopenssl", session_reuse=True)
     reused = []
@@ -182,7 +182,7 @@ def test_session_resumption_keeps_identity(creds, echo_server, roundtrip, server
             stream.close()
         seen = server.next_result()
         assert isinstance(seen, PeerIdentity) and seen.dn == creds.user.dn and seen.is_proxy
-    assert reused == [False, False]
+    assert reused == [False, True]
 
 
 @pytest.mark.parametrize("backend_name", TLS_BACKENDS)
