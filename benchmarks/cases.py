@@ -9,14 +9,19 @@ Raw floors (what any RPC layer on top can at best reach):
 * ``raw_ssl_echo`` / ``raw_pyopenssl_echo`` / ``raw_tcp_echo``: 100-byte echo over one persistent connection
   (stdlib ``ssl``; rpcframework's pyOpenSSL stream, which is what ``dips://`` uses; plain TCP);
 * ``raw_ssl_connect_echo`` / ``raw_pyopenssl_connect_echo``: TCP connect + full TLS handshake (client proxy
-  verified, no session resumption, like rpcframework's servers) + one echo + close, per operation (stdlib ``ssl``
-  on both sides; rpcframework's pyOpenSSL back end on both sides, the floor of ``rpc_new_connection``).
+  verified, no session resumption) + one echo + close, per operation (stdlib ``ssl`` on both sides;
+  rpcframework's pyOpenSSL back end on both sides with the client's session cache off, the floor of
+  ``rpc_new_connection``);
+* ``raw_pyopenssl_connect_resumed_echo``: the same with the back end's defaults, so every handshake after the
+  first resumes the previous session (the floor for a like-for-like reading of ``rpc_new_connection``).
 
 rpcframework cases (``Client`` -> ``ServiceReactor``, built-in ``echo`` with a 100-character string):
 
 * ``rpc_reused``: ``dips://``, one client thread, the negotiated ``reuse`` extension keeps one connection;
 * ``rpc_new_connection``: ``dips://`` with a pure DIRAC client (``RPCClient(offer=None)``: no extensions offered,
-  so the server closes after each call, exactly as DIRAC does): connect + handshake + proposal + call per call;
+  so the server closes after each call, exactly as DIRAC does): connect + handshake + proposal + call per call,
+  with the default TLS settings (so the handshake resumes the previous session);
+* ``rpc_new_connection_full``: the same with the client's session cache off: a full handshake per call;
 * ``rpc_plain_reused``: ``dip://`` (plain TCP), reused connection;
 * ``rpc_reused_32`` / ``rpc_reused_32_procs``: 32 client threads, each with its own reused connection, against a
   one-process server / a ``ProcessGroup`` of 2 worker processes on one port.
@@ -176,16 +181,16 @@ class _ConnectEcho:
 
 
 class _PyOpenSSLConnectEcho:
-    """``call()``: connect + full handshake through rpcframework's pyOpenSSL back end, one 100-byte echo, close.
+    """``call()``: connect + handshake through rpcframework's pyOpenSSL back end, one 100-byte echo, close.
 
-    One back-end instance for every call (its TLS context is built once), as an ``RPCClient`` does; the server
-    never resumes sessions, so each handshake is a full one."""
+    One back-end instance for every call (its TLS context is built once), as an ``RPCClient`` does. ``resume``:
+    the back end's default session cache, so each handshake after the first resumes; otherwise each is a full one."""
 
-    def __init__(self, ca: Path, address: str) -> None:
+    def __init__(self, ca: Path, address: str, *, resume: bool = False) -> None:
         from rpcframework.transports import TLSConfig, get_backend
 
         self._host, self._port = _split(address)
-        self._backend = get_backend("pyopenssl")
+        self._backend = get_backend("pyopenssl", session_reuse=resume)
         self._tls = TLSConfig(cert_file=str(ca / "proxy.pem"), ca_dir=str(ca / "certificates"))
 
     def call(self) -> None:
@@ -241,14 +246,13 @@ class _DiracTransport:
     """A ``Transport`` opening pure DIRAC clients: no extensions offered, so one connection per call.
 
     ``session_reuse``: their pyOpenSSL back end keeps the last TLS session per server and offers it on the next
-    connection (``get_backend("pyopenssl", session_reuse=True)``, shared through ``RPCClient(backends=...)``)."""
+    connection (the default); ``False`` makes every handshake a full one. One back end shared through
+    ``RPCClient(backends=...)``, as one ``Client`` keeps it."""
 
-    def __init__(self, *, session_reuse: bool = False) -> None:
-        self.backends: dict[str, Any] = {}
-        if session_reuse:
-            from rpcframework.transports import get_backend
+    def __init__(self, *, session_reuse: bool = True) -> None:
+        from rpcframework.transports import get_backend
 
-            self.backends["pyopenssl"] = get_backend("pyopenssl", session_reuse=True)
+        self.backends: dict[str, Any] = {"pyopenssl": get_backend("pyopenssl", session_reuse=session_reuse)}
 
     def open_target(self, service: str, options: Any) -> Any:
         from rpcframework.client import RPCClient
@@ -259,7 +263,7 @@ class _DiracTransport:
 class _RPCEcho:
     """``call()``: ``client.echo(TEXT)`` through the public ``Client``, checked."""
 
-    def __init__(self, ca: Path, url: str, *, dirac_mode: bool = False, session_reuse: bool = False) -> None:
+    def __init__(self, ca: Path, url: str, *, dirac_mode: bool = False, session_reuse: bool = True) -> None:
         from rpcframework.client import Client
         from rpcframework.config import load_dict
 
@@ -279,26 +283,40 @@ class _RPCEcho:
         self._client.close()
 
 
-class _RPCResumedEcho(_RPCEcho):
-    """``rpc_new_connection`` with the client's TLS session cache on; :meth:`extras` says whether the server
-    really resumed: two direct connects with a session-caching back end, the second offering the first's session
-    (``PyOpenSSLStream.session_reused``)."""
+class _CountingBackend:
+    """A back end that counts the connections it opens and how many of them resumed a TLS session."""
 
-    def __init__(self, ca: Path, url: str) -> None:
-        super().__init__(ca, url, dirac_mode=True, session_reuse=True)
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.connections = 0
+        self.resumed = 0
+
+    def connect(self, *args: Any, **kwargs: Any) -> Any:
+        stream = self._inner.connect(*args, **kwargs)
+        self.connections += 1
+        self.resumed += bool(stream.session_reused)
+        return stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _RPCNewConnectionEcho(_RPCEcho):
+    """``rpc_new_connection``: a pure DIRAC client; :meth:`extras` counts how many of its connections resumed."""
+
+    def __init__(self, ca: Path, url: str, *, session_reuse: bool = True) -> None:
+        super().__init__(ca, url, dirac_mode=True, session_reuse=session_reuse)
+        assert self._transport is not None
+        self._counter = _CountingBackend(self._transport.backends["pyopenssl"])
+        self._transport.backends["pyopenssl"] = self._counter
 
     def extras(self) -> dict[str, Any]:
-        from rpcframework.transports import TLSConfig, get_backend
-
-        host, port = _split(self._url.split("://", 1)[1].split("/", 1)[0])
-        backend: Any = get_backend("pyopenssl", session_reuse=True)
-        tls = TLSConfig(cert_file=str(self._ca / "proxy.pem"), ca_dir=str(self._ca / "certificates"))
-        reused: list[bool] = []
-        for _ in range(3):
-            stream = backend.connect(host, port, tls=tls, server_hostname="localhost")
-            reused.append(bool(stream.session_reused))
-            stream.close()
-        return {"session_resumed": any(reused[1:]), "resumption_probe": reused}
+        counter = self._counter
+        return {
+            "connections": counter.connections,
+            "resumed_connections": counter.resumed,
+            "session_resumed": counter.resumed > 0,
+        }
 
 
 _BASE_CASES = (
@@ -338,6 +356,13 @@ _BASE_CASES = (
         _PyOpenSSLConnectEcho,
     ),
     Case(
+        "raw_pyopenssl_connect_resumed_echo",
+        "raw_pyopenssl_connect_echo with the back end's default session cache: each handshake resumes",
+        None,
+        _raw_server("pyopenssl"),
+        lambda ca, address: _PyOpenSSLConnectEcho(ca, address, resume=True),
+    ),
+    Case(
         "rpc_reused",
         "Client -> ServiceReactor echo(100 chars), dips:// (pyOpenSSL), one thread, reused connection",
         "raw_pyopenssl_echo",
@@ -346,18 +371,18 @@ _BASE_CASES = (
     ),
     Case(
         "rpc_new_connection",
-        "same over a new dips:// connection per call (pure DIRAC client, no reuse offered)",
+        "same over a new dips:// connection per call (pure DIRAC client, no reuse offered), default TLS settings:"
+        " the handshake resumes the previous session",
         "raw_pyopenssl_connect_echo",
         _rpc_server("dips"),
-        lambda ca, url: _RPCEcho(ca, url, dirac_mode=True),
+        _RPCNewConnectionEcho,
     ),
     Case(
-        "rpc_new_connection_resumed",
-        "rpc_new_connection with the client's TLS session cache on (session_reuse=True); our server refuses"
-        " resumption, see the notes",
+        "rpc_new_connection_full",
+        "rpc_new_connection with the client's session cache off (session_reuse=False): a full handshake per call",
         "raw_pyopenssl_connect_echo",
         _rpc_server("dips"),
-        _RPCResumedEcho,
+        lambda ca, url: _RPCNewConnectionEcho(ca, url, session_reuse=False),
     ),
     Case(
         "rpc_plain_reused",

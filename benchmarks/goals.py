@@ -33,6 +33,19 @@ GOALS = (
         "raw_pyopenssl_connect_echo",
         0.85,
     ),
+    # Stricter readings of the same goal, shown next to it: both sides resuming, and both making full handshakes.
+    RatioGoal(
+        "new connection per call >= 0.85 x raw, both resuming (like for like)",
+        "rpc_new_connection",
+        "raw_pyopenssl_connect_resumed_echo",
+        0.85,
+    ),
+    RatioGoal(
+        "new connection per call >= 0.85 x raw, both with full handshakes",
+        "rpc_new_connection_full",
+        "raw_pyopenssl_connect_echo",
+        0.85,
+    ),
     RatioGoal("32 clients >= 0.5 x raw TLS", "rpc_reused_32", "raw_ssl_echo_32", 0.5),
     RatioGoal("32 clients >= 3 x gRPC", "rpc_reused_32", "grpc_unary_32", 3.0),
     RatioGoal("32 clients, 2 server processes >= 0.5 x raw TLS", "rpc_reused_32_procs", "raw_ssl_echo_32", 0.5),
