@@ -258,7 +258,13 @@ def _tls(args: argparse.Namespace, config: ConfigStore) -> TLSConfig | None:
     logger.info(
         "service certificate %s (%s); CA directory %s (%s)", cert.cert_file, cert.source, ca_dir.path, ca_dir.source
     )
-    return TLSConfig(cert_file=str(cert.cert_file), key_file=str(cert.key_file), ca_dir=str(ca_dir.path))
+    return TLSConfig(
+        cert_file=str(cert.cert_file),
+        key_file=str(cert.key_file),
+        ca_dir=str(ca_dir.path),
+        session_lifetime=security.tls_session_lifetime,
+        session_cache_size=security.tls_session_cache_size,
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -60,6 +60,8 @@ KNOWN_OPTIONS: tuple[KnownOption, ...] = (
     KnownOption("/DIRAC/Security/CALocation", "", "hashed CA directory (with CRLs)"),
     KnownOption("/DIRAC/Security/UseServerCertificate", "no", "clients use the host certificate instead of a proxy"),
     KnownOption("/DIRAC/Security/SkipCAChecks", "no", "clients skip server verification (never with certificates)"),
+    KnownOption("/DIRAC/Security/TLSSessionLifetime", "300", "services: seconds a TLS session may be resumed (0: off)"),
+    KnownOption("/DIRAC/Security/TLSSessionCacheSize", "1024", "services: full handshakes kept for resumption"),
 )
 
 
@@ -153,6 +155,8 @@ class SecuritySettings:
     ca_location: str | None = None
     use_server_certificate: bool = False
     skip_ca_checks: bool = False
+    tls_session_lifetime: int = 300
+    tls_session_cache_size: int = 1024
 
 
 def read_security_settings(config: ConfigTree) -> SecuritySettings:
@@ -166,7 +170,16 @@ def read_security_settings(config: ConfigTree) -> SecuritySettings:
         use_server_certificate=use_cert,
         # DIRAC forces CA checks on when the host certificate is used; so do we.
         skip_ca_checks=config.get_bool(f"{base}/SkipCAChecks", False) and not use_cert,
+        tls_session_lifetime=_int_in(config, f"{base}/TLSSessionLifetime", 300, 0, 86_400),
+        tls_session_cache_size=_int_in(config, f"{base}/TLSSessionCacheSize", 1024, 1, 1_000_000),
     )
+
+
+def _int_in(config: ConfigTree, path: str, default: int, low: int, high: int) -> int:
+    value = config.get_int(path, default)
+    if not low <= value <= high:
+        raise ConfigurationError(f"{path}: expected an integer from {low} to {high}, got {value}")
+    return value
 
 
 def dirac_setup(config: ConfigTree) -> str:

@@ -10,12 +10,17 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
+from rpcframework.client import Client, RPCClient
+from rpcframework.config import ConfigTree, load_dict
+from rpcframework.config.settings import read_security_settings
 from rpcframework.errors import ConfigurationError, CredentialsError, PeerVerificationError, RPCFrameworkError
 from rpcframework.security.devca import DevCA
 from rpcframework.security.x509 import PeerIdentity, identity_from_chain
+from rpcframework.server import RequestHandler, Service, ServiceReactor
 from rpcframework.transports.base import (
     Backend,
     HandshakeStatus,
@@ -212,3 +217,66 @@ def test_check_resumed_identity_refuses_an_expired_chain(creds):
 def test_bad_session_settings_are_refused_with_a_clear_error(creds, option, value):
     with pytest.raises(ConfigurationError, match=option):
         creds.server_tls(**{option: value})
+
+
+class _RecordingBackend:
+    """The default pyOpenSSL client back end, noting for each connection whether it resumed a session."""
+
+    def __init__(self) -> None:
+        self._inner = get_backend("pyopenssl")
+        self.resumed: list[bool] = []
+
+    def connect(self, *args: Any, **kwargs: Any) -> Any:
+        stream = self._inner.connect(*args, **kwargs)
+        self.resumed.append(bool(stream.session_reused))
+        return stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _DiracClients:
+    """A ``Client`` transport that opens pure DIRAC clients (a new connection per call) on one recording back end."""
+
+    def __init__(self) -> None:
+        self.backend = _RecordingBackend()
+
+    def open_target(self, service: str, options: Any) -> Any:
+        return RPCClient(service, options, offer=None, backends={"pyopenssl": self.backend})
+
+
+class _Echo(RequestHandler):
+    auth_echo: ClassVar[list[str]] = ["all"]
+
+
+@pytest.mark.parametrize(("lifetime", "expected"), [(None, [False, True, True]), ("0", [False, False, False])])
+def test_a_service_resumes_per_its_configuration(creds, lifetime, expected):
+    """``/DIRAC/Security/TLSSessionLifetime`` reaches the service's TLS settings; DIRAC-style calls (a connection
+    each) resume by default and do not with 0."""
+    security = {"CertFile": str(creds.host.cert_file), "KeyFile": str(creds.host.key_file)}
+    security["CALocation"] = str(creds.ca.cert_dir)
+    if lifetime is not None:
+        security["TLSSessionLifetime"] = lifetime
+    tree = ConfigTree.from_dict({"DIRAC": {"Security": security}, "Systems": {"Test": {"Services": {"Resume": {}}}}})
+    service = Service("Test/Resume", _Echo, config=tree, port=0)
+    with ServiceReactor([service], host="127.0.0.1") as reactor:
+        transport = _DiracClients()
+        client_config = load_dict({"DIRAC": {"Security": {"CALocation": str(creds.ca.cert_dir)}}}, "<test>")
+        with Client(
+            reactor.url("Test/Resume"),
+            transport=transport,
+            proxyLocation=str(creds.user.proxy_file),
+            config=client_config,
+        ) as client:
+            assert [client.echo(f"call {i}")["Value"] for i in range(3)] == ["call 0", "call 1", "call 2"]
+    assert transport.backend.resumed == expected
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("TLSSessionLifetime", "-1"), ("TLSSessionLifetime", "86401"), ("TLSSessionCacheSize", "0")],
+)
+def test_bad_session_options_in_the_configuration_name_the_option(option, value):
+    tree = load_dict({"DIRAC": {"Security": {option: value}}}, "<test>")
+    with pytest.raises(ConfigurationError, match=f"/DIRAC/Security/{option}"):
+        read_security_settings(tree)
