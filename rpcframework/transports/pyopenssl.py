@@ -15,6 +15,7 @@ import logging
 import select
 import socket
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -398,27 +399,32 @@ class _IdentityCache:
     Python CPU as the rest of a new connection; the same client presents the same proxy on connection after
     connection. Safe to reuse: the identity is a pure function of the chain, the key is the chain itself
     (cryptography certificates compare and hash by their DER bytes, so a re-issued or different certificate is a
-    different key), and OpenSSL verifies the chain (signatures, expiry, CRLs) on every handshake before it is
-    looked up here. Only the address differs per connection, and it is replaced. An entry made under an older
-    context (before a credential or CA reload) is never used.
+    different key), and OpenSSL verifies the chain (signatures, expiry, CRLs) in every full handshake before it is
+    looked up here (a resumed handshake reuses the chain its full handshake verified, under the same context, and
+    the back end checks its expiry). Only the address differs per connection, and it is replaced. An entry made
+    under an older context (before a credential or CA reload, or a session cache renewal) is never used, and
+    holds that context only weakly, so a replaced context and its session cache are freed with its last
+    connection.
     """
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._entries: OrderedDict[tuple[x509.Certificate, ...], tuple[SSL.Context, PeerIdentity]] = OrderedDict()
+        self._entries: OrderedDict[tuple[x509.Certificate, ...], tuple[weakref.ref[SSL.Context], PeerIdentity]] = (
+            OrderedDict()
+        )
         self._lock = threading.Lock()
 
     def identity(self, ctx: SSL.Context, chain: list[x509.Certificate], address: tuple[str, int]) -> PeerIdentity:
         key = tuple(chain)
         with self._lock:
             found = self._entries.get(key)
-            if found is not None and found[0] is ctx:
+            if found is not None and found[0]() is ctx:
                 self._entries.move_to_end(key)
                 return dataclasses.replace(found[1], address=address)
         identity = peer_identity(chain, address)  # raises for a chain we cannot read: nothing cached
         if self._size > 0:
             with self._lock:
-                self._entries[key] = (ctx, identity)
+                self._entries[key] = (weakref.ref(ctx), identity)
                 self._entries.move_to_end(key)
                 while len(self._entries) > self._size:
                     self._entries.popitem(last=False)
