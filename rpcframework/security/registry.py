@@ -97,6 +97,10 @@ def _as_address(ip: str | IPAddress) -> IPAddress | None:
         return None
 
 
+#: How many address strings a registry remembers ban answers for (see ``Registry.is_banned``).
+_BAN_ANSWERS = 4096
+
+
 class Registry:
     """Indexed, read-only view of ``/Registry``. Build with :meth:`from_config` or :meth:`for_config`."""
 
@@ -125,6 +129,9 @@ class Registry:
         self._banned_addresses: frozenset[IPAddress] = frozenset()
         self._banned_networks: tuple[IPNetwork, ...] = ()
         self._index_banned(banned)
+        # Servers ask for every accepted connection, mostly from the same few addresses; the answer is fixed for
+        # this (read-only) registry, so remember it for a bounded number of address strings.
+        self._ban_answers: dict[str, bool] = {}
 
     # -- construction -------------------------------------------------------------------------------------------
     @classmethod
@@ -258,6 +265,19 @@ class Registry:
 
     def is_banned(self, ip: str | IPAddress) -> bool:
         """True when ``ip`` matches a ``BannedIPs`` address or range (IPv4-mapped IPv6 is checked as IPv4)."""
+        if not self._banned_addresses and not self._banned_networks:
+            return False
+        if not isinstance(ip, str):
+            return self._check_banned(ip)
+        answer = self._ban_answers.get(ip)
+        if answer is None:
+            answer = self._check_banned(ip)
+            if len(self._ban_answers) >= _BAN_ANSWERS:
+                self._ban_answers.clear()  # many distinct addresses: start over rather than grow
+            self._ban_answers[ip] = answer
+        return answer
+
+    def _check_banned(self, ip: str | IPAddress) -> bool:
         address = _as_address(ip)
         if address is None:
             return False

@@ -181,6 +181,15 @@ def test_banned_ips(registry: Registry, ip: str, banned: bool) -> None:
     assert registry.is_banned(ip) is banned
 
 
+def test_ban_answers_stay_right_when_remembered_and_when_the_memory_starts_over(registry: Registry) -> None:
+    for _ in range(2):  # the second round is answered from memory
+        assert registry.is_banned("192.0.2.1") and not registry.is_banned("192.0.2.2")
+    many = [f"10.{i // 256 % 256}.{i % 256}.1" for i in range(5000)]  # more than it remembers
+    assert not any(registry.is_banned(ip) for ip in many)
+    assert len(registry._ban_answers) <= 4096
+    assert registry.is_banned("198.51.100.7") and registry.is_banned("::ffff:192.0.2.1")
+
+
 def test_banned_accepts_address_objects(registry: Registry) -> None:
     assert registry.is_banned(ipaddress.ip_address("198.51.100.9"))
     assert not registry.is_banned(ipaddress.ip_address("203.0.113.1"))
