@@ -367,26 +367,33 @@ def _peer_chain(conn: SSL.Connection, server_side: bool) -> list[x509.Certificat
     return rest or [leaf]
 
 
+_SessionKey = tuple[str, int, TLSConfig]
+
+
 class _SessionStore:
-    """Client TLS sessions by destination, bounded, each tied to the context that made it."""
+    """Client TLS sessions by destination, bounded, each tied to the context that made it and kept with the server
+    identity that the session's full handshake verified (a resumed handshake proves the same server: only it
+    holds the session's secret)."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._sessions: OrderedDict[tuple[str, int, TLSConfig], tuple[SSL.Context, SSL.Session]] = OrderedDict()
+        self._sessions: OrderedDict[_SessionKey, tuple[SSL.Context, SSL.Session, PeerIdentity | None]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, int, TLSConfig], ctx: SSL.Context) -> SSL.Session | None:
+    def get(self, key: _SessionKey, ctx: SSL.Context) -> tuple[SSL.Session, PeerIdentity | None] | None:
         with self._lock:
             found = self._sessions.get(key)
         # A session from an older context may carry credentials we no longer present: never resume it.
-        return found[1] if found is not None and found[0] is ctx else None
+        return (found[1], found[2]) if found is not None and found[0] is ctx else None
 
-    def put(self, key: tuple[str, int, TLSConfig], ctx: SSL.Context, session: SSL.Session | None) -> None:
+    def put(
+        self, key: _SessionKey, ctx: SSL.Context, session: SSL.Session | None, identity: PeerIdentity | None = None
+    ) -> None:
         with self._lock:
             if session is None:
                 self._sessions.pop(key, None)
                 return
-            self._sessions[key] = (ctx, session)
+            self._sessions[key] = (ctx, session, identity)
             self._sessions.move_to_end(key)
             while len(self._sessions) > self._size:
                 self._sessions.popitem(last=False)
@@ -478,12 +485,16 @@ class PyOpenSSLBackend:
             conn.set_app_data(_VerifyState())
             if not _is_ip_address(name):
                 conn.set_tlsext_host_name(name.encode("idna"))
-            session = self._sessions.get(key, ctx) if self.session_reuse else None
-            if session is not None:
-                conn.set_session(session)
+            offered = self._sessions.get(key, ctx) if self.session_reuse else None
+            if offered is not None:
+                conn.set_session(offered[0])
             conn.set_connect_state()
             _run_handshake(conn, sock, handshake_timeout, where)
-            identity = _client_identity(conn, tls, name, (host, port), self.identities)
+            if offered is not None and offered[1] is not None and _ssl_lib.SSL_session_reused(conn._ssl):
+                check_resumed_identity(offered[1], name)
+                identity: PeerIdentity | None = dataclasses.replace(offered[1], address=(host, port))
+            else:
+                identity = _client_identity(conn, tls, name, (host, port), self.identities)
         except BaseException:
             self._sessions.put(key, ctx, None)
             sock.close()
@@ -493,7 +504,9 @@ class PyOpenSSLBackend:
             # A server that refuses a resumed session (its chain expired since) can only close the connection: keep
             # no session from a connection that never answered, so the next one makes a full handshake, whose
             # refusal names the reason.
-            stream.on_close = lambda c: self._sessions.put(key, ctx, c.get_session() if stream.received_data else None)
+            stream.on_close = lambda c: self._sessions.put(
+                key, ctx, c.get_session() if stream.received_data else None, identity
+            )
         return stream
 
     def wrap_server(

@@ -280,3 +280,36 @@ def test_bad_session_options_in_the_configuration_name_the_option(option, value)
     tree = load_dict({"DIRAC": {"Security": {option: value}}}, "<test>")
     with pytest.raises(ConfigurationError, match=f"/DIRAC/Security/{option}"):
         read_security_settings(tree)
+
+
+def test_the_client_keeps_the_servers_identity_with_the_session(creds, make_server, roundtrip):
+    """A resumed handshake carries no server certificate: the client takes the identity its full handshake verified
+    (only the server that holds the session's secret can resume it), with this connection's address."""
+    server = make_server("pyopenssl", creds.server_tls())
+    client = get_backend("pyopenssl")
+    identities = []
+    for _ in range(2):
+        stream = client.connect("localhost", server.port, tls=creds.client_tls(), handshake_timeout=10)
+        try:
+            assert roundtrip(stream, b"x") == b"x"
+            identities.append((stream.session_reused, stream.peer_identity))  # type: ignore[attr-defined]
+        finally:
+            stream.close()
+    assert [reused for reused, _ in identities] == [False, True]
+    for _, identity in identities:
+        assert identity is not None and identity.dn == creds.host.dn and identity.address == ("localhost", server.port)
+
+
+def test_the_client_refuses_to_resume_with_a_server_whose_certificate_expired_since(
+    creds, make_server, roundtrip, tmp_path: Path
+):
+    expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=3)
+    host = creds.ca.issue_host("localhost", not_after=expires, directory=tmp_path / "short-host")
+    server = make_server("pyopenssl", creds.server_tls(host))
+    client = get_backend("pyopenssl")
+    assert _connect(client, server.port, creds.client_tls(), roundtrip) is False
+    time.sleep(max((expires - datetime.datetime.now(datetime.UTC)).total_seconds(), 0) + 1.1)
+    with pytest.raises(PeerVerificationError, match="expired"):
+        _connect(client, server.port, creds.client_tls(), roundtrip)
+    with pytest.raises(PeerVerificationError, match="expired"):  # the session was dropped: a full handshake now
+        _connect(client, server.port, creds.client_tls(), roundtrip)
