@@ -69,6 +69,8 @@ _ACK: Final = S_OK()
 _RPC: Final = ActionType.RPC
 _JSON: Final = Encoding.JSON
 _GOODBYE: Final = {"OK": False, "Errno": 0, "Message": "the server closed this idle connection", GOODBYE_KEY: True}
+#: The constant ack S_OK() framed in JSON (b'27:{"OK": true, "Value": null}'), as _frame(_ACK, JSON) makes it.
+_JSON_ACK_FRAME: Final = encode_frame(encode(_ACK, Encoding.JSON))
 
 
 class ClientConnection(BaseConnection):
@@ -185,7 +187,11 @@ class ClientConnection(BaseConnection):
                 size = int(digits)
                 if size <= self._max_message_size and colon + 1 + size == len(data):
                     try:
-                        result = check_envelope(decode_json(data[colon + 1 :], self._limits))
+                        message = decode_json(data[colon + 1 :], self._limits)
+                        if type(message) is dict and message.get("OK") is True and "Value" in message:
+                            result: DReturn = message  # type: ignore[assignment]  # check_envelope passes it unchanged
+                        else:
+                            result = check_envelope(message)
                     except CodecError as exc:
                         self._state = ConnectionState.ERROR
                         raise ProtocolError(f"undecodable message: {exc}") from exc
@@ -405,14 +411,19 @@ class ServerConnection(BaseConnection):
         with DIRAC's refusal queued in ``data_to_send()``, and the machine is in ``ERROR``, as ``next_event``
         leaves it."""
         self._proposal = proposal
-        self._pending_ack = self._ack_bytes.get(self._encoding) or self._ack_frame()
+        self._pending_ack = _JSON_ACK_FRAME  # parse_pipelined only returns JSON proposals
         try:
             # _on_arguments for the JSON data encoding, without the decode() dispatch and the event object.
             try:
                 message = decode_json(payload, self._limits)
             except CodecError as exc:
                 raise ProtocolError(f"undecodable message: {exc}") from exc
-            args, kwargs = arguments_from_wire(message, kwargs_allowed=self._kwargs_allowed)
+            value = message.get("Value") if type(message) is dict and message.get("OK") is True else None
+            if type(value) is list:  # what arguments_from_wire returns for an S_OK of a list, without the calls
+                args: list[Any] = value
+                kwargs: dict[str, Any] = {}
+            else:
+                args, kwargs = arguments_from_wire(message, kwargs_allowed=self._kwargs_allowed)
         except ProtocolError:
             self._queue_error(ARGUMENTS_ERROR, _JSON)
             self._state = ConnectionState.ERROR

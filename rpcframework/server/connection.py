@@ -441,9 +441,12 @@ class Channel:
                 outcome if sent else f"{outcome} (not delivered: the caller left)",
                 (time.perf_counter() - started) * 1000.0,
             )
-        if not sent or self.conn.state is not ConnectionState.IDLE or self.exchanges >= self.limits.max_calls:
+        limits = self.limits
+        if not sent or self.conn.state is not ConnectionState.IDLE or self.exchanges >= limits.max_calls:
             return False
-        self._restart_wait(self.limits.idle_timeout)
+        # _restart_wait(limits.idle_timeout), inline on the per-call path
+        self._wait_budget = idle = limits.idle_timeout
+        self.deadline = time.monotonic() + idle
         return True
 
     def send_result(self, result: DReturn) -> bool:

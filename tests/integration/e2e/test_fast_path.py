@@ -141,3 +141,28 @@ def test_a_goodbye_in_place_of_the_answer_is_retried(creds, cluster, fast_counts
         assert conn.machine.state is ConnectionState.CLOSED
     assert CountingHandler.executions["echo"] == 4
     assert len(CountingHandler.peers) == 2
+
+
+def test_errors_keywords_and_large_requests_between_steady_calls(creds, cluster, fast_counts):
+    """On one kept connection, the fast paths' own fallbacks: an error result (the client's envelope check, the
+    server's sanitizing), keyword arguments (the server's general argument parse), a request spanning many TLS
+    records (the worker's read takes the general path, with TLS still holding bytes) and plain calls between."""
+    (reactor,) = cluster()
+    url = urls_of([reactor])[0]
+    big = "y" * 200_000
+    with _rpc(creds, url) as client:
+        assert client.call("echo", ("negotiate",), {}, timeout=10)["OK"]
+        assert client.call("echo", ("warm",), {}, timeout=10)["OK"]
+        before = dict(fast_counts)
+        for number in range(3):
+            refused = client.call("echo", ("a", number), {}, timeout=10)  # echo takes one argument
+            assert refused["OK"] is False and set(refused) == {"OK", "Errno", "Message"}
+            assert client.call("greet", ("bob",), {"greeting": "Hi"}, timeout=10)["Value"].startswith("Hi, bob!")
+            assert client.call("echo", (big,), {}, timeout=10)["Value"] == big
+            assert client.call("echo", (number,), {}, timeout=10)["Value"] == number
+        assert len(client.pool._idle[url]) == 1  # the same connection all along
+    assert fast_counts["client"] - before["client"] >= 9  # errors and keyword calls answered on the fast path too
+    # Server: the error calls and the plain calls; a greet follows another method (its authorization is not the
+    # cached one) and the large request spans reads, so those take the general path.
+    assert fast_counts["server"] - before["server"] >= 6
+    assert CountingHandler.executions["echo"] == 8 and CountingHandler.executions["greet"] == 3
