@@ -211,8 +211,10 @@ _HOW_TO_READ = """\
   kernel and the wake-ups in between.
 - **vs floor** is the headline figure: the case's median divided by the median of the raw case that does the same
   I/O without rpcframework (`rpc_reused` vs `raw_pyopenssl_echo`, the same TLS stream rpcframework uses;
-  `rpc_new_connection` vs `raw_pyopenssl_connect_echo`; `rpc_plain_reused` vs `raw_tcp_echo`). 1.00 would mean the RPC
-  layer costs nothing.
+  `rpc_new_connection`, which resumes TLS sessions by default, and `rpc_new_connection_full` vs
+  `raw_pyopenssl_connect_echo`, full handshakes; `rpc_plain_reused` vs `raw_tcp_echo`). 1.00 would mean the RPC
+  layer costs nothing. The goals table also compares the new-connection cases like for like (both resuming, both
+  with full handshakes).
 - **Concurrent cases** (`_32`): 32 client threads in one client process, each with its own connection (its own
   `Client`, raw socket or gRPC channel), connected before the clock starts; calls/s is every call completed in a
   repetition's window by all threads, p50/p99 over all of them. Why one process: see the notes below.
