@@ -114,19 +114,17 @@ _C_MAKE_ENCODER: Final[Callable[..., Callable[[Any, int], Any]] | None] = getatt
 _ENCODE_STRING: Final = json.encoder.encode_basestring_ascii
 
 
-def _encode_text(obj: Any) -> str:
-    make = _C_MAKE_ENCODER
-    if make is None:
-        return _ENCODER.encode(obj)
-    # Exactly JSONEncoder.iterencode(obj, _one_shot=True) for _ENCODER: a fresh markers dict (circular
-    # references), ensure_ascii, no indent, ": " and ", ", no key sorting, no skipped keys, NaN allowed.
-    return "".join(make({}, _encode_special, _ENCODE_STRING, None, ": ", ", ", False, False, True)(obj, 0))
-
-
 def encode_json(obj: Any, limits: CodecLimits = DEFAULT_LIMITS) -> bytes:
     """Encode ``obj`` as DIRAC's JEncode does; raise :class:`CodecError` for what it cannot carry."""
+    make = _C_MAKE_ENCODER
     try:
-        data = _encode_text(obj).encode("ascii")
+        if make is not None:
+            # Exactly JSONEncoder.iterencode(obj, _one_shot=True) for _ENCODER: a fresh markers dict (circular
+            # references), ensure_ascii, no indent, ": " and ", ", no key sorting, no skipped keys, NaN allowed.
+            encoder = make({}, _encode_special, _ENCODE_STRING, None, ": ", ", ", False, False, True)
+            data = "".join(encoder(obj, 0)).encode("ascii")
+        else:
+            data = _ENCODER.encode(obj).encode("ascii")
     except CodecError:
         raise
     except RecursionError as exc:

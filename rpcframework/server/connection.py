@@ -22,7 +22,7 @@ import select
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from rpcframework.codec import encode
 from rpcframework.errors import CodecError, ProtocolError, RPCFrameworkError
@@ -81,9 +81,11 @@ class ChannelLimits:
     max_calls: int = 100_000  # calls (answered or refused) on one connection before it is closed after a result
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """A complete request: authorized proposal plus decoded arguments."""
+class Call(NamedTuple):
+    """A complete request: authorized proposal plus decoded arguments.
+
+    A named tuple, built once per call: as immutable as a frozen dataclass, at about a third of its construction
+    cost (a frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``)."""
 
     service: Service
     method: str
