@@ -297,6 +297,8 @@ class ServerConnection(BaseConnection):
         super().__init__(max_message_size=max_message_size, max_proposal_size=max_proposal_size, limits=limits)
         self._supported = extensions
         self._proposal_cache: dict[bytes, tuple[Proposal, Encoding]] = {}
+        # The last marked proposal frame parse_pipelined accepted, whole, with its proposal (see there).
+        self._last_marked: tuple[bytes, Proposal] | None = None
         self._ack_bytes: dict[Encoding, bytes] = {}
         self._pending_ack = b""  # a pipelined exchange's ack, sent with the result in one write
 
@@ -393,16 +395,24 @@ class ServerConnection(BaseConnection):
             return None
         # Two frames, the first ending inside data, the second exactly at its end; a keepalive mark ("dka") is
         # not a header and goes the general way.
-        first = _frame_span(data, 0, self._max_proposal_size)
-        if first is None or first[1] >= len(data):
-            return None
-        cached = self._proposal_cache.get(data[first[0] : first[1]])
-        if cached is None or cached[1] is not _JSON or not cached[0].pipelined:
-            return None
-        second = _frame_span(data, first[1], self._max_message_size)
+        last = self._last_marked
+        if last is not None and data.startswith(last[0]):
+            # The very frame (header and payload, byte for byte) that the lookup below last accepted: the same
+            # span and the same parse, without the header scan, the slice and the hash.
+            proposal, end = last[1], len(last[0])
+        else:
+            first = _frame_span(data, 0, self._max_proposal_size)
+            if first is None or first[1] >= len(data):
+                return None
+            cached = self._proposal_cache.get(data[first[0] : first[1]])
+            if cached is None or cached[1] is not _JSON or not cached[0].pipelined:
+                return None
+            proposal, end = cached[0], first[1]
+            self._last_marked = (data[:end], proposal)
+        second = _frame_span(data, end, self._max_message_size)
         if second is None or second[1] != len(data):
             return None
-        return cached[0], data[second[0] :]
+        return proposal, data[second[0] :]
 
     def take_pipelined(self, proposal: Proposal, payload: bytes) -> tuple[list[Any], dict[str, Any]]:
         """Accept ``proposal`` (from :meth:`parse_pipelined`, authorized by the caller) and decode its arguments:
@@ -451,6 +461,7 @@ class ServerConnection(BaseConnection):
             cached = self._parse_proposal(payload)
             if len(self._proposal_cache) >= _CACHE_SIZE:
                 self._proposal_cache.clear()
+                self._last_marked = None  # its proposal object may be parsed anew: let parse_pipelined look it up
             self._proposal_cache[payload] = cached
         proposal, encoding = cached
         if proposal.pipelined and not self._pipeline:

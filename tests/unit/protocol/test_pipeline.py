@@ -170,3 +170,51 @@ def test_no_goodbye_without_pipeline_or_mid_exchange():
     server.receive_data(client.send_call(ECHO, ["x"]))
     server.next_event()
     assert server.goodbye() == b""  # an exchange is in progress: its answer is owed
+
+
+def _serve_general(client: ClientConnection, server: ServerConnection, proposal: Proposal, value: object) -> Proposal:
+    """One pipelined call through the general machine (what the worker does for a proposal it must authorize)."""
+    server.receive_data(client.send_call(proposal, [value]))
+    received = server.next_event()
+    assert isinstance(received, ProposalReceived)
+    server.accept()
+    assert server.next_event() == ArgumentsReceived([value], {})
+    client.receive_data(server.send_result(S_OK(value)))
+    assert client.next_event() == CallResult(S_OK(value))
+    return received.proposal
+
+
+def _serve_inline(client: ClientConnection, server: ServerConnection, proposal: Proposal, value: object) -> Proposal:
+    """One pipelined call through parse_pipelined/take_pipelined (the worker's steady state)."""
+    parsed = server.parse_pipelined(client.send_call(proposal, [value]))
+    assert parsed is not None
+    assert server.take_pipelined(*parsed) == ([value], {})
+    assert client.receive_result(server.send_result(S_OK(value))) == S_OK(value)
+    return parsed[0]
+
+
+def test_parse_pipelined_reuses_the_last_frame_it_accepted_and_looks_up_any_other():
+    client, server = _negotiated()
+    other = Proposal(service="Bench/Echo", action_name="other", client_version="t")
+    first = _serve_general(client, server, ECHO, 1)
+    assert _serve_inline(client, server, ECHO, 2) is first  # looked up, then remembered whole
+    assert _serve_inline(client, server, ECHO, 3) is first  # the remembered frame
+    second = _serve_general(client, server, other, 4)
+    assert _serve_inline(client, server, other, 5) is second
+    assert _serve_inline(client, server, ECHO, 6) is first  # not the remembered one: looked up again
+    request = client.send_call(ECHO, [7])
+    assert server.parse_pipelined(request[:-1]) is None  # the remembered proposal, but the arguments are cut short
+    assert server.parse_pipelined(request + b"2:[]") is None  # or followed by more bytes
+    assert server.parse_pipelined(request) is not None
+
+
+def test_parse_pipelined_after_the_proposal_cache_was_emptied_returns_the_new_parse():
+    client, server = _negotiated()
+    first = _serve_general(client, server, ECHO, 0)
+    assert _serve_inline(client, server, ECHO, 1) is first
+    for number in range(40):  # more distinct proposals than the cache holds: it is emptied on the way
+        proposal = Proposal(service="Bench/Echo", action_name=f"m{number}", client_version="t")
+        _serve_general(client, server, proposal, number)
+    again = _serve_general(client, server, ECHO, 2)
+    assert again is not first and again == first  # the same bytes parsed anew
+    assert _serve_inline(client, server, ECHO, 3) is again  # the object the general path authorized, not the old one
