@@ -15,6 +15,8 @@ Rules enforced on the read side (DIRAC's reader is looser; see ``docs/protocol.m
 Buffering is linear: bytes are appended to one ``bytearray`` and consumed by advancing an offset; the consumed
 prefix is dropped only when it is at least half the buffer, so every byte is copied O(1) times however the
 input is split (a naive ``buf = buf[n:]`` per frame is quadratic when many small frames arrive in one chunk).
+The payload of a large frame (file chunks, big results) still arriving is kept as the list of pieces read and
+joined once when complete: one copy per byte instead of an append, the buffer's regrowth and a slice.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ PROPOSAL_MAX_FRAME_SIZE: Final = 64 * 1024
 DEFAULT_MAX_FRAME_SIZE: Final = 64 * 1024 * 1024
 
 _COLON: Final = 0x3A
+#: Payloads at least this large are collected as pieces while they arrive (see the module docstring).
+_LARGE_FRAME: Final = 64 * 1024
 _MARK_LEN: Final = len(KEEPALIVE_MARK)
 
 
@@ -81,7 +85,7 @@ class FrameDecoder:
     later call raises the same error, because the byte stream can no longer be trusted.
     """
 
-    __slots__ = ("_buf", "_error", "_keepalive", "_max_frame_size", "_need", "_pos")
+    __slots__ = ("_buf", "_error", "_keepalive", "_max_frame_size", "_need", "_parts", "_parts_len", "_pos")
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self._buf = bytearray()
@@ -89,6 +93,9 @@ class FrameDecoder:
         self._need = -1  # payload length of the parsed header, or -1 while no header is parsed
         self._keepalive = False  # the pending header (or mark) was preceded by "dka"
         self._error: FrameError | None = None
+        # A large payload still arriving: the pieces so far (the buffer then holds only bytes after the frame).
+        self._parts: list[bytes] = []
+        self._parts_len = 0
         self._max_frame_size = 0
         self.max_frame_size = max_frame_size
 
@@ -111,18 +118,24 @@ class FrameDecoder:
     @property
     def buffered(self) -> int:
         """Number of unconsumed bytes held (a partial frame, or complete frames not yet taken)."""
-        return len(self._buf) - self._pos
+        return len(self._buf) - self._pos + self._parts_len
 
     @property
     def missing(self) -> int:
         """Payload bytes still to come for the frame whose header is parsed (0: none parsed, or complete)."""
         need = self._need
-        return need - (len(self._buf) - self._pos) if need > 0 else 0
+        if self._parts:
+            return max(need - self._parts_len, 0)
+        return max(need - (len(self._buf) - self._pos), 0) if need > 0 else 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Add bytes read from the peer. Raises :class:`FrameError` early when a header is already invalid."""
         if self._error is not None:
             raise self._error
+        if self._parts:
+            data = self._add_part(data)
+            if not data:
+                return
         if self._pos and self._pos == len(self._buf):
             # Everything was consumed: start over instead of growing (no copy needed).
             self._buf.clear()
@@ -131,17 +144,50 @@ class FrameDecoder:
         if self._need < 0:
             # Parse the header now, so an oversized or garbage header fails before we keep its payload around.
             self._parse_header()
+        self._collect_large()
+
+    def _add_part(self, data: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
+        """Add to the large payload being collected; return what comes after it (the next frames' bytes)."""
+        missing = self._need - self._parts_len
+        if len(data) <= missing:
+            self._parts.append(data if type(data) is bytes else bytes(data))
+            self._parts_len += len(data)
+            return b""
+        with memoryview(data) as view:
+            self._parts.append(bytes(view[:missing]))
+        self._parts_len += missing
+        return data[missing:]
+
+    def _collect_large(self) -> None:
+        """Switch to collecting pieces when the parsed header announces a large payload that has not all come."""
+        need = self._need
+        if need < _LARGE_FRAME or self._parts:
+            return
+        pos = self._pos
+        buf = self._buf
+        if len(buf) - pos >= need:
+            return
+        with memoryview(buf) as view:
+            self._parts.append(bytes(view[pos:]))
+        self._parts_len = len(buf) - pos
+        buf.clear()
+        self._pos = 0
 
     def next_frame(self) -> Frame | None:
         """Return the next complete frame, or ``None`` if more bytes are needed."""
         if self._error is not None:
             raise self._error
+        if self._parts:
+            if self._parts_len < self._need:
+                return None
+            return self._take_parts()
         if self._need < 0 and not self._parse_header():
             return None
         start = self._pos
         end = start + self._need
         buf = self._buf
         if len(buf) < end:
+            self._collect_large()
             return None
         with memoryview(buf) as view:
             payload = bytes(view[start:end])
@@ -158,6 +204,16 @@ class FrameDecoder:
             self._pos = 0
         return frame
 
+    def _take_parts(self) -> Frame:
+        parts = self._parts
+        payload = parts[0] if len(parts) == 1 else b"".join(parts)
+        frame = Frame(payload, self._keepalive)
+        self._parts = []
+        self._parts_len = 0
+        self._need = -1
+        self._keepalive = False
+        return frame
+
     def eof(self) -> None:
         """The peer closed its side: raise :class:`ConnectionClosedError` if it did so mid-frame."""
         if self._error is not None:
@@ -170,6 +226,8 @@ class FrameDecoder:
         # Free the peer's bytes at once; nothing more will be parsed.
         self._buf = bytearray()
         self._pos = 0
+        self._parts = []
+        self._parts_len = 0
         return error
 
     def _parse_header(self) -> bool:

@@ -21,7 +21,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from OpenSSL import SSL
+from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _ssl_lib
+from OpenSSL._util import no_zero_allocator as _alloc
 from OpenSSL.crypto import X509, X509StoreFlags
 
 from rpcframework.errors import (
@@ -59,6 +61,12 @@ _SESSION_ID_CONTEXT = b"rpcframework"
 # Each pass of an I/O loop either moves bytes or waits on poll; this only guards against a library that keeps
 # asking to retry without ever blocking.
 _MAX_IO_STEPS = 100_000
+# The largest plaintext of one TLS record: a read that returns this much suggests that more records are waiting.
+_FULL_RECORD = 16_384
+# One SSL_write takes at most an int's worth of bytes; send_all loops over larger buffers.
+_MAX_WRITE = 1 << 30
+_SSL_read = _ssl_lib.SSL_read
+_SSL_write = _ssl_lib.SSL_write
 _VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
 # OpenSSL 3 reports a peer that closes without close_notify as an error; DISET peers do exactly that, so treat it as
 # an ordinary end of stream. Not every pyOpenSSL exports the constant; the value is fixed by OpenSSL 3.
@@ -183,6 +191,11 @@ class PyOpenSSLStream:
         self._closed = False
         self.on_close: Any = None  # set by the back end to keep the TLS session for resumption
         self.received_data = False  # a session is kept only from a connection the peer answered on
+        self._deferred: SSL.Error | None = None  # what ended a bulk read, reported by the next recv
+        # Reads and writes call OpenSSL directly and go through pyOpenSSL's error mapping only when a call returns
+        # nothing: its recv/send wrappers cost about as much Python time per record as the rest of an exchange.
+        self._ssl = conn._ssl
+        self._raise_ssl_error = conn._raise_ssl_error
         # One poller per stream, registered once: building and registering one per wait costs on every call.
         self._poller: Any = None
         self._poll_events = 0
@@ -214,12 +227,17 @@ class PyOpenSSLStream:
         self._timeout = seconds
 
     def pending(self) -> int:
+        if self._deferred is not None:
+            return 1  # the end of a bulk read waits in the stream: the next recv reports it
         return int(self._conn.pending())
 
     def fileno(self) -> int:
         return -1 if self._closed else self._sock.fileno()
 
     def recv(self, max_bytes: int) -> bytes:
+        if self._deferred is not None:  # the end of a bulk read (_read_more) kept for this call
+            deferred, self._deferred = self._deferred, None
+            return self._recv_failure(deferred)
         deadline: Deadline | None = None  # started at the first wait: a read that needs none reads no clock
         if self._answer_due:
             self._answer_due = False
@@ -230,28 +248,59 @@ class PyOpenSSLStream:
                 # decrypts, so unread bytes can only be in the socket, where poll sees them (an EOF or error too).
                 deadline = Deadline(self._timeout)
                 self._wait(select.POLLIN, deadline, "receiving")
+        ssl = self._ssl
         for _ in range(_MAX_IO_STEPS):
+            buf = _alloc("char[]", max_bytes)
+            size = _SSL_read(ssl, buf, max_bytes)
+            if size > 0:
+                self.received_data = True
+                if size >= _FULL_RECORD and max_bytes - size >= _FULL_RECORD:
+                    size = self._read_more(buf, size, max_bytes)
+                data: bytes = _ffi.buffer(buf, size)[:]
+                return data
             try:
-                data = self._conn.recv(max_bytes)
+                self._raise_ssl_error(ssl, size)
             except SSL.WantReadError:
                 deadline = deadline or Deadline(self._timeout)
                 self._wait(select.POLLIN, deadline, "receiving")
             except SSL.WantWriteError:
                 deadline = deadline or Deadline(self._timeout)
                 self._wait(select.POLLOUT, deadline, "receiving")
-            except SSL.ZeroReturnError:
-                return b""
-            except SSL.SysCallError as exc:
-                if exc.args and exc.args[0] == -1:
-                    return b""  # EOF without close_notify
-                raise ConnectionClosedError(f"connection to {self._where} lost: {exc.args[-1]}") from exc
             except SSL.Error as exc:
-                # TLS 1.3: a server that refuses our certificate says so after our handshake finished.
-                raise classify_tls_failure(_error_text(exc), verify_code=None, peer=self._where) from exc
-            else:
-                self.received_data = True
-                return data
+                return self._recv_failure(exc)
         raise ConnectionClosedError(f"connection to {self._where} made no progress")
+
+    def _read_more(self, buf: Any, size: int, max_bytes: int) -> int:
+        """Bulk data: the first read returned a whole TLS record, so more are probably waiting. Take those already
+        here into the same buffer, without waiting, so that the layers above handle one large piece instead of
+        one per 16 KiB record (OpenSSL returns one record per read). A failure is kept for the next ``recv``,
+        after this data. Returns the bytes now in ``buf``."""
+        ssl = self._ssl
+        while max_bytes - size >= _FULL_RECORD:  # bounded: each pass adds a record or stops
+            more = _SSL_read(ssl, buf + size, max_bytes - size)
+            if more <= 0:
+                try:
+                    self._raise_ssl_error(ssl, more)  # also empties the thread's OpenSSL error queue
+                except (SSL.WantReadError, SSL.WantWriteError):
+                    pass
+                except SSL.Error as exc:
+                    self._deferred = exc
+                break
+            size += more
+            if more < _FULL_RECORD:
+                break
+        return size
+
+    def _recv_failure(self, exc: SSL.Error) -> bytes:
+        """What a failed read means: the end of the stream (``b""``) or our error."""
+        if isinstance(exc, SSL.ZeroReturnError):
+            return b""
+        if isinstance(exc, SSL.SysCallError):
+            if exc.args and exc.args[0] == -1:
+                return b""  # EOF without close_notify
+            raise ConnectionClosedError(f"connection to {self._where} lost: {exc.args[-1]}") from exc
+        # TLS 1.3: a server that refuses our certificate says so after our handshake finished.
+        raise classify_tls_failure(_error_text(exc), verify_code=None, peer=self._where) from exc
 
     def send_all(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
@@ -259,8 +308,11 @@ class PyOpenSSLStream:
         for _ in range(_MAX_IO_STEPS):
             if not view:
                 return
+            sent = _SSL_write(self._ssl, _ffi.from_buffer(view), min(len(view), _MAX_WRITE))
             try:
-                sent = self._conn.send(view)
+                if sent <= 0:
+                    self._raise_ssl_error(self._ssl, sent)
+                    continue  # not reached: every result <= 0 raises
             except SSL.WantWriteError:
                 deadline = deadline or Deadline(self._timeout)
                 self._wait(select.POLLOUT, deadline, "sending")

@@ -203,3 +203,52 @@ def test_memoryview_and_bytearray_input():
     decoder.feed(bytearray(b"1:d"))
     assert decoder.next_frame() == Frame(b"abc")
     assert decoder.next_frame() == Frame(b"d")
+
+
+_SIZES = st.sampled_from([0, 1, 300, 65_535, 65_536, 65_537, 100_000, 300_001])
+
+
+@given(
+    frames=st.lists(st.tuples(_SIZES, st.integers(0, 250), st.booleans()), min_size=1, max_size=6),
+    data=st.data(),
+)
+def test_large_payloads_collected_in_pieces_decode_the_same_for_any_split(frames, data):
+    """Payloads of 64 KiB and more are collected as the pieces read; any split gives the same frames, and the
+    decoder's view of what is buffered and what is missing stays consistent."""
+    payloads = [(bytes([seed, (seed * 7) % 256]) * (size // 2 + 1))[:size] for size, seed, _ in frames]
+    stream = b"".join(
+        encode_keepalive_frame(p) if ka else encode_frame(p) for p, (_, _, ka) in zip(payloads, frames, strict=True)
+    )
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(stream)), max_size=25))))
+    chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    decoder = FrameDecoder()
+    out: list[Frame] = []
+    for chunk in chunks:
+        decoder.feed(memoryview(chunk) if len(chunk) % 2 else chunk)  # memoryviews too, as readers may pass
+        assert decoder.missing >= 0 and decoder.buffered >= 0
+        for frame in iter(decoder.next_frame, None):
+            out.append(frame)
+    assert out == [Frame(p, ka) for p, (_, _, ka) in zip(payloads, frames, strict=True)]
+    assert decoder.at_boundary and decoder.buffered == 0 and decoder.missing == 0
+
+
+def test_a_large_payload_reports_what_is_missing_while_it_arrives():
+    payload = b"z" * 200_000
+    decoder = FrameDecoder()
+    wire = encode_frame(payload) + encode_frame(b"next")
+    decoder.feed(wire[:50_000])
+    assert decoder.next_frame() is None
+    assert decoder.missing == 200_000 - (50_000 - len(b"200000:"))
+    decoder.feed(wire[50_000:150_000])
+    assert decoder.next_frame() is None and not decoder.at_boundary
+    decoder.feed(wire[150_000:])
+    assert decoder.next_frame() == Frame(payload)
+    assert decoder.next_frame() == Frame(b"next")
+    assert decoder.at_boundary
+
+
+def test_a_connection_closed_inside_a_large_payload_is_an_error():
+    decoder = FrameDecoder()
+    decoder.feed(encode_frame(b"q" * 100_000)[:70_000])
+    with pytest.raises(ConnectionClosedError, match="middle of a frame"):
+        decoder.eof()
