@@ -201,6 +201,9 @@ class PyOpenSSLStream:
         self._poll_events = 0
         # Set by send_all: the next recv most likely waits for the peer's answer (see recv).
         self._answer_due = False
+        # True when the last read left OpenSSL holding no decrypted byte: it returned less than was asked, so the
+        # record it came from was used up (nothing is read ahead). Spares an SSL_pending call per exchange.
+        self._drained = True
 
     def __repr__(self) -> str:
         who = self._identity.dn if self._identity else "unverified"
@@ -241,7 +244,7 @@ class PyOpenSSLStream:
         deadline: Deadline | None = None  # started at the first wait: a read that needs none reads no clock
         if self._answer_due:
             self._answer_due = False
-            if self._timeout != 0.0 and not _ssl_lib.SSL_pending(self._conn._ssl):
+            if self._timeout != 0.0 and (self._drained or not _ssl_lib.SSL_pending(self._ssl)):
                 # Right after a send (a request, a result) the answer is almost never there yet: wait for the
                 # socket first, which spares OpenSSL a failed read and pyOpenSSL a WantReadError per exchange.
                 # Safe: no decrypted byte is pending (checked), and OpenSSL does not read ahead of the record it
@@ -256,6 +259,7 @@ class PyOpenSSLStream:
                 self.received_data = True
                 if size >= _FULL_RECORD and max_bytes - size >= _FULL_RECORD:
                     size = self._read_more(buf, size, max_bytes)
+                self._drained = size < max_bytes
                 data: bytes = _ffi.buffer(buf, size)[:]
                 return data
             try:

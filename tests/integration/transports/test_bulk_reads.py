@@ -130,3 +130,23 @@ def test_a_small_buffer_gets_exactly_what_it_asks_for(creds, serve_once):
         assert bytes(received) == payload
     finally:
         stream.close()
+
+
+def test_bytes_left_inside_openssl_are_read_after_a_send_without_waiting(creds, serve_once):
+    """A read smaller than the record leaves decrypted bytes inside OpenSSL, where poll cannot see them: the read
+    after our next send must return them at once instead of waiting on the socket."""
+    release = threading.Event()
+
+    def one_record(stream: Stream) -> None:
+        stream.send_all(b"abcdef")
+        release.wait(10)  # send nothing more until the client is done
+
+    stream = _client(creds, serve_once(one_record))
+    try:
+        stream.settimeout(2)
+        assert stream.recv(2) == b"ab"
+        stream.send_all(b"x")  # the server never answers it
+        assert stream.recv(100) == b"cdef"
+    finally:
+        release.set()
+        stream.close()
