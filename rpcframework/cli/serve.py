@@ -34,7 +34,7 @@ from rpcframework.cli.main import EXIT_ERROR, EXIT_OK, SubParsers
 from rpcframework.config import ConfigStore, parse_system_component, read_security_settings
 from rpcframework.config.settings import service_section
 from rpcframework.errors import ConfigurationError
-from rpcframework.security.locations import find_ca_dir, find_host_certificate
+from rpcframework.security.locations import find_ca_dir, find_host_certificate, service_tls
 from rpcframework.server import ProcessGroup, RequestHandler, Service, ServiceReactor
 from rpcframework.transports.base import TLSConfig
 
@@ -258,13 +258,7 @@ def _tls(args: argparse.Namespace, config: ConfigStore) -> TLSConfig | None:
     logger.info(
         "service certificate %s (%s); CA directory %s (%s)", cert.cert_file, cert.source, ca_dir.path, ca_dir.source
     )
-    return TLSConfig(
-        cert_file=str(cert.cert_file),
-        key_file=str(cert.key_file),
-        ca_dir=str(ca_dir.path),
-        session_lifetime=security.tls_session_lifetime,
-        session_cache_size=security.tls_session_cache_size,
-    )
+    return service_tls(cert, ca_dir, security)
 
 
 def _serve(args: argparse.Namespace) -> int:

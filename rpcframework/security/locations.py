@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
@@ -27,6 +28,10 @@ from rpcframework.security.x509 import (
     load_pem_private_key,
 )
 
+if TYPE_CHECKING:
+    from rpcframework.config.settings import SecuritySettings
+    from rpcframework.transports.base import TLSConfig
+
 __all__ = [
     "CADirectory",
     "ClientCredentials",
@@ -36,6 +41,7 @@ __all__ = [
     "find_host_certificate",
     "find_proxy",
     "find_user_certificate",
+    "service_tls",
 ]
 
 logger = logging.getLogger(__name__)
@@ -146,6 +152,19 @@ def find_user_certificate(
         return ClientCredentials(pair[0], pair[1], "default")
     search.tried.append(f"{pair[0]} and {pair[1]}")
     raise search.fail(f"set X509_USER_CERT and X509_USER_KEY, or {DEV_CA_HINT}")
+
+
+def service_tls(cert: ClientCredentials, ca_dir: CADirectory, security: SecuritySettings) -> TLSConfig:
+    """A service's TLS settings: its certificate, the CA directory, and ``/DIRAC/Security``'s session options."""
+    from rpcframework.transports.base import TLSConfig
+
+    return TLSConfig(
+        cert_file=str(cert.cert_file),
+        key_file=str(cert.key_file),
+        ca_dir=str(ca_dir.path),
+        session_lifetime=security.tls_session_lifetime,
+        session_cache_size=security.tls_session_cache_size,
+    )
 
 
 def find_host_certificate(

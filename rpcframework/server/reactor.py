@@ -525,18 +525,11 @@ class ServiceReactor:
 
 
 def _tls_from_config(tree: ConfigTree) -> TLSConfig:
-    from rpcframework.security.locations import find_ca_dir, find_host_certificate
+    from rpcframework.security.locations import find_ca_dir, find_host_certificate, service_tls
 
     security = read_security_settings(tree)
     cert = find_host_certificate(security.cert_file, security.key_file)
-    ca_dir = find_ca_dir(security.ca_location)
-    return TLSConfig(
-        cert_file=str(cert.cert_file),
-        key_file=str(cert.key_file),
-        ca_dir=str(ca_dir.path),
-        session_lifetime=security.tls_session_lifetime,
-        session_cache_size=security.tls_session_cache_size,
-    )
+    return service_tls(cert, find_ca_dir(security.ca_location), security)
 
 
 def run(services: Iterable[Service], *, processes: int | None = None, **options: Any) -> None:
