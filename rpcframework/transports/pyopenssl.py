@@ -100,6 +100,10 @@ def build_context(tls: TLSConfig, server_side: bool) -> SSL.Context:
     if server_side:
         options |= SSL.OP_CIPHER_SERVER_PREFERENCE
     ctx.set_options(options)
+    # pyOpenSSL turns partial writes on, so one SSL_write sends one 16 KiB record: a 1 MiB chunk took 64 trips
+    # through send_all. Whole writes (continued after WANT_WRITE, the buffer may move between the tries) take one.
+    _ssl_lib.SSL_CTX_clear_mode(ctx._context, _ssl_lib.SSL_MODE_ENABLE_PARTIAL_WRITE)
+    ctx.set_mode(_ssl_lib.SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)
     with credentials_errors("the TLS cipher list"):
         ctx.set_cipher_list(tls.ciphers.encode())
     if tls.cert_file:
