@@ -99,6 +99,12 @@ def _add_shared_options(parser: argparse.ArgumentParser) -> None:
     for option in parser._actions:
         if option.dest == "timeout":  # TransferClient applies it to each network wait, not to the whole transfer
             option.help = "limit for each network wait (default: %(default)s)"
+    parser.add_argument(
+        "--checksum",
+        choices=("crc32", "sha256"),
+        default="crc32",
+        help="how our services check the whole file (default: %(default)s; DIRAC services: MD5)",
+    )
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument(
         "--progress", dest="progress", action="store_true", default=None, help="show a progress bar on stderr"
@@ -128,7 +134,7 @@ def _operation(args: argparse.Namespace) -> _Operation:
 def _transfer_client(args: argparse.Namespace) -> Iterator[TransferClient]:
     """A :class:`TransferClient` built from the command-line options, as ``rpcframework call`` builds its client."""
     with client_options(args) as options:
-        yield TransferClient(args.url, options)
+        yield TransferClient(args.url, options, checksum=args.checksum)
 
 
 class _Counter:

@@ -41,8 +41,11 @@ __all__ = ["TRANSFER_OFFER", "TransferClient"]
 
 logger = logging.getLogger(__name__)
 
-#: What a TransferClient offers our servers: the stream data phase and resumable downloads.
-TRANSFER_OFFER: Final = Extensions(features=frozenset({Feature.STREAM, Feature.RESUME}))
+#: What a TransferClient offers our servers: the stream data phase, resumable downloads, and CRC-32 as the
+#: whole-file check (``checksum="sha256"`` leaves it out, and the stream is checked with SHA-256).
+TRANSFER_OFFER: Final = Extensions(features=frozenset({Feature.STREAM, Feature.RESUME, Feature.CRC32}))
+_SHA256_OFFER: Final = Extensions(features=frozenset({Feature.STREAM, Feature.RESUME}))
+_CHECKSUMS: Final = ("crc32", "sha256")
 _RECV_SIZE: Final = 256 * 1024
 _MAX_CONTROL_READS: Final = 100_000
 
@@ -82,7 +85,9 @@ class TransferClient:
     """Moves files to and from one service (``"System/Component"``, a URL, or a comma list of URLs).
 
     Options are ``Client``'s (``proxyLocation``, ``useCertificates``, ``delegatedDN``, ``timeout``, ``retries``,
-    ``config``...). ``stream=False`` speaks DIRAC's stop-and-wait protocol even to our servers.
+    ``config``...). ``stream=False`` speaks DIRAC's stop-and-wait protocol even to our servers (checked with MD5, as
+    DIRAC does). ``checksum``: how a stream-mode transfer checks the whole file, ``"crc32"`` (default) or
+    ``"sha256"`` (see ``docs/transfer.md``, "Checksums").
     """
 
     def __init__(
@@ -91,6 +96,7 @@ class TransferClient:
         options: ClientOptions | None = None,
         *,
         stream: bool = True,
+        checksum: str = "crc32",
         backends: dict[str, Backend] | None = None,
         environ: Mapping[str, str] | None = None,
         **kw_options: Any,
@@ -99,9 +105,10 @@ class TransferClient:
             options = ClientOptions.build(kw_options)
         elif kw_options:
             raise ConfigurationError("pass either options= or keyword options, not both")
-        self.base = BaseClient(
-            url, options, backends=backends, offer=TRANSFER_OFFER if stream else None, environ=environ
-        )
+        if checksum not in _CHECKSUMS:
+            raise ConfigurationError(f"checksum must be 'crc32' or 'sha256', not {checksum!r}")
+        offer = (TRANSFER_OFFER if checksum == "crc32" else _SHA256_OFFER) if stream else None
+        self.base = BaseClient(url, options, backends=backends, offer=offer, environ=environ)
 
     def __repr__(self) -> str:
         return f"<TransferClient {self.base.service!r}>"

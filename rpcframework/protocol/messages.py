@@ -200,6 +200,8 @@ class Feature(enum.Enum):
     #: With ``reuse``: after the negotiating exchange, an RPC proposal is followed at once by its arguments and the
     #: server answers ack + result (or the refusal) in one write: one round trip per call.
     PIPELINE = "pipeline"
+    #: With ``stream``: the whole file is checked with CRC-32 instead of SHA-256 (see ``docs/transfer.md``).
+    CRC32 = "crc32"
 
 
 _FEATURES_BY_NAME: Final = {f.value: f for f in Feature}

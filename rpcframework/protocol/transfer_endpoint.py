@@ -10,7 +10,8 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
-from typing import Any, Final
+import zlib
+from typing import Any, Final, Protocol
 
 from rpcframework.codec import CodecLimits, Encoding, decode, encode
 from rpcframework.codec.limits import DEFAULT_LIMITS
@@ -47,6 +48,7 @@ from rpcframework.protocol.transfer_events import (
     TransferStarted,
     abort_message,
     parse_stream_end,
+    stream_checksum,
     stream_end_message,
 )
 from rpcframework.returnvalues import S_ERROR, S_OK, DReturn
@@ -56,6 +58,36 @@ __all__ = ["Phase", "TransferEndpoint"]
 logger = logging.getLogger(__name__)
 
 _SENDING_CLIENT: Final = frozenset({TransferDirection.FromClient, TransferDirection.BulkFromClient})
+
+
+class _Checksum(Protocol):
+    def update(self, data: bytes | memoryview, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+class _Crc32:
+    """CRC-32 (``zlib.crc32``) behind hashlib's ``update``/``hexdigest``: 8 hex digits."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self) -> None:
+        self._value = 0
+
+    def update(self, data: bytes | memoryview, /) -> None:
+        self._value = zlib.crc32(data, self._value)
+
+    def hexdigest(self) -> str:
+        return f"{self._value:08x}"
+
+
+def _new_checksum(name: str) -> _Checksum:
+    """DIRAC's stop-and-wait mode: MD5 (as DIRAC); stream mode: CRC-32 when negotiated, else SHA-256."""
+    if name == "crc32":
+        return _Crc32()
+    if name == "md5":
+        return hashlib.md5(usedforsecurity=False)
+    return hashlib.sha256()
 
 
 class Phase(enum.Enum):
@@ -101,7 +133,8 @@ class TransferEndpoint:
         self._out = bytearray()
         self._eof = False
         self._pending: list[TransferEvent] = []
-        self._hasher = hashlib.md5(usedforsecurity=False) if self.mode is TransferMode.DIRAC else hashlib.sha256()
+        self.checksum = "md5" if self.mode is TransferMode.DIRAC else stream_checksum(hand_over.extensions)
+        self._hasher: _Checksum = _new_checksum(self.checksum)
         self._offset = 0  # where this session's data starts in the file (resume)
         self._prefix_hashed = 0
         self._transferred = 0  # data bytes of this session
@@ -293,7 +326,7 @@ class TransferEndpoint:
         digest = self._hasher.hexdigest()
         if self.mode is TransferMode.STREAM:
             self._awaiting_answer = True
-            return self._frame(stream_end_message(digest, self._offset + self._transferred))
+            return self._frame(stream_end_message(digest, self._offset + self._transferred, self.checksum))
         self._data_over(TransferFinished(True, self._offset + self._transferred, digest))
         return self._frame(transfer_end_message(digest))
 
@@ -391,7 +424,7 @@ class TransferEndpoint:
         if self._expect_start:
             return self._on_start(envelope["Value"])
         if self.mode is TransferMode.STREAM:
-            return self._on_sender_terminal(parse_stream_end(envelope["Value"]), None)
+            return self._on_sender_terminal(parse_stream_end(envelope["Value"], self.checksum), None)
         message = parse_transfer_message(envelope)
         if isinstance(message, TransferChunk):
             return self._on_chunk(message.data)

@@ -35,6 +35,7 @@ __all__ = [
     "abort_message",
     "negotiated_mode",
     "parse_stream_end",
+    "stream_checksum",
     "stream_end_message",
 ]
 
@@ -52,7 +53,8 @@ NO_CHECKSUM_TOKEN: Final = "NoCheckSum"
 #: After our own stream-mode abort, at most this many bytes of chunks already in flight are discarded.
 DRAIN_LIMIT: Final = 256 * 1024 * 1024
 
-_SHA256_HEX_LEN: Final = 64
+#: Hex digits of each stream-mode checksum.
+_HEX_LEN: Final = {"sha256": 64, "crc32": 8}
 
 
 class TransferMode(enum.Enum):
@@ -155,15 +157,23 @@ def negotiated_mode(extensions: Extensions | None) -> TransferMode:
     return TransferMode.DIRAC
 
 
-def stream_end_message(digest: str, size: int) -> DReturn:
-    """Stream mode: the sender's end message, the SHA-256 hex digest and size of the whole file."""
-    return S_OK([False, {"sha256": digest, "size": size}])
+def stream_checksum(extensions: Extensions | None) -> str:
+    """The checksum a stream-mode transfer uses: ``"crc32"`` when negotiated, else ``"sha256"``."""
+    if extensions is not None and Feature.CRC32 in extensions.features:
+        return "crc32"
+    return "sha256"
 
 
-def parse_stream_end(value: object) -> tuple[str, int]:
-    """The ``(digest, size)`` of a stream-mode end message's value; :class:`UnexpectedMessageError` if malformed."""
+def stream_end_message(digest: str, size: int, checksum: str = "sha256") -> DReturn:
+    """Stream mode: the sender's end message, the hex checksum (``checksum`` names it) and size of the whole file."""
+    return S_OK([False, {checksum: digest, "size": size}])
+
+
+def parse_stream_end(value: object, checksum: str = "sha256") -> tuple[str, int]:
+    """The ``(digest, size)`` of a stream-mode end message's value; :class:`UnexpectedMessageError` if malformed
+    or if it names another checksum than the one negotiated."""
     if isinstance(value, list | tuple) and len(value) == 2 and value[0] is False and isinstance(value[1], dict):
-        digest, size = value[1].get("sha256"), value[1].get("size")
-        if isinstance(digest, str) and len(digest) == _SHA256_HEX_LEN and type(size) is int and size >= 0:
+        digest, size = value[1].get(checksum), value[1].get("size")
+        if isinstance(digest, str) and len(digest) == _HEX_LEN[checksum] and type(size) is int and size >= 0:
             return digest, size
     raise UnexpectedMessageError("invalid end of stream message")

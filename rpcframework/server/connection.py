@@ -53,7 +53,17 @@ logger = logging.getLogger(__name__)
 
 #: What this server negotiates with rpcframework clients.
 SERVER_EXTENSIONS: Final = Extensions(
-    features=frozenset({Feature.REUSE, Feature.KWARGS, Feature.TYPED, Feature.STREAM, Feature.RESUME, Feature.PIPELINE})
+    features=frozenset(
+        {
+            Feature.REUSE,
+            Feature.KWARGS,
+            Feature.TYPED,
+            Feature.STREAM,
+            Feature.RESUME,
+            Feature.PIPELINE,
+            Feature.CRC32,
+        }
+    )
 )
 _RECV_SIZE: Final = 256 * 1024
 #: Reads allowed for the file-info message of a transfer (each waits at most read_timeout).

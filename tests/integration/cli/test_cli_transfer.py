@@ -131,6 +131,12 @@ def test_send_and_receive_json(cli_env: Any, store_server: StoreServer, tmp_path
     assert json.loads(received.out)["bytes"] == 3 * MIB + 7
     assert _sha(dest) == _sha(source)
 
+    again = tmp_path / "again.bin"
+    sha = _transfer(cli_env, "receive", store_server.url, "cli-data.bin", str(again), "--checksum", "sha256")
+    assert sha.code == 0, sha.err
+    assert _sha(again) == _sha(source)
+    assert _transfer(cli_env, "receive", store_server.url, "cli-data.bin", str(again), "--checksum", "md5").code == 2
+
 
 def test_text_output_and_forced_progress_bar(cli_env: Any, store_server: StoreServer, tmp_path: Path) -> None:
     source = tmp_path / "p.bin"

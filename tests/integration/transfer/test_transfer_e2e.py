@@ -241,3 +241,30 @@ def test_bulk_progress_counts_archive_bytes(
     down: list[int] = []
     assert client.receiveBulk(dest, "prog", compress=False, on_progress=lambda d, t: down.append(d))["OK"]
     assert down[-1] > 3 * 1024 * 1024 and down == sorted(down)
+
+
+@pytest.mark.parametrize("checksum", ["crc32", "sha256"])
+def test_each_checksum_moves_files_and_catches_a_stale_partial_file(
+    url: str, store: Path, tmp_path: Path, rpcframework_client_options: dict[str, Any], checksum: str
+) -> None:
+    from rpcframework.transfer import partial_path
+
+    payload = os.urandom(3 * 1024 * 1024 + 5)
+    client = TransferClient(url, checksum=checksum, **rpcframework_client_options)
+    (tmp_path / "up.bin").write_bytes(payload)
+    assert client.sendFile(tmp_path / "up.bin", "c.bin")["OK"]
+    assert (store / "c.bin").read_bytes() == payload
+    dest = tmp_path / "c.bin"
+    partial_path(dest).write_bytes(b"\x00" * (2 * 1024 * 1024))  # not the file's first bytes
+    stale = client.receiveFile(dest, "c.bin", resume=True)
+    assert stale["OK"] is False and "CRC" in stale["Message"], stale
+    assert not dest.exists()
+    assert client.receiveFile(dest, "c.bin")["OK"]
+    assert dest.read_bytes() == payload
+
+
+def test_an_unknown_checksum_is_refused_before_anything_is_sent(rpcframework_client_options: dict[str, Any]) -> None:
+    from rpcframework.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="checksum must be 'crc32' or 'sha256'"):
+        TransferClient("dips://127.0.0.1:1/Data/Store", checksum="md5", **rpcframework_client_options)

@@ -84,7 +84,10 @@ def test_proposal_with_extensions_round_trips_and_has_the_documented_wire_form()
     p = Proposal(service="S/C", action_name="m", client_version="rpcframework/0.1", extensions=Extensions())
     wire = p.to_wire()
     assert wire[4] == {
-        "rpcframework": {"version": 1, "features": ["kwargs", "pipeline", "resume", "reuse", "stream", "typed"]}
+        "rpcframework": {
+            "version": 1,
+            "features": ["crc32", "kwargs", "pipeline", "resume", "reuse", "stream", "typed"],
+        }
     }
     assert Proposal.from_wire(wire) == p
     no_version = Proposal(service="S/C", action_name="m", client_version=None, extensions=Extensions())

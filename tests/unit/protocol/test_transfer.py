@@ -6,6 +6,7 @@ import hashlib
 import os
 import random
 import time
+import zlib
 
 import pytest
 from hypothesis import given
@@ -50,6 +51,18 @@ from rpcframework.returnvalues import S_ERROR, S_OK
 DIRAC = None
 STREAM = Extensions(features=frozenset({Feature.STREAM, Feature.RESUME, Feature.REUSE}))
 STREAM_TYPED = Extensions(features=frozenset({Feature.STREAM, Feature.TYPED}))
+STREAM_CRC32 = Extensions(features=frozenset({Feature.STREAM, Feature.RESUME, Feature.CRC32}))
+
+
+def expected_digest(extensions: Extensions | None, payload: bytes) -> str:
+    """What each mode checks a whole file with: MD5 (DIRAC), CRC-32 when negotiated, else SHA-256."""
+    if extensions is None:
+        return hashlib.md5(payload).hexdigest()
+    if Feature.CRC32 in extensions.features:
+        return f"{zlib.crc32(payload):08x}"
+    return hashlib.sha256(payload).hexdigest()
+
+
 DIRAC_RESUME = Extensions(features=frozenset({Feature.RESUME}))
 UPLOADS = (TransferDirection.FromClient, TransferDirection.BulkFromClient)
 DOWNLOADS = (TransferDirection.ToClient, TransferDirection.BulkToClient)
@@ -159,7 +172,7 @@ def run(direction, extensions, payload, *, chunk_size=1000, encoding=Encoding.JS
 
 @given(
     direction=st.sampled_from(UPLOADS + DOWNLOADS),
-    extensions=st.sampled_from([DIRAC, STREAM, STREAM_TYPED]),
+    extensions=st.sampled_from([DIRAC, STREAM, STREAM_TYPED, STREAM_CRC32]),
     encoding=st.sampled_from([Encoding.JSON, Encoding.DENCODE]),
     payload=st.binary(max_size=4000),
     chunk_size=st.integers(1, 1500),
@@ -169,7 +182,7 @@ def test_round_trip_any_split(direction, extensions, encoding, payload, chunk_si
     client, server, events = run(direction, extensions, payload, chunk_size=chunk_size, encoding=encoding, rng=rng)
     sender, receiver = ("c", "s") if direction in UPLOADS else ("s", "c")
     assert received(events[receiver]) == payload
-    digest = (hashlib.sha256 if extensions else hashlib.md5)(payload).hexdigest()
+    digest = expected_digest(extensions, payload)
     assert TransferFinished(True, len(payload), digest) in events[receiver]
     assert TransferFinished(True, len(payload), digest) in events[sender]
     assert events["c"][-1] == ResultReceived(S_OK("stored"))
@@ -178,6 +191,35 @@ def test_round_trip_any_split(direction, extensions, encoding, payload, chunk_si
         acks = [e for e in events[sender] if isinstance(e, ChunkAcknowledged)]
         assert len(acks) == len([e for e in events[receiver] if isinstance(e, ChunkReceived)])
     assert client.mode is (TransferMode.STREAM if extensions else TransferMode.DIRAC)
+
+
+def test_a_crc32_stream_ends_with_the_crc32_of_the_whole_file():
+    client, server = make_pair(TransferDirection.FromClient, STREAM_CRC32)
+    link = Duplex(client, server)
+    open_transfer(link, client, server, FileInfo("f", "", 6))
+    client.send_chunk(b"abc")
+    client.send_chunk(b"xyz")
+    end = {"crc32": f"{zlib.crc32(b'abcxyz'):08x}", "size": 6}
+    assert client.send_end() == encode_frame(encode(S_OK([False, end])))
+    assert client.checksum == server.checksum == "crc32"
+
+
+@pytest.mark.parametrize(
+    ("extensions", "end"),
+    [
+        (STREAM_CRC32, {"sha256": "0" * 64, "size": 3}),  # the other checksum than negotiated
+        (STREAM_CRC32, {"crc32": "0" * 64, "size": 3}),
+        (STREAM, {"crc32": "00000000", "size": 3}),
+    ],
+)
+def test_an_end_message_with_another_checksum_than_negotiated_is_a_protocol_error(extensions, end):
+    client, server = make_pair(TransferDirection.FromClient, extensions)
+    link = Duplex(client, server)
+    open_transfer(link, client, server, FileInfo("f", "", 3))
+    server.receive_data(encode_frame(encode(S_OK([False, end]))))
+    with pytest.raises(ProtocolError):
+        for _ in range(10):
+            server.next_event()
 
 
 def test_stream_chunks_are_raw_frames():
@@ -191,7 +233,7 @@ def test_stream_chunks_are_raw_frames():
     assert client.send_end() == encode_frame(encode(S_OK([False, {"sha256": digest, "size": 6}])))
 
 
-@pytest.mark.parametrize("extensions", [DIRAC, STREAM])
+@pytest.mark.parametrize("extensions", [DIRAC, STREAM, STREAM_CRC32])
 @pytest.mark.parametrize("direction", UPLOADS + DOWNLOADS)
 def test_corrupted_chunk_is_a_checksum_error(direction, extensions):
     def corrupt(frame, piece):
@@ -294,7 +336,7 @@ def test_dirac_abort_message_wire_form():
     assert encode(abort_message("x")) == b'{"OK": false, "Errno": 0, "Message": "x", "AbortTransfer": true}'
 
 
-@pytest.mark.parametrize("extensions", [STREAM, DIRAC_RESUME])
+@pytest.mark.parametrize("extensions", [STREAM, STREAM_CRC32, DIRAC_RESUME])
 @pytest.mark.parametrize("granted", [0, 4, 7])
 def test_resume_from_offset(extensions, granted):
     payload = b"0123456789abcdef"
@@ -311,13 +353,14 @@ def test_resume_from_offset(extensions, granted):
     send_all(link, "s", payload[granted:], 5)
     events = link.take("c")
     assert received(events) == payload[granted:]
-    hasher = hashlib.sha256 if Feature.STREAM in extensions.features else hashlib.md5
-    assert events[-1] == TransferFinished(True, len(payload), hasher(payload).hexdigest())
+    stream = Feature.STREAM in extensions.features
+    assert events[-1] == TransferFinished(True, len(payload), expected_digest(extensions if stream else None, payload))
     assert client.offset == granted and client.transferred == len(payload) - granted
 
 
-def test_resume_prefix_mismatch_is_detected():
-    client, server = make_pair(TransferDirection.ToClient, STREAM)
+@pytest.mark.parametrize("extensions", [STREAM, STREAM_CRC32])
+def test_resume_prefix_mismatch_is_detected(extensions):
+    client, server = make_pair(TransferDirection.ToClient, extensions)
     link = Duplex(client, server)
     open_transfer(link, client, server, FileInfo("f", "", None, offset=3))
     link.deliver("c", server.send_start(3))
