@@ -90,12 +90,14 @@ class _Discard:
 class TransferCaller:
     """``call()``: one 256 MiB ``sendFile`` (``up``) or ``receiveFile`` (down) through ``TransferClient``."""
 
-    def __init__(self, ca: Path, url: str, *, up: bool) -> None:
+    def __init__(self, ca: Path, url: str, *, up: bool, checksum: str = "crc32") -> None:
         from rpcframework import TransferClient
         from rpcframework.config import load_dict
 
         config = load_dict({"DIRAC": {"Security": {"CALocation": str(ca / "certificates")}}}, "<bench>")
-        self._client = TransferClient(url, proxyLocation=str(ca / "proxy.pem"), config=config, timeout=_TIMEOUT)
+        self._client = TransferClient(
+            url, proxyLocation=str(ca / "proxy.pem"), config=config, timeout=_TIMEOUT, checksum=checksum
+        )
         self._payload = payload_path(ca)
         self._up = up
 
@@ -230,6 +232,23 @@ TRANSFER_CASES = (
         "raw_tls_bulk",
         serve_transfers,
         lambda ca, url: TransferCaller(ca, url, up=False),
+        **_COMMON,
+    ),
+    Case(
+        "transfer_256mib_up_sha256",
+        "transfer_256mib_up with TransferClient(checksum='sha256'): the whole file checked with SHA-256 on both sides"
+        " instead of the default CRC-32",
+        "raw_tls_bulk",
+        serve_transfers,
+        lambda ca, url: TransferCaller(ca, url, up=True, checksum="sha256"),
+        **_COMMON,
+    ),
+    Case(
+        "transfer_256mib_down_sha256",
+        "transfer_256mib_down with TransferClient(checksum='sha256')",
+        "raw_tls_bulk",
+        serve_transfers,
+        lambda ca, url: TransferCaller(ca, url, up=False, checksum="sha256"),
         **_COMMON,
     ),
 )
