@@ -242,6 +242,8 @@ class PyOpenSSLStream:
         return -1 if self._closed else self._sock.fileno()
 
     def recv(self, max_bytes: int) -> bytes:
+        if max_bytes <= 0:
+            raise ValueError(f"recv needs a positive max_bytes, not {max_bytes}")
         if self._deferred is not None:  # the end of a bulk read (_read_more) kept for this call
             deferred, self._deferred = self._deferred, None
             return self._recv_failure(deferred)

@@ -150,3 +150,13 @@ def test_bytes_left_inside_openssl_are_read_after_a_send_without_waiting(creds, 
     finally:
         release.set()
         stream.close()
+
+
+def test_a_read_of_nothing_is_a_programming_error(creds, serve_once):
+    stream = _client(creds, serve_once(lambda s: s.send_all(b"z")))
+    try:
+        with pytest.raises(ValueError, match="positive"):
+            stream.recv(0)
+        assert stream.recv(10) == b"z"  # the stream is unharmed
+    finally:
+        stream.close()
