@@ -1,4 +1,7 @@
-"""The default ``dips://`` back end, on pyOpenSSL (the only module that imports ``OpenSSL``).
+"""The default ``dips://`` back end, on pyOpenSSL: contexts, handshakes, sessions and peer identities.
+
+The stream a handshake produces (reads, writes, waits) is in :mod:`rpcframework.transports.pyopenssl_stream`;
+these two are the only modules that import ``OpenSSL``.
 
 Sockets run in non-blocking mode and every OpenSSL call that wants I/O waits with ``poll`` for the remaining time
 of the operation, so timeouts hold during handshakes and mid-record reads alike. pyOpenSSL is chosen as default over
@@ -8,7 +11,6 @@ need to map back to the user's DN.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import logging
@@ -18,12 +20,10 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from OpenSSL import SSL
-from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _ssl_lib
-from OpenSSL._util import no_zero_allocator as _alloc
 from OpenSSL.crypto import X509, X509StoreFlags
 
 from rpcframework.errors import (
@@ -47,6 +47,7 @@ from rpcframework.transports.base import (
 from rpcframework.transports.certs import is_ip_address, match_server_name, peer_identity
 from rpcframework.transports.contexts import ContextCache
 from rpcframework.transports.plain import close_after_failure, open_tcp_connection, peer_address_of, tune_socket
+from rpcframework.transports.pyopenssl_stream import MAX_IO_STEPS, PyOpenSSLStream, error_text
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -58,15 +59,6 @@ __all__ = ["PyOpenSSLBackend", "PyOpenSSLServerHandshake", "PyOpenSSLStream", "b
 logger = logging.getLogger(__name__)
 
 _SESSION_ID_CONTEXT = b"rpcframework"
-# Each pass of an I/O loop either moves bytes or waits on poll; this only guards against a library that keeps
-# asking to retry without ever blocking.
-_MAX_IO_STEPS = 100_000
-# The largest plaintext of one TLS record: a read that returns this much suggests that more records are waiting.
-_FULL_RECORD = 16_384
-# One SSL_write takes at most an int's worth of bytes; send_all loops over larger buffers.
-_MAX_WRITE = 1 << 30
-_SSL_read = _ssl_lib.SSL_read
-_SSL_write = _ssl_lib.SSL_write
 _VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
 # OpenSSL 3 reports a peer that closes without close_notify as an error; DISET peers do exactly that, so treat it as
 # an ordinary end of stream. Not every pyOpenSSL exports the constant; the value is fixed by OpenSSL 3.
@@ -166,14 +158,6 @@ def _store_flags(tls: TLSConfig) -> int:
     )
 
 
-def _error_text(exc: SSL.Error) -> str:
-    parts = []
-    for item in exc.args[0] if exc.args and isinstance(exc.args[0], list) else []:
-        if isinstance(item, tuple) and item:
-            parts.append(str(item[-1]))
-    return "; ".join(parts) or str(exc) or type(exc).__name__
-
-
 def _wait(sock: socket.socket, events: int, timeout: float | None, what: str) -> None:
     poller = select.poll()
     poller.register(sock, events)
@@ -181,205 +165,10 @@ def _wait(sock: socket.socket, events: int, timeout: float | None, what: str) ->
         raise DeadlineExceeded(f"{what} timed out")
 
 
-class PyOpenSSLStream:
-    """A TLS connection behind the :class:`~rpcframework.transports.base.Stream` interface."""
-
-    def __init__(
-        self, conn: SSL.Connection, sock: socket.socket, identity: PeerIdentity | None, peer: tuple[str, int]
-    ) -> None:
-        self._conn = conn
-        self._sock = sock
-        self._identity = identity
-        self._peer = peer
-        self._timeout: float | None = None
-        self._closed = False
-        self.on_close: Any = None  # set by the back end to keep the TLS session for resumption
-        self.received_data = False  # a session is kept only from a connection the peer answered on
-        self._deferred: SSL.Error | None = None  # what ended a bulk read, reported by the next recv
-        # Reads and writes call OpenSSL directly and go through pyOpenSSL's error mapping only when a call returns
-        # nothing: its recv/send wrappers cost about as much Python time per record as the rest of an exchange.
-        self._ssl = conn._ssl
-        self._raise_ssl_error = conn._raise_ssl_error
-        # One poller per stream, registered once: building and registering one per wait costs on every call.
-        self._poller: Any = None
-        self._poll_events = 0
-        # Set by send_all: the next recv most likely waits for the peer's answer (see recv).
-        self._answer_due = False
-        # True when the last read left OpenSSL holding no decrypted byte: it returned less than was asked, so the
-        # record it came from was used up (nothing is read ahead). Spares an SSL_pending call per exchange.
-        self._drained = True
-
-    def __repr__(self) -> str:
-        who = self._identity.dn if self._identity else "unverified"
-        return f"<PyOpenSSLStream peer={self._peer[0]}:{self._peer[1]} {who!r} fd={self.fileno()}>"
-
-    @property
-    def peer_identity(self) -> PeerIdentity | None:
-        return self._identity
-
-    @property
-    def peer_address(self) -> tuple[str, int]:
-        return self._peer
-
-    @property
-    def tls_version(self) -> str:
-        return str(self._conn.get_protocol_version_name())
-
-    @property
-    def session_reused(self) -> bool:
-        """Whether the handshake resumed an earlier TLS session (pyOpenSSL has no public accessor)."""
-        return bool(_ssl_lib.SSL_session_reused(self._conn._ssl))
-
-    def settimeout(self, seconds: float | None) -> None:
-        self._timeout = seconds
-
-    def pending(self) -> int:
-        if self._deferred is not None:
-            return 1  # the end of a bulk read waits in the stream: the next recv reports it
-        return int(self._conn.pending())
-
-    def fileno(self) -> int:
-        return -1 if self._closed else self._sock.fileno()
-
-    def recv(self, max_bytes: int) -> bytes:
-        if max_bytes <= 0:
-            raise ValueError(f"recv needs a positive max_bytes, not {max_bytes}")
-        if self._deferred is not None:  # the end of a bulk read (_read_more) kept for this call
-            deferred, self._deferred = self._deferred, None
-            return self._recv_failure(deferred)
-        deadline: Deadline | None = None  # started at the first wait: a read that needs none reads no clock
-        if self._answer_due:
-            self._answer_due = False
-            if self._timeout != 0.0 and (self._drained or not _ssl_lib.SSL_pending(self._ssl)):
-                # Right after a send (a request, a result) the answer is almost never there yet: wait for the
-                # socket first, which spares OpenSSL a failed read and pyOpenSSL a WantReadError per exchange.
-                # Safe: no decrypted byte is pending (checked), and OpenSSL does not read ahead of the record it
-                # decrypts, so unread bytes can only be in the socket, where poll sees them (an EOF or error too).
-                deadline = Deadline(self._timeout)
-                self._wait(select.POLLIN, deadline, "receiving")
-        ssl = self._ssl
-        for _ in range(_MAX_IO_STEPS):
-            buf = _alloc("char[]", max_bytes)
-            size = _SSL_read(ssl, buf, max_bytes)
-            if size > 0:
-                self.received_data = True
-                if size >= _FULL_RECORD and max_bytes - size >= _FULL_RECORD:
-                    size = self._read_more(buf, size, max_bytes)
-                self._drained = size < max_bytes
-                data: bytes = _ffi.buffer(buf, size)[:]
-                return data
-            try:
-                self._raise_ssl_error(ssl, size)
-            except SSL.WantReadError:
-                deadline = deadline or Deadline(self._timeout)
-                self._wait(select.POLLIN, deadline, "receiving")
-            except SSL.WantWriteError:
-                deadline = deadline or Deadline(self._timeout)
-                self._wait(select.POLLOUT, deadline, "receiving")
-            except SSL.Error as exc:
-                return self._recv_failure(exc)
-        raise ConnectionClosedError(f"connection to {self._where} made no progress")
-
-    def _read_more(self, buf: Any, size: int, max_bytes: int) -> int:
-        """Bulk data: the first read returned a whole TLS record, so more are probably waiting. Take those already
-        here into the same buffer, without waiting, so that the layers above handle one large piece instead of
-        one per 16 KiB record (OpenSSL returns one record per read). A failure is kept for the next ``recv``,
-        after this data. Returns the bytes now in ``buf``."""
-        ssl = self._ssl
-        while max_bytes - size >= _FULL_RECORD:  # bounded: each pass adds a record or stops
-            more = _SSL_read(ssl, buf + size, max_bytes - size)
-            if more <= 0:
-                try:
-                    self._raise_ssl_error(ssl, more)  # also empties the thread's OpenSSL error queue
-                except (SSL.WantReadError, SSL.WantWriteError):
-                    pass
-                except SSL.Error as exc:
-                    self._deferred = exc
-                break
-            size += more
-            if more < _FULL_RECORD:
-                break
-        return size
-
-    def _recv_failure(self, exc: SSL.Error) -> bytes:
-        """What a failed read means: the end of the stream (``b""``) or our error."""
-        if isinstance(exc, SSL.ZeroReturnError):
-            return b""
-        if isinstance(exc, SSL.SysCallError):
-            if exc.args and exc.args[0] == -1:
-                return b""  # EOF without close_notify
-            raise ConnectionClosedError(f"connection to {self._where} lost: {exc.args[-1]}") from exc
-        # TLS 1.3: a server that refuses our certificate says so after our handshake finished.
-        raise classify_tls_failure(_error_text(exc), verify_code=None, peer=self._where) from exc
-
-    def send_all(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        deadline: Deadline | None = None
-        for _ in range(_MAX_IO_STEPS):
-            if not view:
-                return
-            sent = _SSL_write(self._ssl, _ffi.from_buffer(view), min(len(view), _MAX_WRITE))
-            try:
-                if sent <= 0:
-                    self._raise_ssl_error(self._ssl, sent)
-                    continue  # not reached: every result <= 0 raises
-            except SSL.WantWriteError:
-                deadline = deadline or Deadline(self._timeout)
-                self._wait(select.POLLOUT, deadline, "sending")
-                continue
-            except SSL.WantReadError:
-                deadline = deadline or Deadline(self._timeout)
-                self._wait(select.POLLIN, deadline, "sending")
-                continue
-            except (SSL.ZeroReturnError, SSL.SysCallError) as exc:
-                raise ConnectionClosedError(f"connection to {self._where} lost while sending: {exc}") from exc
-            except SSL.Error as exc:
-                raise classify_tls_failure(_error_text(exc), verify_code=None, peer=self._where) from exc
-            view = view[sent:]
-            if not view:
-                self._answer_due = True
-                return
-        raise ConnectionClosedError(f"connection to {self._where} made no progress while sending")
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self.on_close is not None:
-            self.on_close(self._conn)
-        with contextlib.suppress(Exception):  # the peer may already be gone; closing must not raise
-            self._conn.shutdown()  # one non-blocking close_notify; never wait for the peer's
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-        self._sock.close()
-
-    @property
-    def _where(self) -> str:
-        return f"{self._peer[0]}:{self._peer[1]}"
-
-    def _wait(self, events: int, deadline: Deadline, what: str) -> None:
-        left = deadline.left()  # the strings below are built only on a timeout
-        timeout_ms: float | None = None
-        if left is not None:
-            if left <= 0:
-                raise DeadlineExceeded(f"{what} ({self._where}) did not complete within {deadline.seconds:g} s")
-            timeout_ms = left * 1000.0
-        poller = self._poller
-        if poller is None:
-            poller = self._poller = select.poll()
-            poller.register(self._sock, events)
-            self._poll_events = events
-        elif events != self._poll_events:
-            poller.modify(self._sock, events)
-            self._poll_events = events
-        if not poller.poll(timeout_ms):
-            raise DeadlineExceeded(f"{what} ({self._where}) timed out")
-
-
 def _handshake(conn: SSL.Connection, sock: socket.socket, timeout: float | None, where: str) -> None:
     deadline = Deadline(timeout)
     what = f"TLS handshake with {where}"
-    for _ in range(_MAX_IO_STEPS):
+    for _ in range(MAX_IO_STEPS):
         try:
             conn.do_handshake()
             return
@@ -410,7 +199,7 @@ def _handshake_failure(exc: SSL.Error | OSError, conn: SSL.Connection, where: st
         reason = "closed" if exc.args and exc.args[0] == -1 else str(exc.args[-1])
         return ConnectionClosedError(f"{where}: connection {reason} during the TLS handshake")
     if isinstance(exc, SSL.Error):
-        return classify_tls_failure(_error_text(exc), verify_code=code, peer=where)
+        return classify_tls_failure(error_text(exc), verify_code=code, peer=where)
     return ConnectionClosedError(f"{where}: connection lost during the TLS handshake: {exc}")
 
 
