@@ -34,15 +34,16 @@ from rpcframework.protocol.events import (
     ProposalReceived,
 )
 from rpcframework.protocol.framing import encode_frame
-from rpcframework.protocol.messages import ActionType, Extensions, Feature, FileInfo, Proposal, sanitize_result
+from rpcframework.protocol.messages import ActionType, Extensions, Feature, Proposal, sanitize_result
 from rpcframework.protocol.rpc import ServerConnection
-from rpcframework.protocol.transfer import FileInfoReceived, ServerTransfer
+from rpcframework.protocol.transfer import ServerTransfer
 from rpcframework.returnvalues import ENOAUTH, S_ERROR, DReturn
 from rpcframework.security.authz import Caller
 from rpcframework.security.registry import Registry
 from rpcframework.server.audit import audit_call, audit_logger
 from rpcframework.server.context import RequestContext
 from rpcframework.server.guard import ConnectionGuard, guard_settings
+from rpcframework.server.pipe import GONE_EVENTS, RECV_SIZE, StreamPipe, read_file_info
 from rpcframework.server.service import Service
 from rpcframework.transfer.helper import FileHelper
 from rpcframework.transports.base import Stream
@@ -65,11 +66,6 @@ SERVER_EXTENSIONS: Final = Extensions(
         }
     )
 )
-_RECV_SIZE: Final = 256 * 1024
-#: Reads allowed for the file-info message of a transfer (each waits at most read_timeout).
-_MAX_INFO_READS: Final = 4096
-# POLLRDHUP (Linux) reports a peer that shut down its side even when unread bytes are still queued.
-_GONE_EVENTS: Final = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR | select.POLLNVAL
 
 
 class Step(enum.Enum):
@@ -104,38 +100,6 @@ class Call(NamedTuple):
     context: RequestContext
     caller: str
     transfer: bool = False  # a FileTransfer action: ``method`` is the direction
-
-
-class StreamPipe:
-    """A :class:`~rpcframework.transfer.helper.Channel` over a blocking transport stream, with read and write
-    timeouts (a transfer runs in a worker thread, which may block on its own peer)."""
-
-    def __init__(self, stream: Stream, read_timeout: float | None, write_timeout: float | None) -> None:
-        self.stream = stream
-        self.read_timeout = read_timeout
-        self.write_timeout = write_timeout
-        self._reading = True
-        stream.settimeout(read_timeout)
-
-    def send(self, data: bytes | memoryview) -> None:
-        if data:
-            if self._reading:  # only this pipe uses the stream: change the timeout when the direction changes
-                self._reading = False
-                self.stream.settimeout(self.write_timeout)
-            self.stream.send_all(data)  # a memoryview goes out as is: no copy
-
-    def recv(self) -> bytes:
-        if not self._reading:
-            self._reading = True
-            self.stream.settimeout(self.read_timeout)
-        return self.stream.recv(_RECV_SIZE)
-
-    def poll(self) -> bool:
-        if self.stream.pending() > 0:
-            return True
-        poller = select.poll()
-        poller.register(self.stream.fileno(), select.POLLIN | _GONE_EVENTS)
-        return bool(poller.poll(0))
 
 
 def _extensions_for(limits: ChannelLimits) -> Extensions:
@@ -194,7 +158,7 @@ class Channel:
         stream = self.stream
         stream.settimeout(timeout)
         try:
-            data = stream.recv(_RECV_SIZE)
+            data = stream.recv(RECV_SIZE)
         except TimeoutError:  # DeadlineExceeded: nothing arrived in time
             return False
         self._feed_all(data)
@@ -208,7 +172,7 @@ class Channel:
         for _ in range(64):
             if not data or stream.pending() <= 0:
                 break
-            data = stream.recv(_RECV_SIZE)
+            data = stream.recv(RECV_SIZE)
             self._feed(data)
 
     def _feed(self, data: bytes) -> None:
@@ -247,7 +211,7 @@ class Channel:
         stream = self.stream
         stream.settimeout(timeout)
         try:
-            data = stream.recv(_RECV_SIZE)
+            data = stream.recv(RECV_SIZE)
         except TimeoutError:  # DeadlineExceeded: nothing arrived in time
             return None
         taken = self._take_repeated_call(data) if data else None
@@ -504,7 +468,7 @@ class Channel:
         machine = ServerTransfer(self.conn.hand_over())
         result: DReturn = S_ERROR("transfer not run")
         try:
-            info = self._read_file_info(machine, pipe)
+            info = read_file_info(machine, pipe)
             if call.method not in call.service.table.transfers:
                 result = call.service.transfer(call.method, info, None, call.context)
                 pipe.send(machine.refuse(result))  # type: ignore[arg-type]
@@ -538,24 +502,12 @@ class Channel:
         self._restart_wait(self.limits.idle_timeout)
         return True
 
-    @staticmethod
-    def _read_file_info(machine: ServerTransfer, pipe: StreamPipe) -> FileInfo:
-        for _ in range(_MAX_INFO_READS):
-            event = machine.next_event()
-            pipe.send(machine.data_to_send())
-            if isinstance(event, FileInfoReceived):
-                return event.info
-            if event is not NEED_DATA:
-                raise ProtocolError(f"expected the file information, got {event!r}")
-            machine.receive_data(pipe.recv())
-        raise ProtocolError("no file information after many reads")
-
     def is_connected(self) -> bool:
         """Whether the peer still holds its side open (a poll that never blocks)."""
         if self.closed:
             return False
         poller = select.poll()
-        poller.register(self.fd, _GONE_EVENTS)
+        poller.register(self.fd, GONE_EVENTS)
         return not poller.poll(0)
 
     # -- helpers ------------------------------------------------------------------------------------------------
