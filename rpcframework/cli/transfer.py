@@ -31,6 +31,7 @@ from rpcframework.cli.common import to_json
 from rpcframework.cli.main import EXIT_ERROR, EXIT_OK, SubParsers
 from rpcframework.client.transfer import TransferClient
 from rpcframework.errors import RPCFrameworkError
+from rpcframework.protocol.transfer_events import STREAM_CHECKSUMS
 from rpcframework.returnvalues import DReturn, error_from_exception
 from rpcframework.transfer import ProgressCallback, partial_size
 
@@ -101,7 +102,7 @@ def _add_shared_options(parser: argparse.ArgumentParser) -> None:
             option.help = "limit for each network wait (default: %(default)s)"
     parser.add_argument(
         "--checksum",
-        choices=("crc32", "sha256"),
+        choices=STREAM_CHECKSUMS,
         default="crc32",
         help="how our services check the whole file (default: %(default)s; DIRAC services: MD5)",
     )

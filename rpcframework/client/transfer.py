@@ -32,6 +32,7 @@ from rpcframework.errors import ConfigurationError, RemoteError, RPCFrameworkErr
 from rpcframework.protocol import NEED_DATA, ClientConnection, Extensions, Feature, ProposalAccepted, ProposalRefused
 from rpcframework.protocol.messages import ActionType, FileInfo, TransferDirection
 from rpcframework.protocol.transfer import ClientTransfer, TransferAccepted, TransferRefused
+from rpcframework.protocol.transfer_events import STREAM_CHECKSUMS
 from rpcframework.returnvalues import S_ERROR, DReturn
 from rpcframework.transfer import FileHelper, ProgressCallback, bulk_name, compression_for, partial_size
 from rpcframework.transfer.bulk import Compression
@@ -44,8 +45,7 @@ logger = logging.getLogger(__name__)
 #: What a TransferClient offers our servers: the stream data phase, resumable downloads, and CRC-32 as the
 #: whole-file check (``checksum="sha256"`` leaves it out, and the stream is checked with SHA-256).
 TRANSFER_OFFER: Final = Extensions(features=frozenset({Feature.STREAM, Feature.RESUME, Feature.CRC32}))
-_SHA256_OFFER: Final = Extensions(features=frozenset({Feature.STREAM, Feature.RESUME}))
-_CHECKSUMS: Final = ("crc32", "sha256")
+_SHA256_OFFER: Final = Extensions(features=TRANSFER_OFFER.features - {Feature.CRC32})
 _RECV_SIZE: Final = 256 * 1024
 _MAX_CONTROL_READS: Final = 100_000
 
@@ -105,7 +105,7 @@ class TransferClient:
             options = ClientOptions.build(kw_options)
         elif kw_options:
             raise ConfigurationError("pass either options= or keyword options, not both")
-        if checksum not in _CHECKSUMS:
+        if checksum not in STREAM_CHECKSUMS:
             raise ConfigurationError(f"checksum must be 'crc32' or 'sha256', not {checksum!r}")
         offer = (TRANSFER_OFFER if checksum == "crc32" else _SHA256_OFFER) if stream else None
         self.base = BaseClient(url, options, backends=backends, offer=offer, environ=environ)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from rpcframework.config.tree import ConfigTree, ValueSource, split_path
 from rpcframework.config.urls import SCHEMES, parse_system_component, system_section_candidates
 from rpcframework.errors import ConfigurationError
+from rpcframework.transports.base import MAX_SESSION_LIFETIME
 
 DEFAULT_PORT = 9876  # DIRAC's ServiceConfiguration fallback; real deployments always set Port
 DEFAULT_PROTOCOL = "dips"
@@ -170,7 +171,7 @@ def read_security_settings(config: ConfigTree) -> SecuritySettings:
         use_server_certificate=use_cert,
         # DIRAC forces CA checks on when the host certificate is used; so do we.
         skip_ca_checks=config.get_bool(f"{base}/SkipCAChecks", False) and not use_cert,
-        tls_session_lifetime=_int_in(config, f"{base}/TLSSessionLifetime", 300, 0, 86_400),
+        tls_session_lifetime=_int_in(config, f"{base}/TLSSessionLifetime", 300, 0, MAX_SESSION_LIFETIME),
         tls_session_cache_size=_int_in(config, f"{base}/TLSSessionCacheSize", 1024, 1, 1_000_000),
     )
 

@@ -144,7 +144,8 @@ class FrameDecoder:
         if self._need < 0:
             # Parse the header now, so an oversized or garbage header fails before we keep its payload around.
             self._parse_header()
-        self._collect_large()
+        if self._need >= _LARGE_FRAME:  # tested here: small frames (every RPC) pay no call
+            self._collect_large()
 
     def _add_part(self, data: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
         """Add to the large payload being collected; return what comes after it (the next frames' bytes)."""

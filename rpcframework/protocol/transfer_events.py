@@ -21,6 +21,7 @@ __all__ = [
     "INCOMPLETE_TRANSFER",
     "NO_CHECKSUM_TOKEN",
     "RAW_CHUNK_MARK",
+    "STREAM_CHECKSUMS",
     "ChunkAcknowledged",
     "ChunkReceived",
     "FileInfoReceived",
@@ -54,7 +55,9 @@ NO_CHECKSUM_TOKEN: Final = "NoCheckSum"
 DRAIN_LIMIT: Final = 256 * 1024 * 1024
 
 #: Hex digits of each stream-mode checksum.
-_HEX_LEN: Final = {"sha256": 64, "crc32": 8}
+_HEX_LEN: Final = {"crc32": 8, "sha256": 64}
+#: The checksums a stream-mode transfer can use (``TransferClient(checksum=...)``), the default first.
+STREAM_CHECKSUMS: Final = tuple(_HEX_LEN)
 
 
 class TransferMode(enum.Enum):

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TLS12_CIPHERS",
+    "MAX_SESSION_LIFETIME",
     "Backend",
     "BackendName",
     "CrlMode",
@@ -66,6 +67,10 @@ BackendName = Literal["plain", "pyopenssl", "m2crypto"]
 DEFAULT_TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL:!MD5:!DSS:!SHA1"
 
 _CRL_FILE = re.compile(r"^[0-9a-f]{8}\.r[0-9]+$")
+
+
+#: The longest ``TLSConfig.session_lifetime`` accepted (a day).
+MAX_SESSION_LIFETIME = 86_400
 
 
 @dataclass(frozen=True)
@@ -107,8 +112,10 @@ class TLSConfig:
                 "TLS peer verification needs trusted CAs: set ca_dir (e.g. X509_CERT_DIR, "
                 "/etc/grid-security/certificates) or ca_file"
             )
-        if not 0 <= self.session_lifetime <= 86_400:
-            raise ConfigurationError(f"session_lifetime must be 0 to 86400 seconds, not {self.session_lifetime!r}")
+        if not 0 <= self.session_lifetime <= MAX_SESSION_LIFETIME:
+            raise ConfigurationError(
+                f"session_lifetime must be 0 to {MAX_SESSION_LIFETIME} seconds, not {self.session_lifetime!r}"
+            )
         if self.session_cache_size < 1:
             raise ConfigurationError(f"session_cache_size must be at least 1, not {self.session_cache_size!r}")
         if self.key_file and not self.cert_file:
