@@ -355,11 +355,8 @@ class ServerConnection(BaseConnection):
         ack = self._pending_ack
         if self._data_encoding is _JSON:
             # One json.dumps (the codec's cached encoder, limits checked) and one join with the pending ack.
-            if result["OK"] is True and "CallStack" not in result and "ExecInfo" not in result:
-                clean: DReturn = result  # sanitize_result returns such an S_OK unchanged: spare the call
-            else:
-                clean = sanitize_result(result)
-            payload = encode_json(clean, self._limits)
+            # Always through sanitize_result: what a peer must never see is decided in one place.
+            payload = encode_json(sanitize_result(result), self._limits)
             if len(payload) > MAX_WIRE_FRAME_SIZE:
                 encode_frame(payload)  # raises the ValueError naming the limit
             data = b"%b%d:%b" % (ack, len(payload), payload)
