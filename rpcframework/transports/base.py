@@ -45,6 +45,7 @@ __all__ = [
     "ServerHandshake",
     "Stream",
     "TLSConfig",
+    "TLSStreamInfo",
     "TLSVersion",
     "check_resumed_identity",
     "classify_tls_failure",
@@ -225,6 +226,31 @@ class HandshakeStatus(enum.Enum):
     WANT_WRITE = "want-write"
     #: The handshake is complete: take the stream with ``stream()``.
     DONE = "done"
+
+
+class TLSStreamInfo:
+    """What both TLS streams report the same way: the verified peer, its address, and a repr naming them.
+
+    The stream sets ``_identity``, ``_peer`` and provides ``fileno()``.
+    """
+
+    _identity: PeerIdentity | None
+    _peer: tuple[str, int]
+
+    def fileno(self) -> int:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        who = self._identity.dn if self._identity else "unverified"
+        return f"<{type(self).__name__} peer={self._peer[0]}:{self._peer[1]} {who!r} fd={self.fileno()}>"
+
+    @property
+    def peer_identity(self) -> PeerIdentity | None:
+        return self._identity
+
+    @property
+    def peer_address(self) -> tuple[str, int]:
+        return self._peer
 
 
 class ServerHandshake(Protocol):

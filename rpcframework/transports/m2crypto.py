@@ -26,6 +26,7 @@ from rpcframework.errors import (
 from rpcframework.transports.base import (
     HandshakeStatus,
     TLSConfig,
+    TLSStreamInfo,
     check_resumed_identity,
     classify_tls_failure,
     credentials_errors,
@@ -127,7 +128,7 @@ def _set_timeout(conn: Connection, seconds: float | None) -> None:
     conn.settimeout(None if seconds is None else max(seconds, 0.001))  # type: ignore[arg-type]  # None (block) works at run time
 
 
-class M2CryptoStream:
+class M2CryptoStream(TLSStreamInfo):
     """An M2Crypto TLS connection behind the :class:`~rpcframework.transports.base.Stream` interface."""
 
     def __init__(self, conn: Connection, identity: PeerIdentity | None, peer: tuple[str, int]) -> None:
@@ -135,18 +136,6 @@ class M2CryptoStream:
         self._identity = identity
         self._peer = peer
         self._closed = False
-
-    def __repr__(self) -> str:
-        who = self._identity.dn if self._identity else "unverified"
-        return f"<M2CryptoStream peer={self._peer[0]}:{self._peer[1]} {who!r} fd={self.fileno()}>"
-
-    @property
-    def peer_identity(self) -> PeerIdentity | None:
-        return self._identity
-
-    @property
-    def peer_address(self) -> tuple[str, int]:
-        return self._peer
 
     @property
     def tls_version(self) -> str:

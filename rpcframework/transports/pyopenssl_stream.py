@@ -19,7 +19,7 @@ from OpenSSL._util import lib as _ssl_lib
 from OpenSSL._util import no_zero_allocator as _alloc
 
 from rpcframework.errors import ConnectionClosedError, DeadlineExceeded
-from rpcframework.transports.base import Deadline, classify_tls_failure
+from rpcframework.transports.base import Deadline, TLSStreamInfo, classify_tls_failure
 
 if TYPE_CHECKING:
     from rpcframework.security.x509 import PeerIdentity
@@ -46,7 +46,7 @@ def error_text(exc: SSL.Error) -> str:
     return "; ".join(parts) or str(exc) or type(exc).__name__
 
 
-class PyOpenSSLStream:
+class PyOpenSSLStream(TLSStreamInfo):
     """A TLS connection behind the :class:`~rpcframework.transports.base.Stream` interface."""
 
     def __init__(
@@ -73,18 +73,6 @@ class PyOpenSSLStream:
         # True when the last read left OpenSSL holding no decrypted byte: it returned less than was asked, so the
         # record it came from was used up (nothing is read ahead). Spares an SSL_pending call per exchange.
         self._drained = True
-
-    def __repr__(self) -> str:
-        who = self._identity.dn if self._identity else "unverified"
-        return f"<PyOpenSSLStream peer={self._peer[0]}:{self._peer[1]} {who!r} fd={self.fileno()}>"
-
-    @property
-    def peer_identity(self) -> PeerIdentity | None:
-        return self._identity
-
-    @property
-    def peer_address(self) -> tuple[str, int]:
-        return self._peer
 
     @property
     def tls_version(self) -> str:
