@@ -31,6 +31,7 @@ from typing import Any
 
 from rpcframework.cli.common import add_config_option, add_log_level_option, load_config
 from rpcframework.cli.main import EXIT_ERROR, EXIT_OK, SubParsers
+from rpcframework.cli.observe import add_observability_options, start_observability
 from rpcframework.config import ConfigStore, parse_system_component, read_security_settings
 from rpcframework.config.settings import service_section
 from rpcframework.errors import ConfigurationError
@@ -88,6 +89,7 @@ def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, how long running calls may finish (default: %(default)s)",
     )
+    add_observability_options(serve)
     add_config_option(serve)
     add_log_level_option(serve)
     serve.set_defaults(handler=_serve)
@@ -273,12 +275,17 @@ def _serve(args: argparse.Namespace) -> int:
     processes = args.processes
     if processes is None:
         processes = max(service.clone_processes for service in services)
+    stop = threading.Event()
+    observability = start_observability(args, processes=processes, serving=lambda: not stop.is_set())
+    options.update(observability.reactor_options())
     server: ServiceReactor | ProcessGroup
     if processes > 1:
-        server = ProcessGroup(services, processes=processes, drain_timeout=args.drain_timeout, **options)
+        group_options = observability.group_options()
+        server = ProcessGroup(
+            services, processes=processes, drain_timeout=args.drain_timeout, **group_options, **options
+        )
     else:
         server = ServiceReactor(services, **options)
-    stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         logger.info("signal %d: stopping", signum)
@@ -292,6 +299,8 @@ def _serve(args: argparse.Namespace) -> int:
         try:
             for service in services:
                 print(server.url(service.name), flush=True)
+            if observability.endpoint is not None:
+                print(f"metrics: {observability.endpoint.url}", flush=True)
             while not stop.wait(_STOP_POLL):
                 if isinstance(server, ProcessGroup) and not server.poll():
                     logger.error("no worker process left; stopping")
@@ -301,6 +310,7 @@ def _serve(args: argparse.Namespace) -> int:
             logger.info("draining (up to %g s)", args.drain_timeout)
             server.stop(timeout=args.drain_timeout)
     finally:
+        observability.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return status

@@ -26,6 +26,7 @@ from typing import Any, Final, NamedTuple
 
 from rpcframework.codec import encode
 from rpcframework.errors import CodecError, ProtocolError, RPCFrameworkError
+from rpcframework.observability.events import UNKNOWN
 from rpcframework.protocol.events import (
     NEED_DATA,
     PAUSED,
@@ -44,7 +45,7 @@ from rpcframework.server.audit import audit_call, audit_logger
 from rpcframework.server.context import RequestContext
 from rpcframework.server.guard import ConnectionGuard, guard_settings
 from rpcframework.server.pipe import GONE_EVENTS, RECV_SIZE, StreamPipe, read_file_info
-from rpcframework.server.service import Service
+from rpcframework.server.service import Service, classify_result
 from rpcframework.transfer.helper import FileHelper
 from rpcframework.transports.base import Stream
 
@@ -359,6 +360,7 @@ class Channel:
         self.exchanges += 1
         if error.get("Errno") == ENOAUTH:
             self._report_failure("refused authorization")
+        self._observe_refusal(proposal, error)
         audit_call(
             peer_address=self.peer_address,
             peer_dn=self.peer_dn,
@@ -371,6 +373,20 @@ class Channel:
             refused=True,
         )
         return False
+
+    def _observe_refusal(self, proposal: Proposal, error: DReturn) -> None:
+        service = self.services.get(proposal.service)
+        observer = (service or next(iter(self.services.values()))).observer
+        if observer is None:
+            return
+        errno = classify_result(error)[1]
+        if service is None:
+            observer.call_refused(UNKNOWN, proposal.action_type.value, UNKNOWN, errno)
+        elif proposal.action_type is ActionType.RPC:
+            action, method = "RPC", service.method_label(proposal.action_name)
+            observer.call_refused(service.name, action, method, errno)
+        else:
+            observer.call_refused(service.name, proposal.action_type.value, proposal.action_name, errno)
 
     def _make_call(self, args: list[Any], kwargs: dict[str, Any], *, transfer: bool = False) -> Call:
         assert self._current is not None  # set when the proposal was accepted
@@ -467,6 +483,7 @@ class Channel:
         pipe = StreamPipe(self.stream, self.limits.read_timeout, self.limits.write_timeout)
         machine = ServerTransfer(self.conn.hand_over())
         result: DReturn = S_ERROR("transfer not run")
+        helper: FileHelper | None = None
         try:
             info = read_file_info(machine, pipe)
             if call.method not in call.service.table.transfers:
@@ -475,13 +492,19 @@ class Channel:
                 return False
             pipe.send(machine.accept())
             total = info.size if info.size is not None and info.size >= 0 else None
-            result = call.service.transfer(call.method, info, FileHelper(machine, pipe, total=total), call.context)
+            helper = FileHelper(machine, pipe, total=total)
+            result = call.service.transfer(call.method, info, helper, call.context)
             pipe.send(machine.send_result(result))
         except (RPCFrameworkError, OSError) as exc:
             logger.info("transfer %s with %s failed: %s", call.method, self.where, exc)
             return False
         finally:
             self._audit(call, result, time.perf_counter() - started, True)
+            if call.service.observer is not None:
+                moved = helper.getTransferedBytes() if helper is not None else 0
+                call.service.observer.transfer_finished(
+                    call.service.name, call.method, classify_result(result)[0], moved
+                )
             if logger.isEnabledFor(logging.INFO):
                 outcome = "OK" if result["OK"] else f"ERROR: {_clean(str(result['Message']))}"
                 elapsed = (time.perf_counter() - started) * 1000.0

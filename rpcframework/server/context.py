@@ -62,6 +62,8 @@ class RequestContext:
     client_vo: str = ""
     deadline: float | None = None
     is_connected: Callable[[], bool] | None = None
+    #: The W3C trace context the client sent with this call (our extension), else ``None``.
+    trace_context: Mapping[str, str] | None = None
 
     def credentials(self) -> dict[str, Any]:
         """A fresh DIRAC-style ``credDict``: the peer's certificate facts, then the resolved caller's keys.

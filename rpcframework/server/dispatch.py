@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 #: Envelope keys that describe the server and never go back to a peer (DIRAC adds them to S_ERROR).
 PRIVATE_RESULT_KEYS: Final = frozenset({"CallStack", "ExecInfo"})
+#: How every message about a failure of the service itself (not of the caller's request) begins.
+SERVER_ERROR_PREFIX: Final = "Server error"
 
 
 def new_reference() -> str:

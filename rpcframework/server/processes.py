@@ -36,7 +36,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
 from typing import Any, Final
 
@@ -76,6 +76,7 @@ class ProcessGroup:
         drain_timeout: float = 10.0,
         max_restarts: int = 5,
         restart_window: float = 60.0,
+        child_exited: Callable[[int], None] | None = None,
         **reactor_options: Any,
     ) -> None:
         if not hasattr(os, "fork"):
@@ -87,6 +88,8 @@ class ProcessGroup:
         self.drain_timeout = drain_timeout
         self.max_restarts = max_restarts
         self.restart_window = restart_window
+        #: Called with the pid of every child reaped (e.g. to drop its live metrics gauges).
+        self.child_exited = child_exited
         #: ``(pid, wait status as os.waitstatus_to_exitcode gives it)`` of every child that exited unasked.
         self.crashes: list[tuple[int, int]] = []
         self._children: dict[int, int] = {}  # pid -> slot
@@ -137,6 +140,7 @@ class ProcessGroup:
             if status is None:
                 continue
             slot = self._children.pop(pid)
+            self._reaped(pid)
             if self._stopping:
                 continue
             self.crashes.append((pid, status))
@@ -163,6 +167,7 @@ class ProcessGroup:
             for pid in list(self._children):
                 if _try_reap(pid) is not None:
                     del self._children[pid]
+                    self._reaped(pid)
             if self._children:
                 time.sleep(0.02)
         for pid in list(self._children):
@@ -217,6 +222,13 @@ class ProcessGroup:
             return False
         self._restarts.append(now)
         return True
+
+    def _reaped(self, pid: int) -> None:
+        if self.child_exited is not None:
+            try:
+                self.child_exited(pid)
+            except Exception:
+                logger.exception("child_exited(%d) failed; ignored", pid)
 
     def _spawn(self, slot: int) -> None:
         """Fork one child and wait for its report; raise :class:`ServiceStartError` if it does not serve."""

@@ -34,10 +34,12 @@ from rpcframework.config.settings import read_security_settings
 from rpcframework.config.store import ConfigStore
 from rpcframework.config.tree import ConfigTree
 from rpcframework.errors import ConfigurationError, RPCFrameworkError
+from rpcframework.observability.events import HandshakeOutcome, ServerObserver
 from rpcframework.returnvalues import EOVERLOAD, S_ERROR
 from rpcframework.security.registry import Registry
 from rpcframework.server.connection import Call, Channel, ChannelLimits, Step
 from rpcframework.server.guard import ConnectionGuard, Ticket, guard_settings
+from rpcframework.server.observe import failure_reason, observe_connection
 from rpcframework.server.pool import WorkerPool
 from rpcframework.server.service import Service, ServiceStartError
 from rpcframework.transports.base import Backend, HandshakeStatus, ServerHandshake, TLSConfig, get_backend
@@ -52,6 +54,8 @@ _SELECT_TIMEOUT: Final = 0.1
 _SWEEP_INTERVAL: Final = 0.05
 #: Calls a worker serves in a row on one connection before giving it back even when nobody else waits.
 _INLINE_MAX_CALLS: Final = 10_000
+#: How often the number of temporary bans is reported to an observer.
+_BAN_REPORT_INTERVAL: Final = 1.0
 
 
 @dataclass(eq=False)
@@ -111,6 +115,7 @@ class ServiceReactor:
         max_message_size: int = 64 * 1024 * 1024,
         backlog: int = _MIN_BACKLOG,
         inline_wait: float = 0.002,
+        observer: ServerObserver | None = None,
     ) -> None:
         self.services = list(services)
         if not self.services:
@@ -126,6 +131,12 @@ class ServiceReactor:
         self.limits = ChannelLimits(read_timeout, idle_timeout, write_timeout, max_message_size)
         self.backlog = max(backlog, _MIN_BACKLOG)
         self.inline_wait = inline_wait
+        #: Told about calls, connections, handshakes and bans (metrics, tracing); see rpcframework.observability.
+        self.observer = observer
+        for service in self.services:
+            service.observer = observer
+        self._bans_reported = -1
+        self._next_ban_report = 0.0
         #: Connection counts, BannedIPs and temporary bans (server/guard.py), consulted before any TLS work.
         self.guard = ConnectionGuard()
         self.urls: dict[str, str] = {}
@@ -291,6 +302,8 @@ class ServiceReactor:
                 if now >= next_sweep:
                     self._expire(now)
                     next_sweep = now + _SWEEP_INTERVAL
+                    if self.observer is not None and now >= self._next_ban_report:
+                        self._report_bans(now)
         except Exception:
             logger.exception("the reactor's selector thread failed; closing every connection")
         finally:
@@ -346,12 +359,16 @@ class ServiceReactor:
                 limits = entry.ticket.settings.channel_limits(self.limits)
                 channel = Channel(entry.handshake.stream(), entry.listener.services, limits)
                 entry.ticket.attach(channel)
+                if self.observer is not None:
+                    observe_connection(self.observer, channel)
                 self._watch(channel)
                 return
         except Exception as exc:
             if isinstance(exc, RPCFrameworkError):
                 logger.info("handshake failed: %s", exc)
                 entry.ticket.failed("TLS handshake failed")
+                if self.observer is not None:
+                    self.observer.handshake(HandshakeOutcome.FAILED, failure_reason(exc))
             else:  # our bug, not the peer's doing: no failure counted against it
                 logger.exception("handshake with %s failed unexpectedly", entry.ticket.address)
             entry.handshake.close()
@@ -396,9 +413,13 @@ class ServiceReactor:
         call = channel.call
         assert call is not None
         pool = self._pools[call.service.name]
-        if not pool.submit(lambda: self._serve(channel, call)):
+        if pool.submit(lambda: self._serve(channel, call)):
+            if self.observer is not None:
+                self.observer.queue_depth(call.service.name, pool.waiting)
+        else:
             busy = S_ERROR(EOVERLOAD, f"{call.service.name} is busy ({pool.waiting} requests waiting); retry later")
             logger.warning("%s overloaded: refused %s from %s", call.service.name, call.method, channel.where)
+            self._observe_overload(call)
             if channel.answer_overloaded(busy):
                 self._watch(channel)
             else:
@@ -416,6 +437,8 @@ class ServiceReactor:
             selector.unregister(fd)
             if isinstance(data, _Handshake):
                 logger.info("handshake from %s took too long; closed", data.ticket.address)
+                if self.observer is not None:
+                    self.observer.handshake(HandshakeOutcome.FAILED, "timeout")
                 data.handshake.close()
                 data.ticket.failed("TLS handshake timed out")
                 data.ticket.release()
@@ -453,6 +476,8 @@ class ServiceReactor:
     def _serve(self, channel: Channel, call: Call) -> None:
         """Worker task: run ``call``; on a reused connection, serve the next requests while they come quickly."""
         pool = self._pools[call.service.name]
+        if self.observer is not None:
+            self.observer.queue_depth(call.service.name, pool.waiting)
         try:
             keep = channel.execute(call)
             for _ in range(_INLINE_MAX_CALLS):
@@ -487,6 +512,7 @@ class ServiceReactor:
             if self._pools[call.service.name].submit(lambda: self._serve(channel, call)):
                 return
             busy = S_ERROR(EOVERLOAD, f"{call.service.name} is busy; retry later")
+            self._observe_overload(call)
             if not channel.answer_overloaded(busy):
                 channel.close()
                 return
@@ -500,6 +526,23 @@ class ServiceReactor:
             self._drain_returned()
 
     # -- helpers ------------------------------------------------------------------------------------------------
+
+    def _observe_overload(self, call: Call) -> None:
+        observer = self.observer
+        if observer is not None:
+            service = call.service
+            action = "FileTransfer" if call.transfer else "RPC"
+            method = call.method if call.transfer else service.method_label(call.method)
+            observer.overloaded(service.name)
+            observer.call_refused(service.name, action, method, EOVERLOAD)
+
+    def _report_bans(self, now: float) -> None:
+        assert self.observer is not None
+        self._next_ban_report = now + _BAN_REPORT_INTERVAL
+        count = len(self.guard.temporary_bans())
+        if count != self._bans_reported:
+            self._bans_reported = count
+            self.observer.bans_in_force(count)
 
     def _wake(self) -> None:
         wake = self._wake_w

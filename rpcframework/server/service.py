@@ -15,6 +15,7 @@ The reactor owns sockets and threads; a :class:`Service` owns everything that is
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,12 +24,21 @@ from rpcframework.config.store import ConfigStore
 from rpcframework.config.tree import ConfigTree
 from rpcframework.config.urls import parse_system_component
 from rpcframework.errors import ConfigurationError
+from rpcframework.observability.events import UNKNOWN, CallOutcome, ServerCall, ServerObserver
 from rpcframework.protocol.messages import ActionType, FileInfo, Proposal
-from rpcframework.returnvalues import ENOAUTH, S_ERROR, DErrorReturn, DReturn, SErrorException, isReturnStructure
+from rpcframework.returnvalues import (
+    ENOAUTH,
+    EOVERLOAD,
+    S_ERROR,
+    DErrorReturn,
+    DReturn,
+    SErrorException,
+    isReturnStructure,
+)
 from rpcframework.security.authz import AccessDenied, Caller, authorize, resolve_caller, select_rule
 from rpcframework.security.registry import Registry
 from rpcframework.server.context import RequestContext, make_service_info, reset_current_request, set_current_request
-from rpcframework.server.dispatch import dispatch, new_reference
+from rpcframework.server.dispatch import SERVER_ERROR_PREFIX, dispatch, new_reference
 from rpcframework.server.handler import RequestHandler, initialize_handler_class
 from rpcframework.server.limits import DEFAULT_METHOD_LIMIT, MethodLimiter
 
@@ -89,6 +99,8 @@ class Service:
         self.section = settings.section
         self.service_info: Mapping[str, Any] = make_service_info(self.name, section_path=settings.section)
         self.started = False
+        #: Told about every call (metrics, tracing); set by the reactor's ``observer=``. ``None``: nothing reported.
+        self.observer: ServerObserver | None = None
 
     def __repr__(self) -> str:
         return f"<Service {self.name} handler={self.table.handler} port={self.port} {self.protocol}>"
@@ -184,7 +196,36 @@ class Service:
         self, method: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None, context: RequestContext
     ) -> DReturn:
         """Run one call through the dispatch pipeline (argument checks, per-method limit, handler, result vetting)."""
-        return dispatch(self.handler, method, args, kwargs or None, context, limiter=self.limiter)
+        observer = self.observer
+        if observer is None:
+            return dispatch(self.handler, method, args, kwargs or None, context, limiter=self.limiter)
+        return self._observed_call(observer, method, args, kwargs, context)
+
+    def method_label(self, method: object) -> str:
+        """``method`` as a metrics label: an exported method's name, else ``"unknown"`` (never a peer's text)."""
+        return method if isinstance(method, str) and method in self.table.methods else UNKNOWN
+
+    def _observed_call(
+        self,
+        observer: ServerObserver,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None,
+        context: RequestContext,
+    ) -> DReturn:
+        call = ServerCall(self.name, self.method_label(method), "RPC", _where(context), context.trace_context)
+        token = observer.call_started(call)
+        started = time.perf_counter()
+        outcome = CallOutcome.ERROR
+        errno: int | None = None
+        try:
+            result = dispatch(self.handler, method, args, kwargs or None, context, limiter=self.limiter)
+            outcome, errno = classify_result(result)
+            if errno == EOVERLOAD and outcome is CallOutcome.REFUSED:
+                observer.overloaded(self.name)
+            return result
+        finally:
+            observer.call_finished(call, token, outcome, errno, time.perf_counter() - started)
 
     def transfer(self, direction: str, info: FileInfo, helper: Any, context: RequestContext) -> DReturn:
         """Run the ``transfer_<hook>`` of ``direction`` with DIRAC's arguments (``fileId, token[, size], helper``);
@@ -218,6 +259,32 @@ class Service:
             logger.error("%s.transfer hook for %s did not return S_OK/S_ERROR", hook.defined_in, direction)
             return S_ERROR(f"Transfer hook for {direction} does not return a S_OK/S_ERROR!")
         return result
+
+
+_BAD_RETURN = "does not return a S_OK/S_ERROR!"
+
+
+def classify_result(result: DReturn) -> tuple[CallOutcome, int | None]:
+    """The outcome label and ``Errno`` of a call's envelope (a per-method limit's refusal counts as refused)."""
+    if result["OK"]:
+        return CallOutcome.OK, None
+    errno = result.get("Errno")
+    number = errno if type(errno) is int else 0
+    if number == EOVERLOAD:
+        return CallOutcome.REFUSED, number
+    message = result.get("Message")
+    if (
+        number == 0
+        and isinstance(message, str)
+        and (message.startswith(SERVER_ERROR_PREFIX) or message.endswith(_BAD_RETURN))
+    ):
+        return CallOutcome.ERROR, number
+    return CallOutcome.S_ERROR, number
+
+
+def _where(context: RequestContext) -> str | None:
+    address = context.peer_address
+    return f"{address[0]}:{address[1]}" if address else None
 
 
 def _positive(what: str, value: int | None, default: int) -> int:

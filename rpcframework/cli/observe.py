@@ -1,0 +1,102 @@
+"""``rpcframework serve`` options for operators: ``--metrics-address`` and ``--log-format``.
+
+Kept apart from :mod:`rpcframework.cli.serve` so that the optional libraries (prometheus-client,
+python-json-logger) are imported only when asked for, and in the right order: with several processes the
+multiprocess directory must be set before prometheus-client is first imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rpcframework.errors import ConfigurationError
+
+__all__ = ["Observability", "add_observability_options", "metrics_address", "start_observability"]
+
+#: The metrics endpoint listens here when ``--metrics-address`` names only a port.
+DEFAULT_METRICS_HOST = "127.0.0.1"
+
+
+def metrics_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT``, ``:PORT`` or ``PORT`` (loopback) as a ``(host, port)`` pair."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    host = host.strip("[]") or DEFAULT_METRICS_HOST
+    try:
+        number = int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r} (e.g. 127.0.0.1:9100)") from None
+    if not 0 <= number < 65536:
+        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535: {text!r}")
+    return host, number
+
+
+def add_observability_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-address",
+        type=metrics_address,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics and a health check at /healthz; a bare PORT "
+        f"listens on {DEFAULT_METRICS_HOST} (default: no metrics; needs the 'metrics' extra)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="log records as text lines or as one JSON object each, audit fields as keys (default: %(default)s)",
+    )
+
+
+@dataclass
+class Observability:
+    """What ``serve`` starts for operators: the reactor's observer, the endpoint, the child-exit hook."""
+
+    observer: Any = None
+    endpoint: Any = None
+    child_exited: Callable[[int], None] | None = None
+
+    def reactor_options(self) -> dict[str, Any]:
+        return {} if self.observer is None else {"observer": self.observer}
+
+    def group_options(self) -> dict[str, Any]:
+        return {} if self.child_exited is None else {"child_exited": self.child_exited}
+
+    def stop(self) -> None:
+        if self.endpoint is not None:
+            self.endpoint.stop()
+
+
+def start_observability(args: argparse.Namespace, *, processes: int, serving: Callable[[], bool]) -> Observability:
+    """Switch JSON logs on and build the metrics observer and endpoint that ``args`` ask for.
+
+    ``processes`` > 1 uses prometheus-client's multiprocess mode in a private temporary directory (removed at
+    exit); ``serving`` answers ``/healthz``.
+    """
+    if args.log_format == "json":
+        from rpcframework.observability.logs import use_json_logs
+
+        use_json_logs()
+    if args.metrics_address is None:
+        return Observability()
+    if processes > 1:
+        directory = tempfile.mkdtemp(prefix="rpcframework-metrics-")
+        atexit.register(shutil.rmtree, directory, True)
+        try:
+            from rpcframework.observability.multiproc import prepare_multiprocess
+        except ImportError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        prepare_multiprocess(directory)
+    try:
+        from rpcframework.observability.prometheus import MetricsEndpoint, PrometheusServerMetrics, mark_process_dead
+    except ImportError as exc:
+        raise ConfigurationError(f"--metrics-address: {exc}") from exc
+    observer = PrometheusServerMetrics()
+    endpoint = MetricsEndpoint(args.metrics_address, observer.registry, health=serving).start()
+    return Observability(observer, endpoint, mark_process_dead if processes > 1 else None)
