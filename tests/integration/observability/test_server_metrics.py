@@ -15,7 +15,7 @@ pytest.importorskip("prometheus_client")
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from rpcframework import Client, S_ERROR, S_OK, RequestHandler
+from rpcframework import S_ERROR, S_OK, Client, RequestHandler
 from rpcframework.client.transfer import TransferClient
 from rpcframework.observability.prometheus import PrometheusServerMetrics
 from rpcframework.returnvalues import EOVERLOAD
