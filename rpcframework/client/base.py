@@ -61,9 +61,10 @@ __all__ = ["DEFAULT_OFFER", "BaseClient", "Endpoint", "client_version"]
 
 logger = logging.getLogger(__name__)
 
-#: What our client offers a server: connection reuse, keyword arguments, pipelining. ``typed`` (lossless encoding)
-#: is not offered by default: results would then differ in type (tuples stay tuples) between our servers and DIRAC's.
-DEFAULT_OFFER: Final = Extensions(features=frozenset({Feature.REUSE, Feature.KWARGS, Feature.PIPELINE}))
+#: What our client offers a server: connection reuse, keyword arguments, pipelining, trace context. ``typed``
+#: (lossless encoding) is not offered by default: results would then differ in type (tuples stay tuples) between our
+#: servers and DIRAC's.
+DEFAULT_OFFER: Final = Extensions(features=frozenset({Feature.REUSE, Feature.KWARGS, Feature.PIPELINE, Feature.TRACE}))
 
 # Distinct (path, method) proposals kept per client; names built dynamically must not grow memory without bound.
 _MAX_CACHED_PROPOSALS: Final = 1024

@@ -15,6 +15,7 @@ from rpcframework.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from rpcframework.client.interfaces import CallTarget
+    from rpcframework.observability.events import ClientObserver
 
 #: Keywords that DIRAC code passes to ``Client`` methods as per-call settings, never to the remote method.
 CALL_SETTING_NAMES = ("url", "timeout", "rpc")
@@ -63,6 +64,8 @@ class ClientOptions:
     retries: Retry = field(default_factory=Retry)
     backend: str | None = None
     config: object | None = None
+    #: Told about every call (metrics, tracing): see :mod:`rpcframework.observability`. Not a DISET option.
+    observer: ClientObserver | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.timeout, Timeout):
@@ -77,6 +80,8 @@ class ClientOptions:
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise ConfigurationError(f"{name} must be True, False or None, not {value!r}")
+        if self.observer is not None and not callable(getattr(self.observer, "call_finished", None)):
+            raise ConfigurationError(f"observer must be a ClientObserver, not {type(self.observer).__name__}")
         if self.delegatedGroup is not None and self.delegatedDN is None:
             raise ConfigurationError("delegatedGroup needs delegatedDN: a group alone names nobody")
         self._check_user_certificate()
@@ -122,7 +127,7 @@ class ClientOptions:
         Like DISET we leave out ``useCertificates``: whoever replays a stub decides which credentials to use.
         For the same reason we also leave out ``proxyLocation``, ``certLocation``, ``keyLocation``, ``caLocation``
         and ``skipCACheck`` (local files and a local trust decision), and local plumbing (``backend``, ``retries``,
-        ``config``). Only plain values remain, so the stub survives DEncode and JSON.
+        ``config``, ``observer``). Only plain values remain, so the stub survives DEncode and JSON.
         """
         stub: dict[str, Any] = {"timeout": timeout if timeout is not None else self.timeout.total}
         for name in ("setup", "VO", "delegatedDN", "delegatedGroup"):

@@ -24,6 +24,7 @@ DIRAC-style use also works: ``RPCClient("Framework/Notification").ping()`` retur
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -43,7 +44,9 @@ from rpcframework.errors import (
     RemoteError,
     RPCFrameworkError,
 )
+from rpcframework.observability.events import CallOutcome, ClientCall, ClientObserver, ObservedCall
 from rpcframework.protocol import Extensions
+from rpcframework.protocol.messages import TraceContext
 from rpcframework.returnvalues import DReturn, SErrorException, error_from_exception
 from rpcframework.transports import Backend
 
@@ -92,6 +95,7 @@ class RPCClient:
         # The one-URL fast path of call(); the selector and endpoints are fixed for the client's life.
         self._rpc_single_url: str | None = urls[0] if len(urls) == 1 else None
         self._rpc_endpoint = self._rpc_base.endpoints[urls[0]]
+        self._rpc_observer = options.observer
 
     # -- public ----------------------------------------------------------------------------------------------------
 
@@ -120,20 +124,60 @@ class RPCClient:
 
     def call(self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, timeout: float | None) -> DReturn:
         """Perform one call within ``timeout`` seconds (``None``: no deadline); the envelope, or raise."""
+        if self._rpc_observer is not None:
+            return self._observed_call(self._rpc_observer, method, args, kwargs, timeout)
+        return self._call(method, args, kwargs, timeout=timeout)
+
+    def _observed_call(
+        self,
+        observer: ClientObserver,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        timeout: float | None,
+    ) -> DReturn:
+        record = ObservedCall(observer, ClientCall(self._rpc_base.service, method))
+        token = record.token = observer.call_started(record.call)
+        started = time.perf_counter()
+        outcome = CallOutcome.ERROR
+        try:
+            result = self._call(method, args, kwargs, timeout=timeout, record=record)
+            outcome = CallOutcome.OK if result["OK"] else CallOutcome.S_ERROR
+            return result
+        except RemoteError:
+            outcome = CallOutcome.REFUSED
+            raise
+        finally:
+            observer.call_finished(record.call, token, outcome, record.url, time.perf_counter() - started)
+
+    def _call(
+        self,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        *,
+        timeout: float | None,
+        record: ObservedCall | None = None,
+    ) -> DReturn:
         if self._rpc_closed:
             raise ConfigurationError(f"{self!r} is closed")
         deadline = Deadline.after(timeout) if timeout is not None else _NEVER
         url = self._rpc_single_url
         if url is None:
-            return self._attempts(method, args, kwargs, timeout=timeout, deadline=deadline, first=None)
+            return self._attempts(method, args, kwargs, timeout=timeout, deadline=deadline, first=None, record=record)
         # A service with one URL: its plan always yields that URL first, so the first attempt needs no plan, no
         # retry state and no failure list; they are built only when it fails (_attempts replays the plan from there).
         attempt = Attempt()
         try:
-            result = self._call_url(self._rpc_endpoint, method, args, kwargs, deadline=deadline, attempt=attempt)
+            result = self._call_url(
+                self._rpc_endpoint, method, args, kwargs, deadline=deadline, attempt=attempt, record=record
+            )
         except RPCFrameworkError as exc:
-            return self._attempts(method, args, kwargs, timeout=timeout, deadline=deadline, first=(url, attempt, exc))
+            first = (url, attempt, exc)
+            return self._attempts(method, args, kwargs, timeout=timeout, deadline=deadline, first=first, record=record)
         self._rpc_base.selector.succeeded(url)
+        if record is not None:
+            record.url = url
         return result
 
     def _attempts(
@@ -145,6 +189,7 @@ class RPCClient:
         timeout: float | None,
         deadline: Deadline,
         first: tuple[str, Attempt, RPCFrameworkError] | None,
+        record: ObservedCall | None = None,
     ) -> DReturn:
         """The attempts of one call over the URL plan, with bans, retry budget and pauses. ``first`` is an attempt
         already made (and failed) on the plan's first URL: it is accounted for instead of being run again."""
@@ -161,23 +206,29 @@ class RPCClient:
                 attempt = Attempt()
                 try:
                     result = self._call_url(
-                        base.endpoints[url], method, args, kwargs, deadline=deadline, attempt=attempt
+                        base.endpoints[url], method, args, kwargs, deadline=deadline, attempt=attempt, record=record
                     )
                 except RPCFrameworkError as error:
                     exc = error
                 else:
                     base.selector.succeeded(url)
+                    if record is not None:
+                        record.url = url
                     return result
             failures.append((url, exc))
             if deadline.expired or (isinstance(exc, DeadlineExceeded) and attempt.phase.arguments_sent):
+                _report_failure(record, url, banned=False, retried=False)
                 raise _timeout_error(url, method, timeout, exc) from exc
             if not retry.is_retryable(exc, attempt.phase):
+                _report_failure(record, url, banned=False, retried=False)
                 return _final(exc)
             base.selector.ban(url)
             try:
                 retry = retry.increment(exc, attempt.phase, url=url)
             except RPCFrameworkError:
+                _report_failure(record, url, banned=True, retried=False)
                 return self._all_failed(failures)
+            _report_failure(record, url, banned=True, retried=True)
             logger.info("%s on %s failed before the arguments were sent (%s); retrying", method, url, exc)
             pause = retry.sleep_for(deadline)
             if pause > 0:
@@ -216,8 +267,13 @@ class RPCClient:
         *,
         deadline: Deadline,
         attempt: Attempt,
+        record: ObservedCall | None = None,
     ) -> DReturn:
         proposal = self._rpc_base.proposal(endpoint.path, method)
+        if record is not None:
+            trace = TraceContext.from_wire(record.trace_context())
+            if trace is not None:
+                proposal = dataclasses.replace(proposal, trace_context=trace)
         pool = self._rpc_pool
         for _ in range(_MAX_STALE_RETRIES):
             conn = pool.acquire(endpoint.url)
@@ -273,6 +329,13 @@ class RPCClient:
         except TypeError:  # an exception type with its own constructor
             error = RPCFrameworkError(message, errno=last.errno)
         raise error from last
+
+
+def _report_failure(record: ObservedCall | None, url: str, *, banned: bool, retried: bool) -> None:
+    if record is not None:
+        if banned:
+            record.banned(url)
+        record.failed(url, retried)
 
 
 def _reason(exc: RPCFrameworkError) -> str:

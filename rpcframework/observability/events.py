@@ -26,6 +26,7 @@ __all__ = [
     "FanOutClientObserver",
     "FanOutServerObserver",
     "HandshakeOutcome",
+    "ObservedCall",
     "ServerCall",
     "ServerObserver",
 ]
@@ -138,6 +139,27 @@ class ClientObserver:
 
     def banned(self, call: ClientCall, url: str) -> None:
         """``url`` was banned for a while after a failure."""
+
+
+class ObservedCall:
+    """One client call in progress, for the client's observer: its token and the URL that answered."""
+
+    __slots__ = ("call", "observer", "token", "url")
+
+    def __init__(self, observer: ClientObserver, call: ClientCall) -> None:
+        self.observer = observer
+        self.call = call
+        self.token: object = None
+        self.url: str | None = None
+
+    def failed(self, url: str, retried: bool) -> None:
+        self.observer.attempt_failed(self.call, url, retried)
+
+    def banned(self, url: str) -> None:
+        self.observer.banned(self.call, url)
+
+    def trace_context(self) -> Mapping[str, str] | None:
+        return self.observer.trace_context(self.token)
 
 
 def _safely(what: str, function: object, *args: object) -> object:

@@ -27,6 +27,7 @@ __all__ = [
     "NO_EXTRA_CREDENTIALS",
     "PIPELINED_MARK",
     "PROTOCOL_VERSION",
+    "TRACE_KEY",
     "ActionType",
     "DelegatedIdentity",
     "Extensions",
@@ -37,6 +38,7 @@ __all__ = [
     "KeepAlive",
     "NoExtraCredentials",
     "Proposal",
+    "TraceContext",
     "TransferAbort",
     "TransferChunk",
     "TransferDirection",
@@ -60,6 +62,10 @@ EXTENSIONS_KEY: Final = "rpcframework"
 INVALID_PROPOSAL: Final = "Invalid action proposal"
 #: The fifth proposal element of a pipelined RPC proposal (its arguments frame follows at once).
 PIPELINED_MARK: Final = {"pipeline": True}
+#: The key of the W3C trace context inside the fifth proposal element (``trace`` extension).
+TRACE_KEY: Final = "trace"
+#: W3C ``tracestate`` is at most 512 characters; anything longer is dropped, not truncated.
+_MAX_TRACESTATE: Final = 512
 #: The key that marks a server's goodbye: ``S_ERROR`` + ``"goodbye": true``, sent on a ``pipeline`` connection
 #: instead of reading anything more (the client's request in flight, if any, was not executed).
 GOODBYE_KEY: Final = "goodbye"
@@ -202,6 +208,8 @@ class Feature(enum.Enum):
     PIPELINE = "pipeline"
     #: With ``stream``: the whole file is checked with CRC-32 instead of SHA-256 (see ``docs/transfer.md``).
     CRC32 = "crc32"
+    #: Proposals may carry a W3C trace context (``"trace"`` in the fifth element) for distributed tracing.
+    TRACE = "trace"
 
 
 _FEATURES_BY_NAME: Final = {f.value: f for f in Feature}
@@ -257,6 +265,49 @@ class Extensions:
             features -= {Feature.PIPELINE}
         idle = self.idle_timeout if Feature.PIPELINE in features else None
         return Extensions(min(self.version, offer.version), features, idle)
+
+
+# --- trace context ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TraceContext:
+    """A W3C trace context (``traceparent``, optional ``tracestate``) riding in a proposal (``trace`` extension)."""
+
+    traceparent: str
+    tracestate: str | None = None
+
+    def to_wire(self) -> dict[str, str]:
+        wire = {"traceparent": self.traceparent}
+        if self.tracestate:
+            wire["tracestate"] = self.tracestate
+        return wire
+
+    def as_carrier(self) -> dict[str, str]:
+        """The context as the headers-like mapping OpenTelemetry propagators read."""
+        return self.to_wire()
+
+    @classmethod
+    def from_wire(cls, value: object) -> TraceContext | None:
+        """Parse a peer's trace context; anything malformed is ignored (``None``), as W3C asks of a receiver."""
+        if not isinstance(value, dict):
+            return None
+        parent, state = value.get("traceparent"), value.get("tracestate")
+        if not isinstance(parent, str) or not _is_traceparent(parent):
+            return None
+        if not isinstance(state, str) or len(state) > _MAX_TRACESTATE or not state.isprintable():
+            state = None
+        return cls(parent, state)
+
+
+def _is_traceparent(text: str) -> bool:
+    # version "00": 2-32-16-2 lower-case hex digits; an all-zero trace or span id is invalid.
+    parts = text.split("-")
+    if len(text) != 55 or len(parts) != 4 or [len(p) for p in parts] != [2, 32, 16, 2]:
+        return False
+    if any(c not in "0123456789abcdef" for c in text.replace("-", "")) or parts[0] == "ff":
+        return False
+    return parts[1] != "0" * 32 and parts[2] != "0" * 16
 
 
 # --- proposal -----------------------------------------------------------------------------------------------------
@@ -320,6 +371,8 @@ class Proposal:
     #: The arguments follow this proposal at once (``pipeline`` negotiated); wire: a fifth element
     #: ``{"pipeline": true}``, never together with an offer.
     pipelined: bool = False
+    #: The caller's trace context (``trace`` extension); wire: ``"trace"`` in the fifth element.
+    trace_context: TraceContext | None = None
 
     @property
     def transfer_direction(self) -> TransferDirection | None:
@@ -336,12 +389,18 @@ class Proposal:
             [self.action_type.value, self.action_name],
             self.extra_credentials.to_wire(),
         ]
-        if self.client_version is not None or self.extensions is not None or self.pipelined:
+        trace = self.trace_context
+        if self.client_version is not None or self.extensions is not None or self.pipelined or trace is not None:
             wire.append("" if self.client_version is None else self.client_version)
+        fifth: dict[str, Any] | None = None
         if self.extensions is not None:
-            wire.append(self.extensions.to_wire())
+            fifth = self.extensions.to_wire()
         elif self.pipelined:
-            wire.append(PIPELINED_MARK)
+            fifth = PIPELINED_MARK
+        if trace is not None:
+            fifth = {**(fifth or {}), TRACE_KEY: trace.to_wire()}
+        if fifth is not None:
+            wire.append(fifth)
         return wire
 
     @classmethod
@@ -358,7 +417,10 @@ class Proposal:
         client_version = version if isinstance(version, str) and len(version) <= _MAX_NAME else None
         fifth = items[4] if len(items) > 4 else None
         extensions = Extensions.from_wire(fifth)
-        pipelined = isinstance(fifth, dict) and len(fifth) == 1 and fifth.get("pipeline") is True
+        trace = TraceContext.from_wire(fifth.get(TRACE_KEY)) if isinstance(fifth, dict) else None
+        pipelined = (
+            isinstance(fifth, dict) and fifth.get("pipeline") is True and len(fifth) == (2 if TRACE_KEY in fifth else 1)
+        )
         if pipelined and action_type is not ActionType.RPC:
             raise ProtocolError(INVALID_PROPOSAL)
         return cls(
@@ -371,6 +433,7 @@ class Proposal:
             client_version=client_version,
             extensions=extensions,
             pipelined=pipelined,
+            trace_context=trace,
         )
 
 

@@ -54,6 +54,7 @@ from rpcframework.protocol.messages import (
     INVALID_PROPOSAL,
     ActionType,
     Extensions,
+    Feature,
     Proposal,
     arguments_from_wire,
     arguments_to_wire,
@@ -113,18 +114,27 @@ class ClientConnection(BaseConnection):
             proposal = dataclasses.replace(proposal, extensions=self._offer)
         elif proposal.extensions is not None:
             proposal = dataclasses.replace(proposal, extensions=None)
+        if proposal.trace_context is not None and not self._may_trace(proposal):
+            proposal = dataclasses.replace(proposal, trace_context=None)
         data = self._last_proposal_bytes if proposal is self._last_proposal else self._proposal_bytes.get(proposal)
         if data is None:
             data = self._frame(S_OK(proposal.to_wire()), self._encoding)
-            if len(self._proposal_bytes) >= _CACHE_SIZE:
-                self._proposal_bytes.clear()
-            self._proposal_bytes[proposal] = data
+            if proposal.trace_context is None:  # a traced proposal is used once: not worth a cache slot
+                if len(self._proposal_bytes) >= _CACHE_SIZE:
+                    self._proposal_bytes.clear()
+                self._proposal_bytes[proposal] = data
         # Hashing a Proposal costs microseconds (enum hashes); a caller repeating one object skips it.
         self._last_proposal, self._last_proposal_bytes = proposal, data
         self._offered = self._offered or proposal.extensions is not None
         self._proposal = proposal
         self._state = ConnectionState.PROPOSED
         return data
+
+    def _may_trace(self, proposal: Proposal) -> bool:
+        """A trace context goes in our offer (which DIRAC ignores) or to a server that accepted ``trace``."""
+        if proposal.extensions is not None:
+            return Feature.TRACE in proposal.extensions
+        return self._negotiated is not None and Feature.TRACE in self._negotiated
 
     def send_call(self, proposal: Proposal, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None) -> bytes:
         """The pipelined form (``pipeline`` negotiated, RPC only): the marked proposal and its arguments, to send
@@ -137,6 +147,10 @@ class ClientConnection(BaseConnection):
         last = self._last_call
         if last is not None and last[0] is proposal:
             head = last[1]
+        elif proposal.trace_context is not None:
+            keep = proposal.trace_context if self._may_trace(proposal) else None
+            marked = dataclasses.replace(proposal, extensions=None, pipelined=True, trace_context=keep)
+            head = self._frame(S_OK(marked.to_wire()), self._encoding)
         else:
             found = self._call_bytes.get(proposal)
             if found is None:

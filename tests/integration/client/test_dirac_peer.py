@@ -34,7 +34,7 @@ def test_positional_call_uses_diracs_bytes_and_one_connection_per_call(
         sent = _value(proposal)
         assert sent[:3] == captured[:3]  # [[service, "None", "unknown"], ["RPC", name], "hosts"]
         assert sent[3] == client_version()  # DIRAC sends its version here ("9.1.22"); we send ours
-        assert sent[4] == {"rpcframework": {"version": 1, "features": ["kwargs", "pipeline", "reuse"]}}
+        assert sent[4] == {"rpcframework": {"version": 1, "features": ["kwargs", "pipeline", "reuse", "trace"]}}
         assert len(sent) == 5
         assert arguments == frames[f"{name}_arguments"].encode()  # byte for byte
 

@@ -19,7 +19,9 @@ TWO = "dip://127.0.0.1:1/Sys/Comp,dip://127.0.0.1:2/Sys/Comp"
 def _scripted(rpc: RPCClient, outcomes: list[Any], seen: list[str], phase: CallPhase = CallPhase.CONNECTING) -> None:
     """Replace the per-URL call: each attempt pops the next outcome (an exception to raise or a result)."""
 
-    def call_url(endpoint: Any, method: str, args: Any, kwargs: Any, *, deadline: Any, attempt: Attempt) -> Any:
+    def call_url(
+        endpoint: Any, method: str, args: Any, kwargs: Any, *, deadline: Any, attempt: Attempt, record: Any = None
+    ) -> Any:
         seen.append(endpoint.url)
         attempt.phase = phase
         outcome = outcomes.pop(0)

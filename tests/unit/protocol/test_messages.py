@@ -86,7 +86,7 @@ def test_proposal_with_extensions_round_trips_and_has_the_documented_wire_form()
     assert wire[4] == {
         "rpcframework": {
             "version": 1,
-            "features": ["crc32", "kwargs", "pipeline", "resume", "reuse", "stream", "typed"],
+            "features": ["crc32", "kwargs", "pipeline", "resume", "reuse", "stream", "trace", "typed"],
         }
     }
     assert Proposal.from_wire(wire) == p
