@@ -16,8 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from rpcframework.errors import ConfigurationError
+from rpcframework.observability.events import FanOutServerObserver
 
-__all__ = ["Observability", "add_observability_options", "metrics_address", "start_observability"]
+__all__ = [
+    "Observability",
+    "add_observability_options",
+    "apply_log_format",
+    "metrics_address",
+    "start_observability",
+]
 
 #: The metrics endpoint listens here when ``--metrics-address`` names only a port.
 DEFAULT_METRICS_HOST = "127.0.0.1"
@@ -47,6 +54,12 @@ def add_observability_options(parser: argparse.ArgumentParser) -> None:
         f"listens on {DEFAULT_METRICS_HOST} (default: no metrics; needs the 'metrics' extra)",
     )
     parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="record an OpenTelemetry span per call, continuing the caller's trace (needs the 'tracing' extra and "
+        "an OpenTelemetry SDK configured in this process, e.g. by opentelemetry-instrument; default: off)",
+    )
+    parser.add_argument(
         "--log-format",
         choices=["text", "json"],
         default="text",
@@ -73,18 +86,26 @@ class Observability:
             self.endpoint.stop()
 
 
+def apply_log_format(args: argparse.Namespace) -> None:
+    """Switch the process's log handlers to JSON when ``--log-format json`` asks (before anything is logged)."""
+    if args.log_format == "json":
+        try:
+            from rpcframework.observability.logs import use_json_logs
+
+            use_json_logs()
+        except ImportError as exc:
+            raise ConfigurationError(f"--log-format json: {exc}") from exc
+
+
 def start_observability(args: argparse.Namespace, *, processes: int, serving: Callable[[], bool]) -> Observability:
-    """Switch JSON logs on and build the metrics observer and endpoint that ``args`` ask for.
+    """Build the metrics and tracing observers and the metrics endpoint that ``args`` ask for.
 
     ``processes`` > 1 uses prometheus-client's multiprocess mode in a private temporary directory (removed at
     exit); ``serving`` answers ``/healthz``.
     """
-    if args.log_format == "json":
-        from rpcframework.observability.logs import use_json_logs
-
-        use_json_logs()
+    tracing = _tracing() if args.tracing else None
     if args.metrics_address is None:
-        return Observability()
+        return Observability(tracing)
     if processes > 1:
         directory = tempfile.mkdtemp(prefix="rpcframework-metrics-")
         atexit.register(shutil.rmtree, directory, True)
@@ -97,6 +118,15 @@ def start_observability(args: argparse.Namespace, *, processes: int, serving: Ca
         from rpcframework.observability.prometheus import MetricsEndpoint, PrometheusServerMetrics, mark_process_dead
     except ImportError as exc:
         raise ConfigurationError(f"--metrics-address: {exc}") from exc
-    observer = PrometheusServerMetrics()
-    endpoint = MetricsEndpoint(args.metrics_address, observer.registry, health=serving).start()
+    metrics = PrometheusServerMetrics()
+    endpoint = MetricsEndpoint(args.metrics_address, metrics.registry, health=serving).start()
+    observer: Any = metrics if tracing is None else FanOutServerObserver([metrics, tracing])
     return Observability(observer, endpoint, mark_process_dead if processes > 1 else None)
+
+
+def _tracing() -> Any:
+    try:
+        from rpcframework.observability.tracing import OpenTelemetryServerTracing
+    except ImportError as exc:
+        raise ConfigurationError(f"--tracing: {exc}") from exc
+    return OpenTelemetryServerTracing()

@@ -31,7 +31,7 @@ from typing import Any
 
 from rpcframework.cli.common import add_config_option, add_log_level_option, load_config
 from rpcframework.cli.main import EXIT_ERROR, EXIT_OK, SubParsers
-from rpcframework.cli.observe import add_observability_options, start_observability
+from rpcframework.cli.observe import add_observability_options, apply_log_format, start_observability
 from rpcframework.config import ConfigStore, parse_system_component, read_security_settings
 from rpcframework.config.settings import service_section
 from rpcframework.errors import ConfigurationError
@@ -264,6 +264,7 @@ def _tls(args: argparse.Namespace, config: ConfigStore) -> TLSConfig | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    apply_log_format(args)
     config = load_config(args.config)
     services = _services(args, config)
     tls = _tls(args, config) if any(s.protocol == "dips" for s in services) else None

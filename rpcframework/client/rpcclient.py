@@ -136,7 +136,7 @@ class RPCClient:
         kwargs: Mapping[str, Any],
         timeout: float | None,
     ) -> DReturn:
-        record = ObservedCall(observer, ClientCall(self._rpc_base.service, method))
+        record = ObservedCall(observer, ClientCall(self._rpc_endpoint.path, method))
         token = record.token = observer.call_started(record.call)
         started = time.perf_counter()
         outcome = CallOutcome.ERROR

@@ -64,6 +64,7 @@ SERVER_EXTENSIONS: Final = Extensions(
             Feature.RESUME,
             Feature.PIPELINE,
             Feature.CRC32,
+            Feature.TRACE,
         }
     )
 )

@@ -190,6 +190,7 @@ class Service:
             client_vo=vo,
             deadline=deadline,
             is_connected=is_connected,
+            trace_context=None if proposal.trace_context is None else proposal.trace_context.as_carrier(),
         )
 
     def call(

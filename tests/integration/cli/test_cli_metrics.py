@@ -86,3 +86,25 @@ def test_two_processes_report_the_sum(cli_env: Any, start_server: Any, pid_modul
         calls += 1
     assert len(pids) == 2, f"one child answered all {calls} calls"
     assert pid_calls(scrape(metrics_url)) == calls
+
+
+def test_json_logs_carry_the_audit_fields_as_keys(cli_env: Any, start_server: Any, pid_module: str) -> None:
+    server = start_server(
+        pid_module, "--name", "Test/Pid", "--port", "0", "--log-format", "json", "--log-level", "INFO"
+    )
+    assert Client(url=server.url, **_client_options(cli_env)).pid()["OK"]
+    _code, err = server.terminate()
+    records = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert records, "no log record on stderr"
+    assert all({"time", "level", "logger", "message"} <= set(record) for record in records)
+    audit = [r for r in records if r["logger"] == "rpcframework.audit" and r.get("method") == "pid"]
+    assert len(audit) == 1
+    assert audit[0]["service"] == "Test/Pid"
+    assert audit[0]["outcome"] == "ok"
+    assert audit[0]["peer_dn"] == cli_env.ca.default_user().dn
+    assert isinstance(audit[0]["duration_ms"], float)
+
+
+def test_tracing_without_an_sdk_serves_normally(cli_env: Any, start_server: Any, pid_module: str) -> None:
+    server = start_server(pid_module, "--name", "Test/Pid", "--port", "0", "--tracing")
+    assert Client(url=server.url, **_client_options(cli_env)).pid()["OK"]

@@ -70,9 +70,22 @@ def _capture_cases(name: str) -> list[tuple[str, bytes, bytes]]:
     return cases
 
 
+def _metrics_and_tracing():
+    """Both observers at once: a DIRAC peer must get the same bytes whether the server observes calls or not."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from rpcframework.observability import FanOutServerObserver
+    from rpcframework.observability.prometheus import PrometheusServerMetrics
+    from rpcframework.observability.tracing import OpenTelemetryServerTracing
+
+    return FanOutServerObserver([PrometheusServerMetrics(), OpenTelemetryServerTracing(TracerProvider())])
+
+
+@pytest.mark.parametrize("observed", [False, True], ids=["plain", "metrics+tracing"])
 @pytest.mark.parametrize("capture", ["dip-json.txt", "dip-dencode.txt"])
-def test_dirac_capture_replay_byte_for_byte(creds, serve, capture):
-    reactor = serve([_service(creds, "dip", name="Bench/EchoPlain")])
+def test_dirac_capture_replay_byte_for_byte(creds, serve, capture, observed):
+    observer = _metrics_and_tracing() if observed else None
+    reactor = serve([_service(creds, "dip", name="Bench/EchoPlain")], observer=observer)
     cases = _capture_cases(capture)
     assert [title for title, _, _ in cases] == [
         "RPC echo('hello')",
