@@ -221,8 +221,39 @@ def _handler_class() -> type[Any]:
     return BenchHandler
 
 
-def _rpc_server(protocol: str, processes: int = 1) -> Callable[[Path, Connection], None]:
-    """``processes`` > 1: a ``ProcessGroup`` of that many forked worker processes on one port."""
+def _server_observer(observe: str | None) -> Any:
+    """The server's observer for a case: none, Prometheus metrics, or OpenTelemetry spans (an SDK provider that
+    records every span and exports none, so the cost measured is ours and the SDK's, not an exporter's)."""
+    if observe == "metrics":
+        from rpcframework.observability.prometheus import PrometheusServerMetrics
+
+        return PrometheusServerMetrics()
+    if observe == "tracing":
+        from opentelemetry.sdk.trace import TracerProvider
+
+        from rpcframework.observability.tracing import OpenTelemetryServerTracing
+
+        return OpenTelemetryServerTracing(TracerProvider())
+    return None
+
+
+def _client_observer(observe: str | None) -> Any:
+    if observe == "metrics":
+        from rpcframework.observability.prometheus import PrometheusClientMetrics
+
+        return PrometheusClientMetrics()
+    if observe == "tracing":
+        from opentelemetry.sdk.trace import TracerProvider
+
+        from rpcframework.observability.tracing import OpenTelemetryClientTracing
+
+        return OpenTelemetryClientTracing(TracerProvider())
+    return None
+
+
+def _rpc_server(protocol: str, processes: int = 1, observe: str | None = None) -> Callable[[Path, Connection], None]:
+    """``processes`` > 1: a ``ProcessGroup`` of that many forked worker processes on one port; ``observe``:
+    ``"metrics"`` or ``"tracing"`` (see :func:`_server_observer`)."""
 
     def serve(ca: Path, control: Connection) -> None:
         from rpcframework.server import ProcessGroup, Service, ServiceReactor
@@ -234,6 +265,8 @@ def _rpc_server(protocol: str, processes: int = 1) -> Callable[[Path, Connection
         )
         service = Service("Bench/Echo", _handler_class(), port=0, protocol=protocol)
         options: dict[str, Any] = {"host": "127.0.0.1", "tls": tls if protocol == "dips" else None}
+        if observe is not None:
+            options["observer"] = _server_observer(observe)
         server = ProcessGroup([service], processes=processes, **options) if processes > 1 else None
         with server or ServiceReactor([service], **options) as running:
             control.send(running.url("Bench/Echo"))
@@ -263,7 +296,9 @@ class _DiracTransport:
 class _RPCEcho:
     """``call()``: ``client.echo(TEXT)`` through the public ``Client``, checked."""
 
-    def __init__(self, ca: Path, url: str, *, dirac_mode: bool = False, session_reuse: bool = True) -> None:
+    def __init__(
+        self, ca: Path, url: str, *, dirac_mode: bool = False, session_reuse: bool = True, observe: str | None = None
+    ) -> None:
         from rpcframework.client import Client
         from rpcframework.config import load_dict
 
@@ -271,7 +306,9 @@ class _RPCEcho:
         transport = _DiracTransport(session_reuse=session_reuse) if dirac_mode else None
         self._transport = transport
         self._ca, self._url = ca, url
-        self._client = Client(url, transport=transport, proxyLocation=str(ca / "proxy.pem"), config=config)
+        observer = _client_observer(observe)
+        extra = {} if observer is None else {"observer": observer}
+        self._client = Client(url, transport=transport, proxyLocation=str(ca / "proxy.pem"), config=config, **extra)
         self._echo = self._client.echo
 
     def call(self) -> None:
@@ -368,6 +405,20 @@ _BASE_CASES = (
         "raw_pyopenssl_echo",
         _rpc_server("dips"),
         _RPCEcho,
+    ),
+    Case(
+        "rpc_reused_metrics",
+        "rpc_reused with Prometheus metrics on both sides (server and client observers)",
+        "rpc_reused",
+        _rpc_server("dips", observe="metrics"),
+        lambda ca, url: _RPCEcho(ca, url, observe="metrics"),
+    ),
+    Case(
+        "rpc_reused_tracing",
+        "rpc_reused with OpenTelemetry spans on both sides (SDK provider, no exporter), context sent per call",
+        "rpc_reused",
+        _rpc_server("dips", observe="tracing"),
+        lambda ca, url: _RPCEcho(ca, url, observe="tracing"),
     ),
     Case(
         "rpc_new_connection",

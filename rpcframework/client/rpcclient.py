@@ -96,6 +96,7 @@ class RPCClient:
         self._rpc_single_url: str | None = urls[0] if len(urls) == 1 else None
         self._rpc_endpoint = self._rpc_base.endpoints[urls[0]]
         self._rpc_observer = options.observer
+        self._rpc_observed: dict[str, ClientCall] = {}  # per method name, so a call builds no ClientCall
 
     # -- public ----------------------------------------------------------------------------------------------------
 
@@ -136,7 +137,12 @@ class RPCClient:
         kwargs: Mapping[str, Any],
         timeout: float | None,
     ) -> DReturn:
-        record = ObservedCall(observer, ClientCall(self._rpc_endpoint.path, method))
+        call = self._rpc_observed.get(method)
+        if call is None:
+            call = ClientCall(self._rpc_endpoint.path, method)
+            if len(self._rpc_observed) < _MAX_OBSERVED_METHODS:
+                self._rpc_observed[method] = call
+        record = ObservedCall(observer, call)
         token = record.token = observer.call_started(record.call)
         started = time.perf_counter()
         outcome = CallOutcome.ERROR
@@ -329,6 +335,10 @@ class RPCClient:
         except TypeError:  # an exception type with its own constructor
             error = RPCFrameworkError(message, errno=last.errno)
         raise error from last
+
+
+#: Method names whose ClientCall is kept (names built dynamically must not grow memory without bound).
+_MAX_OBSERVED_METHODS: Final = 1024
 
 
 def _report_failure(record: ObservedCall | None, url: str, *, banned: bool, retried: bool) -> None:

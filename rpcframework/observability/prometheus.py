@@ -100,18 +100,26 @@ class PrometheusServerMetrics(ServerObserver):
         self.reloads = Counter(
             "rpcframework_reloads", "Configuration and credential reloads", ["what", "result"], registry=r
         )
-        # labels() costs a lock and a dict lookup; the children of the per-call series are kept here instead.
+        # labels() costs a lock, a tuple and a dict lookup (1.6 µs); the per-call series' children are kept here.
+        # labels() is idempotent, so two threads filling one key at once store the same child.
         self._call_children: dict[tuple[str, str], tuple[Any, Any]] = {}
-        self._lock = threading.Lock()
+        self._outcome_children: dict[tuple[str, str, CallOutcome, int | None], Any] = {}
 
     def _children(self, service: str, method: str) -> tuple[Any, Any]:
         key = (service, method)
         children = self._call_children.get(key)
         if children is None:
-            with self._lock:
-                children = (self.duration.labels(service, method), self.in_progress.labels(service, method))
-                self._call_children[key] = children
+            children = (self.duration.labels(service, method), self.in_progress.labels(service, method))
+            self._call_children[key] = children
         return children
+
+    def _count(self, service: str, method: str, outcome: CallOutcome, errno: int | None) -> None:
+        key = (service, method, outcome, errno)
+        child = self._outcome_children.get(key)
+        if child is None:
+            child = self.calls.labels(service, method, outcome.value, _errno_label(errno))
+            self._outcome_children[key] = child
+        child.inc()
 
     def call_started(self, call: ServerCall) -> object:
         self._children(call.service, call.method)[1].inc()
@@ -123,10 +131,10 @@ class PrometheusServerMetrics(ServerObserver):
         duration, in_progress = self._children(call.service, call.method)
         in_progress.dec()
         duration.observe(seconds)
-        self.calls.labels(call.service, call.method, outcome.value, _errno_label(errno)).inc()
+        self._count(call.service, call.method, outcome, errno)
 
     def call_refused(self, service: str, action: str, method: str, errno: int | None) -> None:
-        self.calls.labels(service, method, CallOutcome.REFUSED.value, _errno_label(errno)).inc()
+        self._count(service, method, CallOutcome.REFUSED, errno)
 
     def overloaded(self, service: str) -> None:
         self.overloads.labels(service).inc()
@@ -179,12 +187,19 @@ class PrometheusClientMetrics(ClientObserver):
         self.bans = Counter(
             "rpcframework_client_url_bans", "Times a URL was banned after a failure", ["service", "url"], registry=r
         )
+        # Children of the per-call series, as in PrometheusServerMetrics.
+        self._call_children: dict[tuple[str, str | None, CallOutcome], tuple[Any, Any]] = {}
 
     def call_finished(
         self, call: ClientCall, token: object, outcome: CallOutcome, url: str | None, seconds: float
     ) -> None:
-        self.calls.labels(call.service, url or "", outcome.value).inc()
-        self.duration.labels(call.service).observe(seconds)
+        key = (call.service, url, outcome)
+        children = self._call_children.get(key)
+        if children is None:
+            children = (self.calls.labels(call.service, url or "", outcome.value), self.duration.labels(call.service))
+            self._call_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def attempt_failed(self, call: ClientCall, url: str, retried: bool) -> None:
         self.failed_attempts.labels(call.service, url, "true" if retried else "false").inc()
