@@ -155,6 +155,7 @@ class MockTransport:
             action=("RPC", call.method),
             client_version="mock",
             deadline=None if call.timeout is None else time.monotonic() + call.timeout,
+            may_call=lambda action, name: self._may_call(handler_cls, action, name),
         )
         return dispatch(handler_cls, call.method, list(args), kwargs or None, context)
 
@@ -168,6 +169,12 @@ class MockTransport:
             if not result["OK"]:
                 raise ConfigurationError(f"{handler_cls.__qualname__}: {result['Message']}")
             self._initialized.add(service)
+
+    def _may_call(self, handler_cls: type[RequestHandler], action: str, name: str) -> bool:
+        """What ``describe`` and the "did you mean" suggestions list: the RPC methods this mock would admit."""
+        if action != "RPC" or name not in handler_cls.method_table().methods:
+            return False
+        return self._check_authorization(handler_cls, name) is None
 
     def _check_authorization(self, handler_cls: type[RequestHandler], method: str) -> DReturn | None:
         from rpcframework.security.authz import Caller, authorize

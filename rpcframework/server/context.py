@@ -49,6 +49,7 @@ class RequestContext:
     proposal's wire value (``""``, ``"hosts"`` or ``[dn, group]``).
     ``deadline`` is a :func:`time.monotonic` timestamp (``None``: the caller set none). ``is_connected`` is supplied
     by the reactor and answers whether the caller's connection is still open.
+    ``may_call`` answers whether this caller may call another method of the service (``None``: nothing is known).
     """
 
     caller: SupportsCredentials | Mapping[str, Any] | None = None
@@ -62,6 +63,7 @@ class RequestContext:
     client_vo: str = ""
     deadline: float | None = None
     is_connected: Callable[[], bool] | None = None
+    may_call: Callable[[str, str], bool] | None = None
     #: The W3C trace context the client sent with this call (our extension), else ``None``.
     trace_context: Mapping[str, str] | None = None
 

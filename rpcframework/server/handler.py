@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 from rpcframework.returnvalues import S_ERROR, S_OK, DReturn, isReturnStructure
 from rpcframework.server.context import PRIVATE_CREDENTIAL_KEYS, RequestContext
+from rpcframework.server.describe import describe_service
 from rpcframework.server.methods import MethodTable, compile_method_table
 from rpcframework.server.typecheck import HandlerDefinitionError
 
@@ -81,6 +82,9 @@ class RequestHandler:
     # DIRAC's echo takes a string and has no built-in rule; we keep both (the captures show the str check on the
     # wire). A service can widen it with ``types_echo = [None]``, or remove it with ``export_echo = None``.
     types_echo: ClassVar[list[Any]] = [str]
+    # Anyone may ask; the answer lists only what the asker may call (server/describe.py).
+    types_describe: ClassVar[list[Any]] = []
+    auth_describe: ClassVar[list[str]] = ["all"]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -225,6 +229,14 @@ class RequestHandler:
     def export_echo(self, data: Any) -> DReturn:
         """Return ``data`` unchanged (for tests and benchmarks)."""
         return S_OK(data)
+
+    def export_describe(self) -> DReturn:
+        """The service's name, version, and the methods and transfer directions the caller may call."""
+        from rpcframework import __version__
+
+        context = self._rpc_context
+        name = str(context.service_info.get("serviceName", ""))
+        return S_OK(describe_service(name, __version__, type(self)._rpc_table, context.may_call))
 
 
 RequestHandler._rpc_table = compile_method_table(RequestHandler)

@@ -14,6 +14,7 @@ The reactor owns sockets and threads; a :class:`Service` owns everything that is
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,7 +36,14 @@ from rpcframework.returnvalues import (
     SErrorException,
     isReturnStructure,
 )
-from rpcframework.security.authz import AccessDenied, Caller, authorize, resolve_caller, select_rule
+from rpcframework.security.authz import (
+    AccessDenied,
+    Caller,
+    anonymous_caller,
+    authorize,
+    resolve_caller,
+    select_rule,
+)
 from rpcframework.security.registry import Registry
 from rpcframework.server.context import RequestContext, make_service_info, reset_current_request, set_current_request
 from rpcframework.server.dispatch import SERVER_ERROR_PREFIX, dispatch, new_reference
@@ -151,18 +159,36 @@ class Service:
             caller = resolve_caller(peer_dn, None, proposal.extra_credentials, Registry.for_config(tree))
             if not exported:
                 return caller
-            rule = select_rule(
-                key,
-                configured=self.settings(tree).authorization,
-                handler_rule=self.table.auth_rule(action.value, proposal.action_name),
-                handler_default=self.default_rule,
-            )
-            authorize(caller, rule, method=key)
+            self._authorize_action(caller, action.value, proposal.action_name, tree)
         except AccessDenied as exc:
             # %r: the DN, group and method come from the peer; repr escapes anything that could forge a log line.
             logger.warning("Unauthorized query to %s:%r by %r: %r", self.name, key, peer_dn or "anonymous", exc.reason)
             return S_ERROR(ENOAUTH, str(exc))
         return caller
+
+    def _authorize_action(self, caller: Caller, action: str, name: str, tree: ConfigTree) -> None:
+        """Raise :class:`AccessDenied` unless ``caller`` may perform ``(action, name)``: the one decision both a
+        proposal and ``describe``'s filtering go through."""
+        key = name if action == ActionType.RPC.value else f"{action}/{name}"
+        rule = select_rule(
+            key,
+            configured=self.settings(tree).authorization,
+            handler_rule=self.table.auth_rule(action, name),
+            handler_default=self.default_rule,
+        )
+        authorize(caller, rule, method=key)
+
+    def permits(self, caller: Caller | None, action: str, name: str) -> bool:
+        """Whether ``caller`` (already resolved by :meth:`authorize`, so delegation is applied) may perform
+        ``(action, name)`` under the current configuration; ``None`` counts as anonymous."""
+        exported = self.table.methods if action == ActionType.RPC.value else self.table.transfers
+        if name not in exported:
+            return False
+        try:
+            self._authorize_action(caller or anonymous_caller(), action, name, self.config_tree())
+        except AccessDenied:
+            return False
+        return True
 
     def request_context(
         self,
@@ -190,6 +216,7 @@ class Service:
             client_vo=vo,
             deadline=deadline,
             is_connected=is_connected,
+            may_call=functools.partial(self.permits, caller),
             trace_context=None if proposal.trace_context is None else proposal.trace_context.as_carrier(),
         )
 

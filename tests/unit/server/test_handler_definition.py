@@ -151,7 +151,7 @@ def test_auth_rules_are_recorded_as_immutable_copies() -> None:
 
 def test_builtins_are_in_the_base_table() -> None:
     table = RequestHandler.method_table()
-    assert set(table.methods) == {"ping", "whoami", "echo"}
+    assert set(table.methods) == {"ping", "whoami", "echo", "describe"}
     assert table.auth_rule("RPC", "ping") == ("all",)
     assert table.auth_rule("RPC", "whoami") == ("all",)
     # echo has no built-in rule: the service configuration decides, and without one it is refused.
@@ -179,8 +179,8 @@ def test_exports_are_inherited_and_overridable_across_the_mro() -> None:
             return S_OK(("grandchild", x))
 
     base, child, grandchild = (k.method_table().methods for k in (Base, Child, Grandchild))
-    assert set(base) == {"ping", "whoami", "echo", "a"}
-    assert set(grandchild) == {"ping", "whoami", "echo", "a", "b"}
+    assert set(base) == {"ping", "whoami", "echo", "describe", "a"}
+    assert set(grandchild) == {"ping", "whoami", "echo", "describe", "a", "b"}
     assert base["a"].arguments.positions[0].spec is int
     assert child["a"].arguments.positions[0].spec is str
     assert child["a"].defined_in.endswith("Base")
