@@ -152,7 +152,12 @@ def _print_value(value: Any) -> None:
 def _call(args: argparse.Namespace) -> int:
     call_args = [parse_arg(text) for text in args.args]
     kwargs = dict(args.kw)
-    return _finish(args, _invoke(args, args.method, call_args, kwargs), _print_value)
+    envelope = _invoke(args, args.method, call_args, kwargs)
+    if not envelope.get("OK"):
+        from rpcframework.cli.describe import explain_argument_error  # it imports this module
+
+        envelope = explain_argument_error(args, args.method, envelope)
+    return _finish(args, envelope, _print_value)
 
 
 def _ping(args: argparse.Namespace) -> int:

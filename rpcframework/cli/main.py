@@ -20,7 +20,7 @@ __all__ = ["COMMANDS", "Handler", "build_parser", "main"]
 
 #: Sub-command modules under ``rpcframework.cli``, in help order. Imported lazily so one broken or slow command
 #: does not cost the others.
-COMMANDS: tuple[str, ...] = ("ca", "serve", "call", "transfer", "check_config")
+COMMANDS: tuple[str, ...] = ("ca", "serve", "call", "describe", "transfer", "check_config")
 
 Handler = Callable[[argparse.Namespace], int]
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
