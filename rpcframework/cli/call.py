@@ -19,6 +19,7 @@ from typing import Any
 
 from rpcframework.cli.client_args import add_client_options, client_options, output_mode, print_error
 from rpcframework.cli.common import to_json, to_jsonable
+from rpcframework.cli.completion import complete_methods
 from rpcframework.cli.main import EXIT_ERROR, EXIT_OK, SubParsers
 from rpcframework.client import RPCClient, build_rpc_stub
 from rpcframework.errors import RPCFrameworkError
@@ -37,7 +38,8 @@ def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     call.add_argument("url", metavar="URL", help="dips://host:port/System/Component, or System/Component")
-    call.add_argument("method", metavar="METHOD")
+    method = call.add_argument("method", metavar="METHOD", help="remote method (<TAB> completes the described ones)")
+    method.completer = complete_methods  # type: ignore[attr-defined]  # read by argcomplete
     call.add_argument("args", nargs="*", metavar="ARG", help="positional argument: JSON, else a plain string")
     call.add_argument(
         "--kw",

@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK
 """The ``rpcframework`` command: a thin argparse front over one module per sub-command.
 
 Each sub-command is a module ``rpcframework.cli.<name>`` exposing ``register(subparsers)``, which adds its parser and
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
+from rpcframework.cli.completion import enable_completion
 from rpcframework.errors import RPCFrameworkError
 
 __all__ = ["COMMANDS", "Handler", "build_parser", "main"]
@@ -54,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 error, 2 usage) instead of exiting."""
     parser = build_parser()
+    enable_completion(parser)  # answers a shell's <TAB> and exits; a no-op otherwise
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help and on usage errors; callers get the status back

@@ -127,3 +127,28 @@ def test_call_mistakes_say_what_the_method_expects(
 def test_describe_of_an_unreachable_service_is_a_clear_error(cli_env: Any) -> None:
     result = cli_env.run("describe", "dips://127.0.0.1:1/Test/Calc", "--timeout", "5")
     assert result.code == 1 and "rpcframework describe: error:" in result.err
+
+
+def _complete(cli_env: Any, line: str) -> list[str]:
+    """What argcomplete answers a shell for ``line`` with the cursor at its end (the bash protocol)."""
+    out = cli_env.root / "completion.txt"
+    env = {
+        **cli_env.env,
+        "_ARGCOMPLETE": "1",
+        "COMP_LINE": line,
+        "COMP_POINT": str(len(line)),
+        "_ARGCOMPLETE_IFS": "\n",
+        "_ARGCOMPLETE_STDOUT_FILENAME": str(out),
+    }
+    result = cli_env.run(env=env)
+    assert result.code == 0, result.err
+    return sorted(word.strip() for word in out.read_text().splitlines() if word.strip())
+
+
+def test_shell_completion_of_commands_options_and_described_methods(cli_env: Any, tls_server: Any) -> None:
+    assert _complete(cli_env, "rpcframework des") == ["describe"]
+    assert _complete(cli_env, "rpcframework call --time") == ["--timeout"]
+    words = _complete(cli_env, f"rpcframework call {tls_server.url} ")
+    assert [w for w in words if not w.startswith("-")] == sorted(CALLABLE)  # never secret; options are offered too
+    assert _complete(cli_env, f"rpcframework call {tls_server.url} a") == ["add"]
+    assert _complete(cli_env, "rpcframework call dips://127.0.0.1:1/Test/Calc a") == []  # unreachable: nothing
