@@ -9,6 +9,7 @@ Exit status: 0 on success, 1 when the service cannot be reached or refuses, 2 fo
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 from rpcframework.cli.call import _invoke
 from rpcframework.cli.client_args import add_client_options, output_mode, print_error
-from rpcframework.cli.common import to_json
+from rpcframework.cli.common import to_jsonable
 from rpcframework.cli.main import EXIT_ERROR, EXIT_OK, SubParsers
 from rpcframework.cli.stub import ServiceDescription, parse_description, render_stub, safe_text
 from rpcframework.errors import RPCFrameworkError
@@ -130,7 +131,8 @@ def _describe(args: argparse.Namespace) -> int:
         print_error(args.command, envelope)
         return EXIT_ERROR
     if output_mode(args) == "json":
-        print(to_json(envelope["Value"]))
+        # ASCII-escaped: a hostile service's C1 controls or bidi marks reach the terminal as \u escapes, not raw.
+        print(json.dumps(to_jsonable(envelope["Value"]), indent=2, ensure_ascii=True))
     else:
         print(format_description(description))
     return EXIT_OK

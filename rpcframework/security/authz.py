@@ -228,6 +228,7 @@ def resolve_caller(
         if identity_dn is not None and registry.user_for_dn(identity_dn) is not None:
             # One DN as both user and trusted host: a user certificate (or any proxy of it) would pass as the host.
             raise AccessDenied(f"delegation refused: {identity_dn} is registered as a user as well as a host")
+        _refuse_host_target(extra.dn, extra.group, registry)
         _refuse_foreign_group(extra.dn, extra.group, registry)
         delegated = _resolve_identity(extra.dn, extra.group or None, registry)
         logger.debug("host %s acts for %s", peer.name, extra.dn)
@@ -238,6 +239,13 @@ def resolve_caller(
         return _resolve_host(identity_dn, registry)
     group = proxy_group or (extra if isinstance(extra, str) else None)
     return _resolve_identity(identity_dn, group, registry)
+
+
+def _refuse_host_target(dn: str, group: str, registry: Registry) -> None:
+    """A trusted host acts for registered users only, never as another host (which could hold properties the portal
+    lacks): the ``hosts`` group, or a DN registered only as a host, is refused outright."""
+    if group == HOSTS_GROUP or (registry.host_for_dn(dn) is not None and registry.user_for_dn(dn) is None):
+        raise AccessDenied(f"delegation refused: {dn} is a host; a trusted host may act only for registered users")
 
 
 def _refuse_foreign_group(dn: str, group: str, registry: Registry) -> None:

@@ -130,18 +130,26 @@ def quote_name(name: object) -> str:
     return escaped if len(escaped) <= MAX_QUOTED_NAME else escaped[: MAX_QUOTED_NAME - 3] + "..."
 
 
-def suggest(name: object, candidates: Iterable[str], *, limit: int = 3) -> list[str]:
-    """The ``candidates`` closest to ``name`` (at most ``limit``); only a short text is compared, so a long
-    peer-sent name costs no more than an 80-character one."""
+def suggest(name: object, candidates: Iterable[str], allowed: Callable[[str], bool], *, limit: int = 3) -> list[str]:
+    """The ``candidates`` closest to ``name`` that ``allowed`` admits (at most ``limit``).
+
+    Only the first 80 characters of a peer-sent name are compared, and only the few closest names are put to
+    ``allowed`` (an authorization check each), so a flood of unknown names costs little more than the lookups.
+    """
     if not isinstance(name, str) or not name:
         return []
-    return difflib.get_close_matches(name[:MAX_QUOTED_NAME], list(candidates), n=limit, cutoff=0.6)
+    # The 10 closest at most are put to ``allowed``: bounded work per unknown name, whatever the table's size.
+    close = difflib.get_close_matches(name[:MAX_QUOTED_NAME], list(candidates), n=max(10, limit), cutoff=0.6)
+    return [candidate for candidate in close if allowed(candidate)][:limit]
 
 
-def unknown_method_message(name: object, candidates: Iterable[str]) -> str:
-    """DIRAC's ``"Unknown method <name>"`` (the name escaped and cut), plus the closest callable methods if any."""
+def unknown_method_message(name: object, candidates: Iterable[str], may_call: MayCall | None) -> str:
+    """DIRAC's ``"Unknown method <name>"`` (the name escaped and cut), plus the closest methods this caller may
+    call, if any (none without ``may_call``)."""
     message = f"Unknown method {quote_name(name)}"
-    close = suggest(name, candidates)
+    if may_call is None:
+        return message
+    close = suggest(name, candidates, lambda method: may_call("RPC", method))
     if close:
         message += f"; did you mean {' or '.join(close)}?"
     return message

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from rpcframework.returnvalues import S_ERROR, DErrorReturn, DReturn, SErrorException, isReturnStructure
 from rpcframework.server.context import RequestContext, reset_current_request, set_current_request
-from rpcframework.server.describe import callable_methods, unknown_method_message
+from rpcframework.server.describe import unknown_method_message
 from rpcframework.server.handler import RequestHandler
 from rpcframework.server.limits import MethodLimiter
 from rpcframework.server.methods import ExportedMethod
@@ -122,7 +122,7 @@ def dispatch(
     method = handler_cls._rpc_table.methods.get(method_name) if isinstance(method_name, str) else None
     if method is None:
         # DIRAC's text, the peer's name escaped and cut, and the closest methods this caller may call.
-        return S_ERROR(unknown_method_message(method_name, callable_methods(handler_cls._rpc_table, context.may_call)))
+        return S_ERROR(unknown_method_message(method_name, handler_cls._rpc_table.methods, context.may_call))
     # A DISET call (a list, no keyword arguments) needs only the method's own check of _argument_problem.
     if type(args) is list and kwargs is None:
         problem = method.arguments.check(args, None)

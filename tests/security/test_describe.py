@@ -125,3 +125,14 @@ def test_describe_over_a_raw_dirac_style_connection_from_an_unregistered_certifi
     stream = tls_stream(reactor, kit.tls_for(kit.stranger.proxy_file))
     received, _ = exchange(stream, frame(PROPOSAL % b"describe"), frame(b'{"OK": true, "Value": []}'))
     assert b'"secret"' not in received and b'"who"' not in received and b'"open"' in received
+
+
+@pytest.mark.parametrize("group", ["hosts", "users"])
+def test_a_trusted_host_cannot_delegate_as_another_host(kit, serve, group):
+    """Found while attacking describe: [host DN, "hosts"] (or any group) used to give the portal the other host's
+    identity and properties (GenericPilot here), in calls and in what describe listed."""
+    reactor = serve()
+    with kit.client(reactor.url(SERVICE), host=True) as portal, rpcframework.delegate(kit.untrusted_host.dn, group):
+        for answer in (portal.describe(), portal.who("x"), portal.open()):
+            assert not answer["OK"] and answer["Errno"] == 1111, answer
+            assert "delegation refused" in answer["Message"] and "is a host" in answer["Message"]

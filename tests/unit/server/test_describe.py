@@ -70,10 +70,15 @@ def test_describe_lists_nothing_without_an_authorization_answer() -> None:
 
 
 def test_unknown_method_message() -> None:
-    assert unknown_method_message("fnd", ["find", "ping"]) == "Unknown method fnd; did you mean find?"
-    assert unknown_method_message("zzz", ["find"]) == "Unknown method zzz"
-    assert unknown_method_message(["a"], ["find"]) == "Unknown method ['a']"
-    assert unknown_method_message("a\r\nb", []) == "Unknown method a\\x0d\\x0ab"
+    def anyone(action: str, name: str) -> bool:
+        return True
+
+    assert unknown_method_message("fnd", ["find", "ping"], anyone) == "Unknown method fnd; did you mean find?"
+    assert unknown_method_message("fnd", ["find"], lambda action, name: name != "find") == "Unknown method fnd"
+    assert unknown_method_message("fnd", ["find"], None) == "Unknown method fnd"
+    assert unknown_method_message("zzz", ["find"], anyone) == "Unknown method zzz"
+    assert unknown_method_message(["a"], ["find"], anyone) == "Unknown method ['a']"
+    assert unknown_method_message("a\r\nb", [], anyone) == "Unknown method a\\x0d\\x0ab"
 
 
 @given(st.text(max_size=400))
