@@ -97,3 +97,20 @@ def test_mock_transport_describes_with_its_own_caller() -> None:
     user = Client("S/C", transport=MockTransport(Catalogue))
     assert "find" in [m["name"] for m in user.describe()["Value"]["methods"]]
     assert user.fnd("x", 1, 2)["Message"] == "Unknown method fnd; did you mean find?"
+
+
+def test_transfer_directions_are_filtered_like_methods() -> None:
+    class Files(RequestHandler):
+        auth_transfer_fromClient: ClassVar[list[str]] = ["authenticated"]
+        auth_transfer_toClient: ClassVar[list[str]] = ["all"]
+
+        def transfer_fromClient(self, file_id, token, size, helper):  # type: ignore[no-untyped-def]
+            return S_OK()
+
+        def transfer_toClient(self, file_id, token, helper):  # type: ignore[no-untyped-def]
+            return S_OK()
+
+    table = Files.method_table()
+    only_to = describe_service("S/C", "1", table, lambda action, name: action != "FileTransfer" or name == "ToClient")
+    assert only_to["transfers"] == ["ToClient"]
+    assert describe_service("S/C", "1", table, lambda action, name: True)["transfers"] == ["FromClient", "ToClient"]
