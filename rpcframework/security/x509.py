@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import itertools
 import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -27,6 +29,7 @@ from cryptography.x509.oid import ObjectIdentifier
 from rpcframework.errors import CredentialsError, PeerVerificationError
 
 __all__ = [
+    "DIRAC_GROUP_OID",
     "GLOBUS_LIMITED_PROXY_OID",
     "GT3_PROXY_CERT_INFO_OID",
     "PPL_INDEPENDENT_OID",
@@ -34,6 +37,8 @@ __all__ = [
     "PROXY_CERT_INFO_OID",
     "PeerIdentity",
     "ProxyInfo",
+    "dirac_group",
+    "dirac_group_extension",
     "format_dn",
     "identity_from_chain",
     "load_pem_chain",
@@ -55,6 +60,9 @@ PPL_INHERIT_ALL_OID = ObjectIdentifier("1.3.6.1.5.5.7.21.1")
 PPL_INDEPENDENT_OID = ObjectIdentifier("1.3.6.1.5.5.7.21.2")
 #: Globus "limited proxy" policy language (DIRAC's ``LIMITED_PROXY_OID``).
 GLOBUS_LIMITED_PROXY_OID = ObjectIdentifier("1.3.6.1.4.1.3536.1.1.1.9")
+
+#: DIRAC's group extension (``dirac-proxy-init -g GROUP``): non-critical, the group name as a DER IA5String.
+DIRAC_GROUP_OID: Final = ObjectIdentifier("1.2.42.42")
 
 _LEGACY_PROXY_CN = "proxy"
 _LEGACY_LIMITED_PROXY_CN = "limited proxy"
@@ -394,9 +402,11 @@ def _utcnow() -> datetime.datetime:
 class PeerIdentity:
     """Who is at the other end (or who we are), read from a certificate chain ordered leaf first.
 
-    ``dn`` is the identity DN: the subject of the first non-proxy certificate walking from the leaf. ``subject`` and
-    ``issuer`` belong to the leaf itself. ``is_limited_proxy`` is true when any proxy step is limited, because a
-    proxy made from a limited proxy is limited too. ``not_after`` is the earliest expiry in the chain.
+    ``dn`` is the identity DN: the subject of the end-entity certificate that the leading proxies lead to.
+    ``subject`` and ``issuer`` belong to the leaf itself. ``is_limited_proxy`` is true when any proxy step is limited,
+    because a proxy made from a limited proxy is limited too. ``not_after`` is the earliest expiry in the chain.
+    ``dirac_group`` is the group a DIRAC proxy names (extension 1.2.42.42; the proxy nearest the end-entity
+    certificate wins, as in DIRAC), None when no proxy of the chain names one.
     """
 
     dn: str
@@ -407,6 +417,7 @@ class PeerIdentity:
     chain: tuple[x509.Certificate, ...] = field(repr=False)
     not_after: datetime.datetime
     address: tuple[str, int] | None = None
+    dirac_group: str | None = None
 
     def seconds_left(self, now: datetime.datetime | None = None) -> float:
         """Seconds until the chain's earliest expiry; 0.0 once expired."""
@@ -414,36 +425,112 @@ class PeerIdentity:
         return max(remaining, 0.0)
 
 
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_.@+-]{1,128}")
+
+
+def dirac_group_extension(group: str) -> x509.UnrecognizedExtension:
+    """DIRAC's group extension naming ``group``, to add (non-critical) to a proxy certificate."""
+    if not _GROUP_NAME.fullmatch(group):
+        raise ValueError(f"{group!r} is not a DIRAC group name (letters, digits and _ . @ + -, at most 128)")
+    return x509.UnrecognizedExtension(DIRAC_GROUP_OID, der_tlv(0x16, group.encode("ascii")))
+
+
+def dirac_group(cert: x509.Certificate) -> str | None:
+    """The DIRAC group ``cert`` names (extension 1.2.42.42), or None; a malformed one raises ValueError."""
+    try:
+        extension = cert.extensions.get_extension_for_oid(DIRAC_GROUP_OID)
+    except x509.ExtensionNotFound:
+        return None
+    value = extension.value
+    raw = value.value if isinstance(value, x509.UnrecognizedExtension) else b""
+    tag, content, end = _der_read(raw, 0)
+    group = content.decode("ascii", errors="replace")
+    if tag != 0x16 or end != len(raw) or not _GROUP_NAME.fullmatch(group):
+        raise ValueError(f"the DIRAC group extension of {format_dn(cert.subject)} is malformed")
+    return group
+
+
+def _check_links(certs: Sequence[x509.Certificate]) -> None:
+    """Each certificate must be issued by the next one: issuer name and signature (a chain cannot be spliced)."""
+    for child, parent in itertools.pairwise(certs):
+        try:
+            child.verify_directly_issued_by(parent)
+        except Exception as exc:  # ValueError (names), InvalidSignature, TypeError (key type)
+            raise PeerVerificationError(
+                f"broken certificate chain: {format_dn(child.subject)} is not issued by {format_dn(parent.subject)} "
+                f"({type(exc).__name__}); send the certificates in order, leaf first, each issued by the next"
+            ) from exc
+
+
+def _check_proxy_name(proxy: x509.Certificate) -> None:
+    """RFC 3820 3.4: a proxy's subject is its issuer's subject plus exactly one CN."""
+    rdns = proxy.subject.rdns
+    last = rdns[-1] if rdns else None
+    if (
+        last is None
+        or len(last) != 1
+        or next(iter(last)).oid != x509.NameOID.COMMON_NAME
+        or x509.Name(rdns[:-1]) != proxy.issuer
+    ):
+        raise PeerVerificationError(
+            f"proxy certificate {format_dn(proxy.subject)} is not named after its issuer "
+            f"{format_dn(proxy.issuer)} plus one CN (RFC 3820): refused"
+        )
+
+
+def _nearest_dirac_group(proxies: Sequence[x509.Certificate]) -> str | None:
+    """DIRAC's precedence: searching from the end-entity certificate outwards, the first group found wins."""
+    for proxy in reversed(proxies):
+        try:
+            group = dirac_group(proxy)
+        except ValueError as exc:
+            raise PeerVerificationError(f"{exc}: refused") from exc
+        if group is not None:
+            return group
+    return None
+
+
 def identity_from_chain(
     chain: Sequence[x509.Certificate] | Iterable[x509.Certificate], address: tuple[str, int] | None = None
 ) -> PeerIdentity:
     """Build a :class:`PeerIdentity` from a chain ordered leaf first (CA certificates at the end may be included).
 
-    Raises :class:`PeerVerificationError` for an empty chain or one made only of proxies.
+    The chain must hold together on its own: each certificate issued (name and signature) by the next, every proxy
+    named after its issuer plus one CN, proxies only before the end-entity certificate. TLS back ends call this on
+    the chain OpenSSL verified; the checks here make a spliced chain fail even if a caller passes one by mistake.
+    Raises :class:`PeerVerificationError` for an empty chain, one made only of proxies, or one that does not hold.
     """
     certs = tuple(chain)
     if not certs:
         raise PeerVerificationError("empty certificate chain: the peer sent no certificate")
+    _check_links(certs)
+    proxies: list[x509.Certificate] = []
     limited = False
-    identity: x509.Certificate | None = None
     for cert in certs:
         info = proxy_info(cert)
         if info is None:
-            identity = cert
             break
+        _check_proxy_name(cert)
+        proxies.append(cert)
         limited = limited or info.limited
-    if identity is None:
+    if len(proxies) == len(certs):
         raise PeerVerificationError(
             f"certificate chain for {format_dn(certs[0].subject)} holds only proxies, no end-entity certificate"
+        )
+    identity = certs[len(proxies)]
+    if any(proxy_info(cert) is not None for cert in certs[len(proxies) + 1 :]):
+        raise PeerVerificationError(
+            f"certificate chain for {format_dn(identity.subject)} has a proxy after its end-entity certificate: refused"
         )
     leaf = certs[0]
     return PeerIdentity(
         dn=format_dn(identity.subject),
         subject=format_dn(leaf.subject),
         issuer=format_dn(leaf.issuer),
-        is_proxy=identity is not leaf,
+        is_proxy=bool(proxies),
         is_limited_proxy=limited,
         chain=certs,
         not_after=min(cert.not_valid_after_utc for cert in certs),
         address=address,
+        dirac_group=_nearest_dirac_group(proxies),
     )

@@ -7,16 +7,16 @@ Python is reading names, which ``cryptography`` does the same way for either lib
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from rpcframework.errors import PeerVerificationError, RPCFrameworkError
-from rpcframework.security.x509 import PeerIdentity, identity_from_chain
+from rpcframework.security.x509 import PeerIdentity, format_dn, identity_from_chain, proxy_info
 
-__all__ = ["identity_from_der", "is_ip_address", "match_server_name", "peer_identity"]
+__all__ = ["check_server_certificate", "is_ip_address", "match_server_name", "peer_identity"]
 
 
 def is_ip_address(name: str) -> bool:
@@ -32,12 +32,6 @@ def peer_identity(chain: Sequence[x509.Certificate], address: tuple[str, int]) -
     """The identity of a verified peer chain ordered leaf first; one we cannot read raises PeerVerificationError."""
     with _unreadable_chain():
         return identity_from_chain(list(chain), address)
-
-
-def identity_from_der(chain: Iterable[bytes], address: tuple[str, int]) -> PeerIdentity:
-    """:func:`peer_identity` for DER certificates ordered leaf first."""
-    with _unreadable_chain():
-        return identity_from_chain([x509.load_der_x509_certificate(der) for der in chain], address)
 
 
 @contextmanager
@@ -69,12 +63,45 @@ def _common_names(cert: x509.Certificate) -> list[str]:
     return names
 
 
-def match_server_name(cert: x509.Certificate, server_name: str) -> None:
-    """Raise :class:`PeerVerificationError` unless ``cert`` was issued for ``server_name``.
+def _extended_key_usage(cert: x509.Certificate) -> x509.ExtendedKeyUsage | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
 
-    DNS names match dNSName SANs (falling back to the subject CN only when the certificate has no dNSName SAN,
-    as grid host certificates sometimes do); IP literals match iPAddress SANs only.
+
+def _serves(eku: x509.ExtendedKeyUsage) -> bool:
+    return ExtendedKeyUsageOID.SERVER_AUTH in eku or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in eku
+
+
+def check_server_certificate(cert: x509.Certificate, server_name: str) -> None:
+    """Raise :class:`PeerVerificationError` unless ``cert`` may identify a server at all.
+
+    A server is identified by its own end-entity certificate: a proxy is never accepted from a server (anyone holding
+    a host or user credential can sign a proxy with any last CN), and a certificate whose extended key usage leaves
+    out serverAuth (a user certificate) is not a server's.
     """
+    if proxy_info(cert) is not None:
+        raise PeerVerificationError(
+            f"{server_name}: the server presented a proxy certificate ({format_dn(cert.subject)}); a server must "
+            "present its own host certificate: refused"
+        )
+    eku = _extended_key_usage(cert)
+    if eku is not None and not _serves(eku):
+        raise PeerVerificationError(
+            f"{server_name}: the server's certificate {format_dn(cert.subject)} is not for servers (its extended "
+            "key usage has no serverAuth): refused; the service must use a host or service certificate"
+        )
+
+
+def match_server_name(cert: x509.Certificate, server_name: str) -> None:
+    """Raise :class:`PeerVerificationError` unless ``cert`` is a server certificate issued for ``server_name``.
+
+    DNS names match dNSName SANs; the subject CN counts only when the certificate has no SAN at all and says it is a
+    server's (serverAuth extended key usage), as grid host certificates from older CAs do (RFC 6125 6.4.4). IP
+    literals match iPAddress SANs only. :func:`check_server_certificate` applies first.
+    """
+    check_server_certificate(cert, server_name)
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -87,8 +114,10 @@ def match_server_name(cert: x509.Certificate, server_name: str) -> None:
         offered = ", ".join(str(a) for a in addresses) or "none"
     else:
         hostname = server_name.lower().rstrip(".")
+        eku = _extended_key_usage(cert)
+        cn_allowed = san is None and eku is not None and _serves(eku)
         dns_names = san.get_values_for_type(x509.DNSName) if san is not None else []
-        candidates = dns_names or _common_names(cert)
+        candidates = dns_names or (_common_names(cert) if cn_allowed else [])
         if any(_dns_matches(name, hostname) for name in candidates):
             return
         offered = ", ".join(candidates) or "none"

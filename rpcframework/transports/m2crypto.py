@@ -11,7 +11,8 @@ import logging
 import socket
 from typing import TYPE_CHECKING, Any
 
-from M2Crypto import SSL, Err, m2
+from cryptography import x509
+from M2Crypto import SSL, X509, Err, m2
 from M2Crypto.SSL.Connection import Connection
 from M2Crypto.SSL.Context import Context
 from M2Crypto.SSL.SSLError import SSLError, SSLTimeoutError
@@ -34,8 +35,9 @@ from rpcframework.transports.base import (
     require_tls,
     store_flags,
 )
-from rpcframework.transports.certs import identity_from_der, is_ip_address, match_server_name
+from rpcframework.transports.certs import check_server_certificate, is_ip_address, match_server_name
 from rpcframework.transports.contexts import ContextCache
+from rpcframework.transports.identities import IdentityCache
 from rpcframework.transports.plain import drain_before_close, open_tcp_connection, peer_address_of, tune_socket
 
 if TYPE_CHECKING:
@@ -63,6 +65,7 @@ _MAX_IO_STEPS = 100_000
 # SSL_get_error() results, fixed by OpenSSL (M2Crypto's names for them vary between releases).
 _SSL_ERROR_WANT_READ = 2
 _SSL_ERROR_WANT_WRITE = 3
+_X509_V_ERR_UNSPECIFIED = 1
 
 
 def build_context(tls: TLSConfig, server_side: bool) -> Context:
@@ -234,31 +237,55 @@ def _handshake(conn: Connection, server_side: bool, timeout: float | None, where
         raise ConnectionClosedError(f"{where}: the peer closed the connection during the TLS handshake")
 
 
-def _peer_chain(conn: Connection, server_side: bool) -> list[bytes]:
+def _sent_chain(conn: Connection, server_side: bool) -> tuple[bytes, ...]:
+    """The certificates as the peer sent them (DER, leaf first); never trusted, only verified and used as a key."""
     leaf = conn.get_peer_cert()
+    if leaf is None:
+        return ()
     stack = conn.get_peer_cert_chain()
     rest = [cert.as_der() for cert in stack] if stack is not None else []
-    if leaf is None:
-        return []
     # OpenSSL's peer chain includes the leaf on a client but not on a server.
-    return [leaf.as_der(), *rest] if server_side or not rest else rest
+    return tuple([leaf.as_der(), *rest] if server_side or not rest else rest)
 
 
-def _client_identity(conn: Connection, where: str, address: tuple[str, int]) -> PeerIdentity:
-    """The verified server's identity; ``where`` names it in errors."""
-    chain = _peer_chain(conn, server_side=False)
-    if not chain:
-        raise PeerVerificationError(f"{where}: the server sent no certificate")
-    return identity_from_der(chain, address)
+def _verified_chain(conn: Connection, where: str) -> list[x509.Certificate]:
+    """The chain OpenSSL builds and verifies for what the peer sent, with the context's store and flags.
+
+    M2Crypto exposes neither ``SSL_get0_verified_chain`` nor a per-connection verify callback, so the verification
+    the handshake made is run once more (same store, CRLs and proxy flag) to get the chain it builds.
+    """
+    leaf = conn.get_peer_cert()
+    if leaf is None:
+        raise PeerVerificationError(f"{where}: the peer sent no certificate")
+    untrusted = conn.get_peer_cert_chain()
+    store_ctx = m2.x509_store_ctx_new()
+    try:
+        store = m2.ssl_ctx_get_cert_store(conn.ctx.ctx)
+        stack = untrusted._ptr() if untrusted is not None else None
+        if m2.x509_store_ctx_init(store_ctx, store, leaf._ptr(), stack) != 1:  # type: ignore[attr-defined]  # unstubbed
+            raise PeerVerificationError(f"{where}: cannot set up the verification of the peer's chain: refused")
+        if m2.x509_verify_cert(store_ctx) != 1:  # type: ignore[attr-defined]  # unstubbed
+            code = m2.x509_store_ctx_get_error(store_ctx)
+            raise classify_tls_failure("", verify_code=code or _X509_V_ERR_UNSPECIFIED, peer=where)
+        verified = X509.X509_Stack(m2.x509_store_ctx_get1_chain(store_ctx), 1, 1)
+        return [x509.load_der_x509_certificate(cert.as_der()) for cert in verified]
+    finally:
+        m2.x509_store_ctx_free(store_ctx)
 
 
-def _server_identity(conn: Connection, peer: tuple[str, int]) -> PeerIdentity:
+def _identity(
+    cache: IdentityCache[Context], conn: Connection, server_side: bool, where: str, address: tuple[str, int]
+) -> PeerIdentity:
+    sent = _sent_chain(conn, server_side)
+    if not sent:
+        raise PeerVerificationError(f"{where}: the {'client' if server_side else 'server'} sent no certificate")
+    return cache.identity(conn.ctx, sent, address, lambda: _verified_chain(conn, where))
+
+
+def _server_identity(cache: IdentityCache[Context], conn: Connection, peer: tuple[str, int]) -> PeerIdentity:
     """The verified client's identity (a server always requires a client certificate)."""
     where = f"{peer[0]}:{peer[1]}"
-    chain = _peer_chain(conn, server_side=True)
-    if not chain:
-        raise PeerVerificationError(f"{where}: the client sent no certificate")
-    identity = identity_from_der(chain, peer)
+    identity = _identity(cache, conn, True, where, peer)
     # M2Crypto cannot tell a resumed session apart; after a full handshake this check cannot fail (OpenSSL refused
     # an expired chain), after a resumed one it refuses a chain that expired since.
     check_resumed_identity(identity, where)
@@ -270,9 +297,10 @@ class M2CryptoBackend:
 
     name = "m2crypto"
 
-    def __init__(self, *, reload_interval: float = 60.0, **_ignored: Any) -> None:
+    def __init__(self, *, reload_interval: float = 60.0, max_identities: int = 256, **_ignored: Any) -> None:
         # session_reuse and similar pyOpenSSL options are accepted and ignored so configurations can switch freely.
         self.contexts: ContextCache[Context] = ContextCache(build_context, reload_interval)
+        self.identities: IdentityCache[Context] = IdentityCache(max_identities)
 
     def prepare_server(self, tls: TLSConfig | None) -> None:
         self.contexts.get(require_tls(tls, "m2crypto"), True)
@@ -303,7 +331,8 @@ class M2CryptoBackend:
             _handshake(conn, False, handshake_timeout, f"{host}:{port}")
             identity = None
             if tls.verify_peer:
-                identity = _client_identity(conn, name, (host, port))
+                identity = _identity(self.identities, conn, False, name, (host, port))
+                check_server_certificate(identity.chain[0], name)
                 if tls.check_hostname:
                     match_server_name(identity.chain[0], name)
             _set_timeout(conn, None)
@@ -319,7 +348,7 @@ class M2CryptoBackend:
         peer = peer_address_of(sock)
         try:
             _handshake(conn, True, handshake_timeout, f"{peer[0]}:{peer[1]}")
-            identity = _server_identity(conn, peer)
+            identity = _server_identity(self.identities, conn, peer)
             _set_timeout(conn, None)
         except BaseException:
             _close_connection(conn, failed=True)
@@ -333,7 +362,7 @@ class M2CryptoBackend:
         except BaseException:
             _close_connection(conn, failed=True)
             raise
-        return M2CryptoServerHandshake(conn, peer_address_of(sock))
+        return M2CryptoServerHandshake(conn, peer_address_of(sock), self.identities)
 
     def _accepting(self, sock: socket.socket, tls: TLSConfig | None) -> Connection:
         """A server-side connection on the accepted ``sock``, ready to handshake; the socket is closed on failure."""
@@ -356,9 +385,10 @@ class M2CryptoBackend:
 class M2CryptoServerHandshake:
     """A server handshake advanced by ``step()``: non-blocking ``accept_ssl`` and ``SSL_get_error``."""
 
-    def __init__(self, conn: Connection, peer: tuple[str, int]) -> None:
+    def __init__(self, conn: Connection, peer: tuple[str, int], identities: IdentityCache[Context]) -> None:
         self._conn = conn
         self._peer = peer
+        self._identities = identities
         self._stream: M2CryptoStream | None = None
         self._closed = False
 
@@ -391,7 +421,7 @@ class M2CryptoServerHandshake:
                 raise classify_tls_failure("", verify_code=code, peer=where)
             raise ConnectionClosedError(f"{where}: the peer closed the connection during the TLS handshake")
         try:
-            identity = _server_identity(conn, self._peer)
+            identity = _server_identity(self._identities, conn, self._peer)
             _set_timeout(conn, None)
         except BaseException:
             self._fail()

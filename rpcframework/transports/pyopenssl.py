@@ -17,14 +17,13 @@ import logging
 import select
 import socket
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from OpenSSL import SSL
 from OpenSSL._util import lib as _ssl_lib
-from OpenSSL.crypto import X509, X509StoreFlags
+from OpenSSL.crypto import X509, X509StoreContext, X509StoreContextError, X509StoreFlags
 
 from rpcframework.errors import (
     ConnectionClosedError,
@@ -44,8 +43,9 @@ from rpcframework.transports.base import (
     require_tls,
     store_flags,
 )
-from rpcframework.transports.certs import is_ip_address, match_server_name, peer_identity
+from rpcframework.transports.certs import check_server_certificate, is_ip_address, match_server_name
 from rpcframework.transports.contexts import ContextCache
+from rpcframework.transports.identities import IdentityCache
 from rpcframework.transports.plain import close_after_failure, open_tcp_connection, peer_address_of, tune_socket
 from rpcframework.transports.pyopenssl_stream import MAX_IO_STEPS, PyOpenSSLStream, error_text
 
@@ -203,19 +203,37 @@ def _handshake_failure(exc: SSL.Error | OSError, conn: SSL.Connection, where: st
     return ConnectionClosedError(f"{where}: connection lost during the TLS handshake: {exc}")
 
 
-def _peer_chain(conn: SSL.Connection, server_side: bool) -> list[x509.Certificate] | None:
+def _sent_chain(conn: SSL.Connection, server_side: bool) -> list[x509.Certificate]:
+    """The certificates as the peer sent them, leaf first (a server's peer chain omits the leaf); never trusted."""
+    rest = conn.get_peer_cert_chain(as_cryptography=True) or []
+    if not server_side:
+        return rest
+    leaf = conn.get_peer_certificate(as_cryptography=True)
+    return [leaf, *rest] if leaf is not None else []
+
+
+def _verified_chain(conn: SSL.Connection, sent: list[x509.Certificate], where: str) -> list[x509.Certificate]:
+    """The chain OpenSSL verified for this connection; after a resumed handshake, verified again (see identities)."""
     chain = conn.get_verified_chain(as_cryptography=True)
     if chain:
         return chain
-    # A resumed session keeps the peer's certificates (verified when the session was made) but not the verified
-    # chain; on a server, OpenSSL's peer chain also omits the leaf.
-    leaf = conn.get_peer_certificate(as_cryptography=True)
-    rest = conn.get_peer_cert_chain(as_cryptography=True) or []
-    if leaf is None:
-        return None
-    if server_side:
-        return [leaf, *rest]
-    return rest or [leaf]
+    if not _ssl_lib.SSL_session_reused(conn._ssl):
+        raise PeerVerificationError(f"{where}: OpenSSL gave no verified certificate chain for the peer: refused")
+    return _verify_again(conn.get_context(), sent, where)
+
+
+def _verify_again(ctx: SSL.Context, sent: list[x509.Certificate], where: str) -> list[x509.Certificate]:
+    """OpenSSL's verifier over ``sent`` with ``ctx``'s store and flags (CRLs, proxies): the chain it builds."""
+    store = ctx.get_cert_store()
+    if store is None or not sent:
+        raise PeerVerificationError(f"{where}: no certificate store to verify the resumed session's chain: refused")
+    untrusted = [X509.from_cryptography(cert) for cert in sent[1:]]
+    try:
+        verified = X509StoreContext(store, X509.from_cryptography(sent[0]), untrusted).get_verified_chain()
+    except X509StoreContextError as exc:
+        code = exc.errors[0] if exc.errors and isinstance(exc.errors[0], int) else 0
+        raise classify_tls_failure(str(exc), verify_code=code, peer=where) from exc
+    return [cert.to_cryptography() for cert in verified]
 
 
 _SessionKey = tuple[str, int, TLSConfig]
@@ -250,48 +268,6 @@ class _SessionStore:
                 self._sessions.popitem(last=False)
 
 
-class _IdentityCache:
-    """Peer identities by verified chain, bounded (LRU), each tied to the context that verified it.
-
-    Building a :class:`PeerIdentity` (DN formatting, proxy detection on every certificate) costs about as much
-    Python CPU as the rest of a new connection; the same client presents the same proxy on connection after
-    connection. Safe to reuse: the identity is a pure function of the chain, the key is the chain itself
-    (cryptography certificates compare and hash by their DER bytes, so a re-issued or different certificate is a
-    different key), and OpenSSL verifies the chain (signatures, expiry, CRLs) in every full handshake before it is
-    looked up here (a resumed handshake reuses the chain its full handshake verified, under the same context, and
-    the back end checks its expiry). Only the address differs per connection, and it is replaced. An entry made
-    under an older context (before a credential or CA reload, or a session cache renewal) is never used, and
-    holds that context only weakly, so a replaced context and its session cache are freed with its last
-    connection.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._entries: OrderedDict[tuple[x509.Certificate, ...], tuple[weakref.ref[SSL.Context], PeerIdentity]] = (
-            OrderedDict()
-        )
-        self._lock = threading.Lock()
-
-    def identity(self, ctx: SSL.Context, chain: list[x509.Certificate], address: tuple[str, int]) -> PeerIdentity:
-        key = tuple(chain)
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None and found[0]() is ctx:
-                self._entries.move_to_end(key)
-                return dataclasses.replace(found[1], address=address)
-        identity = peer_identity(chain, address)  # raises for a chain we cannot read: nothing cached
-        if self._size > 0:
-            with self._lock:
-                self._entries[key] = (weakref.ref(ctx), identity)
-                self._entries.move_to_end(key)
-                while len(self._entries) > self._size:
-                    self._entries.popitem(last=False)
-        return identity
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
 class PyOpenSSLBackend:
     """TLS through pyOpenSSL. Keep one instance per process (or per client/server): it caches contexts."""
 
@@ -308,7 +284,7 @@ class PyOpenSSLBackend:
         self.contexts: ContextCache[SSL.Context] = ContextCache(build_context, reload_interval)
         self.session_reuse = session_reuse
         self._sessions = _SessionStore(max_sessions)
-        self.identities = _IdentityCache(max_identities)
+        self.identities: IdentityCache[SSL.Context] = IdentityCache(max_identities)
 
     def prepare_server(self, tls: TLSConfig | None) -> None:
         self.contexts.get(require_tls(tls, "pyopenssl"), True)
@@ -395,7 +371,10 @@ class PyOpenSSLBackend:
         """The client's identity after a server handshake; also keeps the session cache within its budget."""
         where = "{}:{}".format(*peer)
         ctx = conn.get_context()
-        identity = self.identities.identity(ctx, _client_chain(conn, where), peer)
+        sent = _sent_chain(conn, server_side=True)
+        if not sent:
+            raise PeerVerificationError(f"{where}: the client sent no certificate")
+        identity = self.identities.identity(ctx, tuple(sent), peer, lambda: _verified_chain(conn, sent, where))
         if _ssl_lib.SSL_session_reused(conn._ssl):
             check_resumed_identity(identity, where)
             return identity
@@ -414,7 +393,7 @@ class PyOpenSSLServerHandshake:
         self,
         conn: SSL.Connection,
         sock: socket.socket,
-        identify: Callable[[SSL.Connection, tuple[str, int]], PeerIdentity] | None = None,
+        identify: Callable[[SSL.Connection, tuple[str, int]], PeerIdentity],
     ) -> None:
         self._conn = conn
         self._sock = sock
@@ -440,10 +419,7 @@ class PyOpenSSLServerHandshake:
             self._fail()
             raise _handshake_failure(exc, self._conn, where) from exc
         try:
-            if self._identify is None:
-                identity = peer_identity(_client_chain(self._conn, where), self._peer)
-            else:
-                identity = self._identify(self._conn, self._peer)
+            identity = self._identify(self._conn, self._peer)
         except BaseException:
             self._fail()
             raise
@@ -466,25 +442,18 @@ class PyOpenSSLServerHandshake:
             close_after_failure(self._sock)
 
 
-def _client_chain(conn: SSL.Connection, where: str) -> list[x509.Certificate]:
-    """On a server, the chain the client presented (verified by OpenSSL); none at all is a verification error."""
-    chain = _peer_chain(conn, server_side=True)
-    if not chain:
-        raise PeerVerificationError(f"{where}: the client sent no certificate")
-    return chain
-
-
 def _client_identity(
-    conn: SSL.Connection, tls: TLSConfig, name: str, address: tuple[str, int], cache: _IdentityCache
+    conn: SSL.Connection, tls: TLSConfig, name: str, address: tuple[str, int], cache: IdentityCache[SSL.Context]
 ) -> PeerIdentity | None:
     if not tls.verify_peer:
         return None  # skipCACheck: nothing about the server is verified, so claim nothing about it
-    chain = _peer_chain(conn, server_side=False)
-    if not chain:
+    sent = _sent_chain(conn, server_side=False)
+    if not sent:
         raise PeerVerificationError(f"{name}: the server sent no certificate")
+    identity = cache.identity(conn.get_context(), tuple(sent), address, lambda: _verified_chain(conn, sent, name))
     if tls.check_hostname:
-        _match_server_name(chain[0], name)
-    identity = cache.identity(conn.get_context(), chain, address)
+        _match_server_name(identity.chain[0], name)
+    _check_server_certificate(identity.chain[0], name)
     if _ssl_lib.SSL_session_reused(conn._ssl):
         check_resumed_identity(identity, name)
     return identity
@@ -494,4 +463,5 @@ def _client_identity(
 # connects to the same few names with the same few server certificates over and over: each costs several
 # ipaddress parses per connection. lru_cache keeps no failure (an exception is raised again on every call).
 _match_server_name = functools.lru_cache(maxsize=256)(match_server_name)
+_check_server_certificate = functools.lru_cache(maxsize=256)(check_server_certificate)
 _is_ip_address = functools.lru_cache(maxsize=256)(is_ip_address)

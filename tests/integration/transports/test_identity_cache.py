@@ -14,9 +14,10 @@ from cryptography import x509
 from OpenSSL import SSL
 
 from rpcframework.security.x509 import PeerIdentity
-from rpcframework.transports import pyopenssl as pyopenssl_module
+from rpcframework.transports import identities as identities_module
 from rpcframework.transports.base import TLSConfig
-from rpcframework.transports.pyopenssl import PyOpenSSLBackend, _IdentityCache
+from rpcframework.transports.identities import IdentityCache
+from rpcframework.transports.pyopenssl import PyOpenSSLBackend
 
 
 def _chain(path: Path) -> list[x509.Certificate]:
@@ -75,57 +76,61 @@ def test_a_different_chain_is_a_different_entry(creds):
     assert limited.dn == user.dn
 
 
+def _lookup(cache, ctx, chain, address):
+    return cache.identity(ctx, tuple(chain), address, lambda: chain)
+
+
 def test_an_entry_from_an_older_context_is_rebuilt(creds, monkeypatch):
     built: list[int] = []
-    real = pyopenssl_module.peer_identity
+    real = identities_module.peer_identity
 
     def counting(chain, address):
         built.append(1)
         return real(chain, address)
 
-    monkeypatch.setattr(pyopenssl_module, "peer_identity", counting)
-    cache = _IdentityCache(8)
+    monkeypatch.setattr(identities_module, "peer_identity", counting)
+    cache = IdentityCache(8)
     chain = _chain(creds.user.proxy_file)
     old_ctx, new_ctx = SSL.Context(SSL.TLS_METHOD), SSL.Context(SSL.TLS_METHOD)
-    first = cache.identity(old_ctx, chain, ("127.0.0.1", 1))
-    again = cache.identity(old_ctx, chain, ("127.0.0.1", 2))
+    first = _lookup(cache, old_ctx, chain, ("127.0.0.1", 1))
+    again = _lookup(cache, old_ctx, chain, ("127.0.0.1", 2))
     assert len(built) == 1 and again.address == ("127.0.0.1", 2) and again.dn == first.dn
-    cache.identity(new_ctx, chain, ("127.0.0.1", 3))  # a reload made a new context
+    _lookup(cache, new_ctx, chain, ("127.0.0.1", 3))  # a reload made a new context
     assert len(built) == 2
-    cache.identity(new_ctx, chain, ("127.0.0.1", 4))
+    _lookup(cache, new_ctx, chain, ("127.0.0.1", 4))
     assert len(built) == 2
 
 
 def test_the_cache_does_not_keep_a_replaced_context_alive(creds):
     """A reload or a session cache renewal replaces a server context: the identity cache must not pin the old one
     (and the session cache it holds) until its entries age out."""
-    cache = _IdentityCache(8)
+    cache = IdentityCache(8)
     ctx = SSL.Context(SSL.TLS_METHOD)
-    cache.identity(ctx, _chain(creds.user.proxy_file), ("127.0.0.1", 1))
+    _lookup(cache, ctx, _chain(creds.user.proxy_file), ("127.0.0.1", 1))
     gone = weakref.ref(ctx)
     del ctx
     gc.collect()
     assert gone() is None and len(cache) == 1
     # the orphaned entry is simply never used again
     fresh = SSL.Context(SSL.TLS_METHOD)
-    assert cache.identity(fresh, _chain(creds.user.proxy_file), ("127.0.0.1", 2)).dn == creds.user.dn
+    assert _lookup(cache, fresh, _chain(creds.user.proxy_file), ("127.0.0.1", 2)).dn == creds.user.dn
 
 
 def test_the_cache_is_bounded_and_can_be_off(creds):
     ctx = SSL.Context(SSL.TLS_METHOD)
-    cache = _IdentityCache(1)
-    cache.identity(ctx, _chain(creds.user.proxy_file), ("127.0.0.1", 1))
-    cache.identity(ctx, _chain(creds.limited_proxy), ("127.0.0.1", 1))
+    cache = IdentityCache(1)
+    _lookup(cache, ctx, _chain(creds.user.proxy_file), ("127.0.0.1", 1))
+    _lookup(cache, ctx, _chain(creds.limited_proxy), ("127.0.0.1", 1))
     assert len(cache) == 1
-    off = _IdentityCache(0)
-    off.identity(ctx, _chain(creds.user.proxy_file), ("127.0.0.1", 1))
+    off = IdentityCache(0)
+    _lookup(off, ctx, _chain(creds.user.proxy_file), ("127.0.0.1", 1))
     assert len(off) == 0
 
 
 def test_an_unreadable_chain_is_not_cached(creds):
     ctx = SSL.Context(SSL.TLS_METHOD)
-    cache = _IdentityCache(8)
+    cache = IdentityCache(8)
     with pytest.raises(Exception, match="only proxies"):
         # The proxy alone, without the certificate it was made from: no end-entity certificate.
-        cache.identity(ctx, _chain(creds.user.proxy_file)[:1], ("127.0.0.1", 1))
+        _lookup(cache, ctx, _chain(creds.user.proxy_file)[:1], ("127.0.0.1", 1))
     assert len(cache) == 0
