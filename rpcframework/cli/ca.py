@@ -78,7 +78,7 @@ def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     host.add_argument(
         "--san",
         action="append",
-        help="DNS:name or IP:address (repeatable; default: the host name, localhost, 127.0.0.1, ::1)",
+        help="DNS:name or IP:address (repeatable; default: the host name only, so that it cannot pose as localhost)",
     )
     host.add_argument("--out-dir", type=Path, help="write the files here instead of DIR/hosts/HOSTNAME")
     _add_validity(host)

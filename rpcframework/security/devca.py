@@ -211,7 +211,9 @@ class DevCA:
         ca.key_size = key_size
         _write(ca.cert_dir / f"{ca.subject_hash}.0", _cert_pem(cert))
         ca._write_crl([])
-        ca.issue_host(host_name, days=days, directory=root)
+        # Only the CA's own host answers for the loopback names by default (see issue_host).
+        own_names = list(dict.fromkeys([f"DNS:{host_name}", *_DEFAULT_HOST_SANS]))
+        ca.issue_host(host_name, days=days, directory=root, sans=own_names)
         ca.issue_user(user_name, days=days, directory=root, proxy_hours=proxy_hours)
         logger.info("dev CA %s initialised in %s", format_dn(subject), root)
         return ca
@@ -317,13 +319,16 @@ class DevCA:
     ) -> IssuedCredential:
         """Issue ``/DC=org/DC=rpcframework/OU=Hosts/CN=<hostname>`` for TLS servers (and clients).
 
-        ``sans`` entries are ``DNS:name`` or ``IP:address`` (bare values are DNS names); by default the host name plus
-        ``localhost``, ``127.0.0.1`` and ``::1``.
+        ``sans`` entries are ``DNS:name`` or ``IP:address`` (bare values are DNS names); by default the host name only
+        (plus ``127.0.0.1`` and ``::1`` for a host named ``localhost``). Clients match the name they connect to
+        against these, so a dev host given ``localhost`` could pose as every local service: give loopback names only
+        to the host that really serves there (:meth:`init` does for the CA's own host).
         """
         subject = _name(*_BASE_NAME, ("OU", "Hosts"), ("CN", hostname))
         target = Path(directory) if directory is not None else self.directory / "hosts" / _safe(hostname)
         start, end = _validity(datetime.timedelta(days=days), not_before, not_after)
-        wanted = list(sans) if sans is not None else list(dict.fromkeys([f"DNS:{hostname}", *_DEFAULT_HOST_SANS]))
+        loopback = _DEFAULT_HOST_SANS if hostname == "localhost" else ()
+        wanted = list(sans) if sans is not None else list(dict.fromkeys([f"DNS:{hostname}", *loopback]))
         extensions: list[tuple[x509.ExtensionType, bool]] = [
             (x509.BasicConstraints(ca=False, path_length=None), True),
             (_key_usage(), True),

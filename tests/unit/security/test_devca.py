@@ -163,6 +163,22 @@ def test_issue_user_and_host_default_directories(fresh_ca: DevCA) -> None:
     assert odd.cert_file.parent.parent == fresh_ca.directory / "users"
 
 
+def _sans(path: Path) -> list[str]:
+    san = load_pem_chain_file(path)[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return [str(name.value) for name in san]
+
+
+def test_only_the_cas_own_host_answers_for_loopback_names_by_default(fresh_ca: DevCA) -> None:
+    """Otherwise every dev host could pose as every local service (issue 13.8)."""
+    assert _sans(fresh_ca.default_host().cert_file) == ["localhost", "127.0.0.1", "::1"]
+    assert _sans(fresh_ca.issue_host("worker.example.org").cert_file) == ["worker.example.org"]
+    assert _sans(fresh_ca.issue_host("localhost", directory=fresh_ca.directory / "lh").cert_file) == [
+        "localhost",
+        "127.0.0.1",
+        "::1",
+    ]
+
+
 def test_revoke_rewrites_crl(fresh_ca: DevCA) -> None:
     victim = fresh_ca.issue_user("victim")
     serial = fresh_ca.revoke(victim.proxy_file)

@@ -1,0 +1,322 @@
+"""A server that is not the one the client asked for: any holder of a certificate from a trusted CA tries to pose as
+``localhost``. Both client back ends, the RPC client, the transfer client and the CLI must refuse it before sending a
+byte, and accept a real host certificate (SAN, or CN when it has no SAN and says it serves). Real TLS on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from rpcframework.config import load_dict
+from rpcframework.errors import PeerVerificationError
+from rpcframework.security.devca import DevCA, proxy_cert_info_der
+from rpcframework.security.x509 import PROXY_CERT_INFO_OID
+from rpcframework.transports.base import TLSConfig, get_backend
+
+CLIENT_BACKENDS = ["pyopenssl", pytest.param("m2crypto", marks=pytest.mark.m2crypto)]
+pytestmark = pytest.mark.timeout(60)
+
+
+@dataclass(frozen=True)
+class Served:
+    cert: Path
+    key: Path
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _builder(subject: x509.Name, issuer: x509.Name, key: rsa.RSAPrivateKey) -> x509.CertificateBuilder:
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+    )
+
+
+def _name(*cns: str, ou: str = "Users") -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.DOMAIN_COMPONENT, "org"),
+            x509.NameAttribute(NameOID.DOMAIN_COMPONENT, "rpcframework"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou),
+            *[x509.NameAttribute(NameOID.COMMON_NAME, cn) for cn in cns],
+        ]
+    )
+
+
+def _ca_issued(ca: DevCA, directory: Path, subject: x509.Name, *extensions: x509.ExtensionType) -> Served:
+    """A certificate signed by the dev CA with exactly the extensions given."""
+    ca_key = serialization.load_pem_private_key((ca.directory / "ca" / "cakey.pem").read_bytes(), None)
+    assert isinstance(ca_key, rsa.RSAPrivateKey)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    builder = _builder(subject, ca.cert.subject, key).add_extension(
+        x509.BasicConstraints(ca=False, path_length=None), critical=True
+    )
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "cert.pem").write_bytes(_pem(cert))
+    (directory / "key.pem").write_bytes(_key_pem(key))
+    return Served(directory / "cert.pem", directory / "key.pem")
+
+
+def _proxy_named(signer: Path, signer_key: Path, last_cn: str, out: Path) -> Served:
+    """What the attack run did: a host's holder signs an RFC 3820 proxy whose last CN is the victim's name."""
+    signer_cert = x509.load_pem_x509_certificate(signer.read_bytes())
+    signing_key = serialization.load_pem_private_key(signer_key.read_bytes(), None)
+    assert isinstance(signing_key, rsa.RSAPrivateKey)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([*signer_cert.subject.rdns, x509.RelativeDistinguishedName([_cn(last_cn)])])
+    cert = (
+        _builder(subject, signer_cert.subject, key)
+        .add_extension(x509.UnrecognizedExtension(PROXY_CERT_INFO_OID, proxy_cert_info_der()), critical=True)
+        .sign(signing_key, hashes.SHA256())
+    )
+    out.write_bytes(_pem(cert) + _key_pem(key) + signer.read_bytes())
+    out.chmod(0o600)
+    return Served(out, out)
+
+
+def _cn(value: str) -> x509.NameAttribute[str]:
+    return x509.NameAttribute(NameOID.COMMON_NAME, value)
+
+
+_SERVER_EKU = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
+_CLIENT_EKU = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])
+
+
+@pytest.fixture(scope="module")
+def impostors(creds, tmp_path_factory) -> dict[str, Served]:
+    root = tmp_path_factory.mktemp("impostors")
+    other = creds.other_name_host  # a real host of the same CA, valid for other.example only
+    return {
+        "proxy of another host, last CN localhost": _proxy_named(
+            other.cert_file, other.key_file, "localhost", root / "host-proxy.pem"
+        ),
+        "proxy of a user, last CN localhost": _proxy_named(
+            creds.user.cert_file, creds.user.key_file, "localhost", root / "user-proxy.pem"
+        ),
+        "user certificate without extended key usage, CN localhost": _ca_issued(
+            creds.ca, root / "user-no-eku", _name("localhost")
+        ),
+        "user certificate (clientAuth) with SAN localhost": _ca_issued(
+            creds.ca,
+            root / "user-san",
+            _name("localhost-user"),
+            _CLIENT_EKU,
+            x509.SubjectAlternativeName([x509.DNSName("localhost")]),
+        ),
+        "host certificate for another name": Served(other.cert_file, other.key_file),
+        "certificate with a SAN for another name and CN localhost": _ca_issued(
+            creds.ca,
+            root / "san-other-cn-localhost",
+            _name("localhost", ou="Hosts"),
+            _SERVER_EKU,
+            x509.SubjectAlternativeName([x509.DNSName("other.example")]),
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def genuine(creds, tmp_path_factory) -> dict[str, Served]:
+    root = tmp_path_factory.mktemp("genuine")
+    return {
+        "host certificate with SAN": Served(creds.host.cert_file, creds.host.key_file),
+        "grid host certificate without SAN, CN localhost": _ca_issued(
+            creds.ca, root / "cn", _name("localhost", ou="Hosts"), _SERVER_EKU
+        ),
+        "DIRAC-style CN host/localhost without SAN": _ca_issued(
+            creds.ca, root / "cn-host", _name("host/localhost", ou="Hosts"), _SERVER_EKU
+        ),
+    }
+
+
+class RecordingServer:
+    """Accepts one connection at a time, handshakes, and records every byte the client sends after it."""
+
+    def __init__(self, tls: TLSConfig) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port: int = self._listener.getsockname()[1]
+        self.received = bytearray()
+        self.handshakes = 0
+        self._tls = tls
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        for _ in range(10_000):
+            if self._stop.is_set():
+                return
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._serve(sock)
+
+    def _serve(self, sock: socket.socket) -> None:
+        try:
+            stream = get_backend("pyopenssl").wrap_server(sock, self._tls, handshake_timeout=5)
+        except Exception:
+            return
+        self.handshakes += 1
+        stream.settimeout(2)
+        try:
+            for _ in range(1000):
+                data = stream.recv(65536)
+                if not data:
+                    break
+                self.received += data
+        except Exception:
+            pass
+        finally:
+            stream.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._listener.close()
+
+
+@pytest.fixture
+def serve(creds):
+    started: list[RecordingServer] = []
+
+    def start(served: Served) -> RecordingServer:
+        server = RecordingServer(_server_tls(creds, served))
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def _server_tls(creds, served: Served) -> TLSConfig:
+    return TLSConfig(cert_file=str(served.cert), key_file=str(served.key), ca_dir=str(creds.ca.cert_dir))
+
+
+IMPOSTORS = [
+    "proxy of another host, last CN localhost",
+    "proxy of a user, last CN localhost",
+    "user certificate without extended key usage, CN localhost",
+    "user certificate (clientAuth) with SAN localhost",
+    "host certificate for another name",
+    "certificate with a SAN for another name and CN localhost",
+]
+GENUINE = [
+    "host certificate with SAN",
+    "grid host certificate without SAN, CN localhost",
+    "DIRAC-style CN host/localhost without SAN",
+]
+
+
+@pytest.mark.parametrize("client_backend", CLIENT_BACKENDS)
+@pytest.mark.parametrize("impostor", IMPOSTORS)
+def test_a_client_refuses_a_server_that_is_not_localhost(creds, impostors, serve, client_backend, impostor):
+    server = serve(impostors[impostor])
+    backend = type(get_backend(client_backend))()
+    with pytest.raises(PeerVerificationError):
+        stream = backend.connect("localhost", server.port, tls=creds.client_tls(), handshake_timeout=10)
+        stream.send_all(b"secret")  # never reached
+    server.stop()
+    assert bytes(server.received) == b""
+
+
+@pytest.mark.parametrize("client_backend", CLIENT_BACKENDS)
+@pytest.mark.parametrize("kind", GENUINE)
+def test_a_client_accepts_a_genuine_host_certificate(creds, genuine, serve, client_backend, kind):
+    server = serve(genuine[kind])
+    backend = type(get_backend(client_backend))()
+    stream = backend.connect("localhost", server.port, tls=creds.client_tls(), handshake_timeout=10)
+    try:
+        stream.send_all(b"hello")
+    finally:
+        stream.close()
+    server.stop()
+    assert bytes(server.received) == b"hello"
+
+
+def _client_config(creds):
+    return load_dict({"DIRAC": {"Security": {"CALocation": str(creds.ca.cert_dir)}}}, "<impostor tests>")
+
+
+def test_the_rpc_client_refuses_the_impostor_and_sends_no_argument(creds, impostors, serve):
+    from rpcframework.client import RPCClient
+
+    server = serve(impostors["proxy of another host, last CN localhost"])
+    client = RPCClient(
+        f"dips://localhost:{server.port}/Secret/Service",
+        proxyLocation=str(creds.user.proxy_file),
+        config=_client_config(creds),
+        timeout=10,
+    )
+    result = client.echo("the secret argument")
+    server.stop()
+    assert not result["OK"] and "proxy" in result["Message"], result
+    assert bytes(server.received) == b""  # not even the proposal: nothing about the call reaches the impostor
+
+
+def test_the_transfer_client_does_not_hand_a_file_to_the_impostor(creds, impostors, serve, tmp_path):
+    from rpcframework.client import TransferClient
+
+    server = serve(impostors["proxy of another host, last CN localhost"])
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(b"confidential " * 1000)
+    client = TransferClient(
+        f"dips://localhost:{server.port}/Secret/Files",
+        proxyLocation=str(creds.user.proxy_file),
+        config=_client_config(creds),
+        timeout=10,
+    )
+    result = client.sendFile(str(payload), "payload.bin")
+    server.stop()
+    assert not result["OK"], result
+    assert bytes(server.received) == b""  # not the proposal, not a byte of the file
+
+
+def test_the_cli_refuses_the_impostor(creds, impostors, serve):
+    server = serve(impostors["proxy of another host, last CN localhost"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("X509_", "RPCFRAMEWORK_", "DIRAC", "GRID_"))}
+    env.update(X509_CERT_DIR=str(creds.ca.cert_dir), X509_USER_PROXY=str(creds.user.proxy_file))
+    proc = subprocess.run(
+        [sys.executable, "-m", "rpcframework.cli.main", "call", f"dips://localhost:{server.port}/X/Y", "echo", "s3"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        check=False,
+    )
+    server.stop()
+    assert proc.returncode != 0 and "proxy certificate" in proc.stdout + proc.stderr, (proc.stdout, proc.stderr)
+    assert bytes(server.received) == b""
