@@ -22,6 +22,7 @@ envelopes (:mod:`rpcframework.returnvalues` converts between the two). Every exc
     │   ├── ConnectionClosedError   the peer closed the connection (possibly mid-frame)
     │   └── DeadlineExceeded        a timeout or deadline ran out (also a builtin ``TimeoutError``)
     └── RemoteError                 the peer answered ``S_ERROR``; ``.result`` holds the envelope
+        └── ServiceOverloaded       ... Errno 1601 from the server framework itself: nothing ran, retry later
 
 Each exception has an ``errno`` (0 when none applies) that becomes the envelope's ``Errno``.
 
@@ -139,3 +140,18 @@ class RemoteError(RPCFrameworkError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.result,))
+
+
+class ServiceOverloaded(RemoteError):
+    """The server refused the call before running anything (``EOVERLOAD`` with a ``RetryAfter`` suggestion).
+
+    Unlike other failures after the arguments were sent, this one is safe to retry: the server said no handler ran.
+    ``retry_after`` is the delay the server suggested, in seconds.
+    """
+
+    def __init__(self, result: DErrorReturn, retry_after: float = 0.0) -> None:
+        super().__init__(result)
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.result, self.retry_after))

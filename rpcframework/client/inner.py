@@ -24,7 +24,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from rpcframework.client.policy import CallPhase, Deadline
-from rpcframework.errors import ConnectionClosedError, DeadlineExceeded, ProtocolError, RemoteError
+from rpcframework.client.replies import refusal_error, result_or_overload
+from rpcframework.errors import ConnectionClosedError, DeadlineExceeded, ProtocolError
 from rpcframework.protocol import (
     NEED_DATA,
     CallResult,
@@ -161,7 +162,8 @@ class InnerRPCClient:
     ) -> DReturn:
         """Run one exchange and return the result envelope.
 
-        Raises :class:`RemoteError` when the proposal is refused, :class:`KeywordArgumentsUnsupported`, and
+        Raises :class:`RemoteError` when the proposal is refused, :class:`ServiceOverloaded` when the server
+        refused the call before running it (safe to retry), :class:`KeywordArgumentsUnsupported`, and
         transport or protocol errors. After it returns, ``conn.reusable`` says whether it may go back to the pool.
         """
         machine = conn.machine
@@ -174,7 +176,7 @@ class InnerRPCClient:
         stream.send_all(data)
         event = self._next_event(conn, deadline, "waiting for the proposal's answer")
         if isinstance(event, ProposalRefused):
-            raise RemoteError(event.error)
+            raise refusal_error(event.error)
         if not isinstance(event, ProposalAccepted):
             raise ProtocolError(f"{conn.url}: unexpected answer to the proposal: {type(event).__name__}")
         if kwargs and (event.extensions is None or Feature.KWARGS not in event.extensions):
@@ -191,7 +193,7 @@ class InnerRPCClient:
             raise ProtocolError(f"{conn.url}: expected the call's result, got {type(event).__name__}")
         conn.calls += 1
         conn.last_used = time.monotonic()
-        return event.result
+        return result_or_overload(event.result)
 
     def _execute_pipelined(
         self,
@@ -226,7 +228,7 @@ class InnerRPCClient:
                 if result is not None:
                     conn.calls += 1
                     conn.last_used = time.monotonic()
-                    return result
+                    return result_or_overload(result)
             event = self._next_event(conn, deadline, "waiting for the result")
         except ConnectionClosedError:
             if machine.state is ConnectionState.CLOSED:
@@ -236,9 +238,9 @@ class InnerRPCClient:
         if isinstance(event, CallResult):
             conn.calls += 1
             conn.last_used = time.monotonic()
-            return event.result
+            return result_or_overload(event.result)
         if isinstance(event, ProposalRefused):
-            raise RemoteError(event.error)  # the server dropped the arguments unread; the connection is IDLE
+            raise refusal_error(event.error)  # the server dropped the arguments unread; the connection is IDLE
         raise ProtocolError(f"{conn.url}: expected the call's result, got {type(event).__name__}")
 
     @staticmethod

@@ -29,8 +29,10 @@ deadline the value is honest. Code ported from DIRAC that passed small values re
 
 Retries happen only before the call's arguments have been sent (``CallPhase.arguments_sent`` is false):
 once any byte of the arguments may have reached the server, the handler may run, and running it twice is worse than
-reporting an error (at-most-once execution, as DISET). Credential, peer-verification and authorization failures are
-never retried: another attempt cannot fix them and would only hide the real cause.
+reporting an error (at-most-once execution, as DISET). The one exception is :class:`ServiceOverloaded`: the server
+itself said that it ran nothing (``EOVERLOAD`` with its ``RetryAfter`` mark), so the call is retried, after
+:meth:`Retry.overload_pause` when it goes back to a server that refused it. Credential, peer-verification and
+authorization failures are never retried: another attempt cannot fix them and would only hide the real cause.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from rpcframework.errors import (
     ProtocolError,
     RemoteError,
     SecurityError,
+    ServiceOverloaded,
     TransportError,
 )
 from rpcframework.returnvalues import ENOAUTH, EUPGRADE
@@ -194,7 +197,10 @@ class RetryEvent(NamedTuple):
 
 
 def is_retryable_error(error: BaseException, phase: CallPhase) -> bool:
-    """The retry rule shared by every :class:`Retry`: transient failures before the arguments were sent."""
+    """The retry rule shared by every :class:`Retry`: transient failures before the arguments were sent, and
+    overload refusals (the server ran nothing)."""
+    if isinstance(error, ServiceOverloaded):
+        return True
     if phase.arguments_sent:
         return False
     if isinstance(error, SecurityError | ConfigurationError | CodecError):
@@ -303,6 +309,28 @@ class Retry:
             remaining = deadline.remaining()
             if remaining is not None:
                 pause = min(pause, remaining)
+        return pause
+
+    def overload_pause(
+        self, suggested: float | None, deadline: Deadline | None = None, *, rand: Callable[[], float] = random.random
+    ) -> float | None:
+        """Seconds to pause before going back to a server that answered "overloaded" (computed, never slept).
+
+        At least the server's ``suggested`` delay (``None``: none was given; then at least ``backoff_factor``) and
+        the usual :meth:`backoff`, plus a uniform jitter up to ``backoff_jitter`` so that clients refused together
+        do not come back together; at most ``backoff_max`` unless the suggestion itself is longer. ``None`` when
+        the pause cannot be honoured: the suggestion is over ``backoff_max`` (a server cannot make us wait longer
+        than this client allows), or the pause would not end before ``deadline``. Then the caller gets the
+        overload reply instead of a retry.
+        """
+        floor = max(self.backoff(), self.backoff_factor if suggested is None else suggested)
+        if floor > self.backoff_max:
+            return None
+        pause = min(self.backoff_max, floor + rand() * self.backoff_jitter) if self.backoff_jitter > 0 else floor
+        if deadline is not None:
+            remaining = deadline.remaining()
+            if remaining is not None and pause >= remaining:
+                return None
         return pause
 
     def _describe(self) -> str:

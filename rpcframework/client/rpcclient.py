@@ -15,9 +15,12 @@ One call::
         pool.release(conn)                                        # kept only if reuse was negotiated
         return result
     # on failure before the arguments were sent: ban the URL, Retry.increment, pause, next URL
+    # on "overloaded" from our server (it ran nothing): the same, and before going back to that URL, its
+    # suggested delay with jitter (Retry.overload_pause), within the deadline
 
-Never retried: anything after the first byte of the arguments was written (at-most-once execution), credential,
-verification and authorization failures, keyword arguments a DIRAC server cannot take, an expired deadline.
+Never retried: anything after the first byte of the arguments was written (at-most-once execution) except an
+overload refusal, credential, verification and authorization failures, keyword arguments a DIRAC server cannot
+take, an expired deadline.
 
 DIRAC-style use also works: ``RPCClient("Framework/Notification").ping()`` returns the envelope with ``rpcStub``.
 """
@@ -34,7 +37,7 @@ from typing import Any, Final
 from rpcframework.client.base import DEFAULT_OFFER, BaseClient, Endpoint
 from rpcframework.client.inner import Attempt, Connection, InnerRPCClient
 from rpcframework.client.options import ClientOptions
-from rpcframework.client.policy import CallPhase, Deadline
+from rpcframework.client.policy import CallPhase, Deadline, Retry
 from rpcframework.client.pool import ConnectionPool, PoolSettings
 from rpcframework.client.stub import build_rpc_stub
 from rpcframework.errors import (
@@ -43,6 +46,7 @@ from rpcframework.errors import (
     DeadlineExceeded,
     RemoteError,
     RPCFrameworkError,
+    ServiceOverloaded,
 )
 from rpcframework.observability.events import CallOutcome, ClientCall, ClientObserver, ObservedCall
 from rpcframework.protocol import Extensions
@@ -202,12 +206,18 @@ class RPCClient:
         base = self._rpc_base
         retry = base.retry
         failures: list[tuple[str, RPCFrameworkError]] = []
+        overloaded: dict[str, ServiceOverloaded] = {}  # URLs that refused this call as overloaded (the latest)
+        pause = 0.0
         for url in base.selector.attempt_order(retry.max_attempts):
+            wait = _pause_before(overloaded.get(url), retry, deadline, pause)
+            if wait is None:  # the overloaded server's delay does not fit: its refusal is the answer
+                _report_failure(record, url, banned=False, retried=False)
+                return overloaded[url].result
+            if wait > 0:
+                self._rpc_sleep(wait)
             if first is not None:
-                done_url, attempt, exc = first
+                attempt, exc = _replayed(first, url)
                 first = None
-                if done_url != url:  # cannot happen with one URL; be loud rather than miscount
-                    raise AssertionError(f"attempt plan started with {url}, not {done_url}")
             else:
                 attempt = Attempt()
                 try:
@@ -235,10 +245,10 @@ class RPCClient:
                 _report_failure(record, url, banned=True, retried=False)
                 return self._all_failed(failures)
             _report_failure(record, url, banned=True, retried=True)
-            logger.info("%s on %s failed before the arguments were sent (%s); retrying", method, url, exc)
+            if isinstance(exc, ServiceOverloaded):
+                overloaded[url] = exc
+            _log_retry(method, url, exc)
             pause = retry.sleep_for(deadline)
-            if pause > 0:
-                self._rpc_sleep(pause)
         return self._all_failed(failures)
 
     def maintain(self) -> None:
@@ -346,6 +356,31 @@ def _report_failure(record: ObservedCall | None, url: str, *, banned: bool, retr
         if banned:
             record.banned(url)
         record.failed(url, retried)
+
+
+def _pause_before(refusal: ServiceOverloaded | None, retry: Retry, deadline: Deadline, pause: float) -> float | None:
+    """The pause before an attempt: ``pause`` (the retry backoff), or, back at a server that answered "overloaded"
+    in this call, at least its suggested delay with jitter (:meth:`Retry.overload_pause`); ``None`` when that does
+    not fit in the deadline. Another URL is tried before going back while there is one: the plan prefers URLs
+    this call tried less."""
+    if refusal is None:
+        return pause
+    wait = retry.overload_pause(refusal.retry_after, deadline)
+    return None if wait is None else max(pause, wait)
+
+
+def _replayed(first: tuple[str, Attempt, RPCFrameworkError], url: str) -> tuple[Attempt, RPCFrameworkError]:
+    done_url, attempt, exc = first
+    if done_url != url:  # cannot happen with one URL; be loud rather than miscount
+        raise AssertionError(f"attempt plan started with {url}, not {done_url}")
+    return attempt, exc
+
+
+def _log_retry(method: str, url: str, exc: RPCFrameworkError) -> None:
+    if isinstance(exc, ServiceOverloaded):
+        logger.info("%s on %s: the server is overloaded and ran nothing (%s); retrying", method, url, exc)
+    else:
+        logger.info("%s on %s failed before the arguments were sent (%s); retrying", method, url, exc)
 
 
 def _reason(exc: RPCFrameworkError) -> str:

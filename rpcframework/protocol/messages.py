@@ -12,12 +12,13 @@ The wire shapes are documented in ``docs/protocol.md``.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, cast
 
 from rpcframework.errors import ProtocolError
-from rpcframework.returnvalues import EUPGRADE, S_ERROR, S_OK, DErrorReturn, DOKReturn, DReturn
+from rpcframework.returnvalues import EOVERLOAD, EUPGRADE, S_ERROR, S_OK, DErrorReturn, DOKReturn, DReturn
 
 __all__ = [
     "EXTENSIONS_KEY",
@@ -27,6 +28,7 @@ __all__ = [
     "NO_EXTRA_CREDENTIALS",
     "PIPELINED_MARK",
     "PROTOCOL_VERSION",
+    "RETRY_AFTER_KEY",
     "TRACE_KEY",
     "ActionType",
     "DelegatedIdentity",
@@ -47,6 +49,7 @@ __all__ = [
     "arguments_to_wire",
     "check_envelope",
     "extra_credentials_from_wire",
+    "overload_error",
     "parse_transfer_message",
     "sanitize_result",
     "transfer_chunk_message",
@@ -69,6 +72,10 @@ _MAX_TRACESTATE: Final = 512
 #: The key that marks a server's goodbye: ``S_ERROR`` + ``"goodbye": true``, sent on a ``pipeline`` connection
 #: instead of reading anything more (the client's request in flight, if any, was not executed).
 GOODBYE_KEY: Final = "goodbye"
+#: The key of the delay (seconds) a server suggests in its ``EOVERLOAD`` refusal. Only the server framework sets it,
+#: and only when no handler ran (see :func:`overload_error`): a client may then retry the call. DIRAC clients ignore
+#: it, as our clients ignore DIRAC's ``CallStack``.
+RETRY_AFTER_KEY: Final = "RetryAfter"
 
 # Peer strings are echoed in error messages (DIRAC compatibility); cap them so a reply never grows with the input.
 _MAX_ECHO: Final = 80
@@ -98,18 +105,50 @@ def check_envelope(message: object) -> DReturn:
     raise ProtocolError("message is not an S_OK/S_ERROR envelope")
 
 
+class _FrameworkOverload(dict[str, Any]):
+    """An ``EOVERLOAD`` refusal made by the server framework before any handler ran (:func:`overload_error`).
+
+    Its own type, so that :func:`sanitize_result` can tell it from a handler's result: a handler that passes on
+    another service's overload reply did run, and its caller must not retry it.
+    """
+
+    __slots__ = ()
+
+
+def overload_error(error: DErrorReturn, retry_after: float) -> DErrorReturn:
+    """``error`` (an ``EOVERLOAD`` refusal) with the delay the server suggests before a retry, in seconds.
+
+    Only for refusals made before any handler code ran (a full worker queue, a method at its concurrency limit):
+    the ``RetryAfter`` key tells the client that the call is safe to retry.
+    """
+    if error.get("Errno") != EOVERLOAD:
+        raise ValueError("overload_error() marks EOVERLOAD refusals only")
+    delay = float(retry_after)
+    if not math.isfinite(delay) or delay < 0:
+        raise ValueError(f"retry_after must be a finite number of seconds >= 0, not {retry_after!r}")
+    reply = _FrameworkOverload(sanitize_result(error))
+    reply[RETRY_AFTER_KEY] = round(delay, 3)
+    return cast(DErrorReturn, reply)
+
+
 def sanitize_result(result: DReturn) -> DReturn:
     """Strip what DIRAC's handlers may attach but a peer must never see (server stack, exception info).
 
     Error envelopes are rebuilt as ``{"OK": False, "Errno": int, "Message": str}`` (DIRAC's key order), so a
-    handler cannot leak anything else through one.
+    handler cannot leak anything else through one. The one exception is the framework's own overload refusal
+    (:func:`overload_error`), which keeps its ``RetryAfter`` key.
     """
     if result["OK"]:
         if "CallStack" in result or "ExecInfo" in result:
             return {k: v for k, v in result.items() if k not in ("CallStack", "ExecInfo")}  # type: ignore[return-value]
         return result
     errno = result.get("Errno", 0)
-    return {"OK": False, "Errno": errno if type(errno) is int else 0, "Message": str(result["Message"])}
+    clean: DErrorReturn = {"OK": False, "Errno": errno if type(errno) is int else 0, "Message": str(result["Message"])}
+    if type(result) is _FrameworkOverload:  # idempotent: the marked copy stays marked
+        marked = _FrameworkOverload(clean)
+        marked[RETRY_AFTER_KEY] = result[RETRY_AFTER_KEY]
+        return cast(DErrorReturn, marked)
+    return clean
 
 
 def upgrade_required_error(min_version: int, peer_version: int | None) -> DErrorReturn:

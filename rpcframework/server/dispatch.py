@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from rpcframework.protocol.messages import overload_error
 from rpcframework.returnvalues import S_ERROR, DErrorReturn, DReturn, SErrorException, isReturnStructure
 from rpcframework.server.context import RequestContext, reset_current_request, set_current_request
 from rpcframework.server.describe import unknown_method_message
@@ -28,6 +29,8 @@ logger = logging.getLogger(__name__)
 PRIVATE_RESULT_KEYS: Final = frozenset({"CallStack", "ExecInfo"})
 #: How every message about a failure of the service itself (not of the caller's request) begins.
 SERVER_ERROR_PREFIX: Final = "Server error"
+#: The delay (seconds) suggested to a caller refused because the method is at its concurrency limit.
+METHOD_LIMIT_RETRY_AFTER: Final = 0.5
 
 
 def new_reference() -> str:
@@ -136,7 +139,8 @@ def dispatch(
     if slots is None:  # an unlimited method: what acquire() and release() do for it
         return _call(handler_cls, method, args, kwargs, context)
     if not slots.try_take():  # limiter.acquire(key) with its default timeout of 0, without the extra frame
-        return limiter.overloaded_error(method.limit_key)
+        # Nothing ran: the refusal says so (RetryAfter), and the client may retry after that delay.
+        return overload_error(limiter.overloaded_error(method.limit_key), METHOD_LIMIT_RETRY_AFTER)
     try:
         return _call(handler_cls, method, args, kwargs, context)
     finally:

@@ -35,7 +35,8 @@ from rpcframework.config.store import ConfigStore
 from rpcframework.config.tree import ConfigTree
 from rpcframework.errors import ConfigurationError, RPCFrameworkError
 from rpcframework.observability.events import HandshakeOutcome, ServerObserver
-from rpcframework.returnvalues import EOVERLOAD, S_ERROR
+from rpcframework.protocol.messages import overload_error
+from rpcframework.returnvalues import EOVERLOAD, S_ERROR, DErrorReturn
 from rpcframework.security.registry import Registry
 from rpcframework.server.connection import Call, Channel, ChannelLimits, Step
 from rpcframework.server.guard import ConnectionGuard, Ticket, guard_settings
@@ -56,6 +57,10 @@ _SWEEP_INTERVAL: Final = 0.05
 _INLINE_MAX_CALLS: Final = 10_000
 #: How often the number of temporary bans is reported to an observer.
 _BAN_REPORT_INTERVAL: Final = 1.0
+#: The delay suggested to a caller refused because the worker queue is full: this much per queued request per
+#: worker thread (at least once), at most :data:`_MAX_RETRY_AFTER`. Clients add their own jitter.
+_RETRY_AFTER_PER_QUEUE: Final = 0.5
+_MAX_RETRY_AFTER: Final = 5.0
 
 
 @dataclass(eq=False)
@@ -417,7 +422,7 @@ class ServiceReactor:
             if self.observer is not None:
                 self.observer.queue_depth(call.service.name, pool.waiting)
         else:
-            busy = S_ERROR(EOVERLOAD, f"{call.service.name} is busy ({pool.waiting} requests waiting); retry later")
+            busy = _busy_error(pool, f"{call.service.name} is busy ({pool.waiting} requests waiting); retry later")
             logger.warning("%s overloaded: refused %s from %s", call.service.name, call.method, channel.where)
             self._observe_overload(call)
             if channel.answer_overloaded(busy):
@@ -511,7 +516,7 @@ class ServiceReactor:
             call = channel.call
             if self._pools[call.service.name].submit(lambda: self._serve(channel, call)):
                 return
-            busy = S_ERROR(EOVERLOAD, f"{call.service.name} is busy; retry later")
+            busy = _busy_error(self._pools[call.service.name], f"{call.service.name} is busy; retry later")
             self._observe_overload(call)
             if not channel.answer_overloaded(busy):
                 channel.close()
@@ -565,6 +570,13 @@ class ServiceReactor:
         logger.info("signal %d: stopping", signum)
         # stop() joins threads; run it outside the signal handler's frame.
         threading.Thread(target=self.stop, name="rpc-reactor-stop", daemon=True).start()
+
+
+def _busy_error(pool: WorkerPool, text: str) -> DErrorReturn:
+    """The refusal of a call that found the worker queue full (nothing ran), with the delay we suggest."""
+    queued_per_thread = pool.waiting / max(pool.max_threads, 1)
+    delay = min(_MAX_RETRY_AFTER, _RETRY_AFTER_PER_QUEUE * max(1.0, queued_per_thread))
+    return overload_error(S_ERROR(EOVERLOAD, text), delay)
 
 
 def _tls_from_config(tree: ConfigTree) -> TLSConfig:

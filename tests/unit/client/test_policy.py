@@ -23,6 +23,7 @@ from rpcframework.errors import (
     PeerVerificationError,
     ProtocolError,
     RemoteError,
+    ServiceOverloaded,
 )
 from rpcframework.returnvalues import ENOAUTH, EOVERLOAD, EUPGRADE, S_ERROR
 
@@ -164,6 +165,15 @@ def test_nothing_is_retried_after_the_arguments_were_sent(error: Exception) -> N
         retry.increment(error, CallPhase.ARGUMENTS_SENT)
 
 
+def test_an_overload_refusal_is_retried_even_after_the_arguments_were_sent() -> None:
+    # The server marked it (RetryAfter): it ran nothing. A plain 1601 result is a handler's answer: never retried.
+    overloaded = ServiceOverloaded(S_ERROR(EOVERLOAD, "busy"), 0.5)
+    retry = Retry(total=1)
+    assert retry.is_retryable(overloaded, CallPhase.ARGUMENTS_SENT)
+    assert retry.increment(overloaded, CallPhase.ARGUMENTS_SENT).attempts == 1
+    assert not retry.is_retryable(RemoteError(S_ERROR(EOVERLOAD, "busy")), CallPhase.ARGUMENTS_SENT)
+
+
 # -- Retry: the budget -------------------------------------------------------------------------------------------
 
 
@@ -247,3 +257,24 @@ def test_retry_values_are_immutable() -> None:
         retry.total = 4  # type: ignore[misc]
     retry.increment(ConnectError("x"), CallPhase.CONNECTING)
     assert retry.attempts == 0
+
+
+# -- Retry: pauses before going back to an overloaded server -----------------------------------------------------
+
+
+def test_overload_pause_honours_the_suggestion_with_jitter_on_top() -> None:
+    retry = _after(1, backoff_factor=0.5, backoff_max=10.0, backoff_jitter=0.5)
+    assert retry.overload_pause(2.0, rand=lambda: 0.0) == 2.0
+    assert retry.overload_pause(2.0, rand=lambda: 0.5) == 2.25
+    assert retry.overload_pause(None, rand=lambda: 0.0) == 0.5, "no suggestion: at least backoff_factor"
+    assert retry.overload_pause(0.0, rand=lambda: 0.0) == 0.0, "a server may say 'at once'"
+    later = _after(5, backoff_factor=0.5, backoff_max=10.0, backoff_jitter=0.0)
+    assert later.overload_pause(1.0) == 4.0, "never shorter than the usual backoff"
+
+
+def test_overload_pause_gives_up_rather_than_come_back_early_or_late(clock: FakeClock) -> None:
+    retry = _after(1, backoff_max=3.0, backoff_jitter=1.0)
+    assert retry.overload_pause(3.5) is None, "a suggestion over backoff_max is not honoured by waiting less"
+    assert retry.overload_pause(2.9, rand=lambda: 0.99) == 3.0, "jitter never breaks the cap"
+    assert retry.overload_pause(1.0, Deadline.after(1.2, clock), rand=lambda: 0.5) is None, "past the deadline"
+    assert retry.overload_pause(1.0, Deadline.after(5, clock), rand=lambda: 0.5) == 1.5

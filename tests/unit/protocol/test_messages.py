@@ -29,6 +29,7 @@ from rpcframework.protocol.messages import (
     arguments_to_wire,
     check_envelope,
     extra_credentials_from_wire,
+    overload_error,
     parse_transfer_message,
     sanitize_result,
     upgrade_required_error,
@@ -253,3 +254,19 @@ def test_transfer_chunk_messages():
         encode(S_OK([True, b"abc"]), Encoding.JSON)
         == b'{"OK": true, "Value": [true, {"__dCls": "b64", "obj": "YWJj"}]}'
     )
+
+
+def test_only_the_frameworks_overload_refusal_keeps_retry_after():
+    # A handler cannot mark its own result as "nothing ran": a passed-on overload reply loses the key.
+    from rpcframework.returnvalues import EOVERLOAD, S_ERROR
+
+    from_handler = {**S_ERROR(EOVERLOAD, "busy downstream"), "RetryAfter": 1.0, "CallStack": ["x"]}
+    assert "RetryAfter" not in sanitize_result(from_handler)
+    marked = overload_error(S_ERROR(EOVERLOAD, "queue full"), 0.75)
+    expected = {"OK": False, "Errno": EOVERLOAD, "Message": marked["Message"], "RetryAfter": 0.75}
+    assert sanitize_result(marked) == expected
+    assert list(sanitize_result(sanitize_result(marked))) == ["OK", "Errno", "Message", "RetryAfter"]
+    with pytest.raises(ValueError):
+        overload_error(S_ERROR(5, "not an overload"), 1.0)
+    with pytest.raises(ValueError):
+        overload_error(S_ERROR(EOVERLOAD, "x"), float("nan"))

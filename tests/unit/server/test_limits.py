@@ -105,6 +105,7 @@ def test_dispatch_answers_overloaded_without_waiting(context: RequestContext) ->
         "OK": False,
         "Errno": EOVERLOAD,
         "Message": "Service overloaded ( 1601 : too many concurrent calls to RPC/work (limit 1); retry later)",
+        "RetryAfter": 0.5,  # nothing ran: the client may retry after this delay
     }
     # other methods are not affected, and failing calls give their slot back
     assert dispatch(Handler, "echo", ["x"], None, context, limiter=limiter)["OK"] is True
