@@ -96,6 +96,12 @@ def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     proxy.add_argument("--out", type=Path, help="proxy file to write (default: DIR/proxy.pem)")
     proxy.add_argument("--hours", type=_positive, default=12.0, help="lifetime (default: %(default)s)")
     proxy.add_argument("--limited", action="store_true", help="Globus limited proxy policy")
+    proxy.add_argument(
+        "--group",
+        metavar="GROUP",
+        help="DIRAC group the proxy names (extension 1.2.42.42, as dirac-proxy-init -g; default: none, so services "
+        "use the registry's default group)",
+    )
     proxy.add_argument("--not-before", type=_when, metavar="ISO")
     proxy.add_argument("--not-after", type=_when, metavar="ISO")
     proxy.set_defaults(handler=_proxy)
@@ -182,7 +188,14 @@ def _proxy(args: argparse.Namespace) -> int:
         raise ConfigurationError("--out is required together with --cert")
     out = args.out or ca.directory / "proxy.pem"
     cred = ca.issue_proxy(
-        cert, key, out, hours=args.hours, limited=args.limited, not_before=args.not_before, not_after=args.not_after
+        cert,
+        key,
+        out,
+        hours=args.hours,
+        limited=args.limited,
+        not_before=args.not_before,
+        not_after=args.not_after,
+        group=args.group,
     )
     print(f"proxy: {cred.proxy_file}")
     print(cred.dn)

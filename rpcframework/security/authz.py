@@ -210,12 +210,15 @@ def resolve_caller(
     extra_credentials: ExtraCredentialsInput,
     registry: Registry,
 ) -> Caller:
-    """Who is calling: the peer's identity DN, the group in its proxy (or None), and the proposal's extra credentials.
+    """Who is calling: the peer's identity DN, the DIRAC group its verified proxy names (or None), and the
+    proposal's extra credentials.
 
     - ``"hosts"``: the peer is a host; username is its registry name, properties are the host's.
     - ``[dn, group]``: honoured only when the peer is a registered host with ``TrustedHost``; otherwise
       :class:`AccessDenied` is raised at once. A registered user delegated into a group they do not belong to is
       refused the same way. The delegated user is then resolved like a direct caller.
+    - A proxy naming a group: that group is the caller's; a group the user is not in is refused
+      (:class:`AccessDenied`). Without one, the proposal's bare group (old clients) or the registry's default.
     - An unknown DN, a user outside the requested group (directly, not delegated), or a suspended user gives an
       *anonymous* caller (admitted only by ``all`` rules), with :attr:`Caller.identity_problem` saying why.
     """
@@ -237,8 +240,32 @@ def resolve_caller(
         return anonymous_caller(None, "no certificate was presented")
     if isinstance(extra, HostCredentials):
         return _resolve_host(identity_dn, registry)
-    group = proxy_group or (extra if isinstance(extra, str) else None)
-    return _resolve_identity(identity_dn, group, registry)
+    requested = extra if isinstance(extra, str) else None
+    if proxy_group is not None:
+        return _resolve_proxy_group(identity_dn, proxy_group, requested, registry)
+    return _resolve_identity(identity_dn, requested, registry)
+
+
+def _resolve_proxy_group(dn: str, group: str, requested: str | None, registry: Registry) -> Caller:
+    """A DIRAC proxy names its group (``dirac-proxy-init -g``): that group is the caller's, as in DIRAC 9.
+
+    The group comes from the verified chain, so it wins over anything in the proposal; a proposal asking for
+    another group, or a group the registry does not list for the user, is refused outright (not downgraded to
+    anonymous, which ``all`` rules would still admit). Hosts keep their host identity.
+    """
+    user = registry.user_for_dn(dn)
+    if user is None:
+        if registry.host_for_dn(dn) is not None:
+            return _resolve_host(dn, registry)
+        return anonymous_caller(dn, f"{dn} is not registered")
+    if requested is not None and requested != group:
+        raise AccessDenied(f"{dn} calls with a proxy for group {group} but asks for group {requested}")
+    if not registry.is_user_in_group(user.name, group):
+        raise AccessDenied(
+            f"{dn} is not a member of group {group}, which its proxy names; make a proxy for one of your groups "
+            "(rpcframework ca proxy DIR --group G, or dirac-proxy-init -g G)"
+        )
+    return _resolve_user(dn, group, registry)
 
 
 def _refuse_host_target(dn: str, group: str, registry: Registry) -> None:

@@ -38,6 +38,7 @@ from rpcframework.security.x509 import (
     PROXY_CERT_INFO_OID,
     der_oid,
     der_tlv,
+    dirac_group_extension,
     format_dn,
     identity_from_chain,
     load_pem_chain_file,
@@ -376,8 +377,12 @@ class DevCA:
         limited: bool = False,
         not_before: datetime.datetime | None = None,
         not_after: datetime.datetime | None = None,
+        group: str | None = None,
     ) -> IssuedCredential:
         """Sign an RFC 3820 proxy with the credential in ``cert_file``/``key_file`` and write the grid proxy file.
+
+        ``group`` adds DIRAC's group extension (1.2.42.42, as ``dirac-proxy-init -g GROUP`` does): services then
+        see the caller in that group instead of the registry's default one.
 
         The signer may itself be a proxy (pass a proxy file as both arguments): the result is user -> proxy -> proxy.
         ``out_file`` holds the new proxy, its unencrypted key, then every certificate of ``cert_file``. Unless
@@ -393,6 +398,7 @@ class DevCA:
             not_after=not_after,
             key_type=self.key_type,
             key_size=self.key_size,
+            group=group,
         )
 
     # ------------------------------------------------------------------------------------------------ revoking
@@ -472,6 +478,7 @@ def issue_proxy(
     not_after: datetime.datetime | None = None,
     key_type: KeyType = "rsa",
     key_size: int = 2048,
+    group: str | None = None,
 ) -> IssuedCredential:
     """Module-level form of :meth:`DevCA.issue_proxy`: proxies need only the signer's credential, not the CA."""
     chain = load_pem_chain_file(cert_file)
@@ -491,7 +498,11 @@ def issue_proxy(
     key = _generate_key(key_type, key_size)
     serial = secrets.randbits(62) + 1  # RFC 3820: the new CN is the serial number, unique per issuer
     subject = x509.Name([*signer.subject.rdns, x509.RelativeDistinguishedName([_cn(str(serial))])])
-    cert = (
+    try:
+        extra = [dirac_group_extension(group)] if group is not None else []
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(signer.subject)
@@ -505,11 +516,19 @@ def issue_proxy(
         .add_extension(
             x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True
         )  # digitalSignature + keyEncipherment
-        .sign(signer_key, hashes.SHA256())
     )
+    for extension in extra:
+        builder = builder.add_extension(extension, critical=False)  # non-critical, as DIRAC writes it
+    cert = builder.sign(signer_key, hashes.SHA256())
     out = Path(out_file)
     _write(out, _cert_pem(cert) + _key_pem(key) + b"".join(_cert_pem(c) for c in chain), private=True)
-    logger.info("wrote %sproxy %s to %s", "limited " if limited else "", format_dn(subject), out)
+    logger.info(
+        "wrote %sproxy %s%s to %s",
+        "limited " if limited else "",
+        format_dn(subject),
+        f" ({group})" if group else "",
+        out,
+    )
     return IssuedCredential(out, out, out, identity_from_chain([cert, *chain]).dn)
 
 

@@ -131,6 +131,7 @@ class Channel:
         self.peer_address = stream.peer_address
         identity = stream.peer_identity
         self.peer_dn: str | None = identity.dn if identity is not None else None
+        self.peer_group: str | None = identity.dirac_group if identity is not None else None
         self.fd = stream.fileno()
         self.call: Call | None = None
         self.exchanges = 0
@@ -344,7 +345,7 @@ class Channel:
         if cached is not None and cached[0] is proposal and cached[1] is tree:
             caller: Caller | None = cached[2]
         else:
-            decision = service.authorize(proposal, self.peer_dn)
+            decision = service.authorize(proposal, self.peer_dn, self.peer_group)
             if not isinstance(decision, Caller):
                 return self._refuse(decision, proposal)
             caller = decision

@@ -18,6 +18,8 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
 
+from rpcframework.security.dirac_chain import X509Chain
+
 #: Credential keys that never leave the server (a certificate chain is an object, not data for a peer).
 PRIVATE_CREDENTIAL_KEYS = frozenset({"x509Chain", "chain"})
 
@@ -72,12 +74,14 @@ class RequestContext:
 
         ``{}`` for an anonymous ``dip://`` peer, as in DIRAC. Built on demand, so calls that never ask pay nothing.
         """
-        credentials = _peer_credentials(self.peer_identity)
         caller = self.caller
+        resolved: Mapping[str, Any] = {}
         if isinstance(caller, Mapping):
-            credentials.update(caller)
+            resolved = caller
         elif caller is not None:
-            credentials.update(caller.to_cred_dict())
+            resolved = caller.to_cred_dict()
+        credentials = _peer_credentials(self.peer_identity, resolved.get("group"))
+        credentials.update(resolved)
         if credentials and self.extra_credentials:
             credentials.setdefault("extraCredentials", self.extra_credentials)
         return credentials
@@ -93,7 +97,7 @@ class RequestContext:
         return True if self.is_connected is None else bool(self.is_connected())
 
 
-def _peer_credentials(peer: Any) -> dict[str, Any]:
+def _peer_credentials(peer: Any, group: str | None) -> dict[str, Any]:
     if peer is None:
         return {}
     credentials: dict[str, Any] = {
@@ -102,7 +106,8 @@ def _peer_credentials(peer: Any) -> dict[str, Any]:
         "issuer": peer.issuer,
         "isProxy": peer.is_proxy,
         "isLimitedProxy": peer.is_limited_proxy,
-        "x509Chain": peer.chain,
+        # DIRAC's chain object over the verified certificates (read-only; .certificates for the raw ones).
+        "x509Chain": X509Chain(peer.chain, group),
     }
     seconds_left = getattr(peer, "seconds_left", None)
     if callable(seconds_left):

@@ -140,8 +140,12 @@ class Service:
 
     # -- per request ------------------------------------------------------------------------------------------
 
-    def authorize(self, proposal: Proposal, peer_dn: str | None) -> Caller | DErrorReturn:
+    def authorize(
+        self, proposal: Proposal, peer_dn: str | None, proxy_group: str | None = None
+    ) -> Caller | DErrorReturn:
         """The caller of ``proposal`` if it may proceed, else the refusal to send (never raises for a peer).
+
+        ``proxy_group`` is the DIRAC group the peer's verified proxy names (``PeerIdentity.dirac_group``).
 
         An RPC to a method the handler does not export is let through unauthorized: the handler is never run and
         the caller gets DIRAC's ``"Unknown method <name>"`` after sending the arguments, as DIRAC answers.
@@ -156,7 +160,7 @@ class Service:
             # A direction without a transfer_<hook> is refused after the file info, with DIRAC's own message.
             exported = action is not ActionType.FileTransfer or proposal.action_name in self.table.transfers
         try:
-            caller = resolve_caller(peer_dn, None, proposal.extra_credentials, Registry.for_config(tree))
+            caller = resolve_caller(peer_dn, proxy_group, proposal.extra_credentials, Registry.for_config(tree))
             if not exported:
                 return caller
             self._authorize_action(caller, action.value, proposal.action_name, tree)

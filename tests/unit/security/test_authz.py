@@ -214,8 +214,10 @@ def test_default_group_when_proxy_has_none(registry: Registry) -> None:
 
 
 def test_wrong_group_and_unknown_dn_are_anonymous(registry: Registry) -> None:
-    wrong = resolve_caller(ANN, "beta_user", "", registry)
+    wrong = resolve_caller(ANN, None, "beta_user", registry)  # a bare group in the proposal (old clients)
     assert wrong.anonymous and wrong.identity_problem == "user ann is not a member of group beta_user"
+    with pytest.raises(AccessDenied, match="not a member of group beta_user, which its proxy names"):
+        resolve_caller(ANN, "beta_user", "", registry)  # a group inside the verified proxy: refused outright
     unknown = resolve_caller("/CN=stranger", None, "", registry)
     assert unknown.anonymous and unknown.identity_problem == "/CN=stranger is not registered"
     fake_host = resolve_caller("/CN=stranger", None, "hosts", registry)

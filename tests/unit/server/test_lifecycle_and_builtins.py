@@ -177,13 +177,14 @@ def test_deadline_and_connection_come_from_the_reactor() -> None:
 def test_credentials_merge_peer_and_caller() -> None:
     context = RequestContext(peer_identity=FakePeer(), caller=FakeCaller(), extra_credentials="hosts")
     credentials = context.credentials()
+    chain = credentials.pop("x509Chain")
+    assert chain.certificates == ("cert-object",)  # DIRAC's chain object over the verified certificates
     assert credentials == {
         "DN": "/DC=org/DC=x/CN=alice",
         "subject": "/DC=org/DC=x/CN=alice/CN=123",
         "issuer": "/DC=org/DC=x/CN=alice",
         "isProxy": True,
         "isLimitedProxy": False,
-        "x509Chain": ("cert-object",),
         "secondsLeft": 3600,
         "username": "alice",
         "group": "users",
