@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -116,6 +117,17 @@ class _Project:
     lease_seconds: float
 
 
+def _create_private(path: str | Path) -> None:
+    """Create the database file readable by its owner only (0600, whatever the umask); SQLite gives its WAL and
+    shared-memory files the same mode. An existing file is left as it is; ``":memory:"`` has no file."""
+    if str(path) == ":memory:" or str(path).startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600))
+    except FileExistsError:
+        return
+
+
 class DispatcherStore:
     """Thread-safe access to one SQLite file (``":memory:"`` for a private, throw-away store).
 
@@ -127,6 +139,7 @@ class DispatcherStore:
         # Wall-clock time, not monotonic: leases are stored, shared between processes and survive restarts.
         self._clock = clock
         self._lock = threading.Lock()
+        _create_private(path)
         # isolation_level=None: no implicit transactions; every change says BEGIN IMMEDIATE itself.
         self._db = sqlite3.connect(
             str(path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False

@@ -11,15 +11,16 @@ Pages:
 ``POST /signin``            dev mode only: sign in as the chosen dev user
 ``GET /dev/signin``         dev mode only: ``?user=alice&next=/projects`` signs in and redirects (for tests,
                             e.g. a headless browser that cannot fill in a form)
-``POST /signout``           forget the session
+``POST /signout``           end the session (server side too: a copied cookie stops working)
 ``GET /projects``           my projects, and the identity the service saw
 ``GET /projects/new``       the form to create a project
 ``POST /projects``          create it, then show it
 ``GET /projects/{id}``      a project's status, if it is mine
 =========================  ==========================================================================
 
-Sessions are signed cookies (:mod:`examples.portal.sessions`) holding only who signed in and a CSRF token; every
-form carries the token. Service refusals become pages with the service's message (403 for "not yours" or an
+Sessions are signed cookies (:mod:`examples.portal.sessions`) holding only who signed in, a session id and a CSRF
+token; every form carries the token. The portal keeps the ids of live sessions, so signing out ends a session for
+every copy of its cookie. Service refusals become pages with the service's message (403 for "not yours" or an
 authorization refusal, 404 for an unknown project, 502 when the service refuses the portal itself).
 """
 
@@ -46,7 +47,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from examples.portal.gateway import UNAUTHORIZED_ERRNO, DispatcherGateway, PortalUser, ServiceRefused
-from examples.portal.sessions import session_middleware
+from examples.portal.sessions import LiveSessions, session_middleware
 
 __all__ = ["PortalSettings", "make_app"]
 
@@ -56,6 +57,10 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: Forms are small; a bigger body is refused before it is read.
 MAX_FORM_BYTES = 256 * 1024
 MAX_FILES_PER_FORM = 1000
+#: More fields than any of the portal's forms has: refused with 400 before they are looked at.
+MAX_FORM_FIELDS = 20
+#: Project ids are SQLite integers; a longer path segment is refused before it is parsed.
+MAX_PROJECT_ID_DIGITS = 18
 
 #: Sent with every response: no framing, no inline scripts, no referrer leaking project ids.
 SECURITY_HEADERS = {
@@ -109,7 +114,7 @@ def make_app(gateway: DispatcherGateway, settings: PortalSettings) -> Starlette:
         Route("/projects", portal.projects, methods=["GET"]),
         Route("/projects", portal.create_project, methods=["POST"]),
         Route("/projects/new", portal.new_project, methods=["GET"]),
-        Route("/projects/{project_id:int}", portal.project, methods=["GET"]),
+        Route("/projects/{project_id}", portal.project, methods=["GET"]),
     ]
     middleware = [
         Middleware(SecurityHeaders),
@@ -138,11 +143,12 @@ class Portal:
         self.gateway = gateway
         self.settings = settings
         self.templates = Jinja2Templates(directory=str(TEMPLATES))
+        self.sessions = LiveSessions()
 
     # -- helpers -------------------------------------------------------------------------------------------------
 
     def render(self, request: Request, template: str, status_code: int = 200, /, **context: Any) -> Response:
-        context.setdefault("user", PortalUser.from_session(request.session.get("user")))
+        context.setdefault("user", self.signed_in(request))
         context.update(title=self.settings.title, dev_mode=self.settings.dev_mode, csrf=self.csrf_token(request))
         return self.templates.TemplateResponse(request, template, context, status_code=status_code)
 
@@ -160,15 +166,22 @@ class Portal:
             body += chunk
             if len(body) > MAX_FORM_BYTES:
                 raise HTTPException(413, f"the form is larger than {MAX_FORM_BYTES} bytes")
-        fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=20)
+        try:
+            fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+        except ValueError as exc:  # more than MAX_FORM_FIELDS fields
+            raise HTTPException(400, f"the form has more than {MAX_FORM_FIELDS} fields") from exc
         values = {name: items[0] for name, items in fields.items()}
         expected = request.session.get("csrf")
         if not isinstance(expected, str) or not hmac.compare_digest(values.get("csrf", ""), expected):
             raise HTTPException(403, "the form expired or did not come from this portal: reload the page and retry")
         return values
 
-    @staticmethod
-    def signed_in(request: Request) -> PortalUser | None:
+    def signed_in(self, request: Request) -> PortalUser | None:
+        """Who signed in, if the session is still live (signing out ends it server side, not just in the cookie)."""
+        if not self.sessions.is_live(request.session.get("sid")):
+            request.session.pop("user", None)  # signed out elsewhere, or from before a restart; CSRF token kept
+            request.session.pop("sid", None)
+            return None
         return PortalUser.from_session(request.session.get("user"))
 
     async def as_user(self, user: PortalUser, call: Callable[..., T], *args: Any) -> T:
@@ -179,7 +192,9 @@ class Portal:
         chosen = self.settings.users.get(name or "")
         if not self.settings.dev_mode or chosen is None:
             raise HTTPException(400, f"unknown dev user {name!r}")
+        self.sessions.close(request.session.get("sid"))
         request.session.clear()  # a fresh session (and CSRF token) for the new identity
+        request.session["sid"] = self.sessions.open()
         request.session["user"] = chosen.to_session()
         self.csrf_token(request)
 
@@ -206,6 +221,7 @@ class Portal:
 
     async def signout(self, request: Request) -> Response:
         await self.form(request)
+        self.sessions.close(request.session.get("sid"))  # a copy of the cookie opens nothing from now on
         request.session.clear()
         return RedirectResponse("/signin", status_code=303)
 
@@ -247,7 +263,10 @@ class Portal:
         user = self.signed_in(request)
         if user is None:
             return RedirectResponse("/signin", status_code=303)
-        project_id = int(request.path_params["project_id"])
+        raw_id = str(request.path_params["project_id"])
+        if not raw_id.isascii() or not raw_id.isdigit() or len(raw_id) > MAX_PROJECT_ID_DIGITS:
+            raise HTTPException(400, f"a project id is a number of at most {MAX_PROJECT_ID_DIGITS} digits")
+        project_id = int(raw_id)
         seen, status = await self.as_user(user, self.gateway.project_of, project_id)
         return self.render(request, "project.html", seen=seen, project=status)
 

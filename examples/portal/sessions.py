@@ -16,7 +16,11 @@ import binascii
 import hashlib
 import hmac
 import json
+import secrets
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
@@ -24,7 +28,7 @@ from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["SignedCookieSessionMiddleware", "session_middleware"]
+__all__ = ["LiveSessions", "SignedCookieSessionMiddleware", "session_middleware"]
 
 #: The portal's session cookie; its value is ``<payload>.<timestamp>.<signature>``.
 COOKIE_NAME = "portal_session"
@@ -103,6 +107,54 @@ class SignedCookieSessionMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
+
+
+class LiveSessions:
+    """The sessions signed in now, server side: a signed cookie alone cannot be taken back, so each session carries
+    an id, and signing out removes it here. A cookie copied before sign-out then opens nothing, though its signature
+    is still good. Bounded: ids older than ``max_age`` are forgotten, and past ``limit`` the oldest go first (their
+    owners sign in again). In memory, per portal process: a restart signs everybody out, as the random secret does.
+    """
+
+    def __init__(self, *, max_age: float = 8 * 3600, limit: int = 100_000, clock: Callable[[], float] = time.time):
+        self._max_age = max_age
+        self._limit = limit
+        self._clock = clock
+        self._opened: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def open(self) -> str:
+        """A new session id, live until :meth:`close` or ``max_age``."""
+        sid = secrets.token_urlsafe(18)
+        now = self._clock()
+        with self._lock:
+            self._prune(now)
+            self._opened[sid] = now
+            while len(self._opened) > self._limit:
+                self._opened.popitem(last=False)
+        return sid
+
+    def is_live(self, sid: object) -> bool:
+        if not isinstance(sid, str):
+            return False
+        with self._lock:
+            opened = self._opened.get(sid)
+        return opened is not None and self._clock() - opened <= self._max_age
+
+    def close(self, sid: object) -> None:
+        if isinstance(sid, str):
+            with self._lock:
+                self._opened.pop(sid, None)
+
+    def __len__(self) -> int:
+        return len(self._opened)
+
+    def _prune(self, now: float) -> None:
+        while self._opened:
+            sid, opened = next(iter(self._opened.items()))
+            if now - opened <= self._max_age:
+                return
+            del self._opened[sid]
 
 
 def session_middleware(secret_key: str, *, https_only: bool = False) -> Middleware:

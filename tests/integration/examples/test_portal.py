@@ -7,6 +7,7 @@ test uses project names of its own.
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 import re
@@ -195,6 +196,36 @@ def test_session_cookie_signature_and_age() -> None:
         assert middleware.decode(junk, now=1030) == {}
     with pytest.raises(ValueError, match="at least 16 bytes"):
         SignedCookieSessionMiddleware(app, "short")
+
+
+def test_signing_out_ends_the_session_for_every_copy_of_its_cookie(portal: str) -> None:
+    """A cookie copied before sign-out (another tab, a shared machine, a thief) opens nothing after it."""
+    alice = WebSession(portal)
+    alice.sign_in("alice")
+    (cookie,) = [c for c in alice.cookies if c.name == COOKIE_NAME]
+    copied = WebSession(portal)
+    copied.cookies.set_cookie(copy.copy(cookie))
+    assert copied.get("/projects").path == "/projects"  # the copy works while the session lives
+    page = alice.get("/projects")
+    assert alice.post("/signout", {"csrf": page.csrf()}).path == "/signin"
+    assert copied.get("/projects").path == "/signin"
+    assert copied.get("/projects/new").path == "/signin"
+    # signing in again opens a new session; the old copy stays dead
+    alice.sign_in("alice")
+    assert alice.get("/projects").path == "/projects" and copied.get("/projects").path == "/signin"
+
+
+def test_odd_forms_and_paths_answer_400_not_500(portal: str) -> None:
+    alice = WebSession(portal)
+    alice.sign_in("alice")
+    token = alice.get("/projects/new").csrf()
+    crowded = {"csrf": token, "name": unique("many"), "files": "a", **{f"x{i}": "1" for i in range(25)}}
+    page = alice.post("/projects", crowded)
+    assert page.status == 400 and "more than 20 fields" in page.text
+    for path in ("/projects/" + "9" * 5000, "/projects/12345678901234567890", "/projects/-1", "/projects/%C2%B2"):
+        page = alice.get(path)
+        assert page.status == 400 and "project id" in page.text, (path[:30], page.status)
+    assert alice.get("/projects").status == 200  # the portal goes on
 
 
 def test_dev_signin_redirects_only_to_local_paths(portal: str) -> None:

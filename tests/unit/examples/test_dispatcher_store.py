@@ -312,3 +312,18 @@ def test_state_survives_a_reopen(tmp_path: Path) -> None:
         assert second.create_project(ALICE, "next", ["x"], {}) == pid + 1
     finally:
         second.close()
+
+
+def test_the_database_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    """The store holds who owns which project: never readable by other local users (it was 0644)."""
+    import os
+    import stat
+
+    old = os.umask(0)
+    try:
+        store = DispatcherStore(tmp_path / "private.sqlite")
+        store.close()
+    finally:
+        os.umask(old)
+    for path in tmp_path.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
