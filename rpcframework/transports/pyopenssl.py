@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from OpenSSL import SSL
-from OpenSSL._util import lib as _ssl_lib
 from OpenSSL.crypto import X509, X509StoreContext, X509StoreContextError, X509StoreFlags
 
 from rpcframework.errors import (
@@ -32,6 +31,7 @@ from rpcframework.errors import (
     PeerVerificationError,
     RPCFrameworkError,
 )
+from rpcframework.transports import _openssl_internals as _internals
 from rpcframework.transports.base import (
     Deadline,
     HandshakeStatus,
@@ -94,8 +94,7 @@ def build_context(tls: TLSConfig, server_side: bool) -> SSL.Context:
     ctx.set_options(options)
     # pyOpenSSL turns partial writes on, so one SSL_write sends one 16 KiB record: a 1 MiB chunk took 64 trips
     # through send_all. Whole writes (continued after WANT_WRITE, the buffer may move between the tries) take one.
-    _ssl_lib.SSL_CTX_clear_mode(ctx._context, _ssl_lib.SSL_MODE_ENABLE_PARTIAL_WRITE)
-    ctx.set_mode(_ssl_lib.SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)
+    _internals.disable_partial_writes(ctx)
     with credentials_errors("the TLS cipher list"):
         ctx.set_cipher_list(tls.ciphers.encode())
     if tls.cert_file:
@@ -217,7 +216,7 @@ def _verified_chain(conn: SSL.Connection, sent: list[x509.Certificate], where: s
     chain = conn.get_verified_chain(as_cryptography=True)
     if chain:
         return chain
-    if not _ssl_lib.SSL_session_reused(conn._ssl):
+    if not _internals.session_reused(conn):
         raise PeerVerificationError(f"{where}: OpenSSL gave no verified certificate chain for the peer: refused")
     return _verify_again(conn.get_context(), sent, where)
 
@@ -317,7 +316,7 @@ class PyOpenSSLBackend:
                 conn.set_session(offered[0])
             conn.set_connect_state()
             _run_handshake(conn, sock, handshake_timeout, where)
-            if offered is not None and offered[1] is not None and _ssl_lib.SSL_session_reused(conn._ssl):
+            if offered is not None and offered[1] is not None and _internals.session_reused(conn):
                 check_resumed_identity(offered[1], name)
                 identity: PeerIdentity | None = dataclasses.replace(offered[1], address=(host, port))
             else:
@@ -375,7 +374,7 @@ class PyOpenSSLBackend:
         if not sent:
             raise PeerVerificationError(f"{where}: the client sent no certificate")
         identity = self.identities.identity(ctx, tuple(sent), peer, lambda: _verified_chain(conn, sent, where))
-        if _ssl_lib.SSL_session_reused(conn._ssl):
+        if _internals.session_reused(conn):
             check_resumed_identity(identity, where)
             return identity
         budget = ctx.get_app_data()
@@ -454,7 +453,7 @@ def _client_identity(
     if tls.check_hostname:
         _match_server_name(identity.chain[0], name)
     _check_server_certificate(identity.chain[0], name)
-    if _ssl_lib.SSL_session_reused(conn._ssl):
+    if _internals.session_reused(conn):
         check_resumed_identity(identity, name)
     return identity
 

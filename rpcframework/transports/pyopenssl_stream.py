@@ -14,11 +14,9 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from OpenSSL import SSL
-from OpenSSL._util import ffi as _ffi
-from OpenSSL._util import lib as _ssl_lib
-from OpenSSL._util import no_zero_allocator as _alloc
 
 from rpcframework.errors import ConnectionClosedError, DeadlineExceeded
+from rpcframework.transports import _openssl_internals as _internals
 from rpcframework.transports.base import Deadline, TLSStreamInfo, classify_tls_failure
 
 if TYPE_CHECKING:
@@ -33,8 +31,12 @@ MAX_IO_STEPS = 100_000
 _FULL_RECORD = 16_384
 # One SSL_write takes at most an int's worth of bytes; send_all loops over larger buffers.
 _MAX_WRITE = 1 << 30
-_SSL_read = _ssl_lib.SSL_read
-_SSL_write = _ssl_lib.SSL_write
+_SSL_read = _internals.SSL_read
+_SSL_write = _internals.SSL_write
+_SSL_pending = _internals.SSL_pending
+_alloc = _internals.alloc
+_buffer = _internals.buffer
+_from_buffer = _internals.from_buffer
 
 
 def error_text(exc: SSL.Error) -> str:
@@ -63,8 +65,8 @@ class PyOpenSSLStream(TLSStreamInfo):
         self._deferred: SSL.Error | None = None  # what ended a bulk read, reported by the next recv
         # Reads and writes call OpenSSL directly and go through pyOpenSSL's error mapping only when a call returns
         # nothing: its recv/send wrappers cost about as much Python time per record as the rest of an exchange.
-        self._ssl = conn._ssl
-        self._raise_ssl_error = conn._raise_ssl_error
+        self._ssl = _internals.ssl_pointer(conn)
+        self._raise_ssl_error = _internals.error_raiser(conn)
         # One poller per stream, registered once: building and registering one per wait costs on every call.
         self._poller: Any = None
         self._poll_events = 0
@@ -81,7 +83,7 @@ class PyOpenSSLStream(TLSStreamInfo):
     @property
     def session_reused(self) -> bool:
         """Whether the handshake resumed an earlier TLS session (pyOpenSSL has no public accessor)."""
-        return bool(_ssl_lib.SSL_session_reused(self._conn._ssl))
+        return _internals.session_reused(self._conn)
 
     def settimeout(self, seconds: float | None) -> None:
         self._timeout = seconds
@@ -103,7 +105,7 @@ class PyOpenSSLStream(TLSStreamInfo):
         deadline: Deadline | None = None  # started at the first wait: a read that needs none reads no clock
         if self._answer_due:
             self._answer_due = False
-            if self._timeout != 0.0 and (self._drained or not _ssl_lib.SSL_pending(self._ssl)):
+            if self._timeout != 0.0 and (self._drained or not _SSL_pending(self._ssl)):
                 # Right after a send (a request, a result) the answer is almost never there yet: wait for the
                 # socket first, which spares OpenSSL a failed read and pyOpenSSL a WantReadError per exchange.
                 # Safe: no decrypted byte is pending (checked), and OpenSSL does not read ahead of the record it
@@ -119,7 +121,7 @@ class PyOpenSSLStream(TLSStreamInfo):
                 if size >= _FULL_RECORD and max_bytes - size >= _FULL_RECORD:
                     size = self._read_more(buf, size, max_bytes)
                 self._drained = size < max_bytes
-                data: bytes = _ffi.buffer(buf, size)[:]
+                data: bytes = _buffer(buf, size)[:]
                 return data
             try:
                 self._raise_ssl_error(ssl, size)
@@ -171,7 +173,7 @@ class PyOpenSSLStream(TLSStreamInfo):
         for _ in range(MAX_IO_STEPS):
             if not view:
                 return
-            sent = _SSL_write(self._ssl, _ffi.from_buffer(view), min(len(view), _MAX_WRITE))
+            sent = _SSL_write(self._ssl, _from_buffer(view), min(len(view), _MAX_WRITE))
             try:
                 if sent <= 0:
                     self._raise_ssl_error(self._ssl, sent)
