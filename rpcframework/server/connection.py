@@ -22,7 +22,7 @@ import select
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from rpcframework.codec import encode
 from rpcframework.errors import CodecError, ProtocolError, RPCFrameworkError
@@ -37,17 +37,19 @@ from rpcframework.protocol.events import (
 from rpcframework.protocol.framing import encode_frame
 from rpcframework.protocol.messages import ActionType, Extensions, Feature, Proposal, sanitize_result
 from rpcframework.protocol.rpc import ServerConnection
-from rpcframework.protocol.transfer import ServerTransfer
 from rpcframework.returnvalues import ENOAUTH, S_ERROR, DReturn
 from rpcframework.security.authz import Caller
 from rpcframework.security.registry import Registry
 from rpcframework.server.audit import audit_call, audit_logger
 from rpcframework.server.context import RequestContext
-from rpcframework.server.guard import ConnectionGuard, guard_settings
-from rpcframework.server.pipe import GONE_EVENTS, RECV_SIZE, StreamPipe, read_file_info
+from rpcframework.server.guard import ConnectionGuard, charged_identity, guard_settings
+from rpcframework.server.pipe import GONE_EVENTS, RECV_SIZE, StreamPipe
 from rpcframework.server.service import Service, classify_result
-from rpcframework.transfer.helper import FileHelper
+from rpcframework.server.transfer_call import run_transfer
 from rpcframework.transports.base import Stream
+
+if TYPE_CHECKING:
+    from rpcframework.server.guard import Ticket
 
 __all__ = ["SERVER_EXTENSIONS", "Call", "Channel", "ChannelLimits", "Step", "StreamPipe"]
 
@@ -138,13 +140,15 @@ class Channel:
         self.closed = False
         self.deadline = time.monotonic() + limits.read_timeout
         self._wait_budget = limits.read_timeout  # how long the message being waited for may take
-        self._auth_cache: tuple[Proposal, object, Caller] | None = None
+        # (proposal, configuration snapshot, caller, the guard's identity generation) of the last authorization.
+        self._auth_cache: tuple[Proposal, object, Caller, int] | None = None
         self._ban_tree: object | None = None  # the configuration snapshot this address was last checked against
         self._current: tuple[Service, Proposal, Caller | None] | None = None
         self._context_cache: tuple[Proposal, Caller | None, RequestContext, str] | None = None
-        # Set by the reactor's connection guard: a slot to give back on close, abuse to count, a peer to refuse.
+        # Set by the reactor's connection guard: a slot to give back on close, whom abuse is charged to (the
+        # ticket), a peer to refuse.
         self.on_close: Callable[[], None] | None = None
-        self.on_failure: Callable[[str], None] | None = None
+        self.ticket: Ticket | None = None
         self.peer_problem: str | None = None
 
     def __repr__(self) -> str:
@@ -239,14 +243,15 @@ class Channel:
             or cached is None
             or cached[0] is not proposal
             or cached[1] is not service.config_tree()
+            or cached[3] != self._identity_generation()
         ):
-            return None  # authorization must run (again): the general path does it
+            return None  # authorization (or a suspension check) must run again: the general path does it
         self._current = (service, proposal, cached[2])
         try:
             args, kwargs = conn.take_pipelined(proposal, payload)
         except ProtocolError as exc:  # as advance() handles it: DIRAC's refusal, then close
             logger.info("closing %s after a protocol error: %s", self.where, exc)
-            self._report_failure("protocol error")
+            self._charge("protocol error", proposal)
             self._send_quietly(conn.data_to_send())
             return Step.CLOSE
         self.call = self._make_call(args, kwargs)
@@ -262,7 +267,7 @@ class Channel:
                 event = conn.next_event()
             except (ProtocolError, RPCFrameworkError) as exc:
                 logger.info("closing %s after a protocol error: %s", self.where, exc)
-                self._report_failure("protocol error")
+                self._charge("protocol error", conn.proposal)
                 self._send_quietly(conn.data_to_send())
                 return Step.CLOSE
             pending = conn.data_to_send()
@@ -270,7 +275,7 @@ class Channel:
                 if not self._send_quietly(pending):
                     return Step.CLOSE
                 if conn.state is ConnectionState.IDLE:
-                    self._restart_wait(self._wait_budget)
+                    self.restart_wait(self._wait_budget)
             step = self._on_event(event)
             if step is not None:
                 return step
@@ -306,7 +311,7 @@ class Channel:
             return None
         if self.conn.state is not ConnectionState.IDLE:
             return Step.CLOSE
-        self._restart_wait(self.limits.idle_timeout)  # refused, but reuse keeps the connection
+        self.restart_wait(self.limits.idle_timeout)  # refused, but reuse keeps the connection
         return None
 
     def _banned_since_accept(self, proposal: Proposal) -> bool:
@@ -338,30 +343,58 @@ class Channel:
         if proposal.action_type is not ActionType.RPC and proposal.action_type is not ActionType.FileTransfer:
             error = S_ERROR(f"{proposal.action_type.value} actions are not supported by this server")
             return self._refuse(error, proposal)
-        if self.peer_problem is not None:
-            return self._refuse(S_ERROR(ENOAUTH, self.peer_problem), proposal)
-        tree = service.config_tree()
-        cached = self._auth_cache
-        if cached is not None and cached[0] is proposal and cached[1] is tree:
-            caller: Caller | None = cached[2]
-        else:
-            decision = service.authorize(proposal, self.peer_dn, self.peer_group)
-            if not isinstance(decision, Caller):
-                return self._refuse(decision, proposal)
-            caller = decision
-            self._auth_cache = (proposal, tree, decision)
+        suspension = self._suspension(proposal)  # a lookup only while some identity is suspended
+        if suspension is not None:
+            return self._refuse(suspension, proposal, charge=False)
+        caller = self._authorize(service, proposal)
+        if not isinstance(caller, Caller):
+            return self._refuse(caller, proposal)
         self._current = (service, proposal, caller)
         if not self._send_quietly(self.conn.accept()):
             return False
-        self._restart_wait(self.limits.read_timeout)
+        self.restart_wait(self.limits.read_timeout)
         return True
 
-    def _refuse(self, error: DReturn, proposal: Proposal) -> bool:
+    def _authorize(self, service: Service, proposal: Proposal) -> Caller | DReturn:
+        """The caller (from the last authorization while nothing changed), or the refusal to send."""
+        if self.peer_problem is not None:
+            return S_ERROR(ENOAUTH, self.peer_problem)
+        tree = service.config_tree()
+        cached = self._auth_cache
+        generation = self._identity_generation()
+        if cached is not None and cached[0] is proposal and cached[1] is tree and cached[3] == generation:
+            return cached[2]
+        decision = service.authorize(proposal, self.peer_dn, self.peer_group)
+        if isinstance(decision, Caller):
+            self._auth_cache = (proposal, tree, decision, generation)
+        return decision
+
+    def _suspension(self, proposal: Proposal) -> DReturn | None:
+        """The refusal for a proposal whose caller is suspended (``docs/security.md``, "Who pays for abuse")."""
+        ticket = self.ticket
+        if ticket is None or not ticket.guard.any_suspended:
+            return None
+        return ticket.suspension_refusal(self._identity_of(proposal))
+
+    def _identity_of(self, proposal: Proposal | None) -> str | None:
+        """Who answers for what this connection does under ``proposal`` (``None``: its address does)."""
+        if proposal is None or self.peer_dn is None:
+            return self.peer_dn
+        service = self.services.get(proposal.service)
+        if service is None:
+            return self.peer_dn
+        return charged_identity(self.peer_dn, proposal.extra_credentials, Registry.for_config(service.config_tree()))
+
+    def _identity_generation(self) -> int:
+        ticket = self.ticket
+        return ticket.guard.identity_generation if ticket is not None else 0
+
+    def _refuse(self, error: DReturn, proposal: Proposal, *, charge: bool = True) -> bool:
         assert not error["OK"]
         self._send_quietly(self.conn.refuse(error))
         self.exchanges += 1
-        if error.get("Errno") == ENOAUTH:
-            self._report_failure("refused authorization")
+        if charge and error.get("Errno") == ENOAUTH:
+            self._charge("refused authorization", proposal)
         self._observe_refusal(proposal, error)
         audit_call(
             peer_address=self.peer_address,
@@ -422,7 +455,7 @@ class Channel:
         self.exchanges += 1
         sent = self.send_result(result)
         if audit_logger.isEnabledFor(logging.INFO):  # audit_call's own first test, made before building its fields
-            self._audit(call, result, time.perf_counter() - started, sent)
+            self.audit(call, result, time.perf_counter() - started, sent)
         if logger.isEnabledFor(logging.INFO):
             # An unknown method name is the peer's own text, and DIRAC's answer to it ("Unknown method <name>") too.
             outcome = "OK" if result["OK"] else f"ERROR: {_clean(str(result['Message']))}"
@@ -438,7 +471,7 @@ class Channel:
         limits = self.limits
         if not sent or self.conn.state is not ConnectionState.IDLE or self.exchanges >= limits.max_calls:
             return False
-        # _restart_wait(limits.idle_timeout), inline on the per-call path
+        # restart_wait(limits.idle_timeout), inline on the per-call path
         self._wait_budget = idle = limits.idle_timeout
         self.deadline = time.monotonic() + idle
         return True
@@ -472,59 +505,21 @@ class Channel:
             return False
         if not self._send_quietly(data) or self.conn.state is not ConnectionState.IDLE:
             return False
-        self._restart_wait(self.limits.idle_timeout)
+        self.restart_wait(self.limits.idle_timeout)
         return True
 
     # -- file transfers -----------------------------------------------------------------------------------------
 
     def _execute_transfer(self, call: Call) -> bool:
         """Run a FileTransfer exchange (file info, accept or refuse, the hook, its result) with blocking I/O."""
-        started = time.perf_counter()
         self.call = None
         self.exchanges += 1
-        pipe = StreamPipe(self.stream, self.limits.read_timeout, self.limits.write_timeout)
-        machine = ServerTransfer(self.conn.hand_over())
-        result: DReturn = S_ERROR("transfer not run")
-        helper: FileHelper | None = None
-        try:
-            info = read_file_info(machine, pipe)
-            if call.method not in call.service.table.transfers:
-                result = call.service.transfer(call.method, info, None, call.context)
-                pipe.send(machine.refuse(result))  # type: ignore[arg-type]
-                return False
-            pipe.send(machine.accept())
-            total = info.size if info.size is not None and info.size >= 0 else None
-            helper = FileHelper(machine, pipe, total=total)
-            result = call.service.transfer(call.method, info, helper, call.context)
-            pipe.send(machine.send_result(result))
-        except (RPCFrameworkError, OSError) as exc:
-            logger.info("transfer %s with %s failed: %s", call.method, self.where, exc)
-            return False
-        finally:
-            self._audit(call, result, time.perf_counter() - started, True)
-            if call.service.observer is not None:
-                moved = helper.getTransferedBytes() if helper is not None else 0
-                call.service.observer.transfer_finished(
-                    call.service.name, call.method, classify_result(result)[0], moved
-                )
-            if logger.isEnabledFor(logging.INFO):
-                outcome = "OK" if result["OK"] else f"ERROR: {_clean(str(result['Message']))}"
-                elapsed = (time.perf_counter() - started) * 1000.0
-                logger.info(
-                    "%s FileTransfer/%s by %s from %s: %s (%.2f ms)",
-                    call.service.name,
-                    call.method,
-                    call.caller,
-                    self.where,
-                    outcome,
-                    elapsed,
-                )
-        if not machine.in_sync:
+        if not run_transfer(self, call):
             return False
         self.conn.finish_hand_over()
         if self.conn.state is not ConnectionState.IDLE:
             return False
-        self._restart_wait(self.limits.idle_timeout)
+        self.restart_wait(self.limits.idle_timeout)
         return True
 
     def is_connected(self) -> bool:
@@ -537,7 +532,7 @@ class Channel:
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
-    def _audit(self, call: Call, result: DReturn, duration: float, delivered: bool) -> None:
+    def audit(self, call: Call, result: DReturn, duration: float, delivered: bool) -> None:
         audit_call(
             peer_address=self.peer_address,
             peer_dn=self.peer_dn,
@@ -550,11 +545,14 @@ class Channel:
             delivered=delivered,
         )
 
-    def _report_failure(self, what: str) -> None:
-        if self.on_failure is not None:
-            self.on_failure(what)
+    def _charge(self, what: str, proposal: Proposal | None) -> None:
+        """Count ``what`` against whoever answers for it: the caller's identity, or the address of a peer that
+        never authenticated."""
+        ticket = self.ticket
+        if ticket is not None:
+            ticket.charge(what, self._identity_of(proposal))
 
-    def _restart_wait(self, budget: float) -> None:
+    def restart_wait(self, budget: float) -> None:
         self._wait_budget = budget
         self.deadline = time.monotonic() + budget
 

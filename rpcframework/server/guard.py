@@ -1,25 +1,34 @@
-"""The connection guard: who may open a connection, how many at once, and who is banned for a while.
+"""The connection guard: who may open a connection, how many at once, and who is refused for a while.
+
+Abuse is charged to whoever did it (``docs/security.md``, "Who pays for abuse"). Portals and grid sites put many
+callers behind one address, so an address pays only for what never authenticated:
+
+* a refusal of an authenticated caller (authorization refused, a protocol error after the handshake) is a strike
+  against its *identity*: the DN it authenticated with, or the user a ``TrustedHost`` acts for
+  (:func:`charged_identity`). ``AutoBan/MaxFailures`` strikes within ``AutoBan/Window`` seconds suspend that
+  identity for ``AutoBan/Duration`` seconds: its proposals are refused with a message saying so, from any address,
+  and every other caller behind the same address or portal is served as before;
+* traffic that never authenticates is charged to the address. What no client sends by mistake (bytes that are not
+  TLS, handshakes left hanging until ``HandshakeTimeout``, the protocol errors of a peer without a certificate)
+  bans the address after the same number of strikes. A handshake refused for its certificate (expired, revoked,
+  unknown CA) or abandoned by a client that refused ours is what a crowd of grid jobs behind one NAT produces when
+  their proxies expire together: it is *rate limited* instead (``HandshakeFailures/Burst`` such failures at once,
+  then ``HandshakeFailures/Rate`` per second), never banned;
+* ``AutoBan/Exempt`` exempts addresses from both address measures; loopback is not special.
 
 The reactor asks :meth:`ConnectionGuard.admit` for every accepted socket *before* any TLS work, so a refused peer
-costs one ``accept`` and one ``close``. A peer is refused (closed silently) when
+costs one ``accept`` and one ``close``. A peer is refused (closed silently) when its address matches
+``/Registry/BannedIPs`` (read from the current configuration snapshot, so edits apply without a restart), is under
+a temporary ban or out of handshake-failure tokens, or when the server already holds ``MaxConnections``
+connections, or ``MaxConnectionsPerAddress`` from that address.
 
-* its address matches ``/Registry/BannedIPs`` (read from the current configuration snapshot, so edits apply
-  without a restart);
-* it is under a *temporary ban*: ``AutoBan/MaxFailures`` failures (failed or timed-out TLS handshakes, refused
-  authorization, protocol errors) within ``AutoBan/Window`` seconds ban the address for ``AutoBan/Duration``
-  seconds. Loopback is not special: only ``AutoBan/Exempt`` exempts an address;
-* the server already holds ``MaxConnections`` connections, or ``MaxConnectionsPerAddress`` from that address.
-
-An admitted connection carries a :class:`Ticket` until it closes; the ticket gives the slot back and reports
+An admitted connection carries a :class:`Ticket` until it closes; the ticket gives the slot back and charges
 failures. Settings live in ``/DIRAC/Security/Server`` (:func:`guard_settings`) and are read once per snapshot.
-
-Memory is bounded whatever peers do: at most ``_MAX_TRACKED`` addresses are remembered (the oldest forgotten
-first) and each keeps at most ``MaxFailures`` timestamps.
+Memory is bounded whatever peers do (:mod:`rpcframework.server.strikes`).
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import ipaddress
 import logging
@@ -30,19 +39,29 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from rpcframework.config.tree import ConfigTree
-from rpcframework.errors import ConfigurationError
+from rpcframework.errors import ConfigurationError, CredentialsError, PeerVerificationError
+from rpcframework.protocol.messages import DelegatedIdentity, ExtraCredentials
+from rpcframework.returnvalues import ENOAUTH, S_ERROR, DErrorReturn
+from rpcframework.security.authz import Property
 from rpcframework.security.registry import Registry
+from rpcframework.server.strikes import MAX_TRACKED, StrikePolicy, StrikeTable, TokenBuckets
 
 if TYPE_CHECKING:
     from rpcframework.server.connection import Channel, ChannelLimits
 
-__all__ = ["GUARD_SECTION", "ConnectionGuard", "GuardSettings", "Ticket", "guard_settings", "read_guard_settings"]
+__all__ = [
+    "GUARD_SECTION",
+    "ConnectionGuard",
+    "GuardSettings",
+    "Ticket",
+    "charged_identity",
+    "guard_settings",
+    "read_guard_settings",
+]
 
 logger = logging.getLogger(__name__)
 
 GUARD_SECTION: Final = "/DIRAC/Security/Server"
-#: Addresses whose failures or bans are remembered at once; beyond that the oldest entries are dropped.
-_MAX_TRACKED: Final = 65_536
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -64,6 +83,8 @@ class GuardSettings:
     autoban_window: float = 60.0
     autoban_duration: float = 300.0
     autoban_exempt: tuple[IPNetwork, ...] = ()
+    handshake_failure_rate: float = 5.0
+    handshake_failure_burst: int = 100
     credentials_check_interval: float = 60.0
 
     def channel_limits(self, base: ChannelLimits) -> ChannelLimits:
@@ -79,6 +100,10 @@ class GuardSettings:
     def is_exempt(self, address: str) -> bool:
         ip = _ip(address)
         return ip is not None and any(ip.version == net.version and ip in net for net in self.autoban_exempt)
+
+    @property
+    def strike_policy(self) -> StrikePolicy:
+        return StrikePolicy(self.autoban_max_failures, self.autoban_window, self.autoban_duration)
 
 
 def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -150,6 +175,8 @@ def read_guard_settings(tree: ConfigTree) -> GuardSettings:
         autoban_window=_positive_number(tree, "AutoBan/Window", base.autoban_window, float),
         autoban_duration=_positive_number(tree, "AutoBan/Duration", base.autoban_duration, float),
         autoban_exempt=_networks(tree, "AutoBan/Exempt"),
+        handshake_failure_rate=_positive_number(tree, "HandshakeFailures/Rate", base.handshake_failure_rate, float),
+        handshake_failure_burst=_positive_number(tree, "HandshakeFailures/Burst", base.handshake_failure_burst, int),
         credentials_check_interval=_positive_number(
             tree, "CredentialsCheckInterval", base.credentials_check_interval, float
         ),
@@ -163,8 +190,34 @@ def guard_settings(tree: ConfigTree | None) -> GuardSettings:
     return tree.cached("rpcframework.server.guard", read_guard_settings)
 
 
+def charged_identity(peer_dn: str | None, extra: ExtraCredentials, registry: Registry) -> str | None:
+    """Who answers for a proposal's refusal: the user a ``TrustedHost`` acts for, else the peer's own DN (``None``
+    for a peer without a certificate: its address answers).
+
+    A delegation the registry would refuse (the peer is not a trusted host) is charged to the peer itself, so no
+    one can get another user suspended by naming them."""
+    if peer_dn is None:
+        return None
+    if isinstance(extra, DelegatedIdentity) and _acts_for_users(peer_dn, registry):
+        return extra.dn
+    return peer_dn
+
+
+def _acts_for_users(dn: str, registry: Registry) -> bool:
+    host = registry.host_for_dn(dn)
+    if host is None or registry.user_for_dn(dn) is not None:
+        return False
+    trusted = Property.TRUSTED_HOST.lower()
+    return any(prop.lower() == trusted for prop in host.properties)
+
+
+def _is_refused_credential(exc: BaseException) -> bool:
+    """A handshake a real TLS client can fail: its certificate refused by us, or ours refused by it."""
+    return isinstance(exc, PeerVerificationError | CredentialsError)
+
+
 class Ticket:
-    """One admitted connection: :meth:`release` gives its slot back (idempotent), :meth:`failed` reports abuse."""
+    """One admitted connection: :meth:`release` gives its slot back (idempotent); failures are charged through it."""
 
     __slots__ = ("_guard", "_released", "address", "settings")
 
@@ -178,31 +231,65 @@ class Ticket:
         self._guard._release(self)
 
     def failed(self, what: str) -> None:
+        """Traffic that never authenticated misbehaved (garbage, a handshake left hanging): the address pays."""
         self._guard.record_failure(self.address, what, self.settings)
 
+    def handshake_failed(self, exc: BaseException) -> None:
+        """Charge a failed handshake: a refused certificate spends a rate-limit token, anything else is a strike."""
+        if _is_refused_credential(exc):
+            self._guard.record_refused_credentials(self.address, self.settings)
+        else:
+            self.failed("TLS handshake failed")
+
+    def charge(self, what: str, identity: str | None) -> None:
+        """An authenticated caller (``identity``) was refused or broke the protocol; ``None``: the address pays."""
+        if identity is None:
+            self.failed(what)
+        else:
+            self._guard.record_identity_failure(identity, what, self.settings)
+
+    def suspension_refusal(self, identity: str | None) -> DErrorReturn | None:
+        """The refusal of a proposal charged to ``identity`` while it is suspended, else ``None``."""
+        left = self._guard.identity_suspension(identity) if identity is not None else None
+        if left is None or identity is None:
+            return None
+        who = identity if len(identity) <= 200 else identity[:200] + "..."
+        who = who if who.isprintable() else who.encode("unicode_escape").decode("ascii")
+        return S_ERROR(
+            ENOAUTH,
+            f"{who} is suspended for {left:.0f} s more after repeated refused requests; stop the calls that are"
+            " refused, or ask the service's operators to lift the suspension",
+        )
+
+    @property
+    def guard(self) -> ConnectionGuard:
+        return self._guard
+
     def attach(self, channel: Channel) -> None:
-        """Tie a handshaken connection to this ticket: closing it releases the slot, abuse on it is counted."""
+        """Tie a handshaken connection to this ticket: closing it releases the slot, abuse on it is charged."""
         channel.on_close = self.release
-        channel.on_failure = self.failed
+        channel.ticket = self
         channel.peer_problem = ConnectionGuard.peer_problem(channel.stream.peer_identity, self.settings)
         if channel.closed:  # closed before we got here: nothing else will release the slot
             self.release()
 
 
 class ConnectionGuard:
-    """Connection counts, failure history and temporary bans of one reactor; thread-safe.
+    """Connection counts, strikes, temporary bans and rate limits of one reactor; thread-safe.
 
-    ``clock`` is :func:`time.monotonic` unless a test supplies its own.
+    ``clock`` is :func:`time.monotonic` unless a test supplies its own; ``max_tracked`` bounds each table.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_tracked: int = MAX_TRACKED) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._open: dict[str, int] = {}
         self._total = 0
-        # Insertion-ordered: the first entries are the oldest, dropped first when too many addresses are tracked.
-        self._failures: dict[str, collections.deque[float]] = {}
-        self._banned_until: dict[str, float] = {}
+        self._addresses = StrikeTable(clock, max_tracked)  # strikes and bans of traffic that never authenticated
+        self._identities = StrikeTable(clock, max_tracked)  # strikes and suspensions of authenticated callers
+        self._handshakes = TokenBuckets(clock, max_tracked)  # refused certificates, rate limited per address
+        #: Bumped whenever an identity is suspended: a connection's cached authorization is then checked again.
+        self.identity_generation = 0
 
     @property
     def open_connections(self) -> int:
@@ -214,13 +301,13 @@ class ConnectionGuard:
             logger.debug("closed a connection from %s: listed in /Registry/BannedIPs", address)
             return None
         settings = guard_settings(tree)
+        if self._addresses.banned_for(address) is not None:
+            logger.debug("closed a connection from %s: temporarily banned", address)
+            return None
+        if not self._handshakes.allows(address):
+            logger.debug("closed a connection from %s: too many refused certificates (HandshakeFailures)", address)
+            return None
         with self._lock:
-            until = self._banned_until.get(address)
-            if until is not None:
-                if until > self._clock():
-                    logger.debug("closed a connection from %s: temporarily banned", address)
-                    return None
-                del self._banned_until[address]
             if self._total >= settings.max_connections:
                 logger.info("closed a connection from %s: %d connections open (MaxConnections)", address, self._total)
                 return None
@@ -245,24 +332,12 @@ class ConnectionGuard:
                 self._open.pop(ticket.address, None)
 
     def record_failure(self, address: str, what: str, settings: GuardSettings) -> bool:
-        """Count a failure from ``address``; ``True`` when it has just been banned for a while."""
+        """A strike against ``address`` (traffic that never authenticated); ``True`` when it has just been banned."""
         if not settings.autoban or settings.is_exempt(address):
             return False
-        with self._lock:
-            now = self._clock()
-            history = self._failures.pop(address, None)
-            if history is None:
-                history = collections.deque(maxlen=settings.autoban_max_failures)
-            history.append(now)
-            self._failures[address] = history  # re-inserted: now the most recently seen
-            recent = sum(1 for stamp in history if now - stamp <= settings.autoban_window)
-            if recent < settings.autoban_max_failures:
-                self._forget_oldest()
-                return False
-            del self._failures[address]
-            self._banned_until.pop(address, None)
-            self._banned_until[address] = now + settings.autoban_duration
-            self._forget_oldest()
+        recent = self._addresses.strike(address, settings.strike_policy)
+        if recent is None:
+            return False
         logger.warning(
             "banned %s for %.0f s: %d failures within %.0f s, the last: %s",
             address,
@@ -273,22 +348,68 @@ class ConnectionGuard:
         )
         return True
 
-    def _forget_oldest(self) -> None:
-        for table in (self._failures, self._banned_until):
-            while len(table) > _MAX_TRACKED:
-                del table[next(iter(table))]
+    def record_identity_failure(self, identity: str, what: str, settings: GuardSettings) -> bool:
+        """A strike against an authenticated ``identity``; ``True`` when it has just been suspended."""
+        if not settings.autoban:
+            return False
+        recent = self._identities.strike(identity, settings.strike_policy)
+        if recent is None:
+            return False
+        self.identity_generation += 1
+        logger.warning(
+            "suspended %r for %.0f s: %d refused requests within %.0f s, the last: %s",
+            identity,
+            settings.autoban_duration,
+            recent,
+            settings.autoban_window,
+            what,
+        )
+        return True
+
+    def record_refused_credentials(self, address: str, settings: GuardSettings) -> float | None:
+        """Spend a handshake-failure token of ``address``; the tokens left (``None``: exempt, nothing spent)."""
+        if settings.is_exempt(address):
+            return None
+        left = self._handshakes.spend(address, settings.handshake_failure_rate, settings.handshake_failure_burst)
+        if -1.0 < left < 0.0:  # logged once as the address runs out, not for every refused connection after
+            logger.warning(
+                "rate limiting %s: more than %d refused certificates, now %g per second (HandshakeFailures)",
+                address,
+                settings.handshake_failure_burst,
+                settings.handshake_failure_rate,
+            )
+        return left
+
+    @property
+    def any_suspended(self) -> bool:
+        """Whether an identity may be suspended now (``False``: no proposal needs the check)."""
+        return self._identities.has_bans
+
+    def identity_suspension(self, identity: str) -> float | None:
+        """Seconds left of ``identity``'s suspension, or ``None``."""
+        return self._identities.banned_for(identity)
 
     def temporary_bans(self) -> dict[str, float]:
         """Addresses banned right now and the seconds each ban has left (for operators and tests)."""
-        with self._lock:
-            now = self._clock()
-            return {address: until - now for address, until in self._banned_until.items() if until > now}
+        return self._addresses.bans()
+
+    def identity_suspensions(self) -> dict[str, float]:
+        """Identities (DNs) suspended right now and the seconds each suspension has left."""
+        return self._identities.bans()
+
+    def rate_limited(self) -> dict[str, float]:
+        """Addresses out of handshake-failure tokens and the seconds until they have one again."""
+        return self._handshakes.limited()
 
     def lift_ban(self, address: str) -> bool:
-        """End a temporary ban early (an operator's decision); ``True`` if there was one."""
-        with self._lock:
-            self._failures.pop(address, None)
-            return self._banned_until.pop(address, None) is not None
+        """End a temporary ban (or a rate limit) of ``address`` early (an operator's decision); ``True`` if there
+        was one."""
+        limited = self._handshakes.lift(address)
+        return self._addresses.lift(address) or limited
+
+    def lift_suspension(self, identity: str) -> bool:
+        """End the suspension of ``identity`` early; ``True`` if there was one."""
+        return self._identities.lift(identity)
 
     @staticmethod
     def peer_problem(identity: Any, settings: GuardSettings) -> str | None:

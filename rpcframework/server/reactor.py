@@ -371,7 +371,7 @@ class ServiceReactor:
         except Exception as exc:
             if isinstance(exc, RPCFrameworkError):
                 logger.info("handshake failed: %s", exc)
-                entry.ticket.failed("TLS handshake failed")
+                entry.ticket.handshake_failed(exc)
                 if self.observer is not None:
                     self.observer.handshake(HandshakeOutcome.FAILED, failure_reason(exc))
             else:  # our bug, not the peer's doing: no failure counted against it

@@ -9,7 +9,13 @@ import pytest
 
 from rpcframework.config import load_dict
 from rpcframework.server.connection import ChannelLimits
-from rpcframework.server.guard import ConnectionGuard, GuardSettings, guard_settings, read_guard_settings
+from rpcframework.server.guard import (
+    ConnectionGuard,
+    GuardSettings,
+    charged_identity,
+    guard_settings,
+    read_guard_settings,
+)
 
 
 class Clock:
@@ -118,13 +124,104 @@ def test_lift_ban():
     assert guard.lift_ban("192.0.2.1") and not guard.lift_ban("192.0.2.1")
 
 
-def test_memory_stays_bounded(monkeypatch):
-    monkeypatch.setattr("rpcframework.server.guard._MAX_TRACKED", 100)
-    guard = ConnectionGuard()
+def test_memory_stays_bounded():
+    guard = ConnectionGuard(max_tracked=100)
     settings = guard_settings(_tree(AutoBan={"MaxFailures": 2}))
     for index in range(1000):
-        guard.record_failure(f"10.0.{index // 256}.{index % 256}", "x", settings)
-    assert len(guard._failures) <= 100
+        address = f"10.0.{index // 256}.{index % 256}"
+        guard.record_failure(address, "x", settings)
+        guard.record_identity_failure(f"/CN=user{index}" + "x" * 5000, "x", settings)
+        guard.record_refused_credentials(address, settings)
+    assert len(guard._addresses) <= 200 and len(guard._identities) <= 200 and len(guard._handshakes) <= 100
+
+
+def test_refusals_of_an_identity_suspend_it_and_never_its_address():
+    clock = Clock()
+    guard = ConnectionGuard(clock)
+    tree = _tree(AutoBan={"MaxFailures": 3, "Window": 10, "Duration": 60})
+    settings = guard_settings(tree)
+    generation = guard.identity_generation
+    for _ in range(2):
+        assert not guard.record_identity_failure("/CN=alice", "refused authorization", settings)
+    assert not guard.any_suspended and guard.identity_generation == generation
+    assert guard.record_identity_failure("/CN=alice", "refused authorization", settings)
+    assert guard.any_suspended and guard.identity_generation == generation + 1
+    assert 59 < guard.identity_suspensions()["/CN=alice"] <= 60
+    assert guard.identity_suspension("/CN=bob") is None
+    assert guard.temporary_bans() == {} and guard.admit("192.0.2.9", tree) is not None
+    clock.now += 61
+    assert guard.identity_suspension("/CN=alice") is None
+    assert guard.record_identity_failure("/CN=bob", "x", settings) is False
+    assert not guard.lift_suspension("/CN=alice")
+
+
+def test_refused_certificates_are_rate_limited_per_address_and_never_banned():
+    clock = Clock()
+    guard = ConnectionGuard(clock)
+    tree = _tree(HandshakeFailures={"Rate": "0.5", "Burst": 3})
+    settings = guard_settings(tree)
+    for _ in range(3):
+        assert guard.admit("192.0.2.7", tree) is not None
+        guard.record_refused_credentials("192.0.2.7", settings)
+    assert guard.admit("192.0.2.7", tree) is None  # out of tokens: closed before TLS
+    assert guard.admit("192.0.2.8", tree) is not None  # another address is unaffected
+    assert guard.temporary_bans() == {} and 1.9 < guard.rate_limited()["192.0.2.7"] <= 2.0
+    clock.now += 2.0  # one token back
+    assert guard.admit("192.0.2.7", tree) is not None
+    guard.record_refused_credentials("192.0.2.7", settings)
+    assert guard.admit("192.0.2.7", tree) is None
+    assert guard.lift_ban("192.0.2.7") and guard.admit("192.0.2.7", tree) is not None
+    exempt = guard_settings(_tree(AutoBan={"Exempt": "192.0.2.0/24"}))
+    assert guard.record_refused_credentials("192.0.2.1", exempt) is None
+
+
+def test_handshake_failures_are_told_apart():
+    from rpcframework.errors import CredentialsError, DeadlineExceeded, HandshakeError, PeerVerificationError
+
+    guard = ConnectionGuard()
+    tree = _tree(AutoBan={"MaxFailures": 2}, HandshakeFailures={"Burst": 2})
+    for exc in (PeerVerificationError("expired"), CredentialsError("the peer refused our certificate")):
+        ticket = guard.admit("192.0.2.5", tree)
+        assert ticket is not None
+        ticket.handshake_failed(exc)
+        ticket.release()
+    assert guard.admit("192.0.2.5", tree) is None and guard.temporary_bans() == {}
+    for exc in (HandshakeError("not TLS"), DeadlineExceeded("slow")):
+        ticket = guard.admit("192.0.2.6", tree)
+        assert ticket is not None
+        ticket.handshake_failed(exc)
+        ticket.release()
+    assert "192.0.2.6" in guard.temporary_bans()
+
+
+def test_a_refusal_is_charged_to_the_user_a_trusted_host_acts_for():
+    from rpcframework.protocol.messages import HOST_CREDENTIALS, NO_EXTRA_CREDENTIALS, DelegatedIdentity
+    from rpcframework.security.registry import Registry
+
+    registry = Registry.for_config(
+        load_dict(
+            {
+                "Registry": {
+                    "Users": {"alice": {"DN": "/CN=alice"}, "twin": {"DN": "/CN=twin"}},
+                    "Groups": {"users": {"Users": "alice, twin"}},
+                    "Hosts": {
+                        "portal": {"DN": "/CN=portal", "Properties": "TrustedHost"},
+                        "worker": {"DN": "/CN=worker", "Properties": "GenericPilot"},
+                        "twin": {"DN": "/CN=twin", "Properties": "TrustedHost"},
+                    },
+                }
+            }
+        )
+    )
+    as_alice = DelegatedIdentity("/CN=alice", "users")
+    assert charged_identity("/CN=portal", as_alice, registry) == "/CN=alice"
+    assert charged_identity("/CN=portal", NO_EXTRA_CREDENTIALS, registry) == "/CN=portal"
+    assert charged_identity("/CN=portal", HOST_CREDENTIALS, registry) == "/CN=portal"
+    # Whoever cannot delegate answers for its own attempt: nobody gets another user suspended by naming them.
+    assert charged_identity("/CN=worker", as_alice, registry) == "/CN=worker"
+    assert charged_identity("/CN=twin", as_alice, registry) == "/CN=twin"
+    assert charged_identity("/CN=stranger", as_alice, registry) == "/CN=stranger"
+    assert charged_identity(None, as_alice, registry) is None  # no certificate: the address answers
 
 
 class _Identity:
