@@ -10,6 +10,7 @@ must not take a service's authorization down.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -76,6 +77,7 @@ class ConfigStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._listeners: list[Callable[[ConfigTree], None]] = []
+        self._outcome_listeners: list[Callable[[bool], None]] = []
         self.last_error: ConfigurationError | None = None
         stamps = self._stamps()
         self._snapshot = self._build()  # the first load must succeed: raise ConfigurationError otherwise
@@ -119,33 +121,45 @@ class ConfigStore:
             stamps = self._stamps()
             if not force and stamps == self._stamps_seen:
                 return False
-            try:
-                self._check_not_truncated(stamps)
-                tree = self._build()
-            except Exception as exc:  # a live reload must never take a running service down: keep the old tree
-                if not isinstance(exc, ConfigurationError):
-                    exc = ConfigurationError(f"configuration reload failed: {type(exc).__name__}: {exc}")
-                if str(exc) != str(self.last_error):
-                    logger.warning("configuration reload failed, keeping the previous settings: %s", exc)
-                self.last_error = exc
-                # Remember the stamps so a broken file is not re-parsed on every call until it changes again.
-                self._stamps_seen = stamps
-                return False
-            if self._stamps() != stamps:
-                # A file changed while we read it (a non-atomic write in progress): try again at the next check.
-                return False
-            self.last_error = None
-            self._stamps_seen = stamps
-            self._stamps_loaded = stamps
-            self._snapshot = tree
-            listeners = list(self._listeners)
-        logger.info("configuration reloaded from %s", ", ".join(self._files) or "the environment")
-        for listener in listeners:
-            try:
-                listener(tree)
-            except Exception:
-                logger.exception("configuration change listener %r failed", listener)
-        return True
+            tree, ok = self._reload_locked(stamps)
+            listeners = list(self._listeners) if tree is not None else []
+            outcomes = list(self._outcome_listeners) if ok is not None else []
+        if tree is not None:
+            logger.info("configuration reloaded from %s", ", ".join(self._files) or "the environment")
+            for listener in listeners:
+                try:
+                    listener(tree)
+                except Exception:
+                    logger.exception("configuration change listener %r failed", listener)
+        if ok is not None:
+            _notify(outcomes, ok)
+        return tree is not None
+
+    def _reload_locked(self, stamps: tuple[_Stamp, ...]) -> tuple[ConfigTree | None, bool | None]:
+        """Build and swap in a new snapshot (lock held): (the new tree or None, the outcome or None if undecided)."""
+        try:
+            self._check_not_truncated(stamps)
+            tree = self._build()
+        except Exception as exc:  # a live reload must never take a running service down: keep the old tree
+            self._reload_failed(exc, stamps)
+            return None, False
+        if self._stamps() != stamps:
+            # A file changed while we read it (a non-atomic write in progress): try again at the next check.
+            return None, None
+        self.last_error = None
+        self._stamps_seen = stamps
+        self._stamps_loaded = stamps
+        self._snapshot = tree
+        return tree, True
+
+    def _reload_failed(self, exc: Exception, stamps: tuple[_Stamp, ...]) -> None:
+        if not isinstance(exc, ConfigurationError):
+            exc = ConfigurationError(f"configuration reload failed: {type(exc).__name__}: {exc}")
+        if str(exc) != str(self.last_error):
+            logger.warning("configuration reload failed, keeping the previous settings: %s", exc)
+        self.last_error = exc
+        # Remember the stamps so a broken file is not re-parsed on every call until it changes again.
+        self._stamps_seen = stamps
 
     def _check_not_truncated(self, stamps: tuple[_Stamp, ...]) -> None:
         # An editor that truncates then writes leaves an empty file for a moment; an empty live file would drop
@@ -158,3 +172,23 @@ class ConfigStore:
         """Call ``listener(new_tree)`` after every successful reload."""
         with self._lock:
             self._listeners.append(listener)
+
+    def subscribe_outcomes(self, listener: Callable[[bool], None]) -> Callable[[], None]:
+        """Call ``listener(ok)`` after every reload of changed files, successful or not (for metrics); returns a
+        function that unsubscribes it."""
+        with self._lock:
+            self._outcome_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._outcome_listeners.remove(listener)
+
+        return unsubscribe
+
+
+def _notify(listeners: list[Callable[[bool], None]], ok: bool) -> None:
+    for listener in listeners:
+        try:
+            listener(ok)
+        except Exception:
+            logger.exception("configuration reload listener %r failed", listener)

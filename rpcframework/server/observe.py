@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Final
 
+from rpcframework.config.store import ConfigStore
 from rpcframework.observability.events import HandshakeOutcome, ServerObserver
 from rpcframework.server.connection import Channel
+from rpcframework.transports.contexts import ContextCache
 
-__all__ = ["failure_reason", "observe_connection"]
+__all__ = ["failure_reason", "observe_connection", "observe_reloads"]
 
 #: Words in a handshake error and the label they map to, first match wins.
 _FAILURE_WORDS: Final = (
@@ -52,3 +55,24 @@ def failure_reason(exc: BaseException) -> str:
         if word in text:
             return reason
     return "other"
+
+
+def observe_reloads(observer: ServerObserver, stores: Iterable[object], caches: Iterable[object]) -> Callable[[], None]:
+    """Report configuration reloads of ``stores`` (ConfigStore) and credential reloads of server contexts in
+    ``caches`` (a back end's ContextCache) to ``observer``; returns a function that stops reporting."""
+    undo: list[Callable[[], None]] = []
+    for store in {id(s): s for s in stores if isinstance(s, ConfigStore)}.values():
+        undo.append(store.subscribe_outcomes(lambda ok: observer.reloaded("configuration", ok)))
+    for cache in {id(c): c for c in caches if isinstance(c, ContextCache)}.values():
+
+        def credentials(server_side: bool, ok: bool) -> None:
+            if server_side:
+                observer.reloaded("credentials", ok)
+
+        undo.append(cache.subscribe_reloads(credentials))
+
+    def stop() -> None:
+        for step in undo:
+            step()
+
+    return stop

@@ -25,7 +25,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import Any, Final
@@ -40,7 +40,7 @@ from rpcframework.returnvalues import EOVERLOAD, S_ERROR, DErrorReturn
 from rpcframework.security.registry import Registry
 from rpcframework.server.connection import Call, Channel, ChannelLimits, Step
 from rpcframework.server.guard import ConnectionGuard, Ticket, guard_settings
-from rpcframework.server.observe import failure_reason, observe_connection
+from rpcframework.server.observe import failure_reason, observe_connection, observe_reloads
 from rpcframework.server.pool import WorkerPool
 from rpcframework.server.service import Service, ServiceStartError
 from rpcframework.transports.base import Backend, HandshakeStatus, ServerHandshake, TLSConfig, get_backend
@@ -158,6 +158,7 @@ class ServiceReactor:
         self._selector_done = threading.Event()
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
+        self._unobserve: Callable[[], None] = lambda: None
 
     # -- public -------------------------------------------------------------------------------------------------
 
@@ -203,6 +204,9 @@ class ServiceReactor:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         for listener in self._listeners:
             self._selector.register(listener.sock, selectors.EVENT_READ, listener)
+        if self.observer is not None:
+            caches = [getattr(listener.backend, "contexts", None) for listener in self._listeners]
+            self._unobserve = observe_reloads(self.observer, [s._config for s in self.services], caches)
         self._thread = threading.Thread(target=self._run_selector, name="rpc-reactor", daemon=True)
         self._thread.start()
         for name, url in self.urls.items():
@@ -225,6 +229,7 @@ class ServiceReactor:
                 self._thread.join(1.0)
             self._drain_returned()
             self._close_listeners()
+            self._unobserve()
             for wake in (self._wake_r, self._wake_w):
                 if wake is not None:
                     wake.close()

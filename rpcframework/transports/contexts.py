@@ -10,6 +10,7 @@ context and tries again at the next interval.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -70,6 +71,7 @@ class ContextCache(Generic[ContextT]):
         self._entries: dict[tuple[TLSConfig, bool], _Entry[ContextT]] = {}
         self._lock = threading.Lock()
         self.builds = 0  # how many contexts were built (observable for tests and metrics)
+        self._reload_listeners: list[Callable[[bool, bool], None]] = []
 
     def get(self, tls: TLSConfig, server_side: bool) -> ContextT:
         """The context for ``tls``, building or rebuilding it when needed."""
@@ -97,17 +99,38 @@ class ContextCache(Generic[ContextT]):
                 raise
             logger.warning("TLS files changed but the context could not be rebuilt; keeping the old one", exc_info=True)
             entry.checked_at = now
+            self._reloaded(server_side, False)
             return entry.context
         self.builds += 1
         if entry is not None:
             logger.info(
                 "TLS credential or CA files changed: reloaded the %s context", "server" if server_side else "client"
             )
+            self._reloaded(server_side, True)
         if len(self._entries) >= _MAX_ENTRIES and key not in self._entries:
             oldest = min(self._entries, key=lambda k: self._entries[k].checked_at)
             del self._entries[oldest]
         self._entries[key] = _Entry(context, current, now)
         return context
+
+    def subscribe_reloads(self, listener: Callable[[bool, bool], None]) -> Callable[[], None]:
+        """Call ``listener(server_side, ok)`` whenever changed credential, CA or CRL files rebuild a context (or fail
+        to); returns a function that unsubscribes it."""
+        with self._lock:
+            self._reload_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._reload_listeners.remove(listener)
+
+        return unsubscribe
+
+    def _reloaded(self, server_side: bool, ok: bool) -> None:
+        for listener in list(self._reload_listeners):  # the lock is held: listeners must not call back in here
+            try:
+                listener(server_side, ok)
+            except Exception:
+                logger.exception("TLS reload listener %r failed", listener)
 
     def renew(self, tls: TLSConfig, server_side: bool, stale: ContextT) -> None:
         """Replace ``stale`` with a fresh context built from the same files (a no-op if it was already replaced).

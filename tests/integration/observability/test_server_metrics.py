@@ -148,7 +148,8 @@ def test_overload_is_counted_and_queue_depth_reported(
     queued = threading.Thread(target=lambda: results.append(Client(url=url, **rpcframework_client_options).ok(1)))
     queued.start()
     wait_for(lambda: value(metrics, "rpcframework_worker_queue_depth", service=SERVICE) == 1)
-    refused = Client(url=url, **rpcframework_client_options).ok(2)
+    # retries=0: an overloaded server's refusal is otherwise retried within the deadline (docs/client.md)
+    refused = Client(url=url, retries=0, **rpcframework_client_options).ok(2)
     assert refused["Errno"] == EOVERLOAD
     MeteredHandler.release.set()
     holder.join(30)
