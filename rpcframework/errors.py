@@ -17,10 +17,12 @@ envelopes (:mod:`rpcframework.returnvalues` converts between the two). Every exc
     │   ├── PeerVerificationError   the peer's chain is untrusted, expired, revoked, or names another host
     │   └── AuthorizationError      the peer is known but not allowed (Errno 1111, "Unauthorized query")
     ├── TransportError              the I/O seam failed
-    │   ├── ConnectError            could not reach the peer (refused, unreachable, DNS)
+    │   ├── ConnectError            could not reach the peer (refused, unreachable)
+    │   │   └── NameResolutionError the host name does not resolve (DNS); never retried on the same URL
     │   ├── HandshakeError          TLS handshake failed for a reason other than verification
     │   ├── ConnectionClosedError   the peer closed the connection (possibly mid-frame)
     │   └── DeadlineExceeded        a timeout or deadline ran out (also a builtin ``TimeoutError``)
+    │       └── HandshakeTimeout    the peer accepted TCP but did not answer the TLS handshake in time
     └── RemoteError                 the peer answered ``S_ERROR``; ``.result`` holds the envelope
         └── ServiceOverloaded       ... Errno 1601 from the server framework itself: nothing ran, retry later
 
@@ -115,6 +117,13 @@ class ConnectError(TransportError):
     errno = _errno.ECONNREFUSED
 
 
+class NameResolutionError(ConnectError):
+    """The host name does not resolve (DNS). Another attempt at the same name would get the same answer, so the
+    client does not retry it; it has no errno (DIRAC's ``Connection refused`` would be a wrong label)."""
+
+    errno = 0
+
+
 class HandshakeError(TransportError):
     """The TLS handshake failed (the peer is not speaking TLS, or no common protocol/cipher)."""
 
@@ -129,6 +138,11 @@ class DeadlineExceeded(TransportError, TimeoutError):
     """A timeout or the call's deadline ran out."""
 
     errno = _errno.ETIMEDOUT
+
+
+class HandshakeTimeout(DeadlineExceeded):
+    """The peer accepted the TCP connection but did not answer the TLS handshake within its limit
+    (``Timeout.handshake``): not a ``dips://`` service on that port, or a server too busy to answer."""
 
 
 class RemoteError(RPCFrameworkError):

@@ -3,8 +3,9 @@
 Run it with ``.venv/bin/python examples/echo/framed_tls.py`` (``./demo`` does). It
 
 1. makes a dev CA with a host certificate, a user certificate and an RFC 3820 proxy (``DevCA.init``);
-2. for every pairing of TLS back ends (pyOpenSSL and M2Crypto, client x server) and for plain ``dip://``, starts
-   a server on 127.0.0.1 that speaks the DISET RPC sequence through the sans-IO :class:`ServerConnection`;
+2. for every pairing of TLS back ends (pyOpenSSL and M2Crypto, client x server; pyOpenSSL only when M2Crypto is
+   not installed, saying how to add it) and for plain ``dip://``, starts a server on 127.0.0.1 that speaks the
+   DISET RPC sequence through the sans-IO :class:`ServerConnection`;
 3. connects a client that sends a real proposal and arguments through :class:`ClientConnection`;
 4. prints who each side saw (grid DNs, proxy or not) and the frames that crossed the wire, and exits 0.
 
@@ -141,6 +142,14 @@ def run_pair(ca: DevCA, client_backend: str, server_backend: str) -> Outcome:
     )
 
 
+#: What to do to see the M2Crypto pairings too. M2Crypto has no Linux wheels: it builds from source against the
+#: OpenSSL headers, which the demo does not need (it runs on wheels only, without root).
+M2CRYPTO_MISSING = """\
+   M2Crypto is not installed, so only the pyOpenSSL and plain pairings run. To add the M2Crypto pairings, install
+   the OpenSSL headers and a C compiler (Debian/Ubuntu: sudo apt-get install libssl-dev gcc), then run
+   scripts/venv.sh cli,examples --m2crypto (./test does this too) and ./demo again."""
+
+
 def m2crypto_available() -> bool:
     try:
         get_backend("m2crypto")
@@ -163,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   user: {ca.default_user().dn} (+ RFC 3820 proxy in proxy.pem)")
         tls_backends = ["pyopenssl"] + (["m2crypto"] if m2crypto_available() else [])
         if "m2crypto" not in tls_backends:
-            print("   (M2Crypto not installed: pip install 'rpcframework[m2crypto]' to add its pairings)")
+            print(M2CRYPTO_MISSING)
         pairs = [(c, s) for s in tls_backends for c in tls_backends] + [("plain", "plain")]
         for client_backend, server_backend in pairs:
             outcome = run_pair(ca, client_backend, server_backend)

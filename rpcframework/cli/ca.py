@@ -40,8 +40,25 @@ def _positive(text: str) -> float:
 
 def _add_validity(parser: argparse.ArgumentParser, default_days: int = 365) -> None:
     parser.add_argument("--days", type=int, default=default_days, help="validity in days (default: %(default)s)")
-    parser.add_argument("--not-before", type=_when, metavar="ISO", help="start of validity (may be in the future)")
-    parser.add_argument("--not-after", type=_when, metavar="ISO", help="end of validity (may be in the past)")
+    _add_window(parser, "--days")
+
+
+def _add_window(parser: argparse.ArgumentParser, length: str) -> None:
+    parser.add_argument(
+        "--not-before",
+        type=_when,
+        metavar="ISO",
+        help=f"start of validity, may be in the future (default: now, or --not-after minus {length})",
+    )
+    parser.add_argument(
+        "--not-after",
+        type=_when,
+        metavar="ISO",
+        help=f"end of validity, may be in the past (default: --not-before plus {length})",
+    )
+
+
+_DIR_HELP = "the dev CA's directory (made by ca init)"
 
 
 def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
@@ -50,12 +67,21 @@ def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     commands = ca.add_subparsers(dest="ca_command", metavar="ACTION", required=True)
 
     init = commands.add_parser("init", help="create a CA, host and user credentials and a proxy in DIR")
-    init.add_argument("directory", type=Path, metavar="DIR")
+    init.add_argument("directory", type=Path, metavar="DIR", help=_DIR_HELP + "; created if missing")
     init.add_argument("--user", default="dev-user", help="CN of the default user (default: %(default)s)")
     init.add_argument("--host", default="localhost", help="CN of the host certificate (default: %(default)s)")
-    init.add_argument("--days", type=int, default=365, help="validity of host and user certificates")
-    init.add_argument("--proxy-hours", type=_positive, default=12.0, help="proxy lifetime (default: %(default)s)")
-    init.add_argument("--key-type", choices=["rsa", "ec"], default="rsa", help="rsa = RSA 2048, DIRAC's requirement")
+    init.add_argument(
+        "--days", type=int, default=365, help="validity of host and user certificates in days (default: %(default)s)"
+    )
+    init.add_argument(
+        "--proxy-hours", type=_positive, default=12.0, help="proxy lifetime in hours (default: %(default)s)"
+    )
+    init.add_argument(
+        "--key-type",
+        choices=["rsa", "ec"],
+        default="rsa",
+        help="rsa is RSA 2048, which DIRAC requires; ec is P-256, faster (default: %(default)s)",
+    )
     init.add_argument(
         "--ca-name",
         default=DEFAULT_CA_NAME,
@@ -65,45 +91,46 @@ def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     init.set_defaults(handler=_init)
 
     user = commands.add_parser("issue-user", help="issue a user certificate and proxy in DIR/users/NAME")
-    user.add_argument("directory", type=Path, metavar="DIR")
-    user.add_argument("name", metavar="NAME")
-    user.add_argument("--out-dir", type=Path, help="write the files here instead of DIR/users/NAME")
-    user.add_argument("--proxy-hours", type=_positive, default=12.0)
+    user.add_argument("directory", type=Path, metavar="DIR", help=_DIR_HELP)
+    user.add_argument("name", metavar="NAME", help="the user's CN (/DC=org/DC=rpcframework/OU=Users/CN=NAME)")
+    user.add_argument("--out-dir", type=Path, help="where to write the files (default: DIR/users/NAME)")
+    user.add_argument(
+        "--proxy-hours", type=_positive, default=12.0, help="proxy lifetime in hours (default: %(default)s)"
+    )
     _add_validity(user)
     user.set_defaults(handler=_issue_user)
 
     host = commands.add_parser("issue-host", help="issue a host certificate in DIR/hosts/HOSTNAME")
-    host.add_argument("directory", type=Path, metavar="DIR")
-    host.add_argument("hostname", metavar="HOSTNAME")
+    host.add_argument("directory", type=Path, metavar="DIR", help=_DIR_HELP)
+    host.add_argument("hostname", metavar="HOSTNAME", help="the host's CN (/DC=org/DC=rpcframework/OU=Hosts/CN=...)")
     host.add_argument(
         "--san",
         action="append",
         help="DNS:name or IP:address (repeatable; default: the host name only, so that it cannot pose as localhost)",
     )
-    host.add_argument("--out-dir", type=Path, help="write the files here instead of DIR/hosts/HOSTNAME")
+    host.add_argument("--out-dir", type=Path, help="where to write the files (default: DIR/hosts/HOSTNAME)")
     _add_validity(host)
     host.set_defaults(handler=_issue_host)
 
     revoke = commands.add_parser("revoke", help="add a certificate to the CA's CRL")
-    revoke.add_argument("directory", type=Path, metavar="DIR")
-    revoke.add_argument("cert_file", type=Path, metavar="CERTFILE")
+    revoke.add_argument("directory", type=Path, metavar="DIR", help=_DIR_HELP)
+    revoke.add_argument("cert_file", type=Path, metavar="CERTFILE", help="the certificate (or proxy file) to revoke")
     revoke.set_defaults(handler=_revoke)
 
     proxy = commands.add_parser("proxy", help="sign an RFC 3820 proxy (from a certificate or from another proxy)")
-    proxy.add_argument("directory", type=Path, metavar="DIR")
+    proxy.add_argument("directory", type=Path, metavar="DIR", help=_DIR_HELP)
     proxy.add_argument("--cert", type=Path, help="signing certificate or proxy file (default: DIR/usercert.pem)")
     proxy.add_argument("--key", type=Path, help="its key (default: DIR/userkey.pem, or --cert when that is given)")
     proxy.add_argument("--out", type=Path, help="proxy file to write (default: DIR/proxy.pem)")
     proxy.add_argument("--hours", type=_positive, default=12.0, help="lifetime (default: %(default)s)")
-    proxy.add_argument("--limited", action="store_true", help="Globus limited proxy policy")
+    proxy.add_argument("--limited", action="store_true", help="Globus limited proxy policy (default: a full proxy)")
     proxy.add_argument(
         "--group",
         metavar="GROUP",
         help="DIRAC group the proxy names (extension 1.2.42.42, as dirac-proxy-init -g; default: none, so services "
         "use the registry's default group)",
     )
-    proxy.add_argument("--not-before", type=_when, metavar="ISO")
-    proxy.add_argument("--not-after", type=_when, metavar="ISO")
+    _add_window(proxy, "--hours")
     proxy.set_defaults(handler=_proxy)
 
 

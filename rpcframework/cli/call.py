@@ -17,13 +17,13 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from rpcframework.cli.client_args import add_client_options, client_options, output_mode, print_error
-from rpcframework.cli.common import to_json, to_jsonable
+from rpcframework.cli.client_args import add_client_options, client_options, local_error, output_mode, print_error
+from rpcframework.cli.common import say, to_json, to_jsonable
 from rpcframework.cli.completion import complete_methods
 from rpcframework.cli.main import EXIT_ERROR, EXIT_OK, SubParsers
 from rpcframework.client import RPCClient, build_rpc_stub
 from rpcframework.errors import RPCFrameworkError
-from rpcframework.returnvalues import DReturn, error_from_exception
+from rpcframework.returnvalues import DReturn
 from rpcframework.security.locations import check_credentials
 
 __all__ = ["parse_arg", "parse_kw", "register"]
@@ -47,7 +47,7 @@ def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
         default=[],
         type=parse_kw,
         metavar="NAME=JSON",
-        help="keyword argument (repeatable; the value must be valid JSON)",
+        help="keyword argument (repeatable; the value must be valid JSON; default: none)",
     )
     call.add_argument("--stub", action="store_true", help="include the rpcStub in the output")
     add_client_options(call, default_output=None)
@@ -101,12 +101,12 @@ def _invoke(args: argparse.Namespace, method: str, call_args: list[Any], kwargs:
             try:
                 result: DReturn = client.call(method, tuple(call_args), kwargs, timeout=args.timeout)
             except RPCFrameworkError as exc:
-                result = error_from_exception(exc)
+                result = local_error(exc)
             base = client.base
             stub = build_rpc_stub(base.service, base.stub_options(args.timeout), method, tuple(call_args), kwargs)
             identity = _local_identity(client)
     except RPCFrameworkError as exc:
-        result, identity = error_from_exception(exc), None
+        result, identity = local_error(exc), None
     envelope: dict[str, Any] = dict(result)
     envelope.pop("rpcStub", None)
     if getattr(args, "stub", False) and stub is not None:
@@ -145,10 +145,7 @@ def _finish(args: argparse.Namespace, envelope: dict[str, Any], text: Any) -> in
 
 
 def _print_value(value: Any) -> None:
-    if isinstance(value, str):
-        print(value)
-    else:
-        print(to_json(value))
+    say(value if isinstance(value, str) else to_json(value))
 
 
 def _call(args: argparse.Namespace) -> int:
@@ -167,12 +164,12 @@ def _ping(args: argparse.Namespace) -> int:
 
     def show(value: Any) -> None:
         info = value if isinstance(value, dict) else {}
-        print(f"{args.url}: up, service {info.get('name', '?')} (rpcframework {info.get('version', '?')})")
+        say(f"{args.url}: up, service {info.get('name', '?')} (rpcframework {info.get('version', '?')})")
         if "service uptime" in info:
-            print(f"service uptime: {info['service uptime']} s")
+            say(f"service uptime: {info['service uptime']} s")
         if "load" in info:
-            print(f"load: {info['load']}")
-        print(f"caller DN: {getattr(args, 'local_identity', None) or 'anonymous (dip://, no certificate)'}")
+            say(f"load: {info['load']}")
+        say(f"caller DN: {getattr(args, 'local_identity', None) or 'anonymous (dip://, no certificate)'}")
 
     return _finish(args, envelope, show)
 
@@ -195,6 +192,6 @@ def _whoami(args: argparse.Namespace) -> int:
             shown = ", ".join(map(str, item)) if isinstance(item, list | tuple) else json.dumps(to_jsonable(item))
             if isinstance(item, str):
                 shown = item
-            print(f"{key + ':':<{width}} {shown}")
+            say(f"{key + ':':<{width}} {shown}")
 
     return _finish(args, envelope, show)

@@ -15,7 +15,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
+from rpcframework.cli.common import say
 from rpcframework.cli.completion import enable_completion
+from rpcframework.cli.helptext import plain_parser
 from rpcframework.errors import RPCFrameworkError
 
 __all__ = ["COMMANDS", "Handler", "build_parser", "main"]
@@ -50,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = cast(CommandModule, importlib.import_module(f"rpcframework.cli.{name}"))
         module.register(subparsers)
+    plain_parser(parser)  # the modules' docstrings are reStructuredText; --help is for a terminal
     return parser
 
 
@@ -65,11 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = cast(Handler, args.handler)
     try:
         return handler(args)
-    except RPCFrameworkError as exc:
-        print(f"rpcframework {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except OSError as exc:
-        print(f"rpcframework {args.command}: error: {exc}", file=sys.stderr)
+    except (RPCFrameworkError, OSError) as exc:
+        # A message may quote a peer (a refusal, a protocol error): its control characters are escaped.
+        say(f"rpcframework {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -33,7 +33,7 @@ from rpcframework.cli.common import add_config_option, add_log_level_option, loa
 from rpcframework.cli.main import EXIT_ERROR, EXIT_OK, SubParsers
 from rpcframework.cli.observe import add_observability_options, apply_log_format, start_observability
 from rpcframework.config import ConfigStore, parse_system_component, read_security_settings
-from rpcframework.config.settings import service_section
+from rpcframework.config.settings import DEFAULT_MAX_THREADS, service_section
 from rpcframework.errors import ConfigurationError
 from rpcframework.security.locations import find_ca_dir, find_host_certificate, service_tls
 from rpcframework.server import ProcessGroup, RequestHandler, Service, ServiceReactor
@@ -60,22 +60,45 @@ def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
         metavar="HANDLER_OR_SERVICE",
         help="MODULE:HandlerClass (with --name), or System/Component names whose HandlerPath is configured",
     )
-    serve.add_argument("--name", metavar="System/Component", help="service name for a MODULE:HandlerClass")
+    serve.add_argument(
+        "--name",
+        metavar="System/Component",
+        help="service name for a MODULE:HandlerClass (required with one; default: none)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument(
         "--port",
         type=_port,
         help="port (0: a free one); with several services they all share it (default: each service's Port)",
     )
-    serve.add_argument("--cert", type=Path, metavar="FILE", help="service certificate (with --key)")
-    serve.add_argument("--key", type=Path, metavar="FILE", help="key of --cert")
-    serve.add_argument("--ca-dir", type=Path, metavar="DIR", help="hashed trusted-CA directory")
+    serve.add_argument(
+        "--cert",
+        type=Path,
+        metavar="FILE",
+        help="service certificate, with --key (default: /DIRAC/Security/CertFile, then $DIRAC_X509_HOST_CERT, then"
+        " hostcert.pem in /etc/grid-security)",
+    )
+    serve.add_argument(
+        "--key", type=Path, metavar="FILE", help="the key of --cert (default: found with the certificate)"
+    )
+    serve.add_argument(
+        "--ca-dir",
+        type=Path,
+        metavar="DIR",
+        help="hashed trusted-CA directory (default: /DIRAC/Security/CALocation, then $X509_CERT_DIR, then"
+        " /etc/grid-security/certificates)",
+    )
     serve.add_argument(
         "--backend",
         choices=["pyopenssl", "m2crypto", "plain"],
         help="TLS back end (dips://), or plain for dip:// (default: each service's Protocol, pyopenssl for TLS)",
     )
-    serve.add_argument("--max-threads", type=_positive_int, metavar="N", help="worker threads per service")
+    serve.add_argument(
+        "--max-threads",
+        type=_positive_int,
+        metavar="N",
+        help=f"worker threads per service (default: each service's MaxThreads, {DEFAULT_MAX_THREADS} when unset)",
+    )
     serve.add_argument(
         "--processes",
         type=_non_negative_int,

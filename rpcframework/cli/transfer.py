@@ -26,13 +26,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rpcframework.cli.client_args import add_client_options, client_options, output_mode, print_error
-from rpcframework.cli.common import to_json
+from rpcframework.cli.client_args import add_client_options, client_options, local_error, output_mode, print_error
+from rpcframework.cli.common import say, to_json
 from rpcframework.cli.main import EXIT_ERROR, EXIT_OK, SubParsers
 from rpcframework.client.transfer import TransferClient
 from rpcframework.errors import RPCFrameworkError
 from rpcframework.protocol.transfer_events import STREAM_CHECKSUMS
-from rpcframework.returnvalues import DReturn, error_from_exception
+from rpcframework.returnvalues import DReturn
 from rpcframework.transfer import ProgressCallback, partial_size
 
 __all__ = ["register"]
@@ -58,25 +58,25 @@ def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     send.add_argument("--token", default="", help="token passed to the service's hook (default: empty)")
 
     receive = _action(actions, "receive", "download FILE_ID into DEST (atomically)")
-    receive.add_argument("file_id", metavar="FILE_ID")
+    receive.add_argument("file_id", metavar="FILE_ID", help="name of the file on the service")
     receive.add_argument("dest", metavar="DEST", type=Path, help="local file to write")
-    receive.add_argument("--token", default="")
+    receive.add_argument("--token", default="", help="token passed to the service's hook (default: empty)")
     receive.add_argument(
         "--resume", action="store_true", help="keep partial data on failure and continue it (our servers only)"
     )
 
     send_bulk = _action(actions, "send-bulk", "upload PATHs as one archive BULK_ID")
-    send_bulk.add_argument("bulk_id", metavar="BULK_ID")
+    send_bulk.add_argument("bulk_id", metavar="BULK_ID", help="name of the bulk on the service")
     send_bulk.add_argument("paths", metavar="PATH", nargs="+", type=Path, help="files or directories")
     _add_bulk_options(send_bulk)
 
     receive_bulk = _action(actions, "receive-bulk", "download the bulk BULK_ID and extract it into DESTDIR")
-    receive_bulk.add_argument("bulk_id", metavar="BULK_ID")
+    receive_bulk.add_argument("bulk_id", metavar="BULK_ID", help="name of the bulk on the service")
     receive_bulk.add_argument("dest_dir", metavar="DESTDIR", type=Path, help="existing directory")
     _add_bulk_options(receive_bulk)
 
     listing = _action(actions, "list", "the member names of the bulk BULK_ID")
-    listing.add_argument("bulk_id", metavar="BULK_ID")
+    listing.add_argument("bulk_id", metavar="BULK_ID", help="name of the bulk on the service")
     _add_bulk_options(listing)
 
 
@@ -89,9 +89,12 @@ def _action(actions: SubParsers[argparse.ArgumentParser], name: str, what: str) 
 
 
 def _add_bulk_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--token", default="")
+    parser.add_argument("--token", default="", help="token passed to the service's hook (default: empty)")
     parser.add_argument(
-        "--no-compress", dest="compress", action="store_false", help="plain BULK_ID.tar instead of BULK_ID.tar.bz2"
+        "--no-compress",
+        dest="compress",
+        action="store_false",
+        help="plain BULK_ID.tar instead of BULK_ID.tar.bz2 (default: compressed)",
     )
 
 
@@ -163,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
             with _transfer_client(args) as client:
                 result: DReturn = _operation(args)(client, counter)
         except RPCFrameworkError as exc:
-            result = error_from_exception(exc)
+            result = local_error(exc)
     seconds = time.perf_counter() - started
     offset = resumed_from if resumed_from and counter.first == resumed_from else 0
     moved = max(0, counter.done - offset)
@@ -182,7 +185,7 @@ def _report(args: argparse.Namespace, envelope: dict[str, Any]) -> int:
         print_error(f"transfer {args.action}", envelope)
     elif args.action == "list":
         for name in envelope.get("Value") or []:
-            print(name)
+            say(str(name))
     else:
         print(f"{args.action}: {envelope['bytes']} bytes in {envelope['seconds']:.2f} s ({envelope['MiB/s']} MiB/s)")
     return EXIT_OK if ok else EXIT_ERROR

@@ -139,6 +139,8 @@ class BaseClient:
         self.vo = options.VO or virtual_organization(config)
         self._backends = backends if backends is not None else {}
         self._backends_lock = threading.Lock()
+        #: Where the trusted CA directory came from, for "unknown CA" errors (set by _build_tls).
+        self.ca_hint = "no trusted CA directory"
         self.tls = self._build_tls(security, environ) if any(u.secure for u in parsed.values()) else None
         self.endpoints = {url: self._endpoint(url, spec) for url, spec in parsed.items()}
         self._default_extra = self._static_extra_credentials()
@@ -171,13 +173,20 @@ class BaseClient:
         ca_dir: str | None
         if options.caLocation is not None:
             ca_dir = str(find_ca_dir(options.caLocation, environ=environ).path)  # explicit: a typo is an error
+            self.ca_hint = f"the trusted CA directory is {ca_dir} (from caLocation)"
         else:
             try:
-                ca_dir = str(find_ca_dir(security.ca_location, environ=environ).path)
+                found = find_ca_dir(security.ca_location, environ=environ)
             except CredentialsError:
                 if not skip_ca:
                     raise
                 ca_dir = None  # skipCACheck: nothing is verified, so no CA directory is needed
+            else:
+                ca_dir = str(found.path)
+                setting = {"argument": "/DIRAC/Security/CALocation", "default": "the default location"}.get(
+                    found.source, found.source
+                )
+                self.ca_hint = f"the trusted CA directory is {ca_dir} (from {setting})"
         logger.debug("client credentials for %s: %s (%s)", self.service, creds.cert_file, creds.source)
         return TLSConfig(
             cert_file=str(creds.cert_file),

@@ -44,6 +44,8 @@ from rpcframework.errors import (
     ConfigurationError,
     ConnectionClosedError,
     DeadlineExceeded,
+    HandshakeTimeout,
+    NameResolutionError,
     RemoteError,
     RPCFrameworkError,
     ServiceOverloaded,
@@ -53,6 +55,8 @@ from rpcframework.protocol import Extensions
 from rpcframework.protocol.messages import TraceContext
 from rpcframework.returnvalues import DReturn, SErrorException, error_from_exception
 from rpcframework.transports import Backend
+from rpcframework.transports.base import UnknownCAError
+from rpcframework.transports.plain import ConnectTimeout
 
 __all__ = ["RPCClient"]
 
@@ -207,8 +211,11 @@ class RPCClient:
         retry = base.retry
         failures: list[tuple[str, RPCFrameworkError]] = []
         overloaded: dict[str, ServiceOverloaded] = {}  # URLs that refused this call as overloaded (the latest)
+        given_up: set[str] = set()  # URLs another attempt cannot help in this call (no DNS name, a silent peer)
         pause = 0.0
-        for url in base.selector.attempt_order(retry.max_attempts):
+        # Lazy: a URL given up during this call is skipped from then on (it still counts as an attempt of the plan).
+        plan = (url for url in base.selector.attempt_order(retry.max_attempts) if url not in given_up)
+        for url in plan:
             wait = _pause_before(overloaded.get(url), retry, deadline, pause)
             if wait is None:  # the overloaded server's delay does not fit: its refusal is the answer
                 _report_failure(record, url, banned=False, retried=False)
@@ -239,11 +246,11 @@ class RPCClient:
                 _report_failure(record, url, banned=False, retried=False)
                 return _final(exc)
             base.selector.ban(url)
-            try:
-                retry = retry.increment(exc, attempt.phase, url=url)
-            except RPCFrameworkError:
+            next_retry = _next_retry(retry, exc, attempt.phase, url, given_up=given_up, urls=base.selector.urls)
+            if next_retry is None:
                 _report_failure(record, url, banned=True, retried=False)
                 return self._all_failed(failures)
+            retry = next_retry
             _report_failure(record, url, banned=True, retried=True)
             if isinstance(exc, ServiceOverloaded):
                 overloaded[url] = exc
@@ -322,13 +329,23 @@ class RPCClient:
         if deadline.expired:
             raise DeadlineExceeded(f"connecting to {endpoint.url}: the call's deadline passed")
         # Backend.connect takes two step limits, not one deadline: each is capped by the time left of the call.
-        stream = endpoint.backend.connect(
-            endpoint.host,
-            endpoint.port,
-            tls=endpoint.tls,
-            connect_timeout=timeout.connect_deadline(deadline).remaining(),
-            handshake_timeout=timeout.handshake_deadline(deadline).remaining(),
-        )
+        handshake_limit = timeout.handshake_deadline(deadline).remaining()
+        try:
+            stream = endpoint.backend.connect(
+                endpoint.host,
+                endpoint.port,
+                tls=endpoint.tls,
+                connect_timeout=timeout.connect_deadline(deadline).remaining(),
+                handshake_timeout=handshake_limit,
+            )
+        except ConnectTimeout:
+            raise
+        except DeadlineExceeded as exc:
+            if endpoint.tls is None:
+                raise
+            raise _handshake_timeout(endpoint, handshake_limit) from exc
+        except UnknownCAError as exc:
+            raise UnknownCAError(f"{exc}; {self._rpc_base.ca_hint}", errno=exc.errno) from exc
         return Connection(endpoint.url, stream, self._rpc_base.offer)
 
     def _all_failed(self, failures: list[tuple[str, RPCFrameworkError]]) -> DReturn:
@@ -337,6 +354,8 @@ class RPCClient:
         last = failures[-1][1]
         if isinstance(last, RemoteError):
             return last.result  # the server's own refusal, as DIRAC would show it
+        if len(failures) == 1:
+            raise last  # one attempt: its own error says it all
         latest = {url: exc for url, exc in failures}  # one reason per URL: the latest
         reasons = "; ".join(f"{url}: {_reason(exc)}" for url, exc in latest.items())
         message = f"{self._rpc_base.service}: every attempt failed ({len(failures)} attempts): {reasons}"
@@ -349,6 +368,22 @@ class RPCClient:
 
 #: Method names whose ClientCall is kept (names built dynamically must not grow memory without bound).
 _MAX_OBSERVED_METHODS: Final = 1024
+
+
+def _next_retry(
+    retry: Retry, exc: RPCFrameworkError, phase: CallPhase, url: str, *, given_up: set[str], urls: Sequence[str]
+) -> Retry | None:
+    """The retry state after a failed attempt that may be retried, or ``None`` when no attempt is left: the budget is
+    spent, or every URL failed in a way another attempt cannot change (a name that does not resolve, a peer that
+    does not answer the TLS handshake), which ``given_up`` records for the rest of the call."""
+    if isinstance(exc, NameResolutionError | HandshakeTimeout):
+        given_up.add(url)
+        if given_up.issuperset(urls):
+            return None
+    try:
+        return retry.increment(exc, phase, url=url)
+    except RPCFrameworkError:
+        return None
 
 
 def _report_failure(record: ObservedCall | None, url: str, *, banned: bool, retried: bool) -> None:
@@ -393,6 +428,15 @@ def _final(exc: RPCFrameworkError) -> DReturn:
     if isinstance(exc, RemoteError):
         return exc.result
     raise exc
+
+
+def _handshake_timeout(endpoint: Endpoint, limit: float | None) -> HandshakeTimeout:
+    within = "" if limit is None else f" within {limit:.3g} s"
+    return HandshakeTimeout(
+        f"{endpoint.url}: {endpoint.host}:{endpoint.port} accepted the connection but did not answer the TLS "
+        f"handshake{within}: check that the URL's port is a dips:// service (a program waiting for something else "
+        "behaves like this), or give a busy server more time (Timeout.handshake; --handshake-timeout)"
+    )
 
 
 def _timeout_error(url: str, method: str, timeout: float | None, exc: RPCFrameworkError) -> DeadlineExceeded:

@@ -118,9 +118,26 @@ def _cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+def _make_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents with mode 0755 at most: under ``umask 000`` a plain ``mkdir``
+    makes 0777 directories, where anyone could swap the credentials inside."""
+    missing = []
+    for candidate in (directory, *directory.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    for candidate in reversed(missing):
+        try:
+            candidate.mkdir(mode=0o755)  # the umask can only take permissions away from 0755
+        except FileExistsError:  # made meanwhile by another writer: fine if it is a directory
+            if not candidate.is_dir():
+                raise
+
+
 def _write(path: Path, data: bytes, *, private: bool = False) -> None:
-    """Write atomically (readers such as OpenSSL's hashed-directory lookup may poll the file); keys get mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically (readers such as OpenSSL's hashed-directory lookup may poll the file); keys get mode 0600,
+    other files 0644, new directories 0755, whatever the umask (a stricter umask is kept)."""
+    _make_dirs(path.parent)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
     try:

@@ -2,9 +2,11 @@
 
 Each finder returns a frozen value saying which file was chosen and why (``source``), so ``check-config`` can print
 it, and raises :class:`~rpcframework.errors.CredentialsError` with what was tried and what to do when nothing fits.
-Environment variables pointing at missing files are skipped, as DIRAC's ``Locations.py`` does, but they are named in
-the error so a typo is easy to spot. CS settings (``/DIRAC/Security/CertFile`` …) are resolved by the config layer
-and passed here as explicit arguments.
+A credential the user named (an argument, or an environment variable such as ``X509_USER_PROXY``) that does not exist
+is an error naming the path, never skipped: DIRAC's ``Locations.py`` skips it and goes on to the next candidate, so a
+typo sends the call out as someone else (the user certificate instead of the proxy) without a word. Only the implicit
+defaults (``/tmp/x509up_u<uid>``, ``~/.globus``, ``/etc/grid-security``) fall through. CS settings
+(``/DIRAC/Security/CertFile`` …) are resolved by the config layer and passed here as explicit arguments.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from rpcframework.errors import CredentialsError
+from rpcframework.security.keyfiles import check_key_file_mode
+from rpcframework.security.renewal import renewal_advice
 from rpcframework.security.x509 import (
     PeerIdentity,
     identity_from_chain,
@@ -48,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 DEV_CA_HINT = "run `rpcframework ca init DIR` and use the export lines it prints for development credentials"
 _HOST_PREFIXES = ("server", "host", "dirac", "service")
+_PROXY_VARIABLES = ("GRID_PROXY_FILE", "X509_USER_PROXY")
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,18 @@ def _explicit(path: str | os.PathLike[str], what: str) -> Path:
     return chosen
 
 
+def _from_variable(variable: str, value: str, what: str, *, directory: bool = False) -> Path:
+    """The path an environment variable names; one that does not exist is an error naming both."""
+    path = Path(value).expanduser()
+    if path.is_dir() if directory else path.is_file():
+        return path
+    kind = "a directory" if directory else "a file"
+    raise CredentialsError(
+        f"${variable} names the {what} {path}, which does not exist or is not {kind}: fix the path, or unset "
+        f"{variable} to use the default lookup"
+    )
+
+
 def _dirac_root(env: Mapping[str, str]) -> Path | None:
     root = env.get("DIRAC_ROOT_PATH") or env.get("DIRAC")
     return Path(root) if root else None
@@ -110,13 +127,11 @@ def find_proxy(
         return ClientCredentials(path, path, "argument", is_proxy_file=True)
     env = _environ(environ)
     search = _Search("proxy")
-    for variable in ("GRID_PROXY_FILE", "X509_USER_PROXY"):
+    for variable in _PROXY_VARIABLES:
         value = env.get(variable)
         if value:
-            path = Path(value).expanduser()
-            if path.is_file():
-                return ClientCredentials(path, path, f"${variable}", is_proxy_file=True)
-            search.tried.append(f"${variable}={value} (missing)")
+            path = _from_variable(variable, value, "proxy file")
+            return ClientCredentials(path, path, f"${variable}", is_proxy_file=True)
     path = Path(tmp_dir) / f"x509up_u{os.getuid() if uid is None else uid}"
     if path.is_file():
         return ClientCredentials(path, path, "default", is_proxy_file=True)
@@ -140,11 +155,10 @@ def find_user_certificate(
     search = _Search("user certificate")
     env_cert, env_key = env.get("X509_USER_CERT"), env.get("X509_USER_KEY")
     if env_cert and env_key:
-        pair = Path(env_cert).expanduser(), Path(env_key).expanduser()
-        if pair[0].is_file() and pair[1].is_file():
-            return ClientCredentials(pair[0], pair[1], "$X509_USER_CERT/$X509_USER_KEY")
-        search.tried.append(f"$X509_USER_CERT={env_cert} and $X509_USER_KEY={env_key} (missing)")
-    elif env_cert or env_key:
+        cert_path = _from_variable("X509_USER_CERT", env_cert, "certificate")
+        key_path = _from_variable("X509_USER_KEY", env_key, "key")
+        return ClientCredentials(cert_path, key_path, "$X509_USER_CERT/$X509_USER_KEY")
+    if env_cert or env_key:
         search.tried.append("only one of $X509_USER_CERT/$X509_USER_KEY is set")
     globus = (Path(home) if home is not None else Path.home()) / ".globus"
     pair = globus / "usercert.pem", globus / "userkey.pem"
@@ -185,10 +199,11 @@ def find_host_certificate(
     search = _Search("host certificate")
     env_cert, env_key = env.get("DIRAC_X509_HOST_CERT"), env.get("DIRAC_X509_HOST_KEY")
     if env_cert and env_key:
-        pair = Path(env_cert), Path(env_key)
-        if pair[0].is_file() and pair[1].is_file():
-            return ClientCredentials(pair[0], pair[1], "$DIRAC_X509_HOST_CERT/$DIRAC_X509_HOST_KEY")
-        search.tried.append(f"$DIRAC_X509_HOST_CERT={env_cert} and $DIRAC_X509_HOST_KEY={env_key} (missing)")
+        pair = (
+            _from_variable("DIRAC_X509_HOST_CERT", env_cert, "host certificate"),
+            _from_variable("DIRAC_X509_HOST_KEY", env_key, "host key"),
+        )
+        return ClientCredentials(pair[0], pair[1], "$DIRAC_X509_HOST_CERT/$DIRAC_X509_HOST_KEY")
     if grid_security_dirs is None:
         root = _dirac_root(env)
         dirs = [root / "etc" / "grid-security"] if root else []
@@ -216,8 +231,8 @@ def find_client_credentials(
     try:
         return find_proxy(proxy, environ=environ, uid=uid, tmp_dir=tmp_dir)
     except CredentialsError as proxy_error:
-        if proxy is not None:
-            raise
+        if proxy is not None or any(_environ(environ).get(name) for name in _PROXY_VARIABLES):
+            raise  # a proxy the user named is what they want to present: never another credential instead
         try:
             return find_user_certificate(environ=environ, home=home)
         except CredentialsError as cert_error:
@@ -238,7 +253,8 @@ def find_ca_dir(
     search = _Search("CA directory")
     candidates: list[tuple[Path, str]] = []
     if env.get("X509_CERT_DIR"):
-        candidates.append((Path(env["X509_CERT_DIR"]).expanduser(), "$X509_CERT_DIR"))
+        path = _from_variable("X509_CERT_DIR", env["X509_CERT_DIR"], "trusted-CA directory", directory=True)
+        return CADirectory(path, "$X509_CERT_DIR")
     root = _dirac_root(env)
     if root is not None:
         candidates.append((root / "etc" / "grid-security" / "certificates", "default"))
@@ -279,7 +295,7 @@ def check_credentials(
         if cert.not_valid_after_utc <= moment:
             raise CredentialsError(
                 f"PEM file {path} has expired: a certificate in it expired at "
-                f"{cert.not_valid_after_utc.isoformat()}; renew it ({DEV_CA_HINT} in development)"
+                f"{cert.not_valid_after_utc.isoformat()}; {renewal_advice(path, chain, moment)}"
             )
         if cert.not_valid_before_utc > moment:
             raise CredentialsError(
@@ -288,6 +304,7 @@ def check_credentials(
             )
     key_path = Path(key_file) if key_file is not None else (path if b"PRIVATE KEY-----" in data else None)
     if key_path is not None:
+        check_key_file_mode(key_path)
         key_data = data if key_path == path else _read(key_path, "key file")
         try:
             key = load_pem_private_key(key_data, validate_rsa=False)

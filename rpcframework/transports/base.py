@@ -28,6 +28,7 @@ from rpcframework.errors import (
     PeerVerificationError,
     RPCFrameworkError,
 )
+from rpcframework.security.keyfiles import check_key_file_mode
 
 if TYPE_CHECKING:
     import socket
@@ -47,6 +48,7 @@ __all__ = [
     "TLSConfig",
     "TLSStreamInfo",
     "TLSVersion",
+    "UnknownCAError",
     "check_resumed_identity",
     "classify_tls_failure",
     "get_backend",
@@ -365,7 +367,7 @@ _X509_V_ERR_CERT_HAS_EXPIRED = 10
 
 # X509_V_ERR_* codes (stable across OpenSSL 1.1 and 3.x) -> what failed and what the user can do about it.
 _VERIFY_ERRORS: dict[int, str] = {
-    2: "the issuer certificate is not in the trusted CA directory (unknown CA); add the CA to X509_CERT_DIR",
+    2: "the issuer certificate is not in the trusted CA directory (unknown CA); add the CA to the trusted CA directory",
     3: "no CRL for a CA in the chain (crl_mode 'chain' needs a current <hash>.r0 for every CA); run fetch-crl",
     7: "a certificate signature is invalid",
     9: "a certificate is not yet valid (check the clocks of both hosts)",
@@ -373,8 +375,8 @@ _VERIFY_ERRORS: dict[int, str] = {
     11: "a CRL is not yet valid (check the clocks)",
     12: "a CRL has expired; run fetch-crl",
     18: "the peer sent a self-signed certificate that is not trusted",
-    19: "a self-signed certificate in the chain is not trusted (unknown CA); add the CA to X509_CERT_DIR",
-    20: "the issuer is not trusted (unknown CA); add the CA to X509_CERT_DIR",
+    19: "a self-signed certificate in the chain is not trusted (unknown CA); add the CA to the trusted CA directory",
+    20: "the issuer is not trusted (unknown CA); add the CA to the trusted CA directory",
     21: "the chain is incomplete (unable to verify the first certificate)",
     23: "a certificate in the chain has been revoked",
     24: "a certificate that is not a CA signed another one",
@@ -383,6 +385,15 @@ _VERIFY_ERRORS: dict[int, str] = {
     62: "the server certificate does not match the host name",
     64: "the server certificate does not match the IP address",
 }
+
+
+#: Verification errors that mean "the peer's CA is not in our trusted CA directory".
+_UNKNOWN_CA = frozenset({2, 18, 19, 20})
+
+
+class UnknownCAError(PeerVerificationError):
+    """The peer's chain does not lead to a CA in our trusted CA directory. The message does not name the setting
+    that chose the directory; the layer that knows it (the client) adds it."""
 
 
 def verify_error_message(code: int, depth: int | None = None) -> str:
@@ -412,7 +423,8 @@ def classify_tls_failure(text: str, *, verify_code: int | None, peer: str) -> RP
     """
     lowered = text.lower()
     if verify_code:
-        return PeerVerificationError(f"{peer}: refused the peer's certificate: {verify_error_message(verify_code)}")
+        error = UnknownCAError if verify_code in _UNKNOWN_CA else PeerVerificationError
+        return error(f"{peer}: refused the peer's certificate: {verify_error_message(verify_code)}")
     if "certificate verify failed" in lowered:
         return PeerVerificationError(f"{peer}: refused the peer's certificate ({text})")
     for alert in _OUR_CERT_REFUSED:
@@ -459,7 +471,10 @@ def credentials_errors(what: str) -> Iterator[None]:
 
 
 def refuse_encrypted_key(key_file: str) -> None:
-    """Refuse a passphrase-protected key up front: OpenSSL would otherwise prompt on the terminal, hanging a server."""
+    """Refuse a key we must not load, before any TLS library reads it: one that other users can write (see
+    :mod:`rpcframework.security.keyfiles`), or a passphrase-protected one (OpenSSL would prompt on the terminal,
+    hanging a server). Every back end calls this for each key it loads."""
+    check_key_file_mode(key_file)
     try:
         with open(key_file, "rb") as handle:
             encrypted = b"ENCRYPTED" in handle.read(1 << 20)

@@ -7,13 +7,20 @@ import logging
 import socket
 from typing import TYPE_CHECKING
 
-from rpcframework.errors import ConfigurationError, ConnectError, ConnectionClosedError, DeadlineExceeded
+from rpcframework.errors import (
+    ConfigurationError,
+    ConnectError,
+    ConnectionClosedError,
+    DeadlineExceeded,
+    NameResolutionError,
+)
 from rpcframework.transports.base import Deadline, HandshakeStatus, TLSConfig
 
 if TYPE_CHECKING:
     from rpcframework.security.x509 import PeerIdentity
 
 __all__ = [
+    "ConnectTimeout",
     "PlainBackend",
     "PlainServerHandshake",
     "PlainStream",
@@ -66,29 +73,40 @@ def peer_address_of(sock: socket.socket) -> tuple[str, int]:
     return (str(address[0]), int(address[1]))
 
 
+class ConnectTimeout(DeadlineExceeded):
+    """The TCP connect itself timed out (so a :class:`DeadlineExceeded` from a back end's ``connect`` that is not
+    this one happened during the TLS handshake)."""
+
+
 def open_tcp_connection(host: str, port: int, timeout: float | None) -> socket.socket:
     """Connect to every address ``host`` resolves to, in order, within ``timeout`` seconds in total.
 
     The returned socket is in blocking mode (the caller sets its own timeouts) with TCP_NODELAY and SO_KEEPALIVE.
+    A name that does not resolve raises :class:`NameResolutionError`; a connect that times out,
+    :class:`ConnectTimeout`.
     """
     deadline = Deadline(timeout)
     target = f"{host}:{port}"
     try:
         infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ConnectError(f"cannot resolve {host!r}: {exc.strerror}") from exc
+    except (socket.gaierror, UnicodeError) as exc:  # UnicodeError: a label IDNA cannot encode (too long, empty)
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise NameResolutionError(
+            f"cannot resolve the host name {host!r} ({reason}): check the host in the URL or the configuration, "
+            "and that this machine's DNS knows it"
+        ) from exc
     errors: list[str] = []
     for family, kind, proto, _name, address in infos:
         sock = socket.socket(family, kind, proto)
         try:
             sock.settimeout(deadline.remaining(f"connecting to {target}"))
             sock.connect(address)
-        except DeadlineExceeded:
+        except DeadlineExceeded as exc:
             sock.close()
-            raise
+            raise ConnectTimeout(str(exc)) from exc
         except TimeoutError as exc:
             sock.close()
-            raise DeadlineExceeded(f"connecting to {target} timed out after {timeout:g} s") from exc
+            raise ConnectTimeout(f"connecting to {target} timed out after {timeout:g} s") from exc
         except OSError as exc:
             sock.close()
             errors.append(f"{address[0]}: {exc.strerror or exc}")

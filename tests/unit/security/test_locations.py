@@ -64,17 +64,40 @@ def test_proxy_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert find_proxy(explicit, **kwargs).source == "argument"
 
 
-def test_proxy_env_pointing_nowhere_falls_through_but_is_reported(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_proxy_env_pointing_nowhere_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # X509_USER_PROXY is a credential the user named: a typo must not send the call out as someone else.
+    touch(tmp_path / "x509up_u42")  # a default proxy that must not be used instead
     monkeypatch.setenv("X509_USER_PROXY", str(tmp_path / "typo.pem"))
     with pytest.raises(CredentialsError) as info:
         find_proxy(uid=42, tmp_dir=tmp_path)
     message = str(info.value)
-    assert "typo.pem (missing)" in message and "x509up_u42" in message
+    assert f"$X509_USER_PROXY names the proxy file {tmp_path / 'typo.pem'}, which does not exist" in message
+    assert "unset X509_USER_PROXY" in message
+    touch(tmp_path / "home/.globus/usercert.pem"), touch(tmp_path / "home/.globus/userkey.pem")
+    with pytest.raises(CredentialsError, match=r"typo\.pem"):  # nor the user certificate
+        find_client_credentials(uid=42, tmp_dir=tmp_path)
+    monkeypatch.delenv("X509_USER_PROXY")
+    assert find_proxy(uid=42, tmp_dir=tmp_path).source == "default"  # only the implicit defaults fall through
+
+
+def test_missing_proxy_advice(tmp_path: Path) -> None:
+    with pytest.raises(CredentialsError) as info:
+        find_proxy(uid=42, tmp_dir=tmp_path)
+    message = str(info.value)
+    assert "x509up_u42" in message
     assert "set X509_USER_PROXY" in message and "rpcframework ca init" in message
-    touch(tmp_path / "x509up_u42")
-    assert find_proxy(uid=42, tmp_dir=tmp_path).source == "default"
+
+
+def test_environment_naming_missing_files_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cert, key = touch(tmp_path / "c.pem"), touch(tmp_path / "k.pem")
+    monkeypatch.setenv("X509_USER_CERT", str(cert))
+    monkeypatch.setenv("X509_USER_KEY", str(tmp_path / "no-key.pem"))
+    with pytest.raises(CredentialsError, match=r"\$X509_USER_KEY names the key .*no-key\.pem"):
+        find_user_certificate()
+    monkeypatch.setenv("DIRAC_X509_HOST_CERT", str(tmp_path / "no-host.pem"))
+    monkeypatch.setenv("DIRAC_X509_HOST_KEY", str(key))
+    with pytest.raises(CredentialsError, match=r"\$DIRAC_X509_HOST_CERT names the host certificate"):
+        find_host_certificate(grid_security_dirs=[tmp_path])
 
 
 def test_explicit_missing_never_falls_back(tmp_path: Path) -> None:
@@ -140,10 +163,8 @@ def test_ca_dir_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         find_ca_dir(tmp_path / "nope")
 
 
-def test_ca_dir_missing_with_explicit_environ(tmp_path: Path) -> None:
-    if Path("/etc/grid-security/certificates").is_dir():
-        pytest.skip("this machine has a system CA directory")
-    with pytest.raises(CredentialsError, match="set X509_CERT_DIR"):
+def test_ca_dir_named_by_environment_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(CredentialsError, match=r"\$X509_CERT_DIR names the trusted-CA directory .*none"):
         find_ca_dir(environ={"X509_CERT_DIR": str(tmp_path / "none")})
 
 
