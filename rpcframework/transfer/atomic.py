@@ -15,18 +15,20 @@ import contextlib
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final
 
-__all__ = ["AtomicFile", "atomic_write", "partial_path", "partial_size"]
+__all__ = ["AtomicFile", "atomic_write", "current_umask", "partial_path", "partial_size"]
 
 logger = logging.getLogger(__name__)
 
 #: Permissions of a committed file (temporary files are created 0600 so nobody reads a half-written one).
 DEFAULT_MODE: Final = 0o644
 _PARTIAL_SUFFIX: Final = ".rpcpart"
+_UMASK_LOCK: Final = threading.Lock()
 
 
 def partial_path(destination: str | os.PathLike[str]) -> Path:
@@ -41,6 +43,19 @@ def partial_size(destination: str | os.PathLike[str]) -> int:
         return partial_path(destination).stat().st_size
     except FileNotFoundError:
         return 0
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (``os.umask`` can only be read by setting it, which races with
+    other threads creating files); falls back to that only where ``/proc`` does not tell."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii", errors="replace") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8) & 0o777
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: Path) -> None:

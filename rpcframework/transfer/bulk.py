@@ -4,37 +4,48 @@ DIRAC sends bulks as tar streams named ``<bulkId>.tar.bz2`` (``compress=True``) 
 them with no filter at all (path traversal, CVE-2007-4559 class). We write the same archives, and refuse to
 extract anything that could land outside the target directory or surprise the caller:
 
-* absolute member names, ``..`` components, NUL bytes; symlinks or hardlinks whose target is absolute or leaves
-  the target; device files and FIFOs; more than ``max_members`` members; more than ``max_total_size`` bytes of
-  content, or a member larger than ``max_member_size`` (checked from the headers *before* any data is written);
-* on top of that, each member goes through :func:`tarfile.data_filter` (Python 3.11.4+), which also drops
-  set-uid bits and refuses links resolving outside the target.
+* absolute member names, ``..`` components, NUL bytes, names deeper than ``max_depth``; symlinks or hardlinks whose
+  target is absolute or leaves the target; device files and FIFOs; more than ``max_members`` members; more than
+  ``max_total_size`` bytes of content, or a member larger than ``max_member_size`` (checked from the headers
+  *before* any data is written) -- :mod:`.safety`;
+* a compressed stream expanding past ``max_total_size`` or ``max_ratio`` times its size, stopped as it is
+  decompressed -- :mod:`.decompress`;
+* any member written through a symlink, a hard link to anything but an earlier regular file, a name changing type,
+  and any symlink that, once every member is in, does not reach a member of the archive inside the target,
+  whatever order the links came in -- :mod:`.extract`.
 
 Extraction happens in a fresh staging directory inside the target; only when the whole archive passed are its
 entries moved into place (refusing to follow an existing symlink in the target), so a refused archive leaves
-nothing behind, not even the members before the bad one.
+nothing behind, not even the members before the bad one. Messages name archive members, never local paths.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import posixpath
-import shutil
 import tarfile
-import tempfile
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Final, Literal, TypeAlias
+from typing import IO, Any, Final
 
-from rpcframework.errors import RPCFrameworkError
+from rpcframework.transfer.atomic import current_umask
+from rpcframework.transfer.decompress import BoundedDecompressor, Compression
+from rpcframework.transfer.extract import Extraction, staging_directory
+from rpcframework.transfer.safety import (
+    DEFAULT_EXTRACTION_LIMITS,
+    ExtractionLimits,
+    UnsafeArchiveError,
+    check_member,
+    shown,
+)
 
 __all__ = [
     "Compression",
     "ExtractionLimits",
     "UnsafeArchiveError",
     "bulk_name",
+    "check_member",
     "compression_for",
     "extract_archive",
     "list_archive",
@@ -43,25 +54,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Compression: TypeAlias = Literal["", "bz2", "gz"]
-_HAS_DATA_FILTER: Final = hasattr(tarfile, "data_filter")
-
-
-class UnsafeArchiveError(RPCFrameworkError, ValueError):
-    """An archive was refused: a member could escape the target, or the archive is over a limit."""
-
-
-@dataclass(frozen=True, slots=True)
-class ExtractionLimits:
-    """What an archive may contain; the defaults suit bulk transfers of job sandboxes and logs."""
-
-    max_members: int = 10_000
-    max_total_size: int = 10 * 1024**3
-    max_member_size: int | None = None
-    max_name_length: int = 4096
-
-
-DEFAULT_EXTRACTION_LIMITS: Final = ExtractionLimits()
+#: Largest pax or GNU long-name header accepted (``tarfile`` reads it whole into memory).
+_MAX_EXTENDED_HEADER: Final = 1024 * 1024
+#: Extended headers in a row before a member (``tarfile`` reads each chain by recursion).
+_MAX_EXTENDED_CHAIN: Final = 8
+_EXTENDED_TYPES: Final = frozenset(
+    {tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK}
+)
 
 
 def bulk_name(bulk_id: str, compress: bool = True) -> str:
@@ -70,12 +69,15 @@ def bulk_name(bulk_id: str, compress: bool = True) -> str:
 
 
 def compression_for(name: str) -> Compression:
-    """The compression a bulk file id implies (``.tar.bz2``/``.tbz2`` -> bz2, ``.tar.gz``/``.tgz`` -> gz)."""
+    """The compression a bulk file id implies (``.tar.bz2``/``.tbz2`` -> bz2, ``.tar.gz``/``.tgz`` -> gz,
+    ``.tar.xz``/``.txz`` -> xz)."""
     lowered = name.lower()
     if lowered.endswith((".bz2", ".tbz2", ".tbz")):
         return "bz2"
     if lowered.endswith((".gz", ".tgz")):
         return "gz"
+    if lowered.endswith((".xz", ".txz")):
+        return "xz"
     return ""
 
 
@@ -109,55 +111,66 @@ def write_archive(
     return names
 
 
-# --- checking -----------------------------------------------------------------------------------------------------
+# --- reading ------------------------------------------------------------------------------------------------------
 
 
-def _check_name(name: str, limits: ExtractionLimits) -> str:
-    if not name or "\x00" in name or len(name) > limits.max_name_length:
-        raise UnsafeArchiveError(f"refused archive member with an invalid name {name[:80]!r}")
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise UnsafeArchiveError(f"refused archive member with an absolute path: {name[:200]!r}")
-    parts = name.replace("\\", "/").split("/")
-    if ".." in parts:
-        raise UnsafeArchiveError(f"refused archive member with a '..' component: {name[:200]!r}")
-    return posixpath.normpath(name.replace("\\", "/"))
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A ``TarInfo`` that refuses huge or endlessly chained pax/GNU long-name headers before ``tarfile`` reads them
+    (it would read each whole into memory, and a chain by recursion)."""
+
+    def _proc_member(self, tar: Any) -> Any:
+        if self.type not in _EXTENDED_TYPES:
+            return super()._proc_member(tar)  # type: ignore[misc]
+        if self.size > _MAX_EXTENDED_HEADER:
+            raise UnsafeArchiveError(f"refused archive: an extended header of {self.size} bytes")
+        depth = getattr(tar, "_rpcframework_chain", 0)
+        if depth >= _MAX_EXTENDED_CHAIN:
+            raise UnsafeArchiveError(f"refused archive: more than {_MAX_EXTENDED_CHAIN} extended headers in a row")
+        tar._rpcframework_chain = depth + 1
+        try:
+            return super()._proc_member(tar)  # type: ignore[misc]
+        finally:
+            tar._rpcframework_chain = depth
 
 
-def _check_link(member: tarfile.TarInfo, name: str, limits: ExtractionLimits) -> None:
-    target = member.linkname
-    if not target or "\x00" in target or target.startswith(("/", "\\")):
-        raise UnsafeArchiveError(f"refused link {name[:200]!r} to {target[:200]!r}: absolute or empty target")
-    if member.issym():
-        # A symlink target is relative to the link's own directory.
-        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
-    else:
-        # A hardlink target is a member name, relative to the archive root.
-        _check_name(target, limits)
-        resolved = posixpath.normpath(target)
-    if resolved == ".." or resolved.startswith("../") or resolved.startswith("/"):
-        raise UnsafeArchiveError(f"refused link {name[:200]!r} to {target[:200]!r}: it leaves the target directory")
+def _stream_limit(limits: ExtractionLimits) -> int:
+    """Uncompressed bytes an archive may stream: the content cap plus tar's own headers and padding."""
+    return limits.max_total_size + 1024 * limits.max_members + 1024 * 1024
 
 
-def check_member(member: tarfile.TarInfo, limits: ExtractionLimits = DEFAULT_EXTRACTION_LIMITS) -> str:
-    """Our own checks on one member header; returns its normalised name or raises :class:`UnsafeArchiveError`."""
-    name = _check_name(member.name, limits)
-    if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
-        raise UnsafeArchiveError(f"refused special file {name[:200]!r} (device or FIFO)")
-    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        raise UnsafeArchiveError(f"refused archive member {name[:200]!r} of unsupported type {member.type!r}")
-    if member.issym() or member.islnk():
-        _check_link(member, name, limits)
-    if limits.max_member_size is not None and member.size > limits.max_member_size:
-        raise UnsafeArchiveError(f"refused archive member {name[:200]!r}: {member.size} bytes is over the limit")
-    return name
-
-
-def _open_stream(fileobj: IO[bytes], compression: Compression | None) -> tarfile.TarFile:
-    mode = "r|*" if compression is None else (f"r|{compression}" if compression else "r|")
+@contextlib.contextmanager
+def _open_stream(
+    fileobj: IO[bytes], compression: Compression | None, limits: ExtractionLimits
+) -> Iterator[tarfile.TarFile]:
+    reader = BoundedDecompressor(fileobj, compression, max_bytes=_stream_limit(limits), max_ratio=limits.max_ratio)
     try:
-        return tarfile.open(fileobj=fileobj, mode=mode)  # type: ignore[call-overload, no-any-return]
+        tar = tarfile.open(fileobj=reader, mode="r|", tarinfo=_BoundedTarInfo)  # type: ignore[call-overload]  # noqa: SIM115
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise UnsafeArchiveError(f"not a readable tar archive: {exc}") from exc
+        raise UnsafeArchiveError(f"not a readable tar archive ({type(exc).__name__})") from exc
+    with tar:
+        yield tar
+
+
+def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The members as they stream; whatever ``tarfile`` raises on a malformed archive becomes a clear refusal."""
+    iterator = iter(tar)
+    for _ in range(1 << 40):  # bounded: each pass consumes at least one header block
+        try:
+            member = next(iterator)
+        except StopIteration:
+            return
+        except UnsafeArchiveError:
+            raise
+        except (tarfile.TarError, OSError, EOFError, KeyError, ValueError, RecursionError) as exc:
+            raise UnsafeArchiveError(f"refused a corrupt tar archive ({type(exc).__name__}: {_safe(exc)})") from exc
+        yield member
+
+
+def _safe(exc: BaseException) -> str:
+    """An exception's text without local paths (an ``OSError``'s file name is dropped)."""
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return str(exc)[:200]
 
 
 def list_archive(
@@ -168,27 +181,15 @@ def list_archive(
     """The member names of an archive stream, with the same checks and limits as :func:`extract_archive`."""
     names: list[str] = []
     total = 0
-    with _open_stream(fileobj, compression) as tar:
-        for member in _iter_members(tar):
+    with _open_stream(fileobj, compression, limits) as tar:
+        for member in _members(tar):
             names.append(check_member(member, limits))
-            total = _count(names, total, member, limits)
+            if len(names) > limits.max_members:
+                raise UnsafeArchiveError(f"refused archive: more than {limits.max_members} members")
+            total += member.size
+            if total > limits.max_total_size:
+                raise UnsafeArchiveError(f"refused archive: more than {limits.max_total_size} bytes of content")
     return names
-
-
-def _iter_members(tar: tarfile.TarFile) -> Iterable[tarfile.TarInfo]:
-    try:
-        yield from tar
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise UnsafeArchiveError(f"corrupt tar archive: {exc}") from exc
-
-
-def _count(names: list[str], total: int, member: tarfile.TarInfo, limits: ExtractionLimits) -> int:
-    if len(names) > limits.max_members:
-        raise UnsafeArchiveError(f"refused archive: more than {limits.max_members} members")
-    total += member.size
-    if total > limits.max_total_size:
-        raise UnsafeArchiveError(f"refused archive: more than {limits.max_total_size} bytes of content")
-    return total
 
 
 # --- extracting ---------------------------------------------------------------------------------------------------
@@ -207,61 +208,26 @@ def extract_archive(
     """
     target = Path(destination)
     target.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target, prefix=".bulk-"))
-    try:
-        names = _extract_to(fileobj, staging, compression, limits)
-        _move_into(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return names
-
-
-def _extract_to(
-    fileobj: IO[bytes], staging: Path, compression: Compression | None, limits: ExtractionLimits
-) -> list[str]:
-    names: list[str] = []
-    total = 0
-    with _open_stream(fileobj, compression) as tar:
-        for member in _iter_members(tar):
-            names.append(check_member(member, limits))
-            total = _count(names, total, member, limits)
+    with staging_directory(target) as staging:
+        extraction = Extraction(staging, limits, 0o777 & ~current_umask())
+        try:
+            with _open_stream(fileobj, compression, limits) as tar:
+                for member in _members(tar):
+                    _add(extraction, tar, member)
+            extraction.check_links()
             try:
-                if _HAS_DATA_FILTER:
-                    tar.extract(member, staging, set_attrs=True, filter="data")
-                else:  # pragma: no cover - Python < 3.11.4: our checks above are the whole defence
-                    tar.extract(member, staging, set_attrs=False)
-            except tarfile.FilterError as exc:
-                raise UnsafeArchiveError(f"refused archive member {member.name[:200]!r}: {exc}") from exc
-            except (tarfile.TarError, OSError, EOFError) as exc:
-                raise UnsafeArchiveError(f"cannot extract {member.name[:200]!r}: {exc}") from exc
-    return names
+                extraction.move_into(target)
+            except OSError as exc:
+                raise UnsafeArchiveError(f"cannot move the extracted files into place: {_safe(exc)}") from exc
+        finally:
+            extraction.close()
+    return extraction.names
 
 
-def _move_into(staging: Path, target: Path) -> None:
-    """Move the staged tree into ``target``: directories merge, files replace; never through a symlink.
-
-    Every conflict is checked before the first move, so a refusal here also leaves the target untouched.
-    """
-    plan: list[tuple[Path, Path, bool]] = []
-    for root, dirs, files in os.walk(staging):
-        rel = Path(root).relative_to(staging)
-        for name in list(dirs):
-            if (Path(root) / name).is_symlink():
-                dirs.remove(name)  # os.walk lists links to directories as directories; move the link itself
-                files.append(name)
-        for name in dirs:
-            dst = target / rel / name
-            if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
-                raise UnsafeArchiveError(f"refused to extract into {rel / name}: it exists and is not a directory")
-            plan.append((Path(root) / name, dst, True))
-        for name in files:
-            dst = target / rel / name
-            if dst.is_dir() and not dst.is_symlink():
-                raise UnsafeArchiveError(f"refused to replace the directory {rel / name} with a file")
-            plan.append((Path(root) / name, dst, False))
-    for src, dst, is_dir in plan:  # os.walk is top-down: a directory is created before its content moves
-        if is_dir:
-            dst.mkdir(exist_ok=True)
-            shutil.copymode(src, dst)
-        else:
-            os.replace(src, dst)
+def _add(extraction: Extraction, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    try:
+        extraction.add(tar, member)
+    except UnsafeArchiveError:
+        raise
+    except (tarfile.TarError, OSError, EOFError, KeyError, ValueError, RecursionError) as exc:
+        raise UnsafeArchiveError(f"cannot extract {shown(member.name)} ({type(exc).__name__}: {_safe(exc)})") from exc

@@ -227,8 +227,10 @@ class FileHelper:
             spool.seek(0)
             try:
                 return S_OK(read(spool))
-            except UnsafeArchiveError as exc:
+            except UnsafeArchiveError as exc:  # its message names archive members only, never local paths
                 return S_ERROR(str(exc))
+            except OSError as exc:  # e.g. the target cannot be created: say what, not where
+                return S_ERROR(f"Cannot extract the bulk: {exc.strerror or type(exc).__name__}")
 
     def _receive(
         self, write: Callable[[Any], object], max_size: int | None, atomic: AtomicFile | None = None

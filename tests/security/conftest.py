@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the tests import _security_kit (the suite uses importlib mode)
 
+from _hostile_server import HostileServer, Script
 from _security_kit import Kit, make_kit
 
 from rpcframework.server import ServiceReactor
@@ -35,3 +36,19 @@ def serve(kit: Kit) -> Iterator[Callable[..., ServiceReactor]]:
     yield start
     for reactor in started:
         reactor.stop(timeout=5)
+
+
+@pytest.fixture
+def hostile(kit: Kit) -> Iterator[Callable[..., HostileServer]]:
+    """``hostile(script, backend="pyopenssl")``: a :class:`HostileServer` with the kit's host certificate, stopped
+    after the test."""
+    started: list[HostileServer] = []
+
+    def start(script: Script, backend: str = "pyopenssl") -> HostileServer:
+        server = HostileServer(kit.server_tls(), script, backend=backend).__enter__()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -170,24 +170,52 @@ def test_interrupted_download_resumes(
 
 def _hostile_tar(kind: str) -> bytes:
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
+    with tarfile.open(fileobj=buffer, mode="w:bz2" if kind == "bomb" else "w") as tar:
         good = tarfile.TarInfo("harmless.txt")
         good.size = 5
         tar.addfile(good, io.BytesIO(b"hello"))
-        member = tarfile.TarInfo({"traversal": "../escaped.txt", "absolute": "/tmp/rpcf-escaped.txt"}.get(kind, "x"))
-        if kind == "symlink":
-            member.type, member.linkname = tarfile.SYMTYPE, "../../outside"
-        elif kind == "device":
-            member.type, member.devmajor, member.devminor = tarfile.CHRTYPE, 1, 3
-        if member.isfile():
-            member.size = 4
-            tar.addfile(member, io.BytesIO(b"evil"))
-        else:
-            tar.addfile(member)
+        for member, data in _hostile_members(kind):
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("kind", ["traversal", "absolute", "symlink", "device"])
+def _hostile_members(kind: str) -> list[tuple[tarfile.TarInfo, Any]]:
+    names = {"traversal": "../escaped.txt", "absolute": "/tmp/rpcf-escaped.txt", "deep": "d/" * 2000 + "f"}
+    member = tarfile.TarInfo(names.get(kind, "x"))
+    if kind == "symlink":
+        member.type, member.linkname = tarfile.SYMTYPE, "../../outside"
+    elif kind == "device":
+        member.type, member.devmajor, member.devminor = tarfile.CHRTYPE, 1, 3
+    elif kind == "hardlink-to-later":
+        member.type, member.linkname = tarfile.LNKTYPE, "later.txt"
+        return [(member, None), (tarfile.TarInfo("later.txt"), b"")]
+    elif kind == "link-chain":  # lexically inside when made; out once 'b -> .' exists
+        member.type, member.linkname = tarfile.SYMTYPE, "b/b/b/b/../../../../escaped.txt"
+        link = tarfile.TarInfo("b")
+        link.type, link.linkname = tarfile.SYMTYPE, "."
+        return [(member, None), (link, None)]
+    elif kind == "bomb":  # 256 MiB of zeros in a few hundred bytes
+        member.size = 256 * MIB
+        return [(member, io.BytesIO(bytes(256 * MIB)).getvalue())]
+    if member.isfile():
+        member.size = 4
+        return [(member, b"evil")]
+    return [(member, None)]
+
+
+HOSTILE_KINDS = {
+    "traversal": "'..' component",
+    "absolute": "absolute path",
+    "symlink": "leaves the target",
+    "device": "special file",
+    "hardlink-to-later": "comes earlier in the archive",
+    "deep": "directory levels",
+    "link-chain": "leads out of the target",
+    "bomb": "expands more than 200 times",
+}
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE_KINDS))
 def test_hostile_bulk_is_refused_and_nothing_extracted(
     url: str,
     store: Path,
@@ -204,12 +232,15 @@ def test_hostile_bulk_is_refused_and_nothing_extracted(
 
     (tmp_path / "decoy").write_bytes(b"decoy")
     client = TransferClient(url, **rpcframework_client_options)
+    compress = kind == "bomb"
+    bulk = "evil.tar.bz2" if compress else "evil.tar"
     with monkeypatch.context() as patch:
         patch.setattr(helper_module, "write_archive", write_crafted)  # the sending side only
-        result = client.sendBulk([tmp_path / "decoy"], "evil", compress=False)
+        result = client.sendBulk([tmp_path / "decoy"], "evil", compress=compress)
     assert result["OK"] is False, result
-    assert "refused" in result["Message"], result
-    assert leftovers(store / "evil.tar") == []  # not even the harmless first member
+    assert "refused" in result["Message"] and HOSTILE_KINDS[kind] in result["Message"], result
+    assert str(tmp_path) not in result["Message"] and ".bulk-" not in result["Message"]  # no server path leaks
+    assert leftovers(store / bulk) == []  # not even the harmless first member, nor a staging directory
     assert not (store / "escaped.txt").exists() and not (tmp_path / "escaped.txt").exists()
     assert not Path("/tmp/rpcf-escaped.txt").exists()
     (tmp_path / "ok.txt").write_text("fine")
