@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import select
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -51,6 +52,10 @@ _RECV_SIZE: Final = 256 * 1024
 # A last-resort loop guard, not the limit that matters: the call's deadline bounds the time, the message-size cap
 # the bytes. It is high because a slow peer may deliver a large message in many small TLS records.
 _MAX_READS_PER_EVENT: Final = 1_000_000
+#: Reads made while checking an idle pooled connection (pongs, pings, a TLS record without data); more is abuse.
+_MAX_IDLE_READS: Final = 16
+#: How long a read of bytes already announced by the socket may wait (M2Crypto cannot read with no wait at all).
+_IDLE_READ_WAIT: Final = 0.001
 
 
 class KeywordArgumentsUnsupported(LocalProtocolError):
@@ -72,6 +77,7 @@ class Connection:
 
     __slots__ = (
         "_ping_ids",
+        "_poller",
         "calls",
         "created",
         "last_ping",
@@ -95,6 +101,7 @@ class Connection:
         #: Idle seconds up to which a call may be pipelined (0 until ``pipeline`` is negotiated).
         self.pipeline_idle = 0.0
         self._ping_ids = itertools.count(1)
+        self._poller: select.poll | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.url} state={self.machine.state.value} calls={self.calls}>"
@@ -110,6 +117,45 @@ class Connection:
         self.stream.settimeout(timeout)
         self.stream.send_all(data)
         self.last_ping = time.monotonic()
+
+    def check_idle(self) -> bool:
+        """Read, without waiting, what arrived while this connection sat idle in the pool: ``True`` when it may
+        carry the next call, ``False`` when the server closed it (EOF, or its goodbye).
+
+        Keepalive pongs (and pings, whose pongs go out with the next call) are all a server may send between
+        exchanges. Anything else raises :class:`ProtocolError`: a reply nobody asked for would otherwise be read as
+        the answer to the next call, so the caller must drop the connection.
+        """
+        machine = self.machine
+        if machine.needs_data() and self.stream.pending() <= 0 and not self._socket_readable():
+            return True  # the steady state: nothing arrived
+        for _ in range(_MAX_IDLE_READS):
+            event = machine.next_event()  # raises ProtocolError for an unsolicited frame
+            if isinstance(event, PongReceived):
+                continue
+            if isinstance(event, ConnectionClosed):
+                return False
+            if event is not NEED_DATA:
+                raise ProtocolError(f"{self.url}: unexpected {type(event).__name__} on an idle connection")
+            if self.stream.pending() <= 0 and not self._socket_readable():
+                return True
+            self.stream.settimeout(_IDLE_READ_WAIT)
+            try:
+                data = self.stream.recv(_RECV_SIZE)
+            except DeadlineExceeded:
+                return True  # a TLS record without application data (a session ticket): nothing for us
+            machine.receive_data(data)
+        raise ProtocolError(f"{self.url}: the server kept sending on an idle connection")
+
+    def _socket_readable(self) -> bool:
+        poller = self._poller
+        if poller is None:
+            fd = self.stream.fileno()
+            if fd < 0:
+                return True  # closed under us: let the read report it
+            poller = self._poller = select.poll()
+            poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
 
     def close(self) -> None:
         self.stream.close()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from rpcframework.client.inner import Connection
-from rpcframework.errors import ConfigurationError, RPCFrameworkError
+from rpcframework.errors import ConfigurationError, ProtocolError, RPCFrameworkError
 
 __all__ = ["ConnectionPool", "PoolSettings"]
 
@@ -77,12 +77,24 @@ class ConnectionPool:
             return sum(len(conns) for conns in self._idle.values())
 
     def acquire(self, url: str) -> Connection | None:
-        """The most recently returned live-looking connection to ``url``, or ``None``."""
+        """The most recently returned live and clean connection to ``url``, or ``None``.
+
+        Each candidate is checked for what arrived while it was idle (:meth:`Connection.check_idle`): one the server
+        closed is dropped quietly; one that received anything but keepalives (an answer nobody asked for) is
+        dropped with a warning, so that such a frame is never read as the next call's answer.
+        """
         now = self._clock()  # one clock read serves the maintenance check and the expiry
-        settings = self.settings
-        if now - self._last_maintenance >= settings.maintenance_interval:
+        if now - self._last_maintenance >= self.settings.maintenance_interval:
             self.maintain()
-        limit = settings.idle_timeout or math.inf
+        for _ in range(self.settings.max_idle + 1):  # bounded: each pass takes a connection out of the pool
+            conn = self._take(url, now)
+            if conn is None or _usable(conn):
+                return conn
+        return None
+
+    def _take(self, url: str, now: float) -> Connection | None:
+        """Pop the newest unexpired idle connection to ``url`` (closing expired ones on the way)."""
+        limit = self.settings.idle_timeout or math.inf
         conn: Connection | None
         with self._lock:
             conns = self._idle.get(url)
@@ -180,6 +192,20 @@ class ConnectionPool:
     def _ping_due(self, conn: Connection, now: float) -> bool:
         lapse = self.settings.keepalive_lapse
         return bool(lapse) and now - max(conn.last_used, conn.last_ping) >= lapse
+
+
+def _usable(conn: Connection) -> bool:
+    """Whether an idle connection just taken from the pool may carry a call; closes it when not."""
+    try:
+        if conn.check_idle():
+            return True
+        logger.debug("pooled connection to %s was closed by the server; dropped", conn.url)
+    except ProtocolError as exc:
+        logger.warning("dropped a pooled connection to %s: %s", conn.url, exc)
+    except RPCFrameworkError as exc:
+        logger.debug("pooled connection to %s failed its idle check (%s); dropped", conn.url, exc)
+    conn.close()
+    return False
 
 
 def _close_all(conns: list[Connection]) -> None:

@@ -244,7 +244,22 @@ class ClientConnection(BaseConnection):
                 return self._accepted()
             message, _ = self._decode(payload, self._encoding)
             return self._on_ack(check_envelope(message))
+        if state is ConnectionState.IDLE:
+            return self._on_idle_frame(payload)
         raise UnexpectedMessageError(f"the server sent a message in state {state.value}")
+
+    def _on_idle_frame(self, payload: bytes) -> Event:
+        """A frame between exchanges: only the goodbye of a server closing this ``pipeline`` connection is legal.
+        Anything else is an answer nobody asked for; it must never be taken for the next call's answer."""
+        if self._pipeline:
+            message, _ = self._decode(payload, self._encoding)
+            if isinstance(message, dict) and message.get("OK") is False and message.get(GOODBYE_KEY) is True:
+                self._state = ConnectionState.CLOSED
+                return ConnectionClosed()
+        raise UnexpectedMessageError(
+            "the server sent a message while the connection was idle (no call was in progress); "
+            "the connection is dropped"
+        )
 
     def _accepted(self) -> Event | None:
         assert self._proposal is not None  # set by send_proposal/send_call

@@ -4,7 +4,8 @@
   the raw ack ``27:{"OK": true, "Value": null}``, the result, then it closes. Built on ``transports`` + raw frames.
 * :class:`ExtensionPeer` is an rpcframework-style server on ``protocol.ServerConnection``: it negotiates our
   extensions, reuses connections, answers keepalives, and can be told to misbehave (die after the ack, answer
-  slowly, drop idle connections).
+  slowly, drop idle connections) or to attack the client (the hostile-server kit: :class:`Behaviour`'s
+  ``after_result`` sends a reply nobody asked for, ``raw_result`` any bytes in place of the result).
 
 Both record what they saw (connections, frames, executions) for the tests to assert on.
 """
@@ -241,6 +242,10 @@ class Behaviour:
     extensions: Extensions | None = field(default_factory=Extensions)
     die_after_accept: bool = False  # ack the proposal, read the arguments, close without a result
     refuse: DReturn | None = None
+    # The hostile-server kit:
+    after_result: bytes = b""  # raw bytes sent after each result: frames nobody asked for
+    after_result_delay: float = 0.0  # 0: in the result's own write; > 0: that much later, in a write of their own
+    raw_result: bytes | None = None  # raw bytes sent in place of the encoded result (foreign keys, odd values)
 
 
 class ExtensionPeer(_Server):
@@ -253,6 +258,7 @@ class ExtensionPeer(_Server):
         self.proposals: list[Any] = []
         self.identities: list[PeerIdentity | None] = []  # the client's verified identity, per proposal
         self.pings = 0
+        self.unsolicited_sent = 0  # writes of ``after_result`` bytes made
 
     def serve(self, stream: Stream) -> None:
         behaviour = self.behaviour
@@ -282,9 +288,31 @@ class ExtensionPeer(_Server):
                 proposal = conn.proposal
                 assert proposal is not None
                 result = behaviour.handler(proposal.action_name, event.args, event.kwargs)
-                stream.send_all(conn.send_result(result))
+                self._send_result(stream, conn.send_result(result), behaviour)
             elif isinstance(event, ConnectionClosed):
                 return
+
+    def _send_result(self, stream: Stream, data: bytes, behaviour: Behaviour) -> None:
+        if behaviour.raw_result is not None:
+            data = _ack_prefix(data) + behaviour.raw_result
+        extra = behaviour.after_result
+        if extra and not behaviour.after_result_delay:
+            data += extra
+        stream.send_all(data)
+        if extra and behaviour.after_result_delay:
+            time.sleep(behaviour.after_result_delay)
+            stream.send_all(extra)
+        if extra:
+            with self.lock:
+                self.unsolicited_sent += 1
+
+
+_ACK_FRAME = encode_frame(b'{"OK": true, "Value": null}')
+
+
+def _ack_prefix(data: bytes) -> bytes:
+    """The ack a pipelined exchange sends in front of its result (nothing for a two-round-trip exchange)."""
+    return _ACK_FRAME if data.startswith(_ACK_FRAME) and len(data) > len(_ACK_FRAME) else b""
 
 
 _KINDS: dict[str, type[_Server]] = {"dirac": DiracPeer, "ext": ExtensionPeer}
