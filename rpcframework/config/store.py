@@ -6,6 +6,11 @@ connection, so operators can change them without a restart. :class:`ConfigStore`
 at most every ``check_interval`` seconds and swaps in a new snapshot when one changed. A file that fails to parse
 leaves the previous snapshot in place (logged, and kept in :attr:`ConfigStore.last_error`): a typo in a live file
 must not take a service's authorization down.
+
+A server calls :meth:`ConfigStore.watch`: from then on a thread of the store's own re-reads changed files (and runs
+the *preparers*, which build what a server derives from a snapshot, such as the registry) and swaps the finished
+snapshot in, while :meth:`~ConfigStore.snapshot` only returns the current one. So the thread that serves connections
+never touches the file system or parses configuration, however slow the disk.
 """
 
 from __future__ import annotations
@@ -78,6 +83,10 @@ class ConfigStore:
         self._lock = threading.Lock()
         self._listeners: list[Callable[[ConfigTree], None]] = []
         self._outcome_listeners: list[Callable[[bool], None]] = []
+        self._preparers: list[Callable[[ConfigTree], None]] = []
+        self._watchers = 0
+        self._watch_stop = threading.Event()
+        self._watch_thread: threading.Thread | None = None
         self.last_error: ConfigurationError | None = None
         stamps = self._stamps()
         self._snapshot = self._build()  # the first load must succeed: raise ConfigurationError otherwise
@@ -109,10 +118,59 @@ class ConfigStore:
         return self._defaults.merge(*trees, env_overrides(self._environ))
 
     def snapshot(self) -> ConfigTree:
-        """The current tree, re-read first if a file changed and ``check_interval`` has passed since the last check."""
-        if self._clock() - self._last_check >= self._check_interval:
+        """The current tree. Unless the store is watched, it is re-read first if a file changed and
+        ``check_interval`` has passed since the last check; a watched store never reads files here."""
+        if not self._watchers and self._clock() - self._last_check >= self._check_interval:
             self.refresh()
         return self._snapshot
+
+    def watch(self) -> Callable[[], None]:
+        """Re-read changed files on a thread of the store's own, every ``check_interval``; returns a function that
+        stops watching (the thread ends when the last watcher stops)."""
+        with self._lock:
+            self._watchers += 1
+            if self._watch_thread is None:
+                self._watch_stop = threading.Event()
+                self._watch_thread = threading.Thread(
+                    target=self._watch_loop, args=(self._watch_stop,), name="rpc-config-watch", daemon=True
+                )
+                self._watch_thread.start()
+        done = threading.Event()
+
+        def unwatch() -> None:
+            if done.is_set():
+                return
+            done.set()
+            with self._lock:
+                self._watchers -= 1
+                if self._watchers or self._watch_thread is None:
+                    return
+                self._watch_stop.set()
+                self._watch_thread = None
+
+        return unwatch
+
+    def _watch_loop(self, stop: threading.Event) -> None:
+        while not stop.wait(max(self._check_interval, 0.01)):
+            try:
+                self.refresh()
+            except Exception:  # refresh keeps the old snapshot on errors; this guards the thread itself
+                logger.exception("configuration watch failed; retrying at the next check")
+
+    def add_preparer(self, prepare: Callable[[ConfigTree], None]) -> Callable[[], None]:
+        """Run ``prepare(tree)`` on every new snapshot before it is swapped in (and now on the current one), so
+        what is derived from it (a registry, settings) is built on the reloading thread, not on first use; returns
+        a function that removes it. A failing preparer is logged and does not stop the reload."""
+        with self._lock:
+            self._preparers.append(prepare)
+            current = self._snapshot
+        _prepare([prepare], current)
+
+        def remove() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._preparers.remove(prepare)
+
+        return remove
 
     def refresh(self, *, force: bool = False) -> bool:
         """Re-read the files if any changed (or ``force``); True when a new snapshot was swapped in."""
@@ -146,6 +204,7 @@ class ConfigStore:
         if self._stamps() != stamps:
             # A file changed while we read it (a non-atomic write in progress): try again at the next check.
             return None, None
+        _prepare(self._preparers, tree)
         self.last_error = None
         self._stamps_seen = stamps
         self._stamps_loaded = stamps
@@ -184,6 +243,14 @@ class ConfigStore:
                 self._outcome_listeners.remove(listener)
 
         return unsubscribe
+
+
+def _prepare(preparers: list[Callable[[ConfigTree], None]], tree: ConfigTree) -> None:
+    for prepare in preparers:
+        try:
+            prepare(tree)
+        except Exception:
+            logger.exception("configuration preparer %r failed", prepare)
 
 
 def _notify(listeners: list[Callable[[bool], None]], ok: bool) -> None:

@@ -42,7 +42,7 @@ from rpcframework.server.connection import Call, Channel, ChannelLimits, Step
 from rpcframework.server.guard import ConnectionGuard, Ticket, guard_settings
 from rpcframework.server.observe import failure_reason, observe_connection, observe_reloads
 from rpcframework.server.pool import WorkerPool
-from rpcframework.server.service import Service, ServiceStartError
+from rpcframework.server.service import Service, ServiceStartError, watch_configuration
 from rpcframework.transports.base import Backend, HandshakeStatus, ServerHandshake, TLSConfig, get_backend
 
 __all__ = ["ServiceReactor", "run"]
@@ -158,7 +158,7 @@ class ServiceReactor:
         self._selector_done = threading.Event()
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
-        self._unobserve: Callable[[], None] = lambda: None
+        self._unwatch: list[Callable[[], None]] = []
 
     # -- public -------------------------------------------------------------------------------------------------
 
@@ -204,9 +204,7 @@ class ServiceReactor:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         for listener in self._listeners:
             self._selector.register(listener.sock, selectors.EVENT_READ, listener)
-        if self.observer is not None:
-            caches = [getattr(listener.backend, "contexts", None) for listener in self._listeners]
-            self._unobserve = observe_reloads(self.observer, [s._config for s in self.services], caches)
+        self._unwatch = [watch_configuration(self.services, guard_settings), self._observe_reloads()]
         self._thread = threading.Thread(target=self._run_selector, name="rpc-reactor", daemon=True)
         self._thread.start()
         for name, url in self.urls.items():
@@ -229,7 +227,8 @@ class ServiceReactor:
                 self._thread.join(1.0)
             self._drain_returned()
             self._close_listeners()
-            self._unobserve()
+            for unwatch in self._unwatch:  # the selector thread read no file: reloads ran on the store's thread
+                unwatch()
             for wake in (self._wake_r, self._wake_w):
                 if wake is not None:
                     wake.close()
@@ -259,6 +258,12 @@ class ServiceReactor:
         self.stop()
 
     # -- set-up -------------------------------------------------------------------------------------------------
+
+    def _observe_reloads(self) -> Callable[[], None]:
+        if self.observer is None:
+            return lambda: None
+        caches = [getattr(listener.backend, "contexts", None) for listener in self._listeners]
+        return observe_reloads(self.observer, [service._config for service in self.services], caches)
 
     def _bind_all(self) -> None:
         groups: dict[tuple[int, int], list[Service]] = {}

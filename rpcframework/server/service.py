@@ -325,3 +325,33 @@ def _positive(what: str, value: int | None, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ServiceStartError(f"{what} must be a positive integer, not {value!r}")
     return value
+
+
+def watch_configuration(
+    services: Sequence[Service], extra: Callable[[ConfigTree], object] | None = None
+) -> Callable[[], None]:
+    """Reload the services' configuration stores on their own threads, building each new snapshot's registry and
+    service settings (and ``extra(tree)``) there before it is swapped in, so that the thread serving connections
+    never reads files or parses configuration. Returns a function that stops it."""
+    undo: list[Callable[[], None]] = []
+    stores = {id(service._config): service._config for service in services}
+    for store in stores.values():
+        if not isinstance(store, ConfigStore):
+            continue
+        members = [service for service in services if service._config is store]
+
+        def prepare(tree: ConfigTree, members: list[Service] = members) -> None:
+            Registry.for_config(tree)
+            for service in members:
+                service.settings(tree)
+            if extra is not None:
+                extra(tree)
+
+        undo.append(store.add_preparer(prepare))
+        undo.append(store.watch())
+
+    def stop() -> None:
+        for step in reversed(undo):
+            step()
+
+    return stop
