@@ -6,14 +6,22 @@ failed transfer leaves nothing behind. The temporary file lives in the destinati
 directory after it, so a crash cannot leave a renamed but empty file.
 
 Resume is the one exception to "nothing left behind": with ``resume=True`` the temporary file has a fixed name
-(:func:`partial_path`) and is kept when the transfer fails, so the next attempt can continue from its size.
+(:func:`partial_path`) and is kept when the transfer fails, so the next attempt can continue from its size. A fixed
+name in a directory others may write to (``/tmp``, a shared project area) is something they can plant, so the
+partial file is opened with ``O_NOFOLLOW`` (a symlink is refused, never followed), created with ``O_EXCL``, and an
+existing one is continued only when it is a regular file of ours with no other hard link.
+
+Permissions are never widened: a committed file gets ``mode`` (0644 by default) filtered by the umask, and no
+more than the file it replaces had.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -21,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final
 
-__all__ = ["AtomicFile", "atomic_write", "current_umask", "partial_path", "partial_size"]
+__all__ = ["AtomicFile", "UnsafePartialFileError", "atomic_write", "current_umask", "partial_path", "partial_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +37,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODE: Final = 0o644
 _PARTIAL_SUFFIX: Final = ".rpcpart"
 _UMASK_LOCK: Final = threading.Lock()
+_PARTIAL_FLAGS: Final = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a planted FIFO
+
+
+class UnsafePartialFileError(OSError):
+    """The resume partial file is not one this process may continue (a symlink, another user's file, a hard
+    link, not a regular file); ``strerror`` says what and what to do."""
 
 
 def partial_path(destination: str | os.PathLike[str]) -> Path:
@@ -38,11 +52,67 @@ def partial_path(destination: str | os.PathLike[str]) -> Path:
 
 
 def partial_size(destination: str | os.PathLike[str]) -> int:
-    """Bytes already held for a resumable download of ``destination`` (0 when none): the offset to ask for."""
+    """Bytes already held for a resumable download of ``destination`` (0 when none, or when the partial file is
+    not one :class:`AtomicFile` would continue): the offset to ask for."""
     try:
-        return partial_path(destination).stat().st_size
-    except FileNotFoundError:
+        info = partial_path(destination).lstat()
+    except OSError:
         return 0
+    return info.st_size if _partial_problem(info) is None else 0
+
+
+def _partial_problem(info: os.stat_result) -> str | None:
+    """Why a partial file with this ``lstat`` may not be continued (``None``: it may)."""
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    if info.st_uid != os.geteuid():
+        return f"belongs to another user (uid {info.st_uid})"
+    if info.st_nlink != 1:
+        return "has other hard links"
+    return None
+
+
+def open_partial(path: Path) -> int:
+    """Open (or create, 0600) the resume partial file ``path`` for reading and writing, never through a link;
+    raises :class:`UnsafePartialFileError` for a file that must not be continued."""
+    try:
+        fd = os.open(path, _PARTIAL_FLAGS | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            fd = os.open(path, _PARTIAL_FLAGS)
+        except OSError as exc:  # ELOOP: a symlink (O_NOFOLLOW); EISDIR, ENXIO...: a directory, socket or device
+            raise _unsafe(path, _why_not_opened(path)) from exc
+        problem = _partial_problem(os.fstat(fd))
+        if problem is not None:
+            os.close(fd)
+            raise _unsafe(path, problem) from None
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _why_not_opened(path: Path) -> str:
+    try:
+        return _partial_problem(path.lstat()) or "cannot be opened"
+    except OSError:
+        return "cannot be opened"
+
+
+def _unsafe(path: Path, problem: str) -> UnsafePartialFileError:
+    return UnsafePartialFileError(
+        errno.EPERM, f"the partial file {path.name} {problem}; not continued: remove it or download without resume"
+    )
+
+
+def _committed_mode(mode: int, destination: Path) -> int:
+    """``mode`` filtered by the umask, and never more than the file being replaced allowed."""
+    mode &= ~current_umask() & 0o7777
+    with contextlib.suppress(OSError):
+        existing = destination.lstat()
+        if stat.S_ISREG(existing.st_mode):
+            mode &= stat.S_IMODE(existing.st_mode)
+    return mode
 
 
 def current_umask() -> int:
@@ -87,7 +157,7 @@ class AtomicFile:
         directory = self.destination.parent
         if resume:
             self.temp_path = partial_path(self.destination)
-            fd = os.open(self.temp_path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = open_partial(self.temp_path)
         else:
             fd, name = tempfile.mkstemp(dir=directory, prefix=f".{self.destination.name}.", suffix=".part")
             self.temp_path = Path(name)
@@ -128,7 +198,7 @@ class AtomicFile:
         try:
             self.file.flush()
             os.fsync(self.file.fileno())
-            os.fchmod(self.file.fileno(), self.mode)
+            os.fchmod(self.file.fileno(), _committed_mode(self.mode, self.destination))
         except BaseException:
             self.discard()
             raise

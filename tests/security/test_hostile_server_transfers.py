@@ -4,8 +4,10 @@ write outside what it was asked to write, never keep what it should not, and nev
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import stat
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,8 @@ from _hostile_server import HostilePeer, HostileServer
 from _security_kit import Kit
 
 from rpcframework import TransferClient
+from rpcframework.errors import RPCFrameworkError
+from rpcframework.transfer import partial_path
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -72,3 +76,42 @@ def test_a_bulk_cannot_plant_links_outside_the_target(
     assert result["OK"] is False and "refused link 'a'" in result["Message"], result
     assert _entries(dest) == []  # not a link, not a staging directory
     assert victim.read_bytes() == b"private"
+
+
+# --- 13.3: the resume partial file ----------------------------------------------------------------------------------
+
+
+def _grant_any_resume_and_send(payload: bytes) -> Any:
+    """A server that grants whatever offset is asked and sends ``payload`` from there (errors are the client's)."""
+
+    def script(peer: HostilePeer) -> None:
+        info = peer.accept_transfer()
+        offset = info[-1].get("offset", 0) if info and isinstance(info[-1], dict) else 0
+        with contextlib.suppress(RPCFrameworkError, OSError):
+            if offset:
+                peer.send_message({"OK": True, "Value": {"offset": offset}})
+            peer.send_chunk(payload)
+            peer.send_end(payload)
+            peer.send_result(OK)
+
+    return script
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_planted_partial_file_never_redirects_a_resumed_download(
+    kit: Kit, hostile: Any, tmp_path: Path, backend: str
+) -> None:
+    victim = tmp_path / "elsewhere" / "id_rsa"
+    victim.parent.mkdir()
+    victim.write_bytes(b"private key")
+    victim.chmod(0o600)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    dest = shared / "out.dat"
+    partial_path(dest).symlink_to(victim)  # planted by another user of the shared directory
+    server = hostile(_grant_any_resume_and_send(b"appended by the server"), backend)
+    result = client_for(kit, server).receiveFile(dest, "out.dat", resume=True)
+    assert result["OK"] is False and "is a symbolic link" in result["Message"], result
+    assert victim.read_bytes() == b"private key"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o600  # never opened to everyone
+    assert not dest.exists()
