@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import shutil
 import socket
@@ -389,3 +390,74 @@ def test_group_writable_host_key_is_refused_by_serve(cli_env: Any, tmp_path: Pat
     )  # fmt: skip
     assert result.code == 1 and result.out == ""
     assert f"{key} holds a private key and is writable by its group (mode 0660)" in result.err
+
+
+# -- terminal escapes from a hostile server (issue 13, item 6) -----------------------------------------------------
+
+HOSTILE = "\x1b]0;PWNED-TITLE\x07\x1b[2J\x9b31m\u202eevil\rdone"
+
+HOSTILE_HANDLER = f"""
+from rpcframework.server import RequestHandler, S_ERROR, S_OK
+
+HOSTILE = {HOSTILE!r}
+
+
+class HostileHandler(RequestHandler):
+    types_value = []
+    auth_value = ["all"]
+
+    def export_value(self):
+        return S_OK(HOSTILE)
+
+    types_nested = []
+    auth_nested = ["all"]
+
+    def export_nested(self):
+        return S_OK({{HOSTILE: [HOSTILE, 1]}})
+
+    types_refuse = []
+    auth_refuse = ["all"]
+
+    def export_refuse(self):
+        return S_ERROR(HOSTILE)
+
+    def export_whoami(self):
+        return S_OK({{"DN": HOSTILE, "username": HOSTILE, "properties": [HOSTILE], HOSTILE: HOSTILE}})
+
+    def export_ping(self):
+        return S_OK({{"name": HOSTILE, "version": HOSTILE, "load": HOSTILE}})
+
+    auth_transfer_listBulk = ["all"]
+
+    def transfer_listBulk(self, bulkId, token, helper):
+        return S_OK([HOSTILE, "plain.txt"])
+"""
+
+# Anything a terminal would act on: C0 controls but tab and newline, DEL, C1, bidirectional overrides.
+_RAW_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def test_nothing_a_server_sends_reaches_the_terminal_raw(cli_env: Any, start_server: Any, tmp_path: Path) -> None:
+    handler = tmp_path / "hostile.py"
+    handler.write_text(HOSTILE_HANDLER)
+    server = start_server(f"{handler}:HostileHandler", "--name", "Test/Hostile", "--port", "0")
+    runs = {
+        "call value": ("call", server.url, "value"),
+        "call nested": ("call", server.url, "nested"),
+        "call refuse": ("call", server.url, "refuse"),
+        "ping": ("ping", server.url),
+        "whoami": ("whoami", server.url),
+        "transfer list": ("transfer", "list", server.url, "bulk"),
+    }
+    for what, argv in runs.items():
+        for mode in ("text", "json"):
+            result = cli_env.run(*argv, "--output", mode)
+            shown = result.out + result.err
+            assert "PWNED-TITLE" in shown, (what, mode, shown)  # the text is shown ...
+            raw = _RAW_CONTROL.findall(shown)
+            assert not raw, f"{what} --output {mode} wrote raw {raw!r}: {shown!r}"  # ... but never raw
+            assert "\\x1b" in shown or "\\u001b" in shown, (what, mode, shown)
+    value = json.loads(cli_env.run("call", server.url, "value", "--output", "json").out)["Value"]
+    assert value == HOSTILE  # JSON mode escapes without changing the value
+    nested = json.loads(cli_env.run("call", server.url, "nested", "--output", "json").out)["Value"]
+    assert nested == {HOSTILE: [HOSTILE, 1]}
