@@ -25,6 +25,7 @@ from typing import Any
 
 from diraccfg import CFG
 
+from rpcframework.config.cfg_errors import cfg_error
 from rpcframework.config.tree import ConfigOption, ConfigTree, Node, SourceKind, ValueSource, split_list
 from rpcframework.errors import ConfigurationError
 
@@ -36,11 +37,11 @@ ENV_SEPARATOR = "__"
 
 
 def load_cfg_text(text: str, location: str = "<string>") -> ConfigTree:
-    """Parse DIRAC ``.cfg`` text with diraccfg."""
+    """Parse DIRAC ``.cfg`` text with diraccfg; a syntax error names ``location``, the line and what is wrong."""
     try:
         cfg = CFG().loadFromBuffer(text)
     except Exception as exc:  # diraccfg raises KeyError, ValueError, SyntaxError... for malformed text
-        raise ConfigurationError(f"{location}: cannot parse DIRAC cfg: {type(exc).__name__}: {exc}") from None
+        raise ConfigurationError(f"{location}:{cfg_error(text, exc)}") from None
     return ConfigTree.from_dict(cfg.getAsDict(), ValueSource(SourceKind.CFG_FILE, location))
 
 

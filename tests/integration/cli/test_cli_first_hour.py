@@ -461,3 +461,19 @@ def test_nothing_a_server_sends_reaches_the_terminal_raw(cli_env: Any, start_ser
     assert value == HOSTILE  # JSON mode escapes without changing the value
     nested = json.loads(cli_env.run("call", server.url, "nested", "--output", "json").out)["Value"]
     assert nested == {HOSTILE: [HOSTILE, 1]}
+
+
+# -- a .cfg syntax error names file and line (item 8) --------------------------------------------------------------
+
+
+def test_cfg_syntax_error_names_file_line_and_problem(cli_env: Any, tmp_path: Path) -> None:
+    cfg = tmp_path / "site.cfg"
+    cfg.write_text("Registry\n{\n  Users\n  {\n    bob\n    {\n      DN = /CN=bob\n    }\n  }\n")  # one '}' short
+    checked = cli_env.run("check-config", "--config", str(cfg))
+    assert checked.code == 1
+    assert f"{cfg}:1: section 'Registry' is never closed: a '}}' is missing before the end of the file" in checked.err
+    served = cli_env.run("serve", "handler.py:CalcHandler", "--name", "Test/Calc", "--port", "0", "--config", str(cfg))
+    assert served.code == 1 and f"{cfg}:1: section 'Registry' is never closed" in served.err
+    cfg.write_text("Registry\n{\n  DefaultGroup = users\n}\n}\n")
+    extra = cli_env.run("check-config", "--config", str(cfg))
+    assert extra.code == 1 and f"{cfg}:5: '}}' closes no section" in extra.err

@@ -201,7 +201,7 @@ def test_cfg_with_a_duplicated_section_never_escapes_the_reload(tmp_path: Path) 
     clock.now = 2.0
     assert store.snapshot() is first
     assert store.last_error is not None
-    assert "Registry key already exists" in str(store.last_error)
+    assert "live.cfg:5: 'Registry' is defined twice in this section" in str(store.last_error)
 
 
 def test_concurrent_snapshots_during_reloads(tmp_path: Path) -> None:
