@@ -16,6 +16,9 @@ Several keys may share one comment (``file=x.toml timeout=90``); ``skip`` must c
 A comment anywhere in a page of the form ``<!-- doctest-page: ports=9135,9136 -->`` makes the harness replace those
 port numbers, in every block of the page, with free ports, so examples can show the usual ports and still run
 next to other tests.
+
+Inside a Python block, ``print(x)  # prints: TEXT`` promises output: the block's printed output must contain
+``TEXT`` (after the port replacement), or the test fails naming the line.
 """
 
 from __future__ import annotations

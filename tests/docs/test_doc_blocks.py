@@ -4,7 +4,8 @@ Per page, in the page's order, in one fresh temporary directory:
 
 * ```python blocks run in one namespace (``tmp_path`` is defined), with a dev CA in ``X509_CERT_DIR``,
   ``X509_USER_PROXY``, ``X509_USER_CERT``/``KEY`` and ``DIRAC_X509_HOST_CERT``/``KEY``; tracebacks point at the
-  Markdown file's own lines;
+  Markdown file's own lines. A ``# prints: TEXT`` comment promises output: ``TEXT`` must be in what the block
+  printed, so an example never shows a value the code does not print;
 * ```bash / ```sh / ```console blocks run in one bash session per page (``$ `` lines are commands, the lines after
   them the output shown; ``exit N`` in that output, from ``...; echo "exit $?"``, is checked), with the venv's
   ``bin`` first on ``PATH`` and ``HOME`` in the temporary directory. Background jobs are killed at the end of the
@@ -198,6 +199,20 @@ def _command_results(segment: str, token: str) -> dict[int, tuple[int, str]]:
     return results
 
 
+_PRINTS = re.compile(r"#\s*prints:\s*(?P<text>.+?)\s*$")
+
+
+def check_printed(block: Block, output: str) -> None:
+    """Each ``# prints: TEXT`` comment of a Python block names text the block really printed."""
+    for offset, line in enumerate(block.text.splitlines()):
+        match = _PRINTS.search(line)
+        if match and match["text"] not in output:
+            raise AssertionError(
+                f"{block.page}:{block.first_line + offset}: the page says this prints {match['text']!r}, "
+                f"but the block printed:\n{output[-2000:]}"
+            )
+
+
 class PageRunner:
     """Runs one page's blocks in order; owns the shell session and the services it started."""
 
@@ -255,17 +270,21 @@ class PageRunner:
         if block.directives.serve:
             self.serve(block)
         before = set(sys.modules)
+        printed = io.StringIO()
         try:
-            exec(code, self.namespace)
+            with contextlib.redirect_stdout(printed):
+                exec(code, self.namespace)
         except BaseException as exc:
             raise AssertionError(
                 f"{block.where}: ```python block failed: {exc!r}\n{traceback.format_exc(limit=-8)}"
             ) from exc
         finally:
+            sys.stdout.write(printed.getvalue())
             for name in set(sys.modules) - before:  # modules the page wrote (calc.py, ...) must not leak
                 origin = getattr(sys.modules[name], "__file__", None) or ""
                 if origin.startswith(str(self.workdir)):
                     del sys.modules[name]
+        check_printed(block, printed.getvalue())
 
     def serve(self, block: Block) -> None:
         spec = block.directives.serve or ""
@@ -501,3 +520,23 @@ def test_relative_links_resolve(page_path: str) -> None:
             continue
         path = target.partition("#")[0]
         assert (page.parent / path).exists(), f"{page_path}: broken link {target}"
+
+
+def test_harness_checks_what_a_block_promises_to_print(
+    tmp_path: Path, doc_env: tuple[Path, pytest.MonkeyPatch, DevCA]
+) -> None:
+    workdir, monkeypatch, ca = doc_env
+    page_text = (
+        "<!-- doctest-page: ports=9135 -->\n\n"
+        "```python\nprint('dips://h:9135/S/C')  # prints: dips://h:9135/S/C\n```\n\n"
+        "```python\nprint('dips://h:9876/S/C')  # prints: dips://h:9135/S/C\n```\n"
+    )
+    (tmp_path / "prints.md").write_text(page_text)
+    page = parse_page(tmp_path, "prints.md")
+    runner = PageRunner(page, workdir, monkeypatch, ca)
+    try:
+        runner.run(page.blocks[0])  # the port is replaced in the code and in the promise alike
+        with pytest.raises(AssertionError, match=r"prints\.md:8: the page says this prints 'dips://h:\d+/S/C'"):
+            runner.run(page.blocks[1])
+    finally:
+        runner.close()
