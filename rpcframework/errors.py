@@ -31,12 +31,15 @@ Each exception has an ``errno`` (0 when none applies) that becomes the envelope'
 A few specialised subclasses live next to the code that raises them, still inside this tree:
 ``client.options.UnknownOptionError`` (ConfigurationError, TypeError), ``server.typecheck.HandlerDefinitionError``
 (ConfigurationError, TypeError: raised when a handler class is defined), ``server.service.ServiceStartError``
-(ConfigurationError: a service that cannot start), ``security.authz.AccessDenied`` (AuthorizationError, with a
-``.reason`` in user terms), ``server.limits.MethodOverloaded`` (errno 1601), ``transfer.helper.TransferError`` (a
-file transfer failed), ``transfer.bulk.UnsafeArchiveError`` (RPCFrameworkError, ValueError: a bulk archive
-refused, a member could escape its directory or the archive is over a limit), ``protocol.events.LocalProtocolError``
-(our own code misused a protocol state machine: a bug, not a peer fault) and its
-``client.inner.KeywordArgumentsUnsupported`` (the server did not negotiate keyword arguments; nothing was sent).
+(ConfigurationError: a service that cannot start), ``transports.base.UnknownCAError`` (PeerVerificationError: the
+peer's CA is not in our trusted CA directory; the client adds which directory and which setting chose it),
+``transports.plain.ConnectTimeout`` (DeadlineExceeded: the TCP connect itself timed out),
+``security.authz.AccessDenied`` (AuthorizationError, with a ``.reason`` in user terms),
+``server.limits.MethodOverloaded`` (errno 1601), ``transfer.helper.TransferError`` (a file transfer failed),
+``transfer.bulk.UnsafeArchiveError`` (RPCFrameworkError, ValueError: a bulk archive refused, a member could escape
+its directory or the archive is over a limit), ``protocol.events.LocalProtocolError`` (our own code misused a
+protocol state machine: a bug, not a peer fault) and its ``client.inner.KeywordArgumentsUnsupported`` (the server
+did not negotiate keyword arguments; nothing was sent).
 
 One exception stands outside the tree: ``returnvalues.SErrorException``, DIRAC's name for an ``S_ERROR`` raised by
 ``returnValueOrRaise``; it derives from ``Exception`` as DIRAC's does, so catch it next to RPCFrameworkError.

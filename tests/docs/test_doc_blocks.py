@@ -69,7 +69,7 @@ PAGES = ["README.md", *sorted(f"docs/{path.name}" for path in (ROOT / "docs").gl
 #: (page, a snippet the block contains) -> reason. For pages whose owners are still editing them, and for blocks
 #: that cannot run inside a test (they would run this very suite, or take minutes).
 HARNESS_SKIPS: dict[tuple[str, str], str] = {
-    ("README.md", "./test "): "./demo builds M2Crypto and ./test runs this whole suite, this test included",
+    ("README.md", "./test "): "./demo makes a venv and runs a while; ./test runs this whole suite, this test included",
     ("docs/performance.md", "./bench"): "benchmarks take minutes and rewrite docs/performance.md",
 }
 
