@@ -23,7 +23,7 @@ from rpcframework.errors import RPCFrameworkError
 
 #: A thread stops after this many calls even if the duration has not run out (bounds the memory of the record).
 MAX_CALLS_PER_THREAD = 200_000
-_REASON_CHARS = 300
+_REASON_CHARS = 600
 
 
 def _reason(text: str) -> str:
@@ -49,7 +49,12 @@ def _worker(client: RPCClient, call: tuple[str, tuple[Any, ...]], end: float, ti
 
 
 def run(options: argparse.Namespace) -> dict[str, Any]:
-    timeout = Timeout(total=options.timeout, connect=options.connect_timeout, handshake=options.connect_timeout)
+    timeout = Timeout(
+        total=options.timeout,
+        connect=options.connect_timeout,
+        handshake=options.connect_timeout,
+        keepalive=options.keepalive,
+    )
     client = RPCClient(options.urls, timeout=timeout)
     args: tuple[Any, ...] = (options.sleep,) if options.method == "sleep" else ()
     started = time.monotonic()
@@ -88,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds each call holds a worker (method sleep)")
     parser.add_argument("--timeout", type=float, default=30.0, help="deadline of each call")
     parser.add_argument("--connect-timeout", type=float, default=2.0, help="TCP connect and TLS handshake limit")
+    parser.add_argument("--keepalive", type=float, default=30.0, help="seconds a silent connection is tolerated")
     parser.add_argument("--out", help="write the JSON here instead of stdout")
     options = parser.parse_args(argv)
     result = run(options)

@@ -22,7 +22,8 @@ envelopes (:mod:`rpcframework.returnvalues` converts between the two). Every exc
     │   ├── HandshakeError          TLS handshake failed for a reason other than verification
     │   ├── ConnectionClosedError   the peer closed the connection (possibly mid-frame)
     │   └── DeadlineExceeded        a timeout or deadline ran out (also a builtin ``TimeoutError``)
-    │       └── HandshakeTimeout    the peer accepted TCP but did not answer the TLS handshake in time
+    │       ├── HandshakeTimeout    the peer accepted TCP but did not answer the TLS handshake in time
+    │       └── PeerSilent          an open connection's peer acknowledged nothing for Timeout.keepalive
     └── RemoteError                 the peer answered ``S_ERROR``; ``.result`` holds the envelope
         └── ServiceOverloaded       ... Errno 1601 from the server framework itself: nothing ran, retry later
 
@@ -146,6 +147,12 @@ class DeadlineExceeded(TransportError, TimeoutError):
 class HandshakeTimeout(DeadlineExceeded):
     """The peer accepted the TCP connection but did not answer the TLS handshake within its limit
     (``Timeout.handshake``): not a ``dips://`` service on that port, or a server too busy to answer."""
+
+
+class PeerSilent(DeadlineExceeded):
+    """An open connection's peer acknowledged nothing, not even TCP keepalive probes, for longer than its limit
+    (``Timeout.keepalive``): the host is down or cut off by the network (a slow handler still answers the probes).
+    A call whose arguments were sent is not retried: it may have run there."""
 
 
 class RemoteError(RPCFrameworkError):

@@ -56,6 +56,7 @@ from rpcframework.errors import (
     TransportError,
 )
 from rpcframework.returnvalues import ENOAUTH, EUPGRADE
+from rpcframework.transports.base import DEFAULT_KEEPALIVE
 
 Clock = Callable[[], float]
 
@@ -132,18 +133,25 @@ class Deadline:
 class Timeout:
     """How long a call may take: ``total`` for the whole call, ``connect`` and ``handshake`` per step.
 
+    ``keepalive`` is how long an open connection may go without any acknowledgement from the server (TCP
+    keepalive probes, answered by the server's kernel even while a handler runs for minutes): after that the host
+    is taken for down or cut off, the call waiting on it fails with :class:`~rpcframework.errors.PeerSilent`
+    instead of waiting for its whole deadline, and the URL is banned.
+
     ``None`` disables a limit. ``Timeout.from_value(30)`` is the legacy DISET ``timeout=30`` (a total of 30 s,
-    connect and handshake limits unchanged).
+    the other limits unchanged).
     """
 
     total: float | None = DEFAULT_TOTAL_TIMEOUT
     connect: float | None = DEFAULT_CONNECT_TIMEOUT
     handshake: float | None = DEFAULT_CONNECT_TIMEOUT
+    keepalive: float | None = DEFAULT_KEEPALIVE
 
     def __post_init__(self) -> None:
         check_seconds("Timeout.total", self.total)
         check_seconds("Timeout.connect", self.connect)
         check_seconds("Timeout.handshake", self.handshake)
+        check_seconds("Timeout.keepalive", self.keepalive)
 
     @classmethod
     def from_value(cls, value: Timeout | float | None) -> Timeout:

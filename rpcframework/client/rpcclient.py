@@ -46,6 +46,7 @@ from rpcframework.errors import (
     DeadlineExceeded,
     HandshakeTimeout,
     NameResolutionError,
+    PeerSilent,
     RemoteError,
     RPCFrameworkError,
     ServiceOverloaded,
@@ -227,21 +228,15 @@ class RPCClient:
                 first = None
             else:
                 attempt = Attempt()
-                try:
-                    result = self._call_url(
-                        base.endpoints[url], method, args, kwargs, deadline=deadline, attempt=attempt, record=record
-                    )
-                except RPCFrameworkError as error:
-                    exc = error
-                else:
+                outcome = self._attempt(base.endpoints[url], (method, args, kwargs), deadline, attempt, record)
+                if not isinstance(outcome, RPCFrameworkError):
                     base.selector.succeeded(url)
                     if record is not None:
                         record.url = url
-                    return result
+                    return outcome
+                exc = outcome
             failures.append((url, exc))
-            if deadline.expired or (isinstance(exc, DeadlineExceeded) and attempt.phase.arguments_sent):
-                _report_failure(record, url, banned=False, retried=False)
-                raise _timeout_error(url, method, timeout, exc) from exc
+            self._end_on_timeout(url, method, exc, attempt, (timeout, deadline), record=record)
             if not retry.is_retryable(exc, attempt.phase):
                 _report_failure(record, url, banned=False, retried=False)
                 return _final(exc)
@@ -257,6 +252,49 @@ class RPCClient:
             _log_retry(method, url, exc)
             pause = retry.sleep_for(deadline)
         return self._all_failed(failures)
+
+    def _attempt(
+        self,
+        endpoint: Endpoint,
+        call: tuple[str, tuple[Any, ...], Mapping[str, Any]],
+        deadline: Deadline,
+        attempt: Attempt,
+        record: ObservedCall | None,
+    ) -> DReturn | RPCFrameworkError:
+        """One attempt on ``endpoint``, counted as outstanding there while it runs: the result, or the error."""
+        method, args, kwargs = call
+        selector = self._rpc_base.selector
+        selector.started(endpoint.url)  # a host holding calls (a dead one) gets no new ones while others have fewer
+        try:
+            return self._call_url(endpoint, method, args, kwargs, deadline=deadline, attempt=attempt, record=record)
+        except RPCFrameworkError as exc:
+            return exc
+        finally:
+            selector.finished(endpoint.url)
+
+    def _end_on_timeout(
+        self,
+        url: str,
+        method: str,
+        exc: RPCFrameworkError,
+        attempt: Attempt,
+        limits: tuple[float | None, Deadline],
+        *,
+        record: ObservedCall | None,
+    ) -> None:
+        """Raise when ``exc`` ends the call as a timeout: the deadline passed, or the call was sent and then timed
+        out. A host that stopped answering is banned and its idle connections dropped either way."""
+        timeout, deadline = limits
+        if isinstance(exc, PeerSilent):
+            self._rpc_base.selector.ban(url)
+            dropped = self._rpc_pool.discard_idle(url)  # they lead to the same dead host
+            logger.warning("%s stopped answering; banned, %d idle connections to it dropped", url, dropped)
+            if attempt.phase.arguments_sent:
+                _report_failure(record, url, banned=True, retried=False)
+                raise _silent_error(url, method, exc) from exc
+        if deadline.expired or (isinstance(exc, DeadlineExceeded) and attempt.phase.arguments_sent):
+            _report_failure(record, url, banned=False, retried=False)
+            raise _timeout_error(url, method, timeout, exc) from exc
 
     def maintain(self) -> None:
         """Ping idle pooled connections due for a keepalive and close expired ones (also done lazily on use)."""
@@ -337,6 +375,7 @@ class RPCClient:
                 tls=endpoint.tls,
                 connect_timeout=timeout.connect_deadline(deadline).remaining(),
                 handshake_timeout=handshake_limit,
+                keepalive=timeout.keepalive,
             )
         except ConnectTimeout:
             raise
@@ -436,6 +475,13 @@ def _handshake_timeout(endpoint: Endpoint, limit: float | None) -> HandshakeTime
         f"{endpoint.url}: {endpoint.host}:{endpoint.port} accepted the connection but did not answer the TLS "
         f"handshake{within}: check that the URL's port is a dips:// service (a program waiting for something else "
         "behaves like this), or give a busy server more time (Timeout.handshake; --handshake-timeout)"
+    )
+
+
+def _silent_error(url: str, method: str, exc: PeerSilent) -> PeerSilent:
+    return PeerSilent(
+        f"{method} on {url}: the host stopped answering while the call was in progress ({exc}); its arguments were "
+        "sent, so it may have run there and is not retried. The URL is avoided for a while; check the host."
     )
 
 

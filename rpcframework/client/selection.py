@@ -1,4 +1,4 @@
-"""Which URL to try next: random order, failover URLs last, temporary bans, host avoidance.
+"""Which URL to try next: the least busy, random among equals, failover URLs last, temporary bans, host avoidance.
 
 A :class:`URLSelector` belongs to one client and is shared by all the threads that use it. For one call the
 networking code asks for a plan and walks it, reporting failures::
@@ -12,7 +12,11 @@ networking code asks for a plan and walks it, reporting failures::
 Order within one plan, recomputed before each attempt so that a ban made during this call counts at once:
 
 1. URLs this call has tried fewer times come first (each URL once per round);
-2. primary URLs whose host is not banned, in an order shuffled once per plan (spreads load like DISET);
+2. primary URLs whose host is not banned, those with the fewest calls outstanding (started by this selector's
+   client and not finished) first, equals in an order shuffled once per plan (spreads load like DISET). A host
+   that stopped answering holds its calls, so it gets no new ones while the others have fewer: one dead host out
+   of N cannot draw every thread of a client (the networking code reports :meth:`URLSelector.started` and
+   :meth:`URLSelector.finished` around each attempt);
 3. with more than 2 URLs, primary URLs on a host that has a banned URL (DISET avoids a banned *host*: a dead
    machine usually takes all its ports with it);
 4. failover URLs in their configured order (never shuffled), clean hosts first;
@@ -76,6 +80,8 @@ class URLSelector:
         self._lock = threading.Lock()
         # url -> monotonic time the ban was made; the ban holds until that time + ban_seconds.
         self._banned_at: dict[str, float] = {}
+        # url -> attempts in progress (only kept with several URLs: with one there is nothing to choose).
+        self._outstanding = dict.fromkeys(self.urls, 0) if len(self.urls) > 1 else {}
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -91,6 +97,23 @@ class URLSelector:
         with self._lock:
             self._banned_at[url] = self._clock()
         logger.info("URL %s temporarily banned for %.0f s", url, self.ban_seconds)
+
+    def started(self, url: str) -> None:
+        """An attempt on ``url`` begins (it counts as outstanding until :meth:`finished`)."""
+        if url in self._outstanding:
+            with self._lock:
+                self._outstanding[url] += 1
+
+    def finished(self, url: str) -> None:
+        """The attempt on ``url`` that :meth:`started` is over, however it ended."""
+        if url in self._outstanding:
+            with self._lock:
+                self._outstanding[url] = max(0, self._outstanding[url] - 1)
+
+    def outstanding(self) -> dict[str, int]:
+        """Attempts in progress per URL (empty for a service with one URL)."""
+        with self._lock:
+            return dict(self._outstanding)
 
     def succeeded(self, url: str) -> None:
         """``url`` worked: lift its ban, if any."""
@@ -126,21 +149,22 @@ class URLSelector:
 
     def _rank(
         self, url: str, position: int, bans: dict[str, float], banned_hosts: set[str | None]
-    ) -> tuple[int, float, int]:
-        """Sort key: (tier, ban time, position) as described in the module docstring."""
+    ) -> tuple[int, float, int, int]:
+        """Sort key: (tier, ban time, outstanding, position) as described in the module docstring; call with the
+        lock held."""
         if url in bans:
-            return (4, bans[url], position)
+            return (4, bans[url], 0, position)
         is_failover = url in self.failover
         suspect = len(self.urls) > 2 and url_host(url) in banned_hosts
         tier = (2 if is_failover else 0) + (1 if suspect else 0)
-        return (tier, 0.0, position)
+        return (tier, 0.0, self._outstanding.get(url, 0), position)
 
     def _choose(self, order: Sequence[str], tries: dict[str, int]) -> str:
+        positions = {url: index for index, url in enumerate(order)}
         with self._lock:
             bans = self._active_bans()
-        banned_hosts = {url_host(url) for url in bans} - {None}
-        positions = {url: index for index, url in enumerate(order)}
-        return min(order, key=lambda url: (tries[url], *self._rank(url, positions[url], bans, banned_hosts)))
+            banned_hosts = {url_host(url) for url in bans} - {None}
+            return min(order, key=lambda url: (tries[url], *self._rank(url, positions[url], bans, banned_hosts)))
 
 
 class AttemptPlan(Iterator[str]):

@@ -9,6 +9,7 @@ crosses this package's boundary.
 from __future__ import annotations
 
 import enum
+import errno
 import importlib.util
 import logging
 import os
@@ -25,8 +26,10 @@ from rpcframework.errors import (
     CredentialsError,
     DeadlineExceeded,
     HandshakeError,
+    PeerSilent,
     PeerVerificationError,
     RPCFrameworkError,
+    TransportError,
 )
 from rpcframework.security.keyfiles import check_key_file_mode
 
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
     from rpcframework.security.x509 import PeerIdentity
 
 __all__ = [
+    "DEFAULT_KEEPALIVE",
     "DEFAULT_TLS12_CIPHERS",
     "MAX_SESSION_LIFETIME",
     "Backend",
@@ -51,6 +55,7 @@ __all__ = [
     "UnknownCAError",
     "check_resumed_identity",
     "classify_tls_failure",
+    "connection_lost",
     "get_backend",
     "refuse_encrypted_key",
     "require_tls",
@@ -71,6 +76,11 @@ DEFAULT_TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aN
 
 _CRL_FILE = re.compile(r"^[0-9a-f]{8}\.r[0-9]+$")
 
+
+#: Seconds an open connection may go without any acknowledgement from its peer (TCP keepalive probes while idle or
+#: waiting for an answer, TCP_USER_TIMEOUT while sending) before it is declared dead: a host that is down or cut off
+#: sends no reset, so without this a call waiting on it would wait for its whole deadline.
+DEFAULT_KEEPALIVE = 30.0
 
 #: The longest ``TLSConfig.session_lifetime`` accepted (a day).
 MAX_SESSION_LIFETIME = 86_400
@@ -295,8 +305,11 @@ class Backend(Protocol):
         server_hostname: str | None = None,
         connect_timeout: float | None = 10.0,
         handshake_timeout: float | None = 10.0,
+        keepalive: float | None = DEFAULT_KEEPALIVE,
     ) -> Stream:
-        """Connect to ``host:port`` (each resolved address in turn) and complete the TLS handshake."""
+        """Connect to ``host:port`` (each resolved address in turn) and complete the TLS handshake. ``keepalive``:
+        seconds without any acknowledgement from the peer after which the stream fails with :class:`PeerSilent`
+        (``None``: the system's defaults, hours)."""
         ...
 
     def wrap_server(
@@ -447,6 +460,17 @@ def classify_tls_failure(text: str, *, verify_code: int | None, peer: str) -> RP
         f"{peer}: TLS handshake failed ({text}); is the peer speaking TLS 1.2+ (dips://)? A server that refuses the"
         " address (banned, connection limit) also closes here"
     )
+
+
+def connection_lost(where: str, code: int | None, detail: object, *, sending: bool = False) -> TransportError:
+    """The error for a connection the system reported dead with errno ``code``: :class:`PeerSilent` when the peer
+    stopped acknowledging (ETIMEDOUT: keepalive probes or sent data unanswered), else :class:`ConnectionClosedError`."""
+    if code == errno.ETIMEDOUT:
+        return PeerSilent(
+            f"connection to {where} timed out: the peer acknowledged nothing, not even keepalive probes "
+            "(the host is down or cut off by the network)"
+        )
+    return ConnectionClosedError(f"connection to {where} lost{' while sending' if sending else ''}: {detail}")
 
 
 def check_resumed_identity(identity: PeerIdentity, peer: str) -> None:

@@ -7,6 +7,7 @@ each call block for at most that long.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 from typing import TYPE_CHECKING, Any
@@ -25,11 +26,13 @@ from rpcframework.errors import (
     RPCFrameworkError,
 )
 from rpcframework.transports.base import (
+    DEFAULT_KEEPALIVE,
     HandshakeStatus,
     TLSConfig,
     TLSStreamInfo,
     check_resumed_identity,
     classify_tls_failure,
+    connection_lost,
     credentials_errors,
     refuse_encrypted_key,
     require_tls,
@@ -162,7 +165,7 @@ class M2CryptoStream(TLSStreamInfo):
         except SSLError as exc:
             raise _io_error(exc, self._where) from exc
         except OSError as exc:
-            raise ConnectionClosedError(f"connection to {self._where} lost: {exc}") from exc
+            raise connection_lost(self._where, exc.errno, exc) from exc
         if data:
             return bytes(data)
         if m2.err_peek_error():
@@ -183,7 +186,7 @@ class M2CryptoStream(TLSStreamInfo):
             except SSLError as exc:
                 raise _io_error(exc, self._where) from exc
             except OSError as exc:
-                raise ConnectionClosedError(f"connection to {self._where} lost while sending: {exc}") from exc
+                raise connection_lost(self._where, exc.errno, exc, sending=True) from exc
             if sent <= 0:
                 raise ConnectionClosedError(f"connection to {self._where} closed while sending")
             view = view[sent:]
@@ -202,6 +205,8 @@ class M2CryptoStream(TLSStreamInfo):
 
 def _io_error(exc: Exception, where: str) -> RPCFrameworkError:
     text = str(exc)
+    if "timed out" in text.lower():  # the system's ETIMEDOUT (keepalive), as M2Crypto words it
+        return connection_lost(where, errno.ETIMEDOUT, text)
     if "eof" in text.lower() or "reset" in text.lower() or "broken pipe" in text.lower():
         return ConnectionClosedError(f"connection to {where} lost: {text}")
     return classify_tls_failure(text, verify_code=None, peer=where)
@@ -314,11 +319,12 @@ class M2CryptoBackend:
         server_hostname: str | None = None,
         connect_timeout: float | None = 10.0,
         handshake_timeout: float | None = 10.0,
+        keepalive: float | None = DEFAULT_KEEPALIVE,
     ) -> M2CryptoStream:
         tls = require_tls(tls, "m2crypto")
         ctx = self.contexts.get(tls, False)
         name = server_hostname or host
-        sock = open_tcp_connection(host, port, connect_timeout)
+        sock = open_tcp_connection(host, port, connect_timeout, keepalive)
         peer = peer_address_of(sock)  # now, while connected: the handshake may end in a reset
         conn = Connection(ctx, sock)
         try:

@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING
 from rpcframework.errors import (
     ConfigurationError,
     ConnectError,
-    ConnectionClosedError,
     DeadlineExceeded,
     NameResolutionError,
 )
-from rpcframework.transports.base import Deadline, HandshakeStatus, TLSConfig
+from rpcframework.transports.base import DEFAULT_KEEPALIVE, Deadline, HandshakeStatus, TLSConfig, connection_lost
 
 if TYPE_CHECKING:
     from rpcframework.security.x509 import PeerIdentity
@@ -34,13 +33,36 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def tune_socket(sock: socket.socket) -> None:
-    """Small RPC messages must leave at once (no Nagle delay); keepalive notices peers that vanished."""
+def tune_socket(sock: socket.socket, keepalive: float | None = DEFAULT_KEEPALIVE) -> None:
+    """Small RPC messages must leave at once (no Nagle delay); keepalive notices peers that vanished.
+
+    ``keepalive`` (seconds, ``None``: the system's defaults) bounds how long the connection may go without any
+    acknowledgement from the peer: probes start after a third of it of silence and repeat every sixth, and
+    TCP_USER_TIMEOUT ends the connection when that long passes with probes or sent data unanswered. A busy peer
+    answers probes from its kernel, so a long call is never cut; a dead or cut-off host is noticed in about
+    ``keepalive`` seconds, and the waiting read fails with ETIMEDOUT (:func:`~rpcframework.transports.base.
+    connection_lost` makes it :class:`~rpcframework.errors.PeerSilent`).
+    """
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if keepalive is not None:
+            _keepalive_limits(sock, keepalive)
     except OSError as exc:  # a socket already reset by the peer; the next I/O reports it properly
         logger.debug("could not set socket options: %s", exc)
+
+
+def _keepalive_limits(sock: socket.socket, keepalive: float) -> None:
+    idle = max(1, int(keepalive / 3))
+    interval = max(1, int(keepalive / 6))
+    # Not every platform has every option (macOS: no TCP_KEEPIDLE, no TCP_USER_TIMEOUT): set what exists.
+    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", 3)):
+        option = getattr(socket, name, None)
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    user_timeout = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if user_timeout is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, user_timeout, max(1, int(keepalive * 1000)))
 
 
 def close_after_failure(sock: socket.socket) -> None:
@@ -78,10 +100,13 @@ class ConnectTimeout(DeadlineExceeded):
     this one happened during the TLS handshake)."""
 
 
-def open_tcp_connection(host: str, port: int, timeout: float | None) -> socket.socket:
+def open_tcp_connection(
+    host: str, port: int, timeout: float | None, keepalive: float | None = DEFAULT_KEEPALIVE
+) -> socket.socket:
     """Connect to every address ``host`` resolves to, in order, within ``timeout`` seconds in total.
 
-    The returned socket is in blocking mode (the caller sets its own timeouts) with TCP_NODELAY and SO_KEEPALIVE.
+    The returned socket is in blocking mode (the caller sets its own timeouts) with TCP_NODELAY and SO_KEEPALIVE
+    (``keepalive``: see :func:`tune_socket`).
     A name that does not resolve raises :class:`NameResolutionError`; a connect that times out,
     :class:`ConnectTimeout`.
     """
@@ -112,7 +137,7 @@ def open_tcp_connection(host: str, port: int, timeout: float | None) -> socket.s
             errors.append(f"{address[0]}: {exc.strerror or exc}")
             continue
         sock.settimeout(None)
-        tune_socket(sock)
+        tune_socket(sock, keepalive)
         return sock
     raise ConnectError(f"cannot connect to {target} ({'; '.join(errors) or 'no address'})")
 
@@ -141,7 +166,11 @@ class PlainStream:
         except (TimeoutError, BlockingIOError) as exc:  # BlockingIOError: settimeout(0), i.e. non-blocking
             raise DeadlineExceeded(f"sending to {self._peer[0]}:{self._peer[1]} timed out") from exc
         except OSError as exc:
-            raise ConnectionClosedError(f"connection to {self._peer[0]}:{self._peer[1]} lost: {exc}") from exc
+            raise connection_lost(self._where, exc.errno, exc, sending=True) from exc
+
+    @property
+    def _where(self) -> str:
+        return f"{self._peer[0]}:{self._peer[1]}"
 
     def recv(self, max_bytes: int) -> bytes:
         try:
@@ -149,7 +178,7 @@ class PlainStream:
         except (TimeoutError, BlockingIOError) as exc:  # BlockingIOError: settimeout(0), i.e. non-blocking
             raise DeadlineExceeded(f"no data from {self._peer[0]}:{self._peer[1]} in time") from exc
         except OSError as exc:
-            raise ConnectionClosedError(f"connection to {self._peer[0]}:{self._peer[1]} lost: {exc}") from exc
+            raise connection_lost(self._where, exc.errno, exc) from exc
 
     def settimeout(self, seconds: float | None) -> None:
         self._sock.settimeout(seconds)
@@ -183,9 +212,10 @@ class PlainBackend:
         server_hostname: str | None = None,
         connect_timeout: float | None = 10.0,
         handshake_timeout: float | None = 10.0,
+        keepalive: float | None = DEFAULT_KEEPALIVE,
     ) -> PlainStream:
         _refuse_tls(tls)
-        return PlainStream(open_tcp_connection(host, port, connect_timeout))
+        return PlainStream(open_tcp_connection(host, port, connect_timeout, keepalive))
 
     def wrap_server(
         self, sock: socket.socket, tls: TLSConfig | None = None, *, handshake_timeout: float | None = 10.0

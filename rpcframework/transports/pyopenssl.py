@@ -33,6 +33,7 @@ from rpcframework.errors import (
 )
 from rpcframework.transports import _openssl_internals as _internals
 from rpcframework.transports.base import (
+    DEFAULT_KEEPALIVE,
     Deadline,
     HandshakeStatus,
     TLSConfig,
@@ -297,11 +298,12 @@ class PyOpenSSLBackend:
         server_hostname: str | None = None,
         connect_timeout: float | None = 10.0,
         handshake_timeout: float | None = 10.0,
+        keepalive: float | None = DEFAULT_KEEPALIVE,
     ) -> PyOpenSSLStream:
         tls = require_tls(tls, "pyopenssl")
         ctx = self.contexts.get(tls, False)
         name = server_hostname or host
-        sock = open_tcp_connection(host, port, connect_timeout)
+        sock = open_tcp_connection(host, port, connect_timeout, keepalive)
         peer = peer_address_of(sock)  # now, while connected: the handshake may end in a reset
         where = f"{host}:{port}"
         key = (name, port, tls)

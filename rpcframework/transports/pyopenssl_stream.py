@@ -17,7 +17,7 @@ from OpenSSL import SSL
 
 from rpcframework.errors import ConnectionClosedError, DeadlineExceeded
 from rpcframework.transports import _openssl_internals as _internals
-from rpcframework.transports.base import Deadline, TLSStreamInfo, classify_tls_failure
+from rpcframework.transports.base import Deadline, TLSStreamInfo, classify_tls_failure, connection_lost
 
 if TYPE_CHECKING:
     from rpcframework.security.x509 import PeerIdentity
@@ -163,7 +163,7 @@ class PyOpenSSLStream(TLSStreamInfo):
         if isinstance(exc, SSL.SysCallError):
             if exc.args and exc.args[0] == -1:
                 return b""  # EOF without close_notify
-            raise ConnectionClosedError(f"connection to {self._where} lost: {exc.args[-1]}") from exc
+            raise connection_lost(self._where, exc.args[0] if exc.args else None, exc.args[-1]) from exc
         # TLS 1.3: a server that refuses our certificate says so after our handshake finished.
         raise classify_tls_failure(error_text(exc), verify_code=None, peer=self._where) from exc
 
@@ -186,7 +186,10 @@ class PyOpenSSLStream(TLSStreamInfo):
                 deadline = deadline or Deadline(self._timeout)
                 self._wait(select.POLLIN, deadline, "sending")
                 continue
-            except (SSL.ZeroReturnError, SSL.SysCallError) as exc:
+            except SSL.SysCallError as exc:
+                code = exc.args[0] if exc.args else None
+                raise connection_lost(self._where, code, exc, sending=True) from exc
+            except SSL.ZeroReturnError as exc:
                 raise ConnectionClosedError(f"connection to {self._where} lost while sending: {exc}") from exc
             except SSL.Error as exc:
                 raise classify_tls_failure(error_text(exc), verify_code=None, peer=self._where) from exc

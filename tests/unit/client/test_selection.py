@@ -166,3 +166,40 @@ def test_thirty_two_threads_share_one_selector() -> None:
         thread.join(timeout=30)
     assert not errors
     assert set(sel.banned()) <= set(P + F)
+
+
+def test_the_url_with_fewest_outstanding_calls_comes_first() -> None:
+    sel = selector()
+    for _ in range(3):
+        sel.started(P[0])  # three calls stuck on h1 (a host that stopped answering holds them)
+    sel.started(P[1])
+    firsts = Counter(next(sel.attempt_order()) for _ in range(200))
+    assert set(firsts) == {P[2], P[3]}, "a host holding calls gets no new ones while others have fewer"
+    for url in P[2:]:
+        sel.started(url)
+        sel.started(url)
+    assert {next(sel.attempt_order()) for _ in range(50)} == {P[1]}
+    for _ in range(3):
+        sel.finished(P[0])
+    assert {next(sel.attempt_order()) for _ in range(50)} == {P[0]}
+    assert sel.outstanding()[P[0]] == 0
+
+
+def test_outstanding_calls_never_outrank_bans_or_failover(clock: FakeClock) -> None:
+    sel = selector(P[:2], F, clock=clock)
+    for _ in range(5):
+        sel.started(P[0])
+    sel.ban(P[1])
+    order = list(sel.attempt_order())
+    assert order == [P[0], *F, P[1]]  # busy beats failover; failover beats banned
+
+
+def test_finished_without_started_and_a_single_url_are_harmless() -> None:
+    sel = selector(P[:1], [])
+    sel.started(P[0])
+    sel.finished(P[0])
+    sel.finished(P[0])
+    assert sel.outstanding() == {}
+    two = selector(P[:2], [])
+    two.finished(P[0])
+    assert two.outstanding() == {P[0]: 0, P[1]: 0}
