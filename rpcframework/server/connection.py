@@ -50,6 +50,7 @@ from rpcframework.transports.base import Stream
 
 if TYPE_CHECKING:
     from rpcframework.server.guard import Ticket
+    from rpcframework.server.revalidate import PeerCheck
 
 __all__ = ["SERVER_EXTENSIONS", "Call", "Channel", "ChannelLimits", "Step", "StreamPipe"]
 
@@ -150,6 +151,8 @@ class Channel:
         self.on_close: Callable[[], None] | None = None
         self.ticket: Ticket | None = None
         self.peer_problem: str | None = None
+        #: Set by the reactor for TLS peers: is the verified chain still unrevoked and unexpired (server/revalidate.py)
+        self.peer_check: PeerCheck | None = None
 
     def __repr__(self) -> str:
         return f"<Channel {self.where} {self.conn.state.value}>"
@@ -240,6 +243,7 @@ class Channel:
         if (
             service is None
             or self.peer_problem is not None
+            or (self.peer_check is not None and self.peer_check.problem() is not None)
             or cached is None
             or cached[0] is not proposal
             or cached[1] is not service.config_tree()
@@ -306,6 +310,11 @@ class Channel:
 
     def _on_proposal_event(self, proposal: Proposal) -> Step | None:
         if self._banned_since_accept(proposal):
+            return Step.CLOSE
+        problem = self.peer_check.problem() if self.peer_check is not None else None
+        if problem is not None:  # revoked or expired since the handshake: say why, then close
+            logger.info("closing %s: %s", self.where, problem)
+            self._refuse(S_ERROR(ENOAUTH, problem), proposal, charge=False)
             return Step.CLOSE
         if self._on_proposal(proposal):
             return None

@@ -16,12 +16,19 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from rpcframework.protocol.messages import overload_error
+from rpcframework.returnvalues import EOVERLOAD, S_ERROR, DErrorReturn
+
 __all__ = ["WorkerPool"]
 
 logger = logging.getLogger(__name__)
 
 Task = Callable[[], None]
 _STOP: Final = None
+#: The delay suggested to a caller refused because the queue is full: this much per queued task per thread (at
+#: least once), at most :data:`_MAX_RETRY_AFTER`. Clients add their own jitter.
+_RETRY_AFTER_PER_QUEUE: Final = 0.5
+_MAX_RETRY_AFTER: Final = 5.0
 
 
 class WorkerPool:
@@ -49,6 +56,12 @@ class WorkerPool:
         """Tasks queued and not started yet."""
         # len() of the queue's deque is atomic: no lock round per call (qsize() takes the queue's mutex).
         return len(self._queue.queue)
+
+    def overload_error(self, text: str) -> DErrorReturn:
+        """The refusal of a task that found the queue full (nothing ran), with the delay we suggest before a retry."""
+        queued_per_thread = self.waiting / max(self.max_threads, 1)
+        delay = min(_MAX_RETRY_AFTER, _RETRY_AFTER_PER_QUEUE * max(1.0, queued_per_thread))
+        return overload_error(S_ERROR(EOVERLOAD, text), delay)
 
     def start(self) -> None:
         with self._lock:

@@ -35,13 +35,13 @@ from rpcframework.config.store import ConfigStore
 from rpcframework.config.tree import ConfigTree
 from rpcframework.errors import ConfigurationError, RPCFrameworkError
 from rpcframework.observability.events import HandshakeOutcome, ServerObserver
-from rpcframework.protocol.messages import overload_error
-from rpcframework.returnvalues import EOVERLOAD, S_ERROR, DErrorReturn
+from rpcframework.returnvalues import EOVERLOAD
 from rpcframework.security.registry import Registry
 from rpcframework.server.connection import Call, Channel, ChannelLimits, Step
 from rpcframework.server.guard import ConnectionGuard, Ticket, guard_settings
 from rpcframework.server.observe import failure_reason, observe_connection, observe_reloads
 from rpcframework.server.pool import WorkerPool
+from rpcframework.server.revalidate import CredentialWatch, close_unservable_idle
 from rpcframework.server.service import Service, ServiceStartError, watch_configuration
 from rpcframework.transports.base import Backend, HandshakeStatus, ServerHandshake, TLSConfig, get_backend
 
@@ -57,10 +57,6 @@ _SWEEP_INTERVAL: Final = 0.05
 _INLINE_MAX_CALLS: Final = 10_000
 #: How often the number of temporary bans is reported to an observer.
 _BAN_REPORT_INTERVAL: Final = 1.0
-#: The delay suggested to a caller refused because the worker queue is full: this much per queued request per
-#: worker thread (at least once), at most :data:`_MAX_RETRY_AFTER`. Clients add their own jitter.
-_RETRY_AFTER_PER_QUEUE: Final = 0.5
-_MAX_RETRY_AFTER: Final = 5.0
 
 
 @dataclass(eq=False)
@@ -71,6 +67,7 @@ class _Listener:
     tls: TLSConfig | None
     services: dict[str, Service] = field(default_factory=dict)
     config: ConfigStore | ConfigTree | None = None
+    watch: CredentialWatch | None = None  # TLS: re-checks kept-alive peers after CRL updates
 
     def is_banned(self, address: str) -> bool:
         tree = self.snapshot()
@@ -295,6 +292,8 @@ class ServiceReactor:
         bound = sock.getsockname()[1]
         host = f"[{self.host}]" if ":" in self.host else self.host
         listener = _Listener(sock, scheme, backend, tls, config=members[0]._config)
+        if tls is not None:
+            listener.watch = CredentialWatch(tls, guard_settings(members[0].config_tree()).credentials_check_interval)
         for service in members:
             listener.services[service.name] = service
             self.urls[service.name] = f"{scheme}://{host}:{bound}/{service.name}"
@@ -316,6 +315,7 @@ class ServiceReactor:
                 now = time.monotonic()
                 if now >= next_sweep:
                     self._expire(now)
+                    close_unservable_idle(selector, [entry.watch for entry in self._listeners if entry.watch])
                     next_sweep = now + _SWEEP_INTERVAL
                     if self.observer is not None and now >= self._next_ban_report:
                         self._report_bans(now)
@@ -373,6 +373,8 @@ class ServiceReactor:
                     registered = False
                 limits = entry.ticket.settings.channel_limits(self.limits)
                 channel = Channel(entry.handshake.stream(), entry.listener.services, limits)
+                if entry.listener.watch is not None:
+                    channel.peer_check = entry.listener.watch.peer_check(channel.stream.peer_identity)
                 entry.ticket.attach(channel)
                 if self.observer is not None:
                     observe_connection(self.observer, channel)
@@ -432,7 +434,7 @@ class ServiceReactor:
             if self.observer is not None:
                 self.observer.queue_depth(call.service.name, pool.waiting)
         else:
-            busy = _busy_error(pool, f"{call.service.name} is busy ({pool.waiting} requests waiting); retry later")
+            busy = pool.overload_error(f"{call.service.name} is busy ({pool.waiting} requests waiting); retry later")
             logger.warning("%s overloaded: refused %s from %s", call.service.name, call.method, channel.where)
             self._observe_overload(call)
             if channel.answer_overloaded(busy):
@@ -526,7 +528,7 @@ class ServiceReactor:
             call = channel.call
             if self._pools[call.service.name].submit(lambda: self._serve(channel, call)):
                 return
-            busy = _busy_error(self._pools[call.service.name], f"{call.service.name} is busy; retry later")
+            busy = self._pools[call.service.name].overload_error(f"{call.service.name} is busy; retry later")
             self._observe_overload(call)
             if not channel.answer_overloaded(busy):
                 channel.close()
@@ -580,13 +582,6 @@ class ServiceReactor:
         logger.info("signal %d: stopping", signum)
         # stop() joins threads; run it outside the signal handler's frame.
         threading.Thread(target=self.stop, name="rpc-reactor-stop", daemon=True).start()
-
-
-def _busy_error(pool: WorkerPool, text: str) -> DErrorReturn:
-    """The refusal of a call that found the worker queue full (nothing ran), with the delay we suggest."""
-    queued_per_thread = pool.waiting / max(pool.max_threads, 1)
-    delay = min(_MAX_RETRY_AFTER, _RETRY_AFTER_PER_QUEUE * max(1.0, queued_per_thread))
-    return overload_error(S_ERROR(EOVERLOAD, text), delay)
 
 
 def _tls_from_config(tree: ConfigTree) -> TLSConfig:
