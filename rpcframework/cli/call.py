@@ -21,7 +21,8 @@ from rpcframework.cli.client_args import add_client_options, client_options, loc
 from rpcframework.cli.common import say, to_json, to_jsonable
 from rpcframework.cli.completion import complete_methods
 from rpcframework.cli.main import EXIT_ERROR, EXIT_OK, SubParsers
-from rpcframework.client import RPCClient, build_rpc_stub
+from rpcframework.client import RPCClient
+from rpcframework.client.stub import build_rpc_stub
 from rpcframework.errors import RPCFrameworkError
 from rpcframework.returnvalues import DReturn
 from rpcframework.security.locations import check_credentials

@@ -1,8 +1,8 @@
 """Options and helpers shared by the sub-commands that call a service: ``call``, ``ping``, ``whoami``, ``transfer``.
 
 The client options (``--timeout``, ``--retries``, ``--backend``, credentials, ``--ca-dir``, ``--skip-ca-check``,
-``--output``, ``--config``, ``--log-level``), turning them into :class:`~rpcframework.client.ClientOptions`, and how
-an error envelope is printed.
+``--output``, ``--config``, ``--log-level``), turning them into
+:class:`~rpcframework.client.options.ClientOptions`, and how an error envelope is printed.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from rpcframework.cli.common import add_config_option, add_log_level_option, load_config, say
-from rpcframework.client import ClientOptions, Timeout
+from rpcframework.client import Timeout
+from rpcframework.client.options import ClientOptions
 from rpcframework.client.policy import DEFAULT_CONNECT_TIMEOUT
 from rpcframework.errors import ConfigurationError
 from rpcframework.returnvalues import DErrorReturn, error_from_exception

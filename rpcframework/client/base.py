@@ -72,7 +72,7 @@ _MAX_CACHED_PROPOSALS: Final = 1024
 
 def client_version() -> str:
     """The fourth proposal element. DIRAC services store it and accept any string (verified on 9.1.22)."""
-    from rpcframework import __version__
+    from rpcframework._version import __version__
 
     return f"rpcframework-{__version__}"
 

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from rpcframework.config.tree import ConfigTree, ValueSource, split_path
 from rpcframework.config.urls import SCHEMES, parse_system_component, system_section_candidates
 from rpcframework.errors import ConfigurationError
-from rpcframework.transports.base import MAX_SESSION_LIFETIME
+
+#: The longest TLS session lifetime accepted (a day): resumption skips chain verification, so it must not last.
+MAX_SESSION_LIFETIME = 86_400
 
 DEFAULT_PORT = 9876  # DIRAC's ServiceConfiguration fallback; real deployments always set Port
 DEFAULT_PROTOCOL = "dips"

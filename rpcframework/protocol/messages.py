@@ -15,10 +15,18 @@ import enum
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeAlias, cast
+from typing import Any, Final, cast
 
 from rpcframework.errors import ProtocolError
 from rpcframework.returnvalues import EOVERLOAD, EUPGRADE, S_ERROR, S_OK, DErrorReturn, DOKReturn, DReturn
+from rpcframework.security.extra_credentials import (  # re-exported: the protocol's names for them
+    HOST_CREDENTIALS,
+    NO_EXTRA_CREDENTIALS,
+    DelegatedIdentity,
+    ExtraCredentials,
+    HostCredentials,
+    NoExtraCredentials,
+)
 
 __all__ = [
     "EXTENSIONS_KEY",
@@ -177,38 +185,6 @@ class TransferDirection(enum.Enum):
 
 
 # --- extra credentials --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class NoExtraCredentials:
-    """A normal user call: wire form ``""``."""
-
-    def to_wire(self) -> str:
-        return ""
-
-
-@dataclass(frozen=True, slots=True)
-class HostCredentials:
-    """The client uses a host certificate: wire form ``"hosts"``."""
-
-    def to_wire(self) -> str:
-        return "hosts"
-
-
-@dataclass(frozen=True, slots=True)
-class DelegatedIdentity:
-    """A trusted host acts for a user: wire form ``[dn, group]``."""
-
-    dn: str
-    group: str
-
-    def to_wire(self) -> list[str]:
-        return [self.dn, self.group]
-
-
-ExtraCredentials: TypeAlias = NoExtraCredentials | HostCredentials | DelegatedIdentity
-NO_EXTRA_CREDENTIALS: Final = NoExtraCredentials()
-HOST_CREDENTIALS: Final = HostCredentials()
 
 
 def extra_credentials_from_wire(value: object) -> ExtraCredentials:

@@ -36,7 +36,7 @@ from typing import Any
 
 from rpcframework.config.tree import split_list
 from rpcframework.errors import AuthorizationError
-from rpcframework.protocol.messages import (
+from rpcframework.security.extra_credentials import (
     DelegatedIdentity,
     ExtraCredentials,
     HostCredentials,

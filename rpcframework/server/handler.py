@@ -195,7 +195,7 @@ class RequestHandler:
 
     def export_ping(self) -> DReturn:
         """Service health in DIRAC's shape: version, time, uptimes, load, name, cpu times."""
-        from rpcframework import __version__
+        from rpcframework._version import __version__
 
         now = _utcnow()
         info: dict[str, Any] = {"version": __version__, "time": now}
@@ -232,7 +232,7 @@ class RequestHandler:
 
     def export_describe(self) -> DReturn:
         """The service's name, version, and the methods and transfer directions the caller may call."""
-        from rpcframework import __version__
+        from rpcframework._version import __version__
 
         context = self._rpc_context
         name = str(context.service_info.get("serviceName", ""))

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
+from rpcframework.config.settings import MAX_SESSION_LIFETIME
 from rpcframework.errors import (
     ConfigurationError,
     ConnectionClosedError,
@@ -81,9 +82,6 @@ _CRL_FILE = re.compile(r"^[0-9a-f]{8}\.r[0-9]+$")
 #: waiting for an answer, TCP_USER_TIMEOUT while sending) before it is declared dead: a host that is down or cut off
 #: sends no reset, so without this a call waiting on it would wait for its whole deadline.
 DEFAULT_KEEPALIVE = 30.0
-
-#: The longest ``TLSConfig.session_lifetime`` accepted (a day).
-MAX_SESSION_LIFETIME = 86_400
 
 
 @dataclass(frozen=True)

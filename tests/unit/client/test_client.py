@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from rpcframework.client import CallView, Client, ClientOptions, RemoteMethod, Timeout, UnknownOptionError
+from rpcframework.client import CallView, Client, RemoteMethod, Timeout, UnknownOptionError
 from rpcframework.client.client import executeRPCStub
+from rpcframework.client.options import ClientOptions
 from rpcframework.errors import AuthorizationError, ConfigurationError
 from rpcframework.returnvalues import ENOAUTH, S_ERROR, S_OK
 

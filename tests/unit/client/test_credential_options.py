@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from rpcframework.client import Client, ClientOptions
+from rpcframework.client import Client
 from rpcframework.client.base import BaseClient
+from rpcframework.client.options import ClientOptions
 from rpcframework.config import load_dict
 from rpcframework.errors import ConfigurationError, CredentialsError
 from rpcframework.protocol import HostCredentials, NoExtraCredentials

@@ -7,7 +7,9 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rpcframework.client import CallPhase, Client, RemoteMethod, Retry, URLSelector
+from rpcframework.client import Client, RemoteMethod, Retry
+from rpcframework.client.policy import CallPhase
+from rpcframework.client.selection import URLSelector
 from rpcframework.errors import (
     AuthorizationError,
     CodecError,
