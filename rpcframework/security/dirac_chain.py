@@ -90,6 +90,8 @@ class X509Chain:
     __slots__ = ("_certs", "_default_group", "_first_non_proxy", "_limited")
 
     def __init__(self, certificates: Sequence[x509.Certificate], default_group: str | None = None) -> None:
+        """``default_group`` is the group the service resolved and checked for the caller (None for an anonymous
+        caller): ``getDIRACGroup`` answers it when no proxy names a group, and refuses a named group that differs."""
         self._certs = tuple(certificates)
         self._default_group = default_group
         self._first_non_proxy: int | None = None
@@ -124,14 +126,19 @@ class X509Chain:
     def getNumCertsInChain(self) -> DReturn:
         return S_OK(len(self._certs))
 
+    def _certificate(self, position: int) -> X509Certificate:
+        # Only the caller's own certificates (its proxies and its end-entity certificate) fall back to its group;
+        # a CA certificate further up has no group of the caller's.
+        own = position <= self._proxy_steps()
+        return X509Certificate(self._certs[position], self._default_group if own else None)
+
     def getCertInChain(self, certPos: int = 0) -> DReturn:
-        try:
-            return S_OK(X509Certificate(self._certs[certPos], self._default_group))
-        except IndexError:
+        if not -len(self._certs) <= certPos < len(self._certs):
             return S_ERROR(f"no certificate at position {certPos}: the chain holds {len(self._certs)}")
+        return S_OK(self._certificate(certPos % len(self._certs)))
 
     def getCertList(self) -> DReturn:
-        return S_OK([X509Certificate(cert, self._default_group) for cert in self._certs])
+        return S_OK([self._certificate(position) for position in range(len(self._certs))])
 
     def getIssuerCert(self) -> DReturn:
         """The end-entity certificate the proxies lead to (the leaf itself when it is not a proxy), as DIRAC."""
@@ -176,9 +183,19 @@ class X509Chain:
             return S_ERROR("the chain is not a proxy chain: only proxies carry a DIRAC group")
         for cert in reversed(self._certs[: self._proxy_steps()]):
             found = X509Certificate(cert).getDIRACGroup(ignoreDefault=True)
-            if not found["OK"] or found["Value"]:
+            if not found["OK"]:
                 return found
+            if found["Value"]:
+                return self._accepted(str(found["Value"]))
         return S_OK(False if ignoreDefault or self._default_group is None else self._default_group)
+
+    def _accepted(self, named: str) -> DReturn:
+        """The group a proxy names, only if it is the group the service accepted for this caller: a host's proxy or
+        an unregistered certificate can name any group, and no registry check stands behind that."""
+        if named == self._default_group:
+            return S_OK(named)
+        seen = f"the caller's group is {self._default_group}" if self._default_group else "the caller has no group"
+        return S_ERROR(f"the proxy names group {named}, which this service did not accept for the caller ({seen})")
 
     def _seconds_left(self) -> int:
         if not self._certs:

@@ -6,7 +6,9 @@ happens in the TLS back ends), so everything in this module is about *reading* c
 DN strings follow OpenSSL's ``X509_NAME_oneline`` (what ``openssl x509 -nameopt compat`` and M2Crypto's
 ``str(X509_Name)`` print, hence what DIRAC stores in its Registry): RDNs in certificate order, ``/`` before each
 RDN, ``+`` between the parts of a multi-valued RDN, OpenSSL short names, ``/`` and ``+`` inside values escaped with a
-backslash and bytes outside printable ASCII written as ``\\xHH``.
+backslash and bytes outside printable ASCII written as ``\\xHH``. One difference from OpenSSL on purpose: a
+backslash inside a value is written ``\\\\`` (OpenSSL leaves it bare), so that no CN spelled ``Zo\\xC3\\xAB`` can
+print like ``Zoë`` and be taken for her in the registry.
 """
 
 from __future__ import annotations
@@ -212,7 +214,7 @@ def _escape_value(raw: bytes) -> str:
     for byte in raw:
         if byte < 0x20 or byte > 0x7E:
             out.append(f"\\x{byte:02X}")
-        elif byte in (0x2F, 0x2B):  # '/' and '+' separate RDNs and RDN parts
+        elif byte in (0x2F, 0x2B, 0x5C):  # '/' and '+' separate RDNs and RDN parts; '\\' starts an escape
             out.append("\\" + chr(byte))
         else:
             out.append(chr(byte))
@@ -383,7 +385,9 @@ def proxy_info(cert: x509.Certificate) -> ProxyInfo | None:
                 # the least privileged reading.
                 logger.debug("unparsable proxyCertInfo in %s", format_dn(cert.subject))
                 return ProxyInfo(rfc3820=True, limited=True, policy=None)
-            return ProxyInfo(rfc3820=True, limited=policy == GLOBUS_LIMITED_PROXY_OID, policy=policy)
+            # Only inheritAll carries all of the issuer's rights; the Globus limited policy, a restricted policy
+            # language or anything unknown is read as limited (the least privilege we can give it).
+            return ProxyInfo(rfc3820=True, limited=policy != PPL_INHERIT_ALL_OID, policy=policy)
     legacy_cn = _is_legacy_proxy_name(cert)
     if legacy_cn is not None:
         return ProxyInfo(rfc3820=False, limited=legacy_cn == _LEGACY_LIMITED_PROXY_CN, policy=None)
@@ -511,6 +515,11 @@ def identity_from_chain(
         if info is None:
             break
         _check_proxy_name(cert)
+        if info.policy == PPL_INDEPENDENT_OID:
+            raise PeerVerificationError(
+                f"{format_dn(cert.subject)} is an independent proxy (RFC 3820 id-ppl-independent): it carries none of "
+                "its issuer's rights, so it identifies no one here: refused"
+            )
         proxies.append(cert)
         limited = limited or info.limited
     if len(proxies) == len(certs):

@@ -18,6 +18,7 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
 
+from rpcframework.security.authz import VISITOR_GROUP
 from rpcframework.security.dirac_chain import X509Chain
 
 #: Credential keys that never leave the server (a certificate chain is an object, not data for a peer).
@@ -80,7 +81,9 @@ class RequestContext:
             resolved = caller
         elif caller is not None:
             resolved = caller.to_cred_dict()
-        credentials = _peer_credentials(self.peer_identity, resolved.get("group"))
+        group = resolved.get("group")
+        # The chain object answers only a group the service checked: none for an anonymous caller.
+        credentials = _peer_credentials(self.peer_identity, group if group != VISITOR_GROUP else None)
         credentials.update(resolved)
         if credentials and self.extra_credentials:
             credentials.setdefault("extraCredentials", self.extra_credentials)

@@ -272,6 +272,16 @@ class DiracStyleHandler(RequestHandler):
             "pem": chain.dumpAllToString()["Value"].count("BEGIN CERTIFICATE"),
             "outOfRange": chain.getCertInChain(count + 5)["OK"],
         })
+
+    auth_chain_group = ["all"]
+    types_chain_group = []
+
+    def export_chain_group(self):
+        credDict = self.getRemoteCredentials()
+        found = credDict["x509Chain"].getDIRACGroup()
+        ca_group = credDict["x509Chain"].getCertInChain(-1)["Value"].getDIRACGroup()
+        return S_OK({"group": credDict["group"], "chainOK": found["OK"], "chain": found.get("Value"),
+                     "message": found.get("Message", ""), "caGroup": ca_group["Value"]})
 """
 
 
@@ -304,3 +314,35 @@ def test_the_chain_object_answers_like_diracs_for_a_plain_certificate(kit):
     assert not chain.getDIRACGroup()["OK"]  # DIRAC: only proxies carry a group
     assert chain.getIssuerCert()["Value"].getSubjectDN()["Value"] == kit.user.dn
     assert chain.certificates[0].subject.rfc4514_string()
+
+
+def test_the_chain_object_answers_only_a_group_the_service_checked(kit, tmp_path, monkeypatch):
+    """Found by the attack run: a host's proxy, or an unregistered certificate's, can name any group; the chain
+    object must not hand that group to a ported handler that reads it instead of credDict["group"]."""
+    from rpcframework.server import Service, ServiceReactor
+
+    (tmp_path / "dirac_style_groups.py").write_text(DIRAC_STYLE_HANDLER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from dirac_style_groups import DiracStyleHandler  # type: ignore[import-not-found]
+
+    host_proxy = tmp_path / "worker-admins.pem"
+    issue_proxy(kit.untrusted_host.cert_file, kit.untrusted_host.key_file, host_proxy, key_type="ec", group="admins")
+    stranger_proxy = tmp_path / "stranger-admins.pem"
+    issue_proxy(kit.stranger.cert_file, kit.stranger.key_file, stranger_proxy, key_type="ec", group="admins")
+    admins = tmp_path / "admins.pem"
+    issue_proxy(kit.user.cert_file, kit.user.key_file, admins, key_type="ec", group="admins")
+    service = Service("Sec/DiracStyle", DiracStyleHandler, config=kit.config(GROUPS), port=0)
+    reactor = ServiceReactor([service], host="127.0.0.1", tls=kit.server_tls()).start()
+    try:
+        url = f"dips://localhost:{reactor.ports['Sec/DiracStyle']}/Sec/DiracStyle"
+        host_result = kit.client(url, proxy=host_proxy).chain_group()
+        assert host_result["OK"], host_result
+        host_seen = host_result["Value"]
+        assert host_seen["group"] == "hosts" and not host_seen["chainOK"] and "admins" in host_seen["message"]
+        stranger_seen = kit.client(url, proxy=stranger_proxy).chain_group()["Value"]
+        assert stranger_seen["group"] == "visitor" and not stranger_seen["chainOK"]
+        user_seen = kit.client(url, proxy=admins).chain_group()["Value"]
+        assert user_seen["chainOK"] and user_seen["chain"] == "admins" == user_seen["group"]
+        assert user_seen["caGroup"] is False  # the CA certificate has no group of the caller's
+    finally:
+        reactor.stop(timeout=5)

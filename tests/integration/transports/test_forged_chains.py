@@ -14,10 +14,19 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ObjectIdentifier
 
 from rpcframework.errors import PeerVerificationError, RPCFrameworkError
 from rpcframework.security.devca import proxy_cert_info_der
-from rpcframework.security.x509 import PROXY_CERT_INFO_OID, PeerIdentity, identity_from_chain
+from rpcframework.security.x509 import (
+    PPL_INDEPENDENT_OID,
+    PROXY_CERT_INFO_OID,
+    PeerIdentity,
+    der_oid,
+    der_tlv,
+    format_dn,
+    identity_from_chain,
+)
 from rpcframework.transports.base import get_backend
 
 TLS_BACKENDS = ["pyopenssl", pytest.param("m2crypto", marks=pytest.mark.m2crypto)]
@@ -249,3 +258,50 @@ def test_the_walk_reads_an_honest_chain(creds):
     ca = _load(creds.ca.ca_cert_file)[0]
     identity = identity_from_chain([top, limited_or_full, user, ca])
     assert identity.dn == creds.user.dn and identity.is_proxy and not identity.is_limited_proxy
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Found by the outside attack run on issues 12-14.
+
+
+def _proxy_with_policy(creds, policy_der: bytes) -> list[x509.Certificate]:
+    user = _load(creds.user.cert_file)[0]
+    user_key = serialization.load_pem_private_key(creds.user.key_file.read_bytes(), None)
+    assert isinstance(user_key, rsa.RSAPrivateKey)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = datetime.datetime.now(datetime.UTC)
+    proxy = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([*user.subject.rdns, x509.RelativeDistinguishedName([_cn("99")])]))
+        .issuer_name(user.subject)
+        .public_key(key.public_key())
+        .serial_number(99)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.UnrecognizedExtension(PROXY_CERT_INFO_OID, policy_der), critical=True)
+        .sign(user_key, hashes.SHA256())
+    )
+    return [proxy, user]
+
+
+def test_an_independent_proxy_identifies_no_one(creds):
+    """RFC 3820 id-ppl-independent: the proxy carries none of its issuer's rights."""
+    chain = _proxy_with_policy(creds, der_tlv(0x30, der_tlv(0x30, der_oid(PPL_INDEPENDENT_OID))))
+    with pytest.raises(PeerVerificationError, match="independent proxy"):
+        identity_from_chain(chain)
+
+
+def test_a_restricted_or_unknown_policy_is_read_as_limited(creds):
+    restricted = ObjectIdentifier("1.3.6.1.4.1.3536.1.1.1.8")  # some policy language we do not interpret
+    chain = _proxy_with_policy(creds, der_tlv(0x30, der_tlv(0x30, der_oid(restricted))))
+    identity = identity_from_chain(chain)
+    assert identity.dn == creds.user.dn and identity.is_limited_proxy
+
+
+def test_a_backslash_in_a_name_cannot_pass_for_an_escaped_byte():
+    """A CN spelled with the four characters \\xC3 must not print like the byte 0xC3 (Zoë's registry DN)."""
+    real = x509.Name([_cn("Zoë")])
+    spoof = x509.Name([_cn("Zo\\xC3\\xAB")])
+    assert format_dn(real) == "/CN=Zo\\xC3\\xAB"
+    assert format_dn(spoof) == "/CN=Zo\\\\xC3\\\\xAB"
+    assert format_dn(real) != format_dn(spoof)
