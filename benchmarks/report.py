@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTES = (
     ROOT / "benchmarks" / "notes" / "where_the_time_goes.md",
     ROOT / "benchmarks" / "notes" / "concurrency_transfer_idle.md",
+    ROOT / "benchmarks" / "notes" / "observability.md",
 )
 _COLUMNS = ("case", "calls/s (median)", "min", "max", "spread", "p50 µs", "p99 µs", "client CPU µs", "vs floor")
 
