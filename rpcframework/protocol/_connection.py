@@ -132,6 +132,13 @@ class BaseConnection:
             self._state = ConnectionState.ERROR
             raise
 
+    @property
+    def held_bytes(self) -> int:
+        """Bytes received and not yet turned into events, plus what the frame being received still declares: what
+        this connection will hold once that frame is complete (a server charges it before the payload arrives)."""
+        decoder = self._decoder
+        return decoder.buffered + decoder.missing
+
     def needs_data(self) -> bool:
         """True when nothing is buffered, so ``next_event()`` would return ``NEED_DATA`` while a message is
         awaited (a shortcut for the per-call loop: read first, then ask)."""

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from rpcframework.codec import encode
 from rpcframework.errors import CodecError, ProtocolError, RPCFrameworkError
-from rpcframework.observability.events import UNKNOWN
 from rpcframework.protocol.events import (
     NEED_DATA,
     PAUSED,
@@ -37,19 +36,21 @@ from rpcframework.protocol.events import (
 from rpcframework.protocol.framing import encode_frame
 from rpcframework.protocol.messages import ActionType, Extensions, Feature, Proposal, sanitize_result
 from rpcframework.protocol.rpc import ServerConnection
-from rpcframework.returnvalues import ENOAUTH, S_ERROR, DReturn
+from rpcframework.returnvalues import ENOAUTH, EOVERLOAD, S_ERROR, DReturn
 from rpcframework.security.authz import Caller
 from rpcframework.security.registry import Registry
 from rpcframework.server.audit import audit_call, audit_logger
 from rpcframework.server.context import RequestContext
-from rpcframework.server.guard import ConnectionGuard, charged_identity, guard_settings
+from rpcframework.server.guard import ConnectionGuard, guard_settings, proposal_identity
+from rpcframework.server.observe import observe_refusal
 from rpcframework.server.pipe import GONE_EVENTS, RECV_SIZE, StreamPipe
-from rpcframework.server.service import Service, classify_result
+from rpcframework.server.service import Service
 from rpcframework.server.transfer_call import run_transfer
 from rpcframework.transports.base import Stream
 
 if TYPE_CHECKING:
     from rpcframework.server.guard import Ticket
+    from rpcframework.server.limits import Holding
     from rpcframework.server.revalidate import PeerCheck
 
 __all__ = ["SERVER_EXTENSIONS", "Call", "Channel", "ChannelLimits", "Step", "StreamPipe"]
@@ -150,6 +151,7 @@ class Channel:
         # ticket), a peer to refuse.
         self.on_close: Callable[[], None] | None = None
         self.ticket: Ticket | None = None
+        self.holding: Holding | None = None
         self.peer_problem: str | None = None
         #: Set by the reactor for TLS peers: is the verified chain still unrevoked and unexpired (server/revalidate.py)
         self.peer_check: PeerCheck | None = None
@@ -281,9 +283,34 @@ class Channel:
                 if conn.state is ConnectionState.IDLE:
                     self.restart_wait(self._wait_budget)
             step = self._on_event(event)
+            if step is Step.WAIT and not self._covered():
+                return Step.CLOSE
             if step is not None:
                 return step
         return Step.WAIT
+
+    def _covered(self) -> bool:
+        """Whether what this connection holds while it waits is within the bytes-in-flight limits (a proposal not
+        yet authorized, arguments of a caller with no registered identity, those of a refused pipelined call); if
+        not, the peer has been told so and the connection must close (``docs/security.md``, "Bytes in flight")."""
+        holding = self.holding
+        held = self.conn.held_bytes
+        if holding is None or holding.covers(held):
+            return True
+        current = self._current
+        service = None
+        if self.conn.state is ConnectionState.ACCEPTED and current is not None:
+            if current[2] is not None and not current[2].anonymous:
+                return True  # a registered identity answers for its own arguments
+            service = current[0].name
+        problem = holding.cover(held, service)
+        if problem is None:
+            return True
+        logger.warning("closing %s: %s", self.where, problem)
+        with contextlib.suppress(CodecError):
+            refusal = sanitize_result(S_ERROR(EOVERLOAD, problem))
+            self._send_quietly(encode_frame(encode(refusal, self.conn.encoding)))
+        return False
 
     def _on_event(self, event: object) -> Step | None:
         """The step an event leads to, or ``None`` to keep processing buffered frames."""
@@ -387,12 +414,7 @@ class Channel:
 
     def _identity_of(self, proposal: Proposal | None) -> str | None:
         """Who answers for what this connection does under ``proposal`` (``None``: its address does)."""
-        if proposal is None or self.peer_dn is None:
-            return self.peer_dn
-        service = self.services.get(proposal.service)
-        if service is None:
-            return self.peer_dn
-        return charged_identity(self.peer_dn, proposal.extra_credentials, Registry.for_config(service.config_tree()))
+        return proposal_identity(self.peer_dn, proposal, self.services)
 
     def _identity_generation(self) -> int:
         ticket = self.ticket
@@ -402,9 +424,10 @@ class Channel:
         assert not error["OK"]
         self._send_quietly(self.conn.refuse(error))
         self.exchanges += 1
+        self._release_held()
         if charge and error.get("Errno") == ENOAUTH:
             self._charge("refused authorization", proposal)
-        self._observe_refusal(proposal, error)
+        observe_refusal(self.services, proposal, error)
         audit_call(
             peer_address=self.peer_address,
             peer_dn=self.peer_dn,
@@ -417,20 +440,6 @@ class Channel:
             refused=True,
         )
         return False
-
-    def _observe_refusal(self, proposal: Proposal, error: DReturn) -> None:
-        service = self.services.get(proposal.service)
-        observer = (service or next(iter(self.services.values()))).observer
-        if observer is None:
-            return
-        errno = classify_result(error)[1]
-        if service is None:
-            observer.call_refused(UNKNOWN, proposal.action_type.value, UNKNOWN, errno)
-        elif proposal.action_type is ActionType.RPC:
-            action, method = "RPC", service.method_label(proposal.action_name)
-            observer.call_refused(service.name, action, method, errno)
-        else:
-            observer.call_refused(service.name, proposal.action_type.value, proposal.action_name, errno)
 
     def _make_call(self, args: list[Any], kwargs: dict[str, Any], *, transfer: bool = False) -> Call:
         assert self._current is not None  # set when the proposal was accepted
@@ -463,6 +472,9 @@ class Channel:
         self.call = None
         self.exchanges += 1
         sent = self.send_result(result)
+        holding = self.holding
+        if holding is not None:
+            holding.release()
         if audit_logger.isEnabledFor(logging.INFO):  # audit_call's own first test, made before building its fields
             self.audit(call, result, time.perf_counter() - started, sent)
         if logger.isEnabledFor(logging.INFO):
@@ -504,6 +516,7 @@ class Channel:
         """Answer a call that found no room in the worker queue, without waiting; ``True`` if the connection stays."""
         self.call = None
         self.exchanges += 1
+        self._release_held()
         if self.conn.state is ConnectionState.HANDED_OVER:  # a transfer: the error answers its file info
             with contextlib.suppress(CodecError):
                 self._send_quietly(encode_frame(encode(sanitize_result(error), self.conn.data_encoding)))
@@ -523,6 +536,7 @@ class Channel:
         """Run a FileTransfer exchange (file info, accept or refuse, the hook, its result) with blocking I/O."""
         self.call = None
         self.exchanges += 1
+        self._release_held()
         if not run_transfer(self, call):
             return False
         self.conn.finish_hand_over()
@@ -554,6 +568,10 @@ class Channel:
             delivered=delivered,
         )
 
+    def _release_held(self) -> None:
+        if self.holding is not None:
+            self.holding.release()
+
     def _charge(self, what: str, proposal: Proposal | None) -> None:
         """Count ``what`` against whoever answers for it: the caller's identity, or the address of a peer that
         never authenticated."""
@@ -584,5 +602,6 @@ class Channel:
                 self._send_quietly(self.conn.goodbye())
             self.closed = True
             self.stream.close()
+            self._release_held()
             if self.on_close is not None:
                 self.on_close()

@@ -34,20 +34,22 @@ import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from rpcframework.config.tree import ConfigTree
 from rpcframework.errors import ConfigurationError, CredentialsError, PeerVerificationError
-from rpcframework.protocol.messages import DelegatedIdentity, ExtraCredentials
+from rpcframework.protocol.messages import DelegatedIdentity, ExtraCredentials, Proposal
 from rpcframework.returnvalues import ENOAUTH, S_ERROR, DErrorReturn
 from rpcframework.security.authz import Property
 from rpcframework.security.registry import Registry
+from rpcframework.server.limits import BytesInFlight, Holding
 from rpcframework.server.strikes import MAX_TRACKED, StrikePolicy, StrikeTable, TokenBuckets
 
 if TYPE_CHECKING:
     from rpcframework.server.connection import Channel, ChannelLimits
+    from rpcframework.server.service import Service
 
 __all__ = [
     "GUARD_SECTION",
@@ -56,6 +58,7 @@ __all__ = [
     "Ticket",
     "charged_identity",
     "guard_settings",
+    "proposal_identity",
     "read_guard_settings",
 ]
 
@@ -85,6 +88,8 @@ class GuardSettings:
     autoban_exempt: tuple[IPNetwork, ...] = ()
     handshake_failure_rate: float = 5.0
     handshake_failure_burst: int = 100
+    max_bytes_in_flight_per_address: int = 16 * 1024 * 1024
+    max_bytes_in_flight_per_service: int = 64 * 1024 * 1024
     credentials_check_interval: float = 60.0
 
     def channel_limits(self, base: ChannelLimits) -> ChannelLimits:
@@ -177,6 +182,12 @@ def read_guard_settings(tree: ConfigTree) -> GuardSettings:
         autoban_exempt=_networks(tree, "AutoBan/Exempt"),
         handshake_failure_rate=_positive_number(tree, "HandshakeFailures/Rate", base.handshake_failure_rate, float),
         handshake_failure_burst=_positive_number(tree, "HandshakeFailures/Burst", base.handshake_failure_burst, int),
+        max_bytes_in_flight_per_address=_positive_number(
+            tree, "MaxBytesInFlightPerAddress", base.max_bytes_in_flight_per_address, int
+        ),
+        max_bytes_in_flight_per_service=_positive_number(
+            tree, "MaxBytesInFlightPerService", base.max_bytes_in_flight_per_service, int
+        ),
         credentials_check_interval=_positive_number(
             tree, "CredentialsCheckInterval", base.credentials_check_interval, float
         ),
@@ -201,6 +212,16 @@ def charged_identity(peer_dn: str | None, extra: ExtraCredentials, registry: Reg
     if isinstance(extra, DelegatedIdentity) and _acts_for_users(peer_dn, registry):
         return extra.dn
     return peer_dn
+
+
+def proposal_identity(peer_dn: str | None, proposal: Proposal | None, services: Mapping[str, Service]) -> str | None:
+    """:func:`charged_identity` for a proposal to one of ``services`` (the peer's DN when there is none)."""
+    if proposal is None or peer_dn is None:
+        return peer_dn
+    service = services.get(proposal.service)
+    if service is None:
+        return peer_dn
+    return charged_identity(peer_dn, proposal.extra_credentials, Registry.for_config(service.config_tree()))
 
 
 def _acts_for_users(dn: str, registry: Registry) -> bool:
@@ -269,6 +290,8 @@ class Ticket:
         """Tie a handshaken connection to this ticket: closing it releases the slot, abuse on it is charged."""
         channel.on_close = self.release
         channel.ticket = self
+        limits = (self.settings.max_bytes_in_flight_per_address, self.settings.max_bytes_in_flight_per_service)
+        channel.holding = Holding(self._guard.in_flight, self.address, limits)
         channel.peer_problem = ConnectionGuard.peer_problem(channel.stream.peer_identity, self.settings)
         if channel.closed:  # closed before we got here: nothing else will release the slot
             self.release()
@@ -288,6 +311,8 @@ class ConnectionGuard:
         self._addresses = StrikeTable(clock, max_tracked)  # strikes and bans of traffic that never authenticated
         self._identities = StrikeTable(clock, max_tracked)  # strikes and suspensions of authenticated callers
         self._handshakes = TokenBuckets(clock, max_tracked)  # refused certificates, rate limited per address
+        #: Bytes held for requests no registered identity answers for (``MaxBytesInFlight*``).
+        self.in_flight = BytesInFlight()
         #: Bumped whenever an identity is suspended: a connection's cached authorization is then checked again.
         self.identity_generation = 0
 

@@ -144,3 +144,109 @@ class MethodLimiter:
 
     def _overloaded_text(self, key: str) -> str:
         return f"too many concurrent calls to {key} (limit {self._limits.get(key)}); retry later"
+
+
+class BytesInFlight:
+    """Bytes held for requests that no registered identity answers for, per address and per service.
+
+    A connection reserves what it holds while it waits for the rest of a message (a proposal not yet authorized,
+    the arguments of a caller without a registered identity, the arguments of a refused pipelined call being
+    dropped) and gives it back when the exchange ends. A reservation over a limit is refused: the connection is
+    answered and closed before the bytes arrive. Thread-safe; one per reactor."""
+
+    __slots__ = ("_by_address", "_by_service", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_address: dict[str, int] = {}
+        self._by_service: dict[str, int] = {}
+
+    def reserve(self, address: str, service: str | None, amounts: tuple[int, int], limits: tuple[int, int]) -> bool:
+        """Reserve ``amounts`` (bytes for ``address``, bytes for ``service``) within ``limits`` (per address, per
+        service); ``False`` (nothing reserved) when either would go over."""
+        for_address, for_service = amounts
+        with self._lock:
+            held_address = self._by_address.get(address, 0) + for_address
+            held_service = self._by_service.get(service, 0) + for_service if service is not None else 0
+            if held_address > limits[0] or held_service > limits[1]:
+                return False
+            if for_address:
+                self._by_address[address] = held_address
+            if for_service and service is not None:
+                self._by_service[service] = held_service
+        return True
+
+    def release(self, address: str, service: str | None, amounts: tuple[int, int]) -> None:
+        """Give back what :meth:`reserve` took."""
+        with self._lock:
+            _give_back(self._by_address, address, amounts[0])
+            if service is not None:
+                _give_back(self._by_service, service, amounts[1])
+
+    def held(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Bytes held now, by address and by service (for operators and tests)."""
+        with self._lock:
+            return dict(self._by_address), dict(self._by_service)
+
+
+def _give_back(table: dict[str, int], key: str, amount: int) -> None:
+    left = table.get(key, 0) - amount
+    if left > 0:
+        table[key] = left
+    else:
+        table.pop(key, None)
+
+
+#: What a connection may hold without reserving anything: a proposal and small arguments never take the budget's
+#: lock (at most this much times MaxConnections in all).
+FREE_BYTES_PER_CONNECTION = 16 * 1024
+
+
+class Holding:
+    """What one connection has reserved in a :class:`BytesInFlight` for the exchange in progress."""
+
+    __slots__ = ("address", "budget", "limits", "reserved", "service")
+
+    def __init__(self, budget: BytesInFlight, address: str, limits: tuple[int, int]) -> None:
+        self.budget = budget
+        self.address = address
+        self.limits = limits  # (per address, per service)
+        self.reserved = (0, 0)  # (bytes for the address, bytes for the service)
+        self.service: str | None = None
+
+    def covers(self, held: int) -> bool:
+        """The per-wait test: holding ``held`` bytes needs no new reservation."""
+        return held <= FREE_BYTES_PER_CONNECTION and self.reserved == (0, 0)
+
+    def cover(self, held: int, service: str | None) -> str | None:
+        """Reserve up to ``held`` bytes for the address, and for ``service`` when given; the reason to refuse
+        (for the peer) when a limit would be exceeded, else ``None``."""
+        if service is not None and self.service not in (None, service):
+            self.release()  # another service's exchange: start its account afresh
+        for_address, for_service = self.reserved
+        more = (max(held - for_address, 0), max(held - for_service, 0) if service is not None else 0)
+        if more == (0, 0):
+            return None
+        if not self.budget.reserve(self.address, service, more, self.limits):
+            return self._refusal(held, service)
+        self.reserved = (for_address + more[0], for_service + more[1])
+        self.service = service if service is not None else self.service
+        return None
+
+    def release(self) -> None:
+        """Give everything back (the exchange ended, or the connection closed)."""
+        if self.reserved != (0, 0):
+            self.budget.release(self.address, self.service, self.reserved)
+            self.reserved = (0, 0)
+            self.service = None
+
+    def _refusal(self, held: int, service: str | None) -> str:
+        by_address = self.budget.held()[0]
+        if by_address.get(self.address, 0) + held - self.reserved[0] > self.limits[0]:
+            where, limit = f"address {self.address}", self.limits[0]
+        else:
+            where, limit = f"service {service}", self.limits[1]
+        return (
+            f"too many bytes in flight from callers without a registered identity ({where}: limit {limit} bytes,"
+            f" this message needs {held}); send less at once, retry later, or call with a registered certificate"
+        )

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Final
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Final
 
 from rpcframework.config.store import ConfigStore
-from rpcframework.observability.events import HandshakeOutcome, ServerObserver
-from rpcframework.server.connection import Channel
+from rpcframework.observability.events import UNKNOWN, HandshakeOutcome, ServerObserver
+from rpcframework.protocol.messages import ActionType, Proposal
+from rpcframework.returnvalues import DReturn
+from rpcframework.server.service import Service, classify_result
 from rpcframework.transports.contexts import ContextCache
 
-__all__ = ["failure_reason", "observe_connection", "observe_reloads"]
+if TYPE_CHECKING:
+    from rpcframework.server.connection import Channel
+
+__all__ = ["failure_reason", "observe_connection", "observe_refusal", "observe_reloads"]
 
 #: Words in a handshake error and the label they map to, first match wins.
 _FAILURE_WORDS: Final = (
@@ -76,3 +81,20 @@ def observe_reloads(observer: ServerObserver, stores: Iterable[object], caches: 
             step()
 
     return stop
+
+
+def observe_refusal(services: Mapping[str, Service], proposal: Proposal, error: DReturn) -> None:
+    """Report a refused proposal; labels are our own names only (a peer's unknown method is ``unknown``)."""
+    service = services.get(proposal.service)
+    observer = (service or next(iter(services.values()))).observer
+    if observer is None:
+        return
+    errno = classify_result(error)[1]
+    action = proposal.action_type
+    if service is None:
+        observer.call_refused(UNKNOWN, action.value, UNKNOWN, errno)
+    elif action is ActionType.RPC:
+        observer.call_refused(service.name, "RPC", service.method_label(proposal.action_name), errno)
+    else:
+        direction = proposal.action_name if proposal.action_name in service.table.transfers else UNKNOWN
+        observer.call_refused(service.name, action.value, direction, errno)

@@ -46,6 +46,7 @@ from rpcframework.security.authz import (
 )
 from rpcframework.security.registry import Registry
 from rpcframework.server.context import RequestContext, make_service_info, reset_current_request, set_current_request
+from rpcframework.server.describe import quote_name, unknown_method_message
 from rpcframework.server.dispatch import SERVER_ERROR_PREFIX, dispatch, new_reference
 from rpcframework.server.handler import RequestHandler, initialize_handler_class
 from rpcframework.server.limits import DEFAULT_METHOD_LIMIT, MethodLimiter
@@ -147,28 +148,36 @@ class Service:
 
         ``proxy_group`` is the DIRAC group the peer's verified proxy names (``PeerIdentity.dirac_group``).
 
-        An RPC to a method the handler does not export is let through unauthorized: the handler is never run and
-        the caller gets DIRAC's ``"Unknown method <name>"`` after sending the arguments, as DIRAC answers.
+        A method (or a transfer direction) the handler does not export is refused here, before the caller may send
+        its arguments (issue 12.5: DIRAC acks first and reads them, which let anyone make the server hold an
+        argument frame): with DIRAC's ``"Unknown method <name>"``, naming only methods this caller may call.
         """
         tree = self.config_tree()
         action = proposal.action_type
-        if action is ActionType.RPC:
-            key = proposal.action_name
-            exported = proposal.action_name in self.table.methods
-        else:
-            key = f"{action.value}/{proposal.action_name}"
-            # A direction without a transfer_<hook> is refused after the file info, with DIRAC's own message.
-            exported = action is not ActionType.FileTransfer or proposal.action_name in self.table.transfers
+        name = proposal.action_name
+        key = name if action is ActionType.RPC else f"{action.value}/{name}"
         try:
             caller = resolve_caller(peer_dn, proxy_group, proposal.extra_credentials, Registry.for_config(tree))
-            if not exported:
-                return caller
-            self._authorize_action(caller, action.value, proposal.action_name, tree)
+            refusal = self._not_exported(caller, action, name)
+            if refusal is not None:
+                return refusal
+            self._authorize_action(caller, action.value, name, tree)
         except AccessDenied as exc:
             # %r: the DN, group and method come from the peer; repr escapes anything that could forge a log line.
             logger.warning("Unauthorized query to %s:%r by %r: %r", self.name, key, peer_dn or "anonymous", exc.reason)
             return S_ERROR(ENOAUTH, str(exc))
         return caller
+
+    def _not_exported(self, caller: Caller, action: ActionType, name: str) -> DErrorReturn | None:
+        """The refusal of an action the handler does not export (``None``: it does)."""
+        if action is ActionType.RPC:
+            if name in self.table.methods:
+                return None
+            return S_ERROR(unknown_method_message(name, self.table.methods, functools.partial(self.permits, caller)))
+        if action is ActionType.FileTransfer and name not in self.table.transfers:
+            direction = quote_name(name)
+            return S_ERROR(f"Service can't transfer files {direction[:1].lower()}{direction[1:]}")
+        return None
 
     def _authorize_action(self, caller: Caller, action: str, name: str, tree: ConfigTree) -> None:
         """Raise :class:`AccessDenied` unless ``caller`` may perform ``(action, name)``: the one decision both a

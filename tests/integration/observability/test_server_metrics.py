@@ -125,8 +125,8 @@ def test_known_mix_of_calls_gives_exact_counts(
     assert family("s_error", "fail", "5") == 1
     assert family("error", "crash", "0") == 1
     assert family("refused", "secret", "1111") == 1
-    # A name the service does not export never becomes a label value of its own.
-    assert family("s_error", "unknown", "0") == 1
+    # A name the service does not export is refused at the proposal and never becomes a label value of its own.
+    assert family("refused", "unknown", "0") == 1
     assert not any("nosuch" in str(key) for key in samples(metrics))
     assert value(metrics, "rpcframework_call_duration_seconds_count", service=SERVICE, method="ok") == 3
     assert value(metrics, "rpcframework_calls_in_progress", service=SERVICE, method="ok") == 0

@@ -41,7 +41,6 @@ def _exchange(reactor, *frames: bytes) -> tuple[bytes, bool]:
 @pytest.mark.parametrize(
     ("method", "arguments", "message"),
     [
-        ("nosuch", b"[]", "Unknown method nosuch"),
         ("add", b'["2", 3]', "Type mismatch in parameter 0 (starting with param 0)"),
         ("echo", b'["a", "b"]', "Function echo takes at most 1 arguments, 2 given"),
         ("echo", b"[]", "Function echo expects at least 1 arguments"),
@@ -49,6 +48,7 @@ def _exchange(reactor, *frames: bytes) -> tuple[bytes, bool]:
     ],
 )
 def test_bad_calls_get_dirac_messages(creds, serve, method, arguments, message):
+    # An unknown method is refused at the proposal instead: tests/security/test_inflight.py.
     reactor = serve([_service(creds)])
     received, closed = _exchange(
         reactor, _frame(PROPOSAL % method.encode()), _frame(b'{"OK": true, "Value": %b}' % arguments)
