@@ -46,6 +46,16 @@ KNOWN_OPTIONS: tuple[KnownOption, ...] = (
         "queued requests before the service answers 'overloaded'",
     ),
     KnownOption(
+        "/Systems/<System>/Services/<Component>/MaxTransfers",
+        "",
+        "file transfers run at once (default: half of MaxThreads; always at least one worker left for calls)",
+    ),
+    KnownOption(
+        "/Systems/<System>/Services/<Component>/MaxTransfersPerIdentity",
+        "",
+        "file transfers one caller (DN, or address without one) runs at once (default: half of MaxTransfers)",
+    ),
+    KnownOption(
         "/Systems/<System>/Services/<Component>/CloneProcesses",
         "0",
         "worker processes serving the service's port (0 or 1: a single process)",
@@ -79,6 +89,8 @@ class ServiceSettings:
     max_threads: int = DEFAULT_MAX_THREADS
     max_waiting_petitions: int = DEFAULT_MAX_WAITING_PETITIONS
     clone_processes: int = 0  # CloneProcesses: worker processes on the service's port (0 or 1: one process)
+    max_transfers: int | None = None  # MaxTransfers (None: derived from MaxThreads, see transfer_limits)
+    max_transfers_per_identity: int | None = None  # MaxTransfersPerIdentity (None: derived from MaxTransfers)
     # method ("ping", "FileTransfer/FromClient", "Default") -> rule tokens, exactly as configured
     authorization: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     sources: Mapping[str, ValueSource] = field(default_factory=dict)
@@ -91,6 +103,15 @@ class ServiceSettings:
     def default_rule(self) -> tuple[str, ...] | None:
         """``Authorization/Default`` when set and non-empty."""
         return self.authorization.get("Default") or None
+
+    def transfer_limits(self, max_threads: int) -> tuple[int, int]:
+        """(transfers at once, per identity) for a service with ``max_threads`` workers: ``MaxTransfers``
+        (default half the workers, rounded up) but always one worker fewer than there are, so a stalled transfer
+        can never hold every worker; ``MaxTransfersPerIdentity`` (default half of that) at most that."""
+        total = self.max_transfers or (max_threads + 1) // 2
+        total = max(1, min(total, max_threads - 1))
+        per_identity = self.max_transfers_per_identity or max(1, total // 2)
+        return total, min(per_identity, total)
 
 
 def service_section(config: ConfigTree, service: str) -> str:
@@ -136,6 +157,10 @@ def read_service_settings(config: ConfigTree, service: str) -> ServiceSettings:
     clone_processes = config.get_int(f"{section}/CloneProcesses", 0)
     if clone_processes < 0:
         raise ConfigurationError(f"{section}/CloneProcesses: must be 0 or more, got {clone_processes}")
+    transfers = config.get_int(f"{section}/MaxTransfers", 0)
+    per_identity = config.get_int(f"{section}/MaxTransfersPerIdentity", 0)
+    if transfers < 0 or per_identity < 0:
+        raise ConfigurationError(f"{section}/MaxTransfers and MaxTransfersPerIdentity must be positive when set")
     return ServiceSettings(
         name=f"{system}/{component}",
         section=section,
@@ -144,6 +169,8 @@ def read_service_settings(config: ConfigTree, service: str) -> ServiceSettings:
         max_threads=_positive_int(config, f"{section}/MaxThreads", DEFAULT_MAX_THREADS),
         max_waiting_petitions=_positive_int(config, f"{section}/MaxWaitingPetitions", DEFAULT_MAX_WAITING_PETITIONS),
         clone_processes=clone_processes,
+        max_transfers=transfers or None,
+        max_transfers_per_identity=per_identity or None,
         authorization=_read_authorization(config, section),
         sources=sources,
     )

@@ -39,9 +39,10 @@ from rpcframework.protocol.rpc import ServerConnection
 from rpcframework.returnvalues import ENOAUTH, EOVERLOAD, S_ERROR, DReturn
 from rpcframework.security.authz import Caller
 from rpcframework.security.registry import Registry
+from rpcframework.server.admission import Admission
 from rpcframework.server.audit import audit_call, audit_logger
 from rpcframework.server.context import RequestContext
-from rpcframework.server.guard import ConnectionGuard, guard_settings, proposal_identity
+from rpcframework.server.guard import ConnectionGuard, guard_settings
 from rpcframework.server.observe import observe_refusal
 from rpcframework.server.pipe import GONE_EVENTS, RECV_SIZE, StreamPipe
 from rpcframework.server.service import Service
@@ -49,7 +50,6 @@ from rpcframework.server.transfer_call import run_transfer
 from rpcframework.transports.base import Stream
 
 if TYPE_CHECKING:
-    from rpcframework.server.guard import Ticket
     from rpcframework.server.limits import Holding
     from rpcframework.server.revalidate import PeerCheck
 
@@ -91,6 +91,7 @@ class ChannelLimits:
     write_timeout: float = 30.0
     max_message_size: int = 64 * 1024 * 1024
     max_calls: int = 100_000  # calls (answered or refused) on one connection before it is closed after a result
+    transfer_idle_timeout: float = 10.0  # each read of a file transfer (its worker waits on the peer that long)
 
 
 class Call(NamedTuple):
@@ -142,19 +143,17 @@ class Channel:
         self.closed = False
         self.deadline = time.monotonic() + limits.read_timeout
         self._wait_budget = limits.read_timeout  # how long the message being waited for may take
-        # (proposal, configuration snapshot, caller, the guard's identity generation) of the last authorization.
-        self._auth_cache: tuple[Proposal, object, Caller, int] | None = None
         self._ban_tree: object | None = None  # the configuration snapshot this address was last checked against
         self._current: tuple[Service, Proposal, Caller | None] | None = None
         self._context_cache: tuple[Proposal, Caller | None, RequestContext, str] | None = None
         # Set by the reactor's connection guard: a slot to give back on close, whom abuse is charged to (the
         # ticket), a peer to refuse.
         self.on_close: Callable[[], None] | None = None
-        self.ticket: Ticket | None = None
         self.holding: Holding | None = None
-        self.peer_problem: str | None = None
         #: Set by the reactor for TLS peers: is the verified chain still unrevoked and unexpired (server/revalidate.py)
         self.peer_check: PeerCheck | None = None
+        # Suspensions, authorization, transfer slots; whom abuse is charged to (the guard sets its ticket).
+        self.admission = Admission(self.peer_dn, self.peer_group, self.peer_address[0], services)
 
     def __repr__(self) -> str:
         return f"<Channel {self.where} {self.conn.state.value}>"
@@ -204,7 +203,7 @@ class Channel:
 
         Steady state, parsed inline: a pipelined call whose proposal bytes this connection already accepted
         (:meth:`ServerConnection.parse_pipelined`: same service, method and extra credentials, so the same
-        identity) under the same configuration snapshot (``_auth_cache`` is keyed by the proposal object and the
+        identity) under the same configuration snapshot (the admission's cache is keyed by the proposal object and the
         tree's identity; a reload makes a new tree, so authorization runs again) and with no peer problem
         reported since. Anything else (a new proposal, a refusal to make, keepalives, a request split across
         reads, more bytes than one request) takes the general path: feed, ``advance``.
@@ -241,23 +240,15 @@ class Channel:
             return None
         proposal, payload = parsed
         service = self.services.get(proposal.service)
-        cached = self._auth_cache
-        if (
-            service is None
-            or self.peer_problem is not None
-            or (self.peer_check is not None and self.peer_check.problem() is not None)
-            or cached is None
-            or cached[0] is not proposal
-            or cached[1] is not service.config_tree()
-            or cached[3] != self._identity_generation()
-        ):
+        caller = self.admission.cached_caller(service, proposal) if service is not None else None
+        if service is None or caller is None or (self.peer_check is not None and self.peer_check.problem() is not None):
             return None  # authorization (or a suspension check) must run again: the general path does it
-        self._current = (service, proposal, cached[2])
+        self._current = (service, proposal, caller)
         try:
             args, kwargs = conn.take_pipelined(proposal, payload)
         except ProtocolError as exc:  # as advance() handles it: DIRAC's refusal, then close
             logger.info("closing %s after a protocol error: %s", self.where, exc)
-            self._charge("protocol error", proposal)
+            self.admission.charge("protocol error", proposal)
             self._send_quietly(conn.data_to_send())
             return Step.CLOSE
         self.call = self._make_call(args, kwargs)
@@ -273,7 +264,7 @@ class Channel:
                 event = conn.next_event()
             except (ProtocolError, RPCFrameworkError) as exc:
                 logger.info("closing %s after a protocol error: %s", self.where, exc)
-                self._charge("protocol error", conn.proposal)
+                self.admission.charge("protocol error", conn.proposal)
                 self._send_quietly(conn.data_to_send())
                 return Step.CLOSE
             pending = conn.data_to_send()
@@ -364,7 +355,7 @@ class Channel:
         if tree is self._ban_tree:
             return False
         if self._ban_tree is not None:  # the guard checked the accept-time snapshot already
-            self.peer_problem = ConnectionGuard.peer_problem(self.stream.peer_identity, guard_settings(tree))
+            self.admission.peer_problem = ConnectionGuard.peer_problem(self.stream.peer_identity, guard_settings(tree))
         self._ban_tree = tree
         if Registry.for_config(tree).is_banned(self.peer_address[0]):
             logger.info("closing %s: the reloaded configuration bans its address", self.where)
@@ -379,46 +370,14 @@ class Channel:
         if proposal.action_type is not ActionType.RPC and proposal.action_type is not ActionType.FileTransfer:
             error = S_ERROR(f"{proposal.action_type.value} actions are not supported by this server")
             return self._refuse(error, proposal)
-        suspension = self._suspension(proposal)  # a lookup only while some identity is suspended
-        if suspension is not None:
-            return self._refuse(suspension, proposal, charge=False)
-        caller = self._authorize(service, proposal)
+        caller = self.admission.admit(service, proposal)
         if not isinstance(caller, Caller):
-            return self._refuse(caller, proposal)
+            return self._refuse(caller[0], proposal, charge=caller[1])
         self._current = (service, proposal, caller)
         if not self._send_quietly(self.conn.accept()):
             return False
         self.restart_wait(self.limits.read_timeout)
         return True
-
-    def _authorize(self, service: Service, proposal: Proposal) -> Caller | DReturn:
-        """The caller (from the last authorization while nothing changed), or the refusal to send."""
-        if self.peer_problem is not None:
-            return S_ERROR(ENOAUTH, self.peer_problem)
-        tree = service.config_tree()
-        cached = self._auth_cache
-        generation = self._identity_generation()
-        if cached is not None and cached[0] is proposal and cached[1] is tree and cached[3] == generation:
-            return cached[2]
-        decision = service.authorize(proposal, self.peer_dn, self.peer_group)
-        if isinstance(decision, Caller):
-            self._auth_cache = (proposal, tree, decision, generation)
-        return decision
-
-    def _suspension(self, proposal: Proposal) -> DReturn | None:
-        """The refusal for a proposal whose caller is suspended (``docs/security.md``, "Who pays for abuse")."""
-        ticket = self.ticket
-        if ticket is None or not ticket.guard.any_suspended:
-            return None
-        return ticket.suspension_refusal(self._identity_of(proposal))
-
-    def _identity_of(self, proposal: Proposal | None) -> str | None:
-        """Who answers for what this connection does under ``proposal`` (``None``: its address does)."""
-        return proposal_identity(self.peer_dn, proposal, self.services)
-
-    def _identity_generation(self) -> int:
-        ticket = self.ticket
-        return ticket.guard.identity_generation if ticket is not None else 0
 
     def _refuse(self, error: DReturn, proposal: Proposal, *, charge: bool = True) -> bool:
         assert not error["OK"]
@@ -426,7 +385,7 @@ class Channel:
         self.exchanges += 1
         self._release_held()
         if charge and error.get("Errno") == ENOAUTH:
-            self._charge("refused authorization", proposal)
+            self.admission.charge("refused authorization", proposal)
         observe_refusal(self.services, proposal, error)
         audit_call(
             peer_address=self.peer_address,
@@ -537,8 +496,11 @@ class Channel:
         self.call = None
         self.exchanges += 1
         self._release_held()
-        if not run_transfer(self, call):
-            return False
+        try:
+            if not run_transfer(self, call):
+                return False
+        finally:
+            self.admission.end_transfer()
         self.conn.finish_hand_over()
         if self.conn.state is not ConnectionState.IDLE:
             return False
@@ -572,13 +534,6 @@ class Channel:
         if self.holding is not None:
             self.holding.release()
 
-    def _charge(self, what: str, proposal: Proposal | None) -> None:
-        """Count ``what`` against whoever answers for it: the caller's identity, or the address of a peer that
-        never authenticated."""
-        ticket = self.ticket
-        if ticket is not None:
-            ticket.charge(what, self._identity_of(proposal))
-
     def restart_wait(self, budget: float) -> None:
         self._wait_budget = budget
         self.deadline = time.monotonic() + budget
@@ -603,5 +558,6 @@ class Channel:
             self.closed = True
             self.stream.close()
             self._release_held()
+            self.admission.end_transfer()
             if self.on_close is not None:
                 self.on_close()

@@ -79,6 +79,7 @@ class GuardSettings:
     handshake_timeout: float | None = None
     read_timeout: float | None = None
     idle_timeout: float | None = None
+    transfer_idle_timeout: float | None = None
     max_message_size: int | None = None
     refuse_limited_proxies: bool = False
     autoban: bool = True
@@ -98,6 +99,7 @@ class GuardSettings:
             base,
             read_timeout=self.read_timeout or base.read_timeout,
             idle_timeout=self.idle_timeout or base.idle_timeout,
+            transfer_idle_timeout=self.transfer_idle_timeout or base.transfer_idle_timeout,
             max_message_size=self.max_message_size or base.max_message_size,
             max_calls=self.max_calls_per_connection,
         )
@@ -173,6 +175,7 @@ def read_guard_settings(tree: ConfigTree) -> GuardSettings:
         handshake_timeout=_positive_number(tree, "HandshakeTimeout", None, float),
         read_timeout=_positive_number(tree, "ReadTimeout", None, float),
         idle_timeout=_positive_number(tree, "IdleTimeout", None, float),
+        transfer_idle_timeout=_positive_number(tree, "TransferIdleTimeout", None, float),
         max_message_size=_positive_number(tree, "MaxMessageSize", None, int),
         refuse_limited_proxies=_flag(tree, "RefuseLimitedProxies", base.refuse_limited_proxies),
         autoban=_flag(tree, "AutoBan/Enabled", base.autoban),
@@ -289,10 +292,10 @@ class Ticket:
     def attach(self, channel: Channel) -> None:
         """Tie a handshaken connection to this ticket: closing it releases the slot, abuse on it is charged."""
         channel.on_close = self.release
-        channel.ticket = self
+        channel.admission.ticket = self
         limits = (self.settings.max_bytes_in_flight_per_address, self.settings.max_bytes_in_flight_per_service)
         channel.holding = Holding(self._guard.in_flight, self.address, limits)
-        channel.peer_problem = ConnectionGuard.peer_problem(channel.stream.peer_identity, self.settings)
+        channel.admission.peer_problem = ConnectionGuard.peer_problem(channel.stream.peer_identity, self.settings)
         if channel.closed:  # closed before we got here: nothing else will release the slot
             self.release()
 

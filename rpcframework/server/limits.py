@@ -250,3 +250,47 @@ class Holding:
             f"too many bytes in flight from callers without a registered identity ({where}: limit {limit} bytes,"
             f" this message needs {held}); send less at once, retry later, or call with a registered certificate"
         )
+
+
+class TransferSlots:
+    """Concurrent file transfers of one service, in total and per identity (issue 12.3).
+
+    A transfer runs with blocking I/O in a worker, so a peer that stalls holds that worker until the transfer's
+    per-read idle limit. Capping transfers below the service's worker count leaves workers for every other call,
+    and the per-identity cap leaves transfer slots for other callers. Slots are taken when the proposal is
+    accepted and given back when the transfer ends or its connection closes."""
+
+    __slots__ = ("_by_identity", "_lock", "total")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_identity: dict[str, int] = {}
+        self.total = 0
+
+    def take(self, identity: str, limit: int, per_identity: int) -> str | None:
+        """Take a slot for ``identity``; the reason (for the peer) when none is free, else ``None``."""
+        with self._lock:
+            if self.total >= limit:
+                return f"{self.total} transfers are running, the most this service runs at once (MaxTransfers)"
+            running = self._by_identity.get(identity, 0)
+            if running >= per_identity:
+                return f"you already run {running} transfers here, the most one caller may (MaxTransfersPerIdentity)"
+            self._by_identity[identity] = running + 1
+            self.total += 1
+        return None
+
+    def give_back(self, identity: str) -> None:
+        with self._lock:
+            running = self._by_identity.get(identity, 0)
+            if running <= 0:
+                raise ValueError("a transfer slot was given back more often than it was taken")
+            if running > 1:
+                self._by_identity[identity] = running - 1
+            else:
+                del self._by_identity[identity]
+            self.total -= 1
+
+    def running(self) -> dict[str, int]:
+        """Transfers running now, per identity (for operators and tests)."""
+        with self._lock:
+            return dict(self._by_identity)

@@ -96,7 +96,8 @@ class ServiceReactor:
     ``"m2crypto"``); ``tls`` the server's credentials (default: ``/DIRAC/Security`` in the first service's
     configuration, then the usual host-certificate and CA-directory lookup). Timeouts: ``handshake_timeout``
     for the TLS handshake, ``read_timeout`` for each incoming message from the moment it is expected,
-    ``idle_timeout`` between calls on a reused connection, ``write_timeout`` for sending a result.
+    ``idle_timeout`` between calls on a reused connection, ``write_timeout`` for sending a result,
+    ``transfer_idle_timeout`` for each read of a file transfer (a stalled upload frees its worker that soon).
 
     Use as a context manager (``with ServiceReactor([...]) as reactor:``), or :meth:`start`/:meth:`stop`, or
     :meth:`serve_forever` in a program's main thread.
@@ -114,6 +115,7 @@ class ServiceReactor:
         read_timeout: float = 30.0,
         idle_timeout: float = 300.0,
         write_timeout: float = 30.0,
+        transfer_idle_timeout: float = 10.0,
         max_message_size: int = 64 * 1024 * 1024,
         backlog: int = _MIN_BACKLOG,
         inline_wait: float = 0.002,
@@ -130,7 +132,9 @@ class ServiceReactor:
         self.backend_name = backend
         self.tls = tls
         self.handshake_timeout = handshake_timeout
-        self.limits = ChannelLimits(read_timeout, idle_timeout, write_timeout, max_message_size)
+        self.limits = ChannelLimits(
+            read_timeout, idle_timeout, write_timeout, max_message_size, transfer_idle_timeout=transfer_idle_timeout
+        )
         self.backlog = max(backlog, _MIN_BACKLOG)
         self.inline_wait = inline_wait
         #: Told about calls, connections, handshakes and bans (metrics, tracing); see rpcframework.observability.

@@ -26,7 +26,7 @@ from rpcframework.config.tree import ConfigTree
 from rpcframework.config.urls import parse_system_component
 from rpcframework.errors import ConfigurationError
 from rpcframework.observability.events import UNKNOWN, CallOutcome, ServerCall, ServerObserver
-from rpcframework.protocol.messages import ActionType, FileInfo, Proposal
+from rpcframework.protocol.messages import ActionType, FileInfo, Proposal, overload_error
 from rpcframework.returnvalues import (
     ENOAUTH,
     EOVERLOAD,
@@ -49,11 +49,14 @@ from rpcframework.server.context import RequestContext, make_service_info, reset
 from rpcframework.server.describe import quote_name, unknown_method_message
 from rpcframework.server.dispatch import SERVER_ERROR_PREFIX, dispatch, new_reference
 from rpcframework.server.handler import RequestHandler, initialize_handler_class
-from rpcframework.server.limits import DEFAULT_METHOD_LIMIT, MethodLimiter
+from rpcframework.server.limits import DEFAULT_METHOD_LIMIT, MethodLimiter, TransferSlots
 
 __all__ = ["Service", "ServiceStartError"]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds a client refused a transfer slot is told to wait before it tries again.
+TRANSFER_RETRY_AFTER = 1.0
 
 
 class ServiceStartError(ConfigurationError):
@@ -105,6 +108,8 @@ class Service:
         self.clone_processes = settings.clone_processes
         self.default_rule = tuple(default_rule) if default_rule is not None else None
         self.limiter = MethodLimiter.for_table(self.table, method_limits, default=default_method_limit)
+        #: File transfers running now, in total and per identity (``MaxTransfers``, ``MaxTransfersPerIdentity``).
+        self.transfer_slots = TransferSlots()
         self.section = settings.section
         self.service_info: Mapping[str, Any] = make_service_info(self.name, section_path=settings.section)
         self.started = False
@@ -190,6 +195,16 @@ class Service:
             handler_default=self.default_rule,
         )
         authorize(caller, rule, method=key)
+
+    def take_transfer_slot(self, identity: str) -> DErrorReturn | None:
+        """Take a transfer slot for ``identity`` (a DN, or an address); the refusal to send when none is free.
+        Nothing has run, so the refusal says the client may retry (``RetryAfter``)."""
+        limit, per_identity = self.settings().transfer_limits(self.max_threads)
+        reason = self.transfer_slots.take(identity, limit, per_identity)
+        if reason is None:
+            return None
+        logger.info("%s: refused a transfer for %r: %s", self.name, identity, reason)
+        return overload_error(S_ERROR(EOVERLOAD, f"{self.name}: {reason}; retry later"), TRANSFER_RETRY_AFTER)
 
     def permits(self, caller: Caller | None, action: str, name: str) -> bool:
         """Whether ``caller`` (already resolved by :meth:`authorize`, so delegation is applied) may perform

@@ -31,7 +31,8 @@ def run_transfer(channel: Channel, call: Call) -> bool:
     and the connection may serve another one."""
     started = time.perf_counter()
     limits = channel.limits
-    pipe = StreamPipe(channel.stream, limits.read_timeout, limits.write_timeout)
+    # A peer that stalls holds this worker for at most transfer_idle_timeout per read (issue 12.3).
+    pipe = StreamPipe(channel.stream, limits.transfer_idle_timeout, limits.write_timeout)
     machine = ServerTransfer(channel.conn.hand_over())
     result: DReturn = S_ERROR("transfer not run")
     helper: FileHelper | None = None

@@ -34,3 +34,29 @@ def test_a_holding_grows_with_the_frame_and_is_released_once():
     holding.release()
     holding.release()
     assert budget.held() == ({}, {}) and holding.covers(10)
+
+
+def test_transfer_slots_are_capped_in_total_and_per_identity():
+    from rpcframework.server.limits import TransferSlots
+
+    slots = TransferSlots()
+    assert slots.take("/CN=a", 3, 2) is None and slots.take("/CN=a", 3, 2) is None
+    assert "MaxTransfersPerIdentity" in (slots.take("/CN=a", 3, 2) or "")
+    assert slots.take("/CN=b", 3, 2) is None
+    assert "MaxTransfers)" in (slots.take("/CN=c", 3, 2) or "")
+    assert slots.running() == {"/CN=a": 2, "/CN=b": 1} and slots.total == 3
+    slots.give_back("/CN=a")
+    assert slots.take("/CN=c", 3, 2) is None
+    for who in ("/CN=a", "/CN=b", "/CN=c"):
+        slots.give_back(who)
+    assert slots.running() == {} and slots.total == 0
+
+
+def test_transfer_limits_always_leave_a_worker_for_calls():
+    from rpcframework.config.settings import ServiceSettings
+
+    settings = ServiceSettings("S/C", "/Systems/S/Services/C")
+    assert settings.transfer_limits(15) == (8, 4)  # DIRAC's MaxThreads: half the workers, half of that per caller
+    assert settings.transfer_limits(2) == (1, 1) and settings.transfer_limits(1) == (1, 1)
+    configured = ServiceSettings("S/C", "/Systems/S/Services/C", max_transfers=50, max_transfers_per_identity=60)
+    assert configured.transfer_limits(15) == (14, 14)  # never every worker, never more per caller than in all
