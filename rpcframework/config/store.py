@@ -15,7 +15,6 @@ never touches the file system or parses configuration, however slow the disk.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -23,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from rpcframework._listeners import Listeners, call_all
 from rpcframework.config.loaders import (
     ENV_JSON,
     ENV_OPTION_PREFIX,
@@ -81,9 +81,9 @@ class ConfigStore:
         self._check_interval = check_interval
         self._clock = clock
         self._lock = threading.Lock()
-        self._listeners: list[Callable[[ConfigTree], None]] = []
-        self._outcome_listeners: list[Callable[[bool], None]] = []
-        self._preparers: list[Callable[[ConfigTree], None]] = []
+        self._listeners: Listeners[[ConfigTree]] = Listeners("configuration change listener")
+        self._outcome_listeners: Listeners[[bool]] = Listeners("configuration reload listener")
+        self._preparers: Listeners[[ConfigTree]] = Listeners("configuration preparer")
         self._watchers = 0
         self._watch_stop = threading.Event()
         self._watch_thread: threading.Thread | None = None
@@ -162,14 +162,9 @@ class ConfigStore:
         what is derived from it (a registry, settings) is built on the reloading thread, not on first use; returns
         a function that removes it. A failing preparer is logged and does not stop the reload."""
         with self._lock:
-            self._preparers.append(prepare)
+            remove = self._preparers.add(prepare)
             current = self._snapshot
-        _prepare([prepare], current)
-
-        def remove() -> None:
-            with self._lock, contextlib.suppress(ValueError):
-                self._preparers.remove(prepare)
-
+        call_all([prepare], "configuration preparer", current)
         return remove
 
     def refresh(self, *, force: bool = False) -> bool:
@@ -180,17 +175,11 @@ class ConfigStore:
             if not force and stamps == self._stamps_seen:
                 return False
             tree, ok = self._reload_locked(stamps)
-            listeners = list(self._listeners) if tree is not None else []
-            outcomes = list(self._outcome_listeners) if ok is not None else []
         if tree is not None:
             logger.info("configuration reloaded from %s", ", ".join(self._files) or "the environment")
-            for listener in listeners:
-                try:
-                    listener(tree)
-                except Exception:
-                    logger.exception("configuration change listener %r failed", listener)
+            self._listeners.notify(tree)
         if ok is not None:
-            _notify(outcomes, ok)
+            self._outcome_listeners.notify(ok)
         return tree is not None
 
     def _reload_locked(self, stamps: tuple[_Stamp, ...]) -> tuple[ConfigTree | None, bool | None]:
@@ -204,7 +193,7 @@ class ConfigStore:
         if self._stamps() != stamps:
             # A file changed while we read it (a non-atomic write in progress): try again at the next check.
             return None, None
-        _prepare(self._preparers, tree)
+        self._preparers.notify(tree)
         self.last_error = None
         self._stamps_seen = stamps
         self._stamps_loaded = stamps
@@ -227,35 +216,11 @@ class ConfigStore:
             if new is not None and new[1] == 0 and (old is None or old[1] > 0):
                 raise ConfigurationError(f"{path} is empty (being rewritten?)")
 
-    def subscribe(self, listener: Callable[[ConfigTree], None]) -> None:
-        """Call ``listener(new_tree)`` after every successful reload."""
-        with self._lock:
-            self._listeners.append(listener)
+    def subscribe(self, listener: Callable[[ConfigTree], None]) -> Callable[[], None]:
+        """Call ``listener(new_tree)`` after every successful reload; returns a function that unsubscribes it."""
+        return self._listeners.add(listener)
 
     def subscribe_outcomes(self, listener: Callable[[bool], None]) -> Callable[[], None]:
         """Call ``listener(ok)`` after every reload of changed files, successful or not (for metrics); returns a
         function that unsubscribes it."""
-        with self._lock:
-            self._outcome_listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with self._lock, contextlib.suppress(ValueError):
-                self._outcome_listeners.remove(listener)
-
-        return unsubscribe
-
-
-def _prepare(preparers: list[Callable[[ConfigTree], None]], tree: ConfigTree) -> None:
-    for prepare in preparers:
-        try:
-            prepare(tree)
-        except Exception:
-            logger.exception("configuration preparer %r failed", prepare)
-
-
-def _notify(listeners: list[Callable[[bool], None]], ok: bool) -> None:
-    for listener in listeners:
-        try:
-            listener(ok)
-        except Exception:
-            logger.exception("configuration reload listener %r failed", listener)
+        return self._outcome_listeners.add(listener)

@@ -10,7 +10,6 @@ context and tries again at the next interval.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -19,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from rpcframework._listeners import Listeners
 from rpcframework.transports.base import TLSConfig
 
 __all__ = ["ContextCache", "fingerprint"]
@@ -71,7 +71,7 @@ class ContextCache(Generic[ContextT]):
         self._entries: dict[tuple[TLSConfig, bool], _Entry[ContextT]] = {}
         self._lock = threading.Lock()
         self.builds = 0  # how many contexts were built (observable for tests and metrics)
-        self._reload_listeners: list[Callable[[bool, bool], None]] = []
+        self._reload_listeners: Listeners[[bool, bool]] = Listeners("TLS reload listener")
 
     def get(self, tls: TLSConfig, server_side: bool) -> ContextT:
         """The context for ``tls``, building or rebuilding it when needed."""
@@ -115,22 +115,11 @@ class ContextCache(Generic[ContextT]):
 
     def subscribe_reloads(self, listener: Callable[[bool, bool], None]) -> Callable[[], None]:
         """Call ``listener(server_side, ok)`` whenever changed credential, CA or CRL files rebuild a context (or fail
-        to); returns a function that unsubscribes it."""
-        with self._lock:
-            self._reload_listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with self._lock, contextlib.suppress(ValueError):
-                self._reload_listeners.remove(listener)
-
-        return unsubscribe
+        to); returns a function that unsubscribes it. Called with the cache's lock held: never call back in."""
+        return self._reload_listeners.add(listener)
 
     def _reloaded(self, server_side: bool, ok: bool) -> None:
-        for listener in list(self._reload_listeners):  # the lock is held: listeners must not call back in here
-            try:
-                listener(server_side, ok)
-            except Exception:
-                logger.exception("TLS reload listener %r failed", listener)
+        self._reload_listeners.notify(server_side, ok)
 
     def renew(self, tls: TLSConfig, server_side: bool, stale: ContextT) -> None:
         """Replace ``stale`` with a fresh context built from the same files (a no-op if it was already replaced).

@@ -65,23 +65,42 @@ def _write(path: Path, certs: list[bytes], key: bytes) -> Path:
     return path
 
 
-def _forged_proxy(issuer_cert: x509.Certificate, signing_key: rsa.RSAPrivateKey, *, limited: bool = False):
-    """A proxy named after ``issuer_cert`` but signed by ``signing_key`` (someone else's key)."""
+def _proxy(
+    subject: x509.Name, issuer: x509.Name, signing_key: rsa.RSAPrivateKey, policy_der: bytes | None = None
+) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    """A proxy certificate ``subject`` claiming ``issuer``, signed by ``signing_key`` (whoever holds it), with a
+    proxyCertInfo of ``policy_der`` (inheritAll by default); returns it and its new key."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([*issuer_cert.subject.rdns, x509.RelativeDistinguishedName([_cn("4242")])]))
-        .issuer_name(issuer_cert.subject)
+        .subject_name(subject)
+        .issuer_name(issuer)
         .public_key(key.public_key())
-        .serial_number(4242)
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(
-            x509.UnrecognizedExtension(PROXY_CERT_INFO_OID, proxy_cert_info_der(limited=limited)), critical=True
+            x509.UnrecognizedExtension(PROXY_CERT_INFO_OID, policy_der or proxy_cert_info_der()), critical=True
         )
         .sign(signing_key, hashes.SHA256())
     )
+    return cert, key
+
+
+def _plus_cn(name: x509.Name, value: str) -> x509.Name:
+    return x509.Name([*name.rdns, x509.RelativeDistinguishedName([_cn(value)])])
+
+
+def _user_key(creds) -> rsa.RSAPrivateKey:
+    key = serialization.load_pem_private_key(creds.user.key_file.read_bytes(), None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    return key
+
+
+def _forged_proxy(issuer_cert: x509.Certificate, signing_key: rsa.RSAPrivateKey) -> tuple[bytes, bytes]:
+    """A proxy named after ``issuer_cert`` but signed by ``signing_key`` (someone else's key), as PEM."""
+    cert, key = _proxy(_plus_cn(issuer_cert.subject, "4242"), issuer_cert.subject, signing_key)
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -226,21 +245,8 @@ def test_the_walk_refuses_a_proxy_signed_by_another_key(creds):
 def test_the_walk_refuses_a_proxy_not_named_after_its_issuer(creds):
     """RFC 3820: a proxy's subject is its issuer's plus one CN; here the user signs a 'proxy' named as the host."""
     user = _load(creds.user.cert_file)[0]
-    user_key = serialization.load_pem_private_key(creds.user.key_file.read_bytes(), None)
-    assert isinstance(user_key, rsa.RSAPrivateKey)
     host = _load(creds.host.cert_file)[0]
-    now = datetime.datetime.now(datetime.UTC)
-    renamed = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([*host.subject.rdns, x509.RelativeDistinguishedName([_cn("1")])]))
-        .issuer_name(user.subject)
-        .public_key(user_key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.UnrecognizedExtension(PROXY_CERT_INFO_OID, proxy_cert_info_der()), critical=True)
-        .sign(user_key, hashes.SHA256())
-    )
+    renamed, _ = _proxy(_plus_cn(host.subject, "1"), user.subject, _user_key(creds))
     with pytest.raises(PeerVerificationError, match="RFC 3820"):
         identity_from_chain([renamed, user])
 
@@ -266,21 +272,7 @@ def test_the_walk_reads_an_honest_chain(creds):
 
 def _proxy_with_policy(creds, policy_der: bytes) -> list[x509.Certificate]:
     user = _load(creds.user.cert_file)[0]
-    user_key = serialization.load_pem_private_key(creds.user.key_file.read_bytes(), None)
-    assert isinstance(user_key, rsa.RSAPrivateKey)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    now = datetime.datetime.now(datetime.UTC)
-    proxy = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([*user.subject.rdns, x509.RelativeDistinguishedName([_cn("99")])]))
-        .issuer_name(user.subject)
-        .public_key(key.public_key())
-        .serial_number(99)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.UnrecognizedExtension(PROXY_CERT_INFO_OID, policy_der), critical=True)
-        .sign(user_key, hashes.SHA256())
-    )
+    proxy, _ = _proxy(_plus_cn(user.subject, "99"), user.subject, _user_key(creds), policy_der)
     return [proxy, user]
 
 
