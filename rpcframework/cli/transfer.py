@@ -1,14 +1,16 @@
 """``rpcframework transfer``: move files to and from a service with :class:`~rpcframework.TransferClient`.
 
     rpcframework transfer send URL SOURCE FILE_ID [--token TOKEN]
-    rpcframework transfer receive URL FILE_ID DEST [--resume] [--token TOKEN]
+    rpcframework transfer receive URL FILE_ID DEST [--resume] [--token TOKEN] [--max-size SIZE]
     rpcframework transfer send-bulk URL BULK_ID PATH [PATH ...] [--no-compress]
-    rpcframework transfer receive-bulk URL BULK_ID DESTDIR [--no-compress]
+    rpcframework transfer receive-bulk URL BULK_ID DESTDIR [--no-compress] [--max-size SIZE]
     rpcframework transfer list URL BULK_ID [--no-compress]
 
 ``URL`` is a full ``dips://host:port/System/Component`` URL (or a comma list), or ``System/Component`` resolved
 through the configuration. Credentials, back end and configuration options are those of ``rpcframework call``;
-``--timeout`` bounds each network wait (a transfer may last as long as data keeps moving).
+``--timeout`` bounds each wait for progress (keepalive pings are not progress), ``--max-duration`` the whole
+transfer (default: none). Downloads are capped at ``--max-size`` (default 1G; ``0`` for none): a server cannot
+fill the disk.
 
 Output: a progress bar on stderr when it is a terminal (``--progress``/``--no-progress`` force it), and the
 server's result envelope plus ``bytes``, ``seconds`` and ``MiB/s`` as JSON on stdout (``--output json``, the
@@ -33,11 +35,14 @@ from rpcframework.client.transfer import TransferClient
 from rpcframework.errors import RPCFrameworkError
 from rpcframework.protocol.transfer_events import STREAM_CHECKSUMS
 from rpcframework.returnvalues import DReturn
-from rpcframework.transfer import ProgressCallback, partial_size
+from rpcframework.transfer import ExtractionLimits, ProgressCallback, partial_size
 
 __all__ = ["register"]
 
 MIB = 1024 * 1024
+#: What a download may write unless --max-size says otherwise: a server cannot fill the disk.
+DEFAULT_MAX_SIZE = "1G"
+_SIZE_UNITS = {"": 1, "K": 1024, "M": MIB, "G": 1024 * MIB, "T": 1024 * 1024 * MIB}
 _URL_HELP = "dips://host:port/System/Component, or System/Component"
 _Operation = Callable[[TransferClient, ProgressCallback], DReturn]
 
@@ -64,6 +69,7 @@ def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     receive.add_argument(
         "--resume", action="store_true", help="keep partial data on failure and continue it (our servers only)"
     )
+    _add_max_size(receive, "the file")
 
     send_bulk = _action(actions, "send-bulk", "upload PATHs as one archive BULK_ID")
     send_bulk.add_argument("bulk_id", metavar="BULK_ID", help="name of the bulk on the service")
@@ -74,6 +80,14 @@ def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     receive_bulk.add_argument("bulk_id", metavar="BULK_ID", help="name of the bulk on the service")
     receive_bulk.add_argument("dest_dir", metavar="DESTDIR", type=Path, help="existing directory")
     _add_bulk_options(receive_bulk)
+    _add_max_size(receive_bulk, "the archive and what it expands to")
+    receive_bulk.add_argument(
+        "--max-ratio",
+        type=_seconds,
+        default=ExtractionLimits().max_ratio,
+        metavar="N",
+        help="refuse an archive that expands more than N times its size, a decompression bomb (default: %(default)g)",
+    )
 
     listing = _action(actions, "list", "the member names of the bulk BULK_ID")
     listing.add_argument("bulk_id", metavar="BULK_ID", help="name of the bulk on the service")
@@ -98,11 +112,51 @@ def _add_bulk_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def size_argument(text: str) -> int | None:
+    """``--max-size``: bytes, with an optional K/M/G/T suffix (powers of 1024); ``0`` or ``none`` for no cap."""
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    if value in ("0", "NONE"):
+        return None
+    unit = value[-1:] if value[-1:] in _SIZE_UNITS else ""
+    number = value[: len(value) - len(unit)]
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: write bytes, or e.g. 500M, 2G; 0 for no cap")
+    return int(number) * _SIZE_UNITS[unit]
+
+
+def _add_max_size(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--max-size",
+        type=size_argument,
+        default=size_argument(DEFAULT_MAX_SIZE),
+        metavar="SIZE",
+        help=f"refuse {what} past SIZE bytes (K, M, G, T suffixes; 0 for no cap; default: {DEFAULT_MAX_SIZE})",
+    )
+
+
+def _seconds(text: str) -> float:
+    """A positive finite number (``--max-duration`` seconds, ``--max-ratio``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
 def _add_shared_options(parser: argparse.ArgumentParser) -> None:
     add_client_options(parser, default_output=None)
     for option in parser._actions:
-        if option.dest == "timeout":  # TransferClient applies it to each network wait, not to the whole transfer
-            option.help = "limit for each network wait (default: %(default)s)"
+        if option.dest == "timeout":  # TransferClient applies it to each wait for progress, not to the whole transfer
+            option.help = "longest wait without progress; keepalive pings do not count (default: %(default)s)"
+    parser.add_argument(
+        "--max-duration",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="give up when the whole transfer takes longer (default: no limit)",
+    )
     parser.add_argument(
         "--checksum",
         choices=STREAM_CHECKSUMS,
@@ -126,19 +180,29 @@ def _operation(args: argparse.Namespace) -> _Operation:
     if action == "send":
         return lambda tc, cb: tc.sendFile(args.source, args.file_id, args.token, on_progress=cb)
     if action == "receive":
-        return lambda tc, cb: tc.receiveFile(args.dest, args.file_id, args.token, on_progress=cb, resume=args.resume)
+        return lambda tc, cb: tc.receiveFile(
+            args.dest, args.file_id, args.token, on_progress=cb, resume=args.resume, max_size=args.max_size
+        )
     if action == "send-bulk":
         return lambda tc, cb: tc.sendBulk(args.paths, args.bulk_id, args.token, args.compress, on_progress=cb)
     if action == "receive-bulk":
-        return lambda tc, cb: tc.receiveBulk(args.dest_dir, args.bulk_id, args.token, args.compress, on_progress=cb)
+        return lambda tc, cb: tc.receiveBulk(
+            args.dest_dir, args.bulk_id, args.token, args.compress, on_progress=cb, **_bulk_caps(args)
+        )
     return lambda tc, cb: tc.listBulk(args.bulk_id, args.token, args.compress)
+
+
+def _bulk_caps(args: argparse.Namespace) -> dict[str, Any]:
+    """``--max-size`` for a bulk caps the archive's bytes and what it may expand to; ``--max-ratio`` the ratio."""
+    unpacked = args.max_size if args.max_size is not None else 1 << 62
+    return {"max_size": args.max_size, "limits": ExtractionLimits(max_total_size=unpacked, max_ratio=args.max_ratio)}
 
 
 @contextlib.contextmanager
 def _transfer_client(args: argparse.Namespace) -> Iterator[TransferClient]:
     """A :class:`TransferClient` built from the command-line options, as ``rpcframework call`` builds its client."""
     with client_options(args) as options:
-        yield TransferClient(args.url, options, checksum=args.checksum)
+        yield TransferClient(args.url, options, checksum=args.checksum, max_duration=args.max_duration)
 
 
 class _Counter:

@@ -10,9 +10,9 @@ for ``Client``. One transfer::
 
 With our servers the ``stream`` (no per-chunk round trip) and ``resume`` extensions are offered; ``stream=False``
 makes a pure DIRAC client (no offer at all). Every operation returns ``S_OK``/``S_ERROR`` and never raises for a
-transfer or network failure. Timeouts: ``Timeout.connect``/``handshake`` for the connection, and
-``Timeout.total`` for each single network wait (not for the whole transfer, which may take as long as it needs
-while data keeps moving).
+transfer or network failure. Time limits (:mod:`.transfer_pipe`): ``Timeout.connect``/``handshake`` for the
+connection; ``Timeout.total`` (``timeout``) for the longest wait without progress, keepalive pings not counting;
+``max_duration`` for the whole transfer. ``receiveFile``/``receiveBulk`` take ``max_size``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import select
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
@@ -28,6 +27,7 @@ from typing import IO, Any, Final
 from rpcframework.client.base import BaseClient, Endpoint
 from rpcframework.client.options import ClientOptions
 from rpcframework.client.policy import Deadline
+from rpcframework.client.transfer_pipe import TransferPipe
 from rpcframework.errors import ConfigurationError, RemoteError, RPCFrameworkError
 from rpcframework.protocol import NEED_DATA, ClientConnection, Extensions, Feature, ProposalAccepted, ProposalRefused
 from rpcframework.protocol.messages import ActionType, FileInfo, TransferDirection
@@ -35,8 +35,8 @@ from rpcframework.protocol.transfer import ClientTransfer, TransferAccepted, Tra
 from rpcframework.protocol.transfer_events import STREAM_CHECKSUMS
 from rpcframework.returnvalues import S_ERROR, DReturn
 from rpcframework.transfer import FileHelper, ProgressCallback, bulk_name, compression_for, partial_size
-from rpcframework.transfer.bulk import Compression
-from rpcframework.transports import Backend, Stream
+from rpcframework.transfer.bulk import Compression, ExtractionLimits
+from rpcframework.transports import Backend
 
 __all__ = ["TRANSFER_OFFER", "TransferClient"]
 
@@ -46,35 +46,11 @@ logger = logging.getLogger(__name__)
 #: whole-file check (``checksum="sha256"`` leaves it out, and the stream is checked with SHA-256).
 TRANSFER_OFFER: Final = Extensions(features=frozenset({Feature.STREAM, Feature.RESUME, Feature.CRC32}))
 _SHA256_OFFER: Final = Extensions(features=TRANSFER_OFFER.features - {Feature.CRC32})
-_RECV_SIZE: Final = 256 * 1024
 _MAX_CONTROL_READS: Final = 100_000
 
 PathOrFile = str | os.PathLike[str] | IO[bytes]
 _Action = Callable[[FileHelper], DReturn]
 _InfoFor = Callable[[bool], FileInfo]  # the file info, told whether ``resume`` was negotiated
-
-
-class _Pipe:
-    """The FileHelper channel over a blocking client stream; ``timeout`` bounds each single network wait."""
-
-    def __init__(self, stream: Stream, timeout: float | None) -> None:
-        self.stream = stream
-        self.timeout = timeout
-        stream.settimeout(timeout)  # once: only this pipe uses the stream from now on
-
-    def send(self, data: bytes | memoryview) -> None:
-        if data:
-            self.stream.send_all(data)  # a memoryview goes out as is: no copy
-
-    def recv(self) -> bytes:
-        return self.stream.recv(_RECV_SIZE)
-
-    def poll(self) -> bool:
-        if self.stream.pending() > 0:
-            return True
-        poller = select.poll()
-        poller.register(self.stream.fileno(), select.POLLIN | select.POLLHUP | select.POLLERR)
-        return bool(poller.poll(0))
 
 
 class _NotStarted(RPCFrameworkError):
@@ -87,7 +63,8 @@ class TransferClient:
     Options are ``Client``'s (``proxyLocation``, ``useCertificates``, ``delegatedDN``, ``timeout``, ``retries``,
     ``config``...). ``stream=False`` speaks DIRAC's stop-and-wait protocol even to our servers (checked with MD5, as
     DIRAC does). ``checksum``: how a stream-mode transfer checks the whole file, ``"crc32"`` (default) or
-    ``"sha256"`` (see ``docs/transfer.md``, "Checksums").
+    ``"sha256"`` (see ``docs/transfer.md``, "Checksums"). ``max_duration``: seconds one operation may take in all
+    (default: no limit; the ``timeout`` option still bounds every wait for progress).
     """
 
     def __init__(
@@ -97,6 +74,7 @@ class TransferClient:
         *,
         stream: bool = True,
         checksum: str = "crc32",
+        max_duration: float | None = None,
         backends: dict[str, Backend] | None = None,
         environ: Mapping[str, str] | None = None,
         **kw_options: Any,
@@ -107,6 +85,9 @@ class TransferClient:
             raise ConfigurationError("pass either options= or keyword options, not both")
         if checksum not in STREAM_CHECKSUMS:
             raise ConfigurationError(f"checksum must be 'crc32' or 'sha256', not {checksum!r}")
+        if max_duration is not None and not max_duration > 0:
+            raise ConfigurationError(f"max_duration must be a positive number of seconds, not {max_duration!r}")
+        self.max_duration = max_duration
         offer = (TRANSFER_OFFER if checksum == "crc32" else _SHA256_OFFER) if stream else None
         self.base = BaseClient(url, options, backends=backends, offer=offer, environ=environ)
 
@@ -139,7 +120,8 @@ class TransferClient:
         max_size: int | None = None,
     ) -> DReturn:
         """Download ``fileId`` into ``destination`` (a path, written atomically, or a binary file object).
-        ``resume=True`` keeps partial data on failure and continues it next time (our servers only)."""
+        ``resume=True`` keeps partial data on failure and continues it next time (our servers only); ``max_size``
+        refuses a file larger than that many bytes as it arrives (``"Exceeded maximum file size"``)."""
         is_path = isinstance(destination, str | os.PathLike)
         resume = resume and is_path
 
@@ -186,8 +168,13 @@ class TransferClient:
         token: str = "",
         compress: bool = True,
         on_progress: ProgressCallback | None = None,
+        *,
+        max_size: int | None = None,
+        limits: ExtractionLimits | None = None,
     ) -> DReturn:
-        """Download the bulk ``bulkId`` and extract it (safely) into ``destDir``; progress counts archive bytes."""
+        """Download the bulk ``bulkId`` and extract it (safely) into ``destDir``; progress counts archive bytes.
+        ``max_size`` caps the archive as it arrives, ``limits`` what it may expand to (default
+        :class:`~rpcframework.transfer.ExtractionLimits`: 1 GiB, 200:1)."""
         name = bulk_name(bulkId, compress)
         info = FileInfo(name, token)
         if not Path(destDir).is_dir():
@@ -195,7 +182,7 @@ class TransferClient:
         return self._run(
             TransferDirection.BulkToClient,
             lambda _r: info,
-            lambda h: h.networkToBulk(destDir, compression_for(name)),
+            lambda h: h.networkToBulk(destDir, compression_for(name), max_size=max_size, limits=limits),
             on_progress,
             None,
         )
@@ -217,10 +204,15 @@ class TransferClient:
     ) -> DReturn:
         base = self.base
         failures: list[str] = []
+        deadline = Deadline.after(self.max_duration)
         for url in base.selector.attempt_order(base.retry.max_attempts):
+            if deadline.expired:
+                failures.append(f"max_duration ({self.max_duration:g} s) reached")
+                break
             try:
                 result = self._run_url(
                     base.endpoints[url],
+                    deadline,
                     direction=direction,
                     info_for=info_for,
                     action=action,
@@ -242,6 +234,7 @@ class TransferClient:
     def _run_url(
         self,
         endpoint: Endpoint,
+        limit: Deadline,
         *,
         direction: TransferDirection,
         info_for: _InfoFor,
@@ -251,7 +244,7 @@ class TransferClient:
     ) -> DReturn:
         timeout = self.base.timeout
         try:
-            deadline = Deadline.after(timeout.total) if timeout.total is not None else Deadline.never()
+            deadline = Deadline.after(timeout.total).min(limit)
             stream = endpoint.backend.connect(
                 endpoint.host,
                 endpoint.port,
@@ -261,11 +254,12 @@ class TransferClient:
             )
         except (RPCFrameworkError, OSError) as exc:
             raise _NotStarted(str(exc)) from exc
-        pipe = _Pipe(stream, timeout.total)
+        pipe = TransferPipe(stream, timeout.total, limit, self.max_duration)
         try:
             machine = self._start(endpoint, pipe, direction, info_for)
             if machine is None or isinstance(machine, dict):
                 return machine or S_ERROR("Transfer refused")
+            pipe.progress = lambda: machine.progress
             helper = FileHelper(machine, pipe, on_progress=on_progress, total=total)
             return _finish(helper, action)
         finally:
@@ -274,7 +268,7 @@ class TransferClient:
     def _start(
         self,
         endpoint: Endpoint,
-        pipe: _Pipe,
+        pipe: TransferPipe,
         direction: TransferDirection,
         info_for: _InfoFor,
     ) -> ClientTransfer | DReturn | None:
@@ -306,12 +300,14 @@ class TransferClient:
         return machine
 
 
-def _next(machine: ClientConnection | ClientTransfer, pipe: _Pipe) -> object:
-    """The next control event of ``machine``, reading as needed (keepalive pongs are sent and skipped)."""
+def _next(machine: ClientConnection | ClientTransfer, pipe: TransferPipe) -> object:
+    """The next control event of ``machine``, reading as needed (keepalive pongs are sent and skipped: a server
+    that only pings makes no progress, and the pipe ends the wait)."""
     for _ in range(_MAX_CONTROL_READS):
         event = machine.next_event()
         pipe.send(machine.data_to_send())
         if event is not NEED_DATA:
+            pipe.moved_on()
             return event
         machine.receive_data(pipe.recv())
     raise _NotStarted("no answer after many reads")
@@ -325,6 +321,8 @@ def _finish(helper: FileHelper, action: _Action) -> DReturn:
         return S_ERROR(f"Transfer failed: {exc}")
     if helper.machine.direction is TransferDirection.ListBulk:
         return local
+    if not local["OK"] and helper.machine.local_abort is not None and not helper.machine.data_done:
+        return local  # we gave up mid data phase: what the server still sends is not worth reading
     try:
         server = helper.read_result()
     except (RPCFrameworkError, OSError) as exc:

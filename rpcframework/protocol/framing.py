@@ -116,6 +116,11 @@ class FrameDecoder:
         return self._pos == len(self._buf) and self._need < 0 and not self._keepalive
 
     @property
+    def in_keepalive(self) -> bool:
+        """True while the frame being received came after a ``dka`` mark: a keepalive, not a message."""
+        return self._keepalive
+
+    @property
     def buffered(self) -> int:
         """Number of unconsumed bytes held (a partial frame, or complete frames not yet taken)."""
         return len(self._buf) - self._pos + self._parts_len

@@ -152,6 +152,7 @@ class TransferEndpoint:
         self._drained = 0
         self._failed: Exception | None = None
         self._in_sync = True  # False once send_result() cut a data phase short: close the connection
+        self._messages = 0  # frames other than keepalives received: the peer's progress (see ``progress``)
 
     # --- public -------------------------------------------------------------------------------------------------
 
@@ -188,6 +189,11 @@ class TransferEndpoint:
         return self._in_sync
 
     @property
+    def local_abort(self) -> str | None:
+        """The reason we gave when we aborted the data phase (``None``: we did not)."""
+        return self._our_abort
+
+    @property
     def start_owed(self) -> bool:
         """Sender: the receiver asked to resume; :meth:`send_start` must come before any chunk."""
         return self._start_owed
@@ -202,6 +208,14 @@ class TransferEndpoint:
             and not self._awaiting_ack
             and not self._start_owed
         )
+
+    @property
+    def progress(self) -> tuple[int, int, int]:
+        """Changes whenever the transfer moves on: a message other than a keepalive arrived whole, bytes of one
+        arrived, or we sent data. Keepalives never change it: they show the peer is alive, not that the transfer
+        advances (a client bounds its wait for progress with it)."""
+        decoder = self._decoder
+        return self._messages, 0 if decoder.in_keepalive else decoder.missing, self._transferred
 
     @property
     def frame_missing(self) -> int:
@@ -251,6 +265,7 @@ class TransferEndpoint:
             if frame.keepalive:
                 self._on_keepalive(frame.payload)
                 continue
+            self._messages += 1
             event = self._on_frame(frame.payload)
             if event is not None:
                 self._pending.append(event)
@@ -406,6 +421,12 @@ class TransferEndpoint:
             # DIRAC mode: the abort answers this very chunk (it takes the place of its ack).
             self._ack_owed = self.mode is TransferMode.DIRAC
             self._out += self.abort(EXCEEDED_MAX_SIZE)
+            if self._is_client and self._draining:
+                # A client closes the connection after giving up: what the server still has in flight is not
+                # read (a hostile one would never stop), so the connection is out of step and must not be reused.
+                self._draining = self._drain_one = False
+                self._in_sync = False
+                self._data_over(TransferAborted(EXCEEDED_MAX_SIZE, by_peer=False))
             return None
         self._hasher.update(data)
         self._transferred += size

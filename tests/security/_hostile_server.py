@@ -226,6 +226,13 @@ class HostileServer:
     ) -> None:
         self.stop()
 
+    def wait(self, timeout: float = 30.0) -> list[Any]:
+        """Wait for the scripts of the connections so far to end; returns what they returned."""
+        end = time.monotonic() + timeout
+        for thread in list(self._threads):
+            thread.join(max(0.0, end - time.monotonic()))
+        return self.results
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         if self._acceptor.is_alive():

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import stat
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,10 @@ from _hostile_server import HostilePeer, HostileServer
 from _security_kit import Kit
 
 from rpcframework import TransferClient
+from rpcframework.cli.main import build_parser
+from rpcframework.cli.transfer import size_argument
 from rpcframework.errors import RPCFrameworkError
+from rpcframework.protocol import Feature
 from rpcframework.transfer import partial_path
 
 pytestmark = pytest.mark.timeout(90)
@@ -115,3 +121,140 @@ def test_a_planted_partial_file_never_redirects_a_resumed_download(
     assert victim.read_bytes() == b"private key"
     assert stat.S_IMODE(victim.stat().st_mode) == 0o600  # never opened to everyone
     assert not dest.exists()
+
+
+# --- 13.4: pings are not progress; the whole transfer is bounded; downloads are capped -------------------------
+
+
+def _pings_only(phase: str, features: frozenset[Feature] | None) -> Any:
+    """A server that, at ``phase``, sends keepalive pings and nothing else; returns how long it kept pinging."""
+
+    def script(peer: HostilePeer) -> float:
+        if phase == "before the ack":
+            return peer.keep_pinging()
+        peer.accept_transfer(features=features)
+        if phase == "instead of an ack":
+            peer.recv_message()  # the first chunk of an upload, never acknowledged
+        elif phase == "instead of the result":
+            peer.send_data(b"all the data")
+        return peer.keep_pinging()
+
+    return script
+
+
+PING_CASES = {
+    "before the ack": ("receive", None),
+    "instead of data": ("receive", None),
+    "instead of data, DIRAC mode": ("receive", frozenset()),
+    "instead of an ack": ("send", frozenset()),
+    "instead of the result": ("receive", None),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", list(PING_CASES))
+def test_a_server_that_only_pings_cannot_hold_a_transfer(
+    kit: Kit, hostile: Any, tmp_path: Path, backend: str, case: str
+) -> None:
+    operation, features = PING_CASES[case]
+    server = hostile(_pings_only(case.split(",", maxsplit=1)[0], features), backend)
+    client = client_for(kit, server, timeout=2, retries=0)
+    source = tmp_path / "up.bin"
+    source.write_bytes(os.urandom(3 * 1024 * 1024))
+    if operation == "send":
+        result = client.sendFile(source, "up.bin")
+    else:
+        result = client.receiveFile(tmp_path / "down.bin", "down.bin")
+    assert result["OK"] is False and "no progress for 2 s" in result["Message"], result
+    assert "keepalive pings are not progress" in result["Message"]
+    pinged_for = server.wait()
+    assert pinged_for and all(seconds < 60 for seconds in pinged_for), server.errors  # the client hung up
+    assert not [name for name in _entries(tmp_path) if name.endswith(".part")]
+
+
+def _trickle(peer: HostilePeer) -> None:
+    """One byte at a time, each well within the client's progress limit, for as long as the client stays."""
+    peer.accept_transfer()
+    for _ in range(600):
+        try:
+            peer.send_chunk(b"x")
+        except (RPCFrameworkError, OSError):
+            return
+        if peer.client_closed(0.2):
+            return
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_max_duration_bounds_a_trickling_transfer(kit: Kit, hostile: Any, tmp_path: Path, backend: str) -> None:
+    server = hostile(_trickle, backend)
+    client = client_for(kit, server, timeout=2, retries=0, max_duration=3)
+    result = client.receiveFile(tmp_path / "slow.bin", "slow.bin")
+    assert result["OK"] is False and "max_duration (3 s)" in result["Message"], result
+    assert _entries(tmp_path) == []
+
+
+def _endless(peer: HostilePeer) -> None:
+    """Data and more data (up to 64 MiB, the kit's bound), never an end."""
+    peer.accept_transfer()
+    block = os.urandom(1024 * 1024)
+    with contextlib.suppress(RPCFrameworkError, OSError):
+        for _ in range(64):
+            peer.send_chunk(block)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("operation", ["receiveFile", "receiveBulk"])
+def test_a_download_stops_at_its_size_cap(kit: Kit, hostile: Any, tmp_path: Path, backend: str, operation: str) -> None:
+    server = hostile(_endless, backend)
+    client = client_for(kit, server, retries=0)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    if operation == "receiveFile":
+        result = client.receiveFile(dest / "big.bin", "big.bin", max_size=2 * 1024 * 1024)
+    else:
+        result = client.receiveBulk(dest, "big", max_size=2 * 1024 * 1024)
+    assert result == {"OK": False, "Errno": 0, "Message": "Exceeded maximum file size"}, result
+    assert _entries(dest) == []  # no file, no temporary file
+
+
+# --- the command line -------------------------------------------------------------------------------------------
+
+
+def run_cli(kit: Kit, server: HostileServer, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``rpcframework transfer ...`` as a real subprocess with the kit's proxy and CA directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("X509_", "RPCFRAMEWORK_", "DIRAC", "GRID_"))}
+    command = [sys.executable, "-m", "rpcframework.cli.main", "transfer", args[0], server.url, *args[1:]]
+    command += ["--proxy", str(kit.user.proxy_file), "--ca-dir", str(kit.ca.cert_dir)]
+    command += ["--backend", server.backend.name, "--output", "json", "--retries", "0"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+
+
+def test_the_cli_caps_downloads_by_default() -> None:
+    args = build_parser().parse_args(["transfer", "receive", "dips://h:1/S/C", "f", "dest"])
+    assert args.max_size == 1024**3
+    args = build_parser().parse_args(["transfer", "receive-bulk", "dips://h:1/S/C", "b", "d", "--max-size", "0"])
+    assert args.max_size is None and args.max_ratio == 200
+    assert size_argument("500M") == 500 * 1024 * 1024 and size_argument("2GiB") == 2 * 1024**3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("action", ["receive", "receive-bulk"])
+def test_the_cli_stops_a_download_at_max_size(
+    kit: Kit, hostile: Any, tmp_path: Path, backend: str, action: str
+) -> None:
+    server = hostile(_endless, backend)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    target = [str(dest / "big.bin")] if action == "receive" else [str(dest)]
+    done = run_cli(kit, server, action, "big", *target, "--max-size", "2M")
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["Message"] == "Exceeded maximum file size"
+    assert _entries(dest) == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_cli_gives_up_on_a_server_that_only_pings(kit: Kit, hostile: Any, tmp_path: Path, backend: str) -> None:
+    server = hostile(_pings_only("instead of data", None), backend)
+    done = run_cli(kit, server, "receive", "f", str(tmp_path / "f"), "--timeout", "2")
+    assert done.returncode == 1, done.stderr
+    assert "no progress for 2 s" in json.loads(done.stdout)["Message"]
