@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from rpcframework.cli.main import EXIT_OK, SubParsers
-from rpcframework.errors import ConfigurationError
+from rpcframework.errors import ConfigurationError, CredentialsError
 from rpcframework.security.devca import DEFAULT_CA_NAME, DevCA, IssuedCredential
+from rpcframework.security.locations import check_credentials
 
 __all__ = ["register"]
 
@@ -144,6 +145,7 @@ def _init(args: argparse.Namespace) -> int:
         note = f"note: {args.directory} already holds a dev CA; reusing it (rm -r it to make a new one)"
         print(note, file=sys.stderr)
         ca = DevCA.load(args.directory)
+        _note_if_unusable(ca)
     else:
         ca = DevCA.init(
             args.directory,
@@ -164,6 +166,18 @@ def _init(args: argparse.Namespace) -> int:
     print(_export("DIRAC_X509_HOST_CERT", host.cert_file))
     print(_export("DIRAC_X509_HOST_KEY", host.key_file))
     return EXIT_OK
+
+
+def _note_if_unusable(ca: DevCA) -> None:
+    """Say so (with the command that fixes it) when the reused CA's default proxy has expired: the exports below
+    would otherwise point at a credential every call refuses."""
+    proxy = ca.default_user().proxy_file
+    if proxy is None or not proxy.is_file():
+        return
+    try:
+        check_credentials(proxy)
+    except CredentialsError as exc:
+        print(f"note: {exc}", file=sys.stderr)
 
 
 def _print_issued(cred: IssuedCredential) -> None:

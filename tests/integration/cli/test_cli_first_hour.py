@@ -51,6 +51,8 @@ def test_expired_dev_proxy_advice_fixes_it(cli_env: Any, tls_server: Any, tmp_pa
     assert "has expired" in expired.err and "ca init" not in expired.err  # init on an existing CA only reuses it
     advice = _advised_command(expired.err)
     assert advice == ["ca", "proxy", str(devca)]
+    reused = cli_env.run("ca", "init", str(devca))  # what the quickstart says to run in a new shell
+    assert reused.code == 0 and _advised_command(reused.err.split("\n", 1)[1]) == advice  # says the same
     assert cli_env.run(*advice).code == 0  # following the advice ...
     fixed = cli_env.run("whoami", tls_server.url, env=env)
     assert fixed.code == 0, fixed.err  # ... fixes it
