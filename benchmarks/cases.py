@@ -228,13 +228,22 @@ def _server_observer(observe: str | None) -> Any:
         from rpcframework.observability.prometheus import PrometheusServerMetrics
 
         return PrometheusServerMetrics()
-    if observe == "tracing":
-        from opentelemetry.sdk.trace import TracerProvider
-
+    if observe in ("tracing", "tracing_sampled"):
         from rpcframework.observability.tracing import OpenTelemetryServerTracing
 
-        return OpenTelemetryServerTracing(TracerProvider())
+        return OpenTelemetryServerTracing(_tracer_provider(observe))
     return None
+
+
+def _tracer_provider(observe: str) -> Any:
+    """An SDK provider without an exporter: every span sampled (``tracing``), or the sampling we advise for
+    production (``tracing_sampled``: 1% of traces, parent-based, so the server follows the client's decision)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    if observe == "tracing_sampled":
+        return TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.01)))
+    return TracerProvider()
 
 
 def _client_observer(observe: str | None) -> Any:
@@ -242,12 +251,10 @@ def _client_observer(observe: str | None) -> Any:
         from rpcframework.observability.prometheus import PrometheusClientMetrics
 
         return PrometheusClientMetrics()
-    if observe == "tracing":
-        from opentelemetry.sdk.trace import TracerProvider
-
+    if observe in ("tracing", "tracing_sampled"):
         from rpcframework.observability.tracing import OpenTelemetryClientTracing
 
-        return OpenTelemetryClientTracing(TracerProvider())
+        return OpenTelemetryClientTracing(_tracer_provider(observe))
     return None
 
 
@@ -421,6 +428,13 @@ _BASE_CASES = (
         lambda ca, url: _RPCEcho(ca, url, observe="tracing"),
     ),
     Case(
+        "rpc_reused_tracing_sampled",
+        "rpc_reused_tracing with 1% of traces sampled (ParentBased(TraceIdRatioBased(0.01))), as advised in production",
+        "rpc_reused",
+        _rpc_server("dips", observe="tracing_sampled"),
+        lambda ca, url: _RPCEcho(ca, url, observe="tracing_sampled"),
+    ),
+    Case(
         "rpc_new_connection",
         "same over a new dips:// connection per call (pure DIRAC client, no reuse offered), default TLS settings:"
         " the handshake resumes the previous session",
@@ -477,9 +491,10 @@ _CONCURRENT_CASES = (
 def _all_cases() -> dict[str, Case]:
     from benchmarks.grpc_cases import GRPC_CASES
     from benchmarks.idle_case import IDLE_CASES
+    from benchmarks.peer_cases import PEER_CASES
     from benchmarks.transfer_cases import TRANSFER_CASES
 
-    single = tuple(case for case in GRPC_CASES if case.threads == 1)
+    single = (*(case for case in GRPC_CASES if case.threads == 1), *PEER_CASES)
     concurrent = (*_CONCURRENT_CASES, *(case for case in GRPC_CASES if case.threads > 1))
     ordered = (*_BASE_CASES, *single, *concurrent, *TRANSFER_CASES, *IDLE_CASES)
     return {case.name: case for case in ordered}

@@ -60,17 +60,14 @@ def test_runner_writes_json_with_positive_numbers(tmp_path: Path) -> None:
     assert "rpc_reused" in completed.stdout  # the table
 
 
-def test_runner_grpc_case_and_goals(tmp_path: Path) -> None:
-    """grpc_unary (a new case, gRPC over mutual TLS) with rpc_reused: both measured, the gRPC goal evaluated."""
-    pytest.importorskip("grpc")
-    out = tmp_path / "results.json"
+def _run_quick(cases: str, out: Path) -> dict[str, object]:
     completed = subprocess.run(
         [
             sys.executable,
             "-m",
             "benchmarks.run",
             "--cases",
-            "grpc_unary,rpc_reused",
+            cases,
             "--rounds",
             "1",
             "--warmup",
@@ -90,10 +87,29 @@ def test_runner_grpc_case_and_goals(tmp_path: Path) -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    report = json.loads(out.read_text())
-    entry = report["cases"]["grpc_unary"]
+    report: dict[str, object] = json.loads(out.read_text())
+    return report
+
+
+def test_runner_grpc_case(tmp_path: Path) -> None:
+    """grpc_unary (gRPC over mutual TLS) runs and is measured next to rpc_reused."""
+    pytest.importorskip("grpc")
+    report = _run_quick("grpc_unary,rpc_reused", tmp_path / "results.json")
+    entry = report["cases"]["grpc_unary"]  # type: ignore[index]
     assert "error" not in entry, entry
     assert entry["calls"] > 0 and entry["calls_per_s"]["median"] > 0
-    goals = {goal["versus"]: goal for goal in report["goals"]}
-    assert goals["grpc_unary"]["case"] == "rpc_reused"
-    assert goals["grpc_unary"]["measured"] > 0  # met or not: no assertion on speed
+
+
+def test_runner_peer_library_cases_and_the_rpyc_goal(tmp_path: Path) -> None:
+    """rpyc_echo and pyro5_echo (the other Python RPC libraries, over mutual TLS) run next to rpc_reused, and the
+    issue-20 goal against RPyC is evaluated from the same run."""
+    pytest.importorskip("rpyc")
+    pytest.importorskip("Pyro5")
+    report = _run_quick("rpyc_echo,pyro5_echo,rpc_reused", tmp_path / "results.json")
+    for name in ("rpyc_echo", "pyro5_echo"):
+        entry = report["cases"][name]  # type: ignore[index]
+        assert "error" not in entry, (name, entry)
+        assert entry["calls"] > 0 and entry["calls_per_s"]["median"] > 0
+    goals = {goal["versus"]: goal for goal in report["goals"]}  # type: ignore[attr-defined]
+    assert goals["rpyc_echo"]["case"] == "rpc_reused"
+    assert goals["rpyc_echo"]["measured"] > 0  # met or not: no assertion on speed
