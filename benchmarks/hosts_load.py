@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import threading
 import time
@@ -73,6 +74,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     for thread in threads:
         thread.join(options.duration + options.timeout + 30.0)
     ended = time.monotonic()
+    bans = client.base.selector.banned()
     client.close()
     calls = sorted((call for per_thread in records for call in per_thread), key=lambda call: call[0])
     return {
@@ -81,6 +83,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         "started": started,
         "ended": ended,
         "calls": calls,
+        "bans": bans,
     }
 
 
@@ -95,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connect-timeout", type=float, default=2.0, help="TCP connect and TLS handshake limit")
     parser.add_argument("--keepalive", type=float, default=30.0, help="seconds a silent connection is tolerated")
     parser.add_argument("--out", help="write the JSON here instead of stdout")
+    parser.add_argument("--log-level", default="WARNING", help="of rpcframework's messages on stderr")
     options = parser.parse_args(argv)
+    logging.basicConfig(level=options.log_level.upper(), format="%(asctime)s %(name)s: %(message)s")
     result = run(options)
     text = json.dumps(result)
     if options.out:

@@ -115,7 +115,7 @@ Actions = Sequence[tuple[float, Callable[[], None]]]
 
 def run_load(bed: TestBed, urls: Sequence[str], load: Load, actions: Actions) -> tuple[dict[str, Any], list[float]]:
     """Run the load; at each ``(seconds after the load started, action)`` run the action. Returns the load's JSON
-    and the monotonic time each action started."""
+    and the monotonic time each action started, then the time the last one ended."""
     out = bed.workdir / f"load-{time.monotonic_ns()}.json"
     argv = [
         "-m",
@@ -149,6 +149,7 @@ def run_load(bed: TestBed, urls: Sequence[str], load: Load, actions: Actions) ->
                 time.sleep(pause)
             times.append(time.monotonic())
             action()
+        times.append(time.monotonic())
         _, stderr = process.communicate(timeout=load.duration + load.timeout + _LOAD_GRACE)
     finally:
         if process.poll() is None:
@@ -170,7 +171,7 @@ def scenario_kill(bed: TestBed, load: Load, *, kill_at: float = 3.0, down_for: f
     def restart() -> None:
         bed.start("h1")
 
-    data, (killed, restarted) = run_load(
+    data, (killed, restarted, _) = run_load(
         bed, [bed.url(h) for h in HOSTS], load, [(kill_at, victim.kill), (kill_at + down_for, restart)]
     )
     bounds = [("before", data["started"], killed), ("during", killed, restarted), ("after", restarted, data["ended"])]
@@ -181,7 +182,7 @@ def scenario_partition(bed: TestBed, load: Load, *, at: float = 3.0, seconds: fl
     """Two hosts; h1's link down at ``at`` s for ``seconds`` s (its packets vanish), then up again."""
     for host in ("h1", "h2"):
         bed.start(host)
-    data, (cut, healed) = run_load(
+    data, (cut, healed, _) = run_load(
         bed,
         [bed.url("h1"), bed.url("h2")],
         load,
@@ -192,7 +193,8 @@ def scenario_partition(bed: TestBed, load: Load, *, at: float = 3.0, seconds: fl
 
 
 def scenario_rolling(bed: TestBed, load: Load, *, first: float = 2.0, every: float = 3.0) -> ScenarioResult:
-    """Three hosts restarted one after the other: SIGTERM (drain), wait for the exit, start again."""
+    """Three hosts restarted one after the other: SIGTERM (drain), wait for the exit, start again; the next one
+    ``every`` seconds after the previous began (or as soon as it serves again, when that takes longer)."""
     for host in HOSTS:
         bed.start(host)
     instances = {instance.host: instance for instance in bed.instances}
@@ -209,7 +211,7 @@ def scenario_rolling(bed: TestBed, load: Load, *, first: float = 2.0, every: flo
 
     actions = [(first + i * every, restart(host)) for i, host in enumerate(HOSTS)]
     data, times = run_load(bed, [bed.url(h) for h in HOSTS], load, actions)
-    end_of_restarts = times[-1] + every
+    end_of_restarts = times[-1]  # the last instance serves again
     bounds = [("before", data["started"], times[0]), ("during", times[0], end_of_restarts)]
     bounds.append(("after", end_of_restarts, data["ended"]))
     return ScenarioResult("rolling", split(data["calls"], bounds), data["calls"], {"fault": times[0]})

@@ -39,9 +39,11 @@ from rpcframework.client.inner import Attempt, Connection, InnerRPCClient
 from rpcframework.client.options import ClientOptions
 from rpcframework.client.policy import CallPhase, Deadline, Retry
 from rpcframework.client.pool import ConnectionPool, PoolSettings
+from rpcframework.client.selection import QUICK_FAILURE_BAN_SECONDS
 from rpcframework.client.stub import build_rpc_stub
 from rpcframework.errors import (
     ConfigurationError,
+    ConnectError,
     ConnectionClosedError,
     DeadlineExceeded,
     HandshakeTimeout,
@@ -240,7 +242,7 @@ class RPCClient:
             if not retry.is_retryable(exc, attempt.phase):
                 _report_failure(record, url, banned=False, retried=False)
                 return _final(exc)
-            base.selector.ban(url)
+            base.selector.ban(url, _ban_seconds(exc))
             next_retry = _next_retry(retry, exc, attempt.phase, url, given_up=given_up, urls=base.selector.urls)
             if next_retry is None:
                 _report_failure(record, url, banned=True, retried=False)
@@ -354,6 +356,8 @@ class RPCClient:
                     dropped = pool.discard_idle(endpoint.url)
                     logger.debug("pooled connection to %s was dead (%s); %d more dropped", endpoint.url, exc, dropped)
                     continue
+                if attempt.phase.arguments_sent:
+                    raise _lost_after_sending(endpoint.url, exc) from exc
                 raise
             except BaseException:
                 conn.close()
@@ -425,6 +429,14 @@ def _next_retry(
         return None
 
 
+def _ban_seconds(exc: RPCFrameworkError) -> float | None:
+    """How long to avoid a URL after ``exc`` (``None``: the selector's full ban). A refused connection (an instance
+    restarting) is found out again at no cost: a short ban brings the URL back soon after the instance is."""
+    if isinstance(exc, ConnectError) and not isinstance(exc, NameResolutionError):
+        return QUICK_FAILURE_BAN_SECONDS
+    return None
+
+
 def _report_failure(record: ObservedCall | None, url: str, *, banned: bool, retried: bool) -> None:
     if record is not None:
         if banned:
@@ -475,6 +487,14 @@ def _handshake_timeout(endpoint: Endpoint, limit: float | None) -> HandshakeTime
         f"{endpoint.url}: {endpoint.host}:{endpoint.port} accepted the connection but did not answer the TLS "
         f"handshake{within}: check that the URL's port is a dips:// service (a program waiting for something else "
         "behaves like this), or give a busy server more time (Timeout.handshake; --handshake-timeout)"
+    )
+
+
+def _lost_after_sending(url: str, exc: ConnectionClosedError) -> ConnectionClosedError:
+    """The connection closed after the call was sent: say where, and why the call is not retried."""
+    return ConnectionClosedError(
+        f"{url}: {exc}; the call's arguments were sent, so it may have run there and is not retried",
+        errno=exc.errno,
     )
 
 

@@ -22,9 +22,12 @@ Order within one plan, recomputed before each attempt so that a ban made during 
 4. failover URLs in their configured order (never shuffled), clean hosts first;
 5. banned URLs, least recently banned first.
 
-Bans last ``ban_seconds`` per selector (so per client). Unlike DISET, which clears every ban and sleeps when all
-URLs are banned, a plan always yields something: the URL whose ban is oldest is the best remaining guess, and the
-pause between attempts is the :class:`~rpcframework.client.policy.Retry` value's business, bounded by the deadline.
+Bans last ``ban_seconds`` per selector (so per client), or less when the caller says so: a refused connection (an
+instance restarting: nothing listens for a moment) is found out again at no cost, so the client bans it for
+:data:`QUICK_FAILURE_BAN_SECONDS` only and spreads its calls over every instance again soon after a rolling restart.
+Unlike DISET, which clears every ban and sleeps when all URLs are banned, a plan always yields something: the URL
+whose ban is oldest is the best remaining guess, and the pause between attempts is the
+:class:`~rpcframework.client.policy.Retry` value's business, bounded by the deadline.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 #: How long a URL that failed before the arguments were sent is avoided.
 DEFAULT_BAN_SECONDS = 60.0
+#: How long a URL is avoided after a failure that cost nothing to find (a refused connection).
+QUICK_FAILURE_BAN_SECONDS = 5.0
 
 
 def url_host(url: str) -> str | None:
@@ -80,6 +85,7 @@ class URLSelector:
         self._lock = threading.Lock()
         # url -> monotonic time the ban was made; the ban holds until that time + ban_seconds.
         self._banned_at: dict[str, float] = {}
+        self._ban_length: dict[str, float] = {}  # url -> seconds its current ban lasts
         # url -> attempts in progress (only kept with several URLs: with one there is nothing to choose).
         self._outstanding = dict.fromkeys(self.urls, 0) if len(self.urls) > 1 else {}
 
@@ -90,13 +96,15 @@ class URLSelector:
     def __repr__(self) -> str:
         return f"URLSelector(primary={list(self.primary)!r}, failover={list(self.failover)!r})"
 
-    def ban(self, url: str) -> None:
-        """Avoid ``url`` for ``ban_seconds``: it failed before the arguments were sent."""
+    def ban(self, url: str, seconds: float | None = None) -> None:
+        """Avoid ``url`` for ``ban_seconds`` (or ``seconds``, when shorter): it failed."""
         if url not in self.urls:
             return
+        length = self.ban_seconds if seconds is None else min(max(seconds, 0.0), self.ban_seconds)
         with self._lock:
             self._banned_at[url] = self._clock()
-        logger.info("URL %s temporarily banned for %.0f s", url, self.ban_seconds)
+            self._ban_length[url] = length
+        logger.info("URL %s temporarily banned for %.0f s", url, length)
 
     def started(self, url: str) -> None:
         """An attempt on ``url`` begins (it counts as outstanding until :meth:`finished`)."""
@@ -125,14 +133,18 @@ class URLSelector:
     def banned(self) -> dict[str, float]:
         """Currently banned URLs mapped to the seconds their ban still lasts."""
         with self._lock:
-            return {url: at + self.ban_seconds - self._clock() for url, at in self._active_bans().items()}
+            return {url: at + self._length(url) - self._clock() for url, at in self._active_bans().items()}
+
+    def _length(self, url: str) -> float:
+        return self._ban_length.get(url, self.ban_seconds)
 
     def _active_bans(self) -> dict[str, float]:
         """Drop expired bans and return the rest; call with the lock held."""
         now = self._clock()
-        expired = [url for url, at in self._banned_at.items() if now >= at + self.ban_seconds]
+        expired = [url for url, at in self._banned_at.items() if now >= at + self._length(url)]
         for url in expired:
             del self._banned_at[url]
+            self._ban_length.pop(url, None)
         return dict(self._banned_at)
 
     def attempt_order(self, max_attempts: int | None = None) -> AttemptPlan:

@@ -203,3 +203,13 @@ def test_finished_without_started_and_a_single_url_are_harmless() -> None:
     two = selector(P[:2], [])
     two.finished(P[0])
     assert two.outstanding() == {P[0]: 0, P[1]: 0}
+
+
+def test_a_shorter_ban_expires_sooner_and_never_exceeds_the_selector_ban(clock: FakeClock) -> None:
+    sel = selector(P[:2], [], clock=clock, ban=60)
+    sel.ban(P[0], 5.0)  # a refused connection: an instance restarting
+    sel.ban(P[1], 600.0)  # capped at the selector's 60 s
+    assert sel.banned() == {P[0]: 5.0, P[1]: 60.0}
+    clock.now += 5.0
+    assert sel.banned() == {P[1]: 55.0}
+    assert next(sel.attempt_order()) == P[0]
