@@ -50,8 +50,9 @@ def add_observability_options(parser: argparse.ArgumentParser) -> None:
         "--metrics-address",
         type=metrics_address,
         metavar="HOST:PORT",
-        help="serve Prometheus metrics at http://HOST:PORT/metrics and a health check at /healthz; a bare PORT "
-        f"listens on {DEFAULT_METRICS_HOST} (default: no metrics; needs the 'metrics' extra)",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics and probes for orchestrators: /readyz (200 while "
+        "taking calls, 503 while starting or draining; /healthz is the same) and /livez (200 while running); "
+        f"a bare PORT listens on {DEFAULT_METRICS_HOST} (default: no metrics; needs the 'metrics' extra)",
     )
     parser.add_argument(
         "--tracing",
@@ -101,7 +102,7 @@ def start_observability(args: argparse.Namespace, *, processes: int, serving: Ca
     """Build the metrics and tracing observers and the metrics endpoint that ``args`` ask for.
 
     ``processes`` > 1 uses prometheus-client's multiprocess mode in a private temporary directory (removed at
-    exit); ``serving`` answers ``/healthz``.
+    exit); ``serving`` answers ``/readyz`` and ``/healthz``.
     """
     tracing = _tracing() if args.tracing else None
     if args.metrics_address is None:

@@ -300,7 +300,10 @@ def _serve(args: argparse.Namespace) -> int:
     if processes is None:
         processes = max(service.clone_processes for service in services)
     stop = threading.Event()
-    observability = start_observability(args, processes=processes, serving=lambda: not stop.is_set())
+    started = threading.Event()  # ready = started and not stopping: /readyz turns 503 when the drain begins
+    observability = start_observability(
+        args, processes=processes, serving=lambda: started.is_set() and not stop.is_set()
+    )
     options.update(observability.reactor_options())
     server: ServiceReactor | ProcessGroup
     if processes > 1:
@@ -320,6 +323,7 @@ def _serve(args: argparse.Namespace) -> int:
     status = EXIT_OK
     try:
         server.start()
+        started.set()
         try:
             for service in services:
                 print(server.url(service.name), flush=True)

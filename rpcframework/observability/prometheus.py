@@ -224,8 +224,9 @@ def mark_process_dead(pid: int) -> None:
 
 class MetricsEndpoint:
     """``/metrics`` over HTTP on ``host:port`` (port 0: a free one), for ``registry`` or, in multiprocess mode,
-    for the sum of every process's files. ``health`` (optional) answers ``/healthz``: a callable returning
-    ``True`` while the server serves."""
+    for the sum of every process's files. ``health`` (optional) answers the probes of orchestrators, without
+    credentials: ``/readyz`` (and its older name ``/healthz``) 200 while ``health()`` is true (serving, taking new
+    calls), 503 otherwise (starting, draining); ``/livez`` 200 as long as the process answers."""
 
     def __init__(
         self,
@@ -301,9 +302,13 @@ def _handler_class(registry: CollectorRegistry, health: Callable[[], bool] | Non
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._answer(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-            elif path == "/healthz" and health is not None:
+            elif path in ("/healthz", "/readyz") and health is not None:
+                # Ready: serving and taking new calls; 503 before the services serve and while draining.
                 ok = health()
                 self._answer(200 if ok else 503, b"ok\n" if ok else b"not serving\n", "text/plain")
+            elif path == "/livez" and health is not None:
+                # Alive: the process answers, draining included (an orchestrator must not kill a drain).
+                self._answer(200, b"ok\n", "text/plain")
             else:
                 self._answer(404, b"not found\n", "text/plain")
 
