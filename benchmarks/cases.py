@@ -489,6 +489,7 @@ _CONCURRENT_CASES = (
 
 
 def _all_cases() -> dict[str, Case]:
+    from benchmarks.aio_cases import AIO_CASES
     from benchmarks.grpc_cases import GRPC_CASES
     from benchmarks.idle_case import IDLE_CASES
     from benchmarks.peer_cases import PEER_CASES
@@ -496,7 +497,7 @@ def _all_cases() -> dict[str, Case]:
 
     single = (*(case for case in GRPC_CASES if case.threads == 1), *PEER_CASES)
     concurrent = (*_CONCURRENT_CASES, *(case for case in GRPC_CASES if case.threads > 1))
-    ordered = (*_BASE_CASES, *single, *concurrent, *TRANSFER_CASES, *IDLE_CASES)
+    ordered = (*_BASE_CASES, *single, *concurrent, *AIO_CASES, *TRANSFER_CASES, *IDLE_CASES)
     return {case.name: case for case in ordered}
 
 

@@ -34,8 +34,8 @@ def _echo(request: bytes, context: Any) -> bytes:
     return request
 
 
-def serve_grpc(ca: Path, control: Connection) -> None:
-    """A gRPC server with one identity method, mutual TLS, on 127.0.0.1."""
+def serve_grpc(ca: Path, control: Connection, workers: int = _WORKERS) -> None:
+    """A gRPC server with one identity method, mutual TLS, on 127.0.0.1, with ``workers`` threads."""
     import grpc
 
     credentials = grpc.ssl_server_credentials(
@@ -44,7 +44,7 @@ def serve_grpc(ca: Path, control: Connection) -> None:
         require_client_auth=True,
     )
     handler = grpc.method_handlers_generic_handler("bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(_echo)})
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=_WORKERS), handlers=[handler])
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), handlers=[handler])
     port = server.add_secure_port("127.0.0.1:0", credentials)
     server.start()
     try:

@@ -392,21 +392,7 @@ class RPCClient:
         return Connection(endpoint.url, stream, self._rpc_base.offer)
 
     def _all_failed(self, failures: list[tuple[str, RPCFrameworkError]]) -> DReturn:
-        if not failures:
-            raise ConfigurationError(f"{self._rpc_base.service}: no URL to try (retries exhausted before any attempt)")
-        last = failures[-1][1]
-        if isinstance(last, RemoteError):
-            return last.result  # the server's own refusal, as DIRAC would show it
-        if len(failures) == 1:
-            raise last  # one attempt: its own error says it all
-        latest = {url: exc for url, exc in failures}  # one reason per URL: the latest
-        reasons = "; ".join(f"{url}: {_reason(exc)}" for url, exc in latest.items())
-        message = f"{self._rpc_base.service}: every attempt failed ({len(failures)} attempts): {reasons}"
-        try:
-            error = type(last)(message, errno=last.errno)
-        except TypeError:  # an exception type with its own constructor
-            error = RPCFrameworkError(message, errno=last.errno)
-        raise error from last
+        return all_failed(self._rpc_base.service, failures)
 
 
 #: Method names whose ClientCall is kept (names built dynamically must not grow memory without bound).
@@ -435,6 +421,26 @@ def _ban_seconds(exc: RPCFrameworkError) -> float | None:
     if isinstance(exc, ConnectError) and not isinstance(exc, NameResolutionError):
         return QUICK_FAILURE_BAN_SECONDS
     return None
+
+
+def all_failed(service: str, failures: list[tuple[str, RPCFrameworkError]]) -> DReturn:
+    """The outcome of a call whose every attempt failed: the last refusal as the server sent it, its own error after
+    a single attempt, or an error naming each URL and its latest reason (shared with the asyncio client)."""
+    if not failures:
+        raise ConfigurationError(f"{service}: no URL to try (retries exhausted before any attempt)")
+    last = failures[-1][1]
+    if isinstance(last, RemoteError):
+        return last.result  # the server's own refusal, as DIRAC would show it
+    if len(failures) == 1:
+        raise last  # one attempt: its own error says it all
+    latest = {url: exc for url, exc in failures}  # one reason per URL: the latest
+    reasons = "; ".join(f"{url}: {_reason(exc)}" for url, exc in latest.items())
+    message = f"{service}: every attempt failed ({len(failures)} attempts): {reasons}"
+    try:
+        error = type(last)(message, errno=last.errno)
+    except TypeError:  # an exception type with its own constructor
+        error = RPCFrameworkError(message, errno=last.errno)
+    raise error from last
 
 
 def _report_failure(record: ObservedCall | None, url: str, *, banned: bool, retried: bool) -> None:

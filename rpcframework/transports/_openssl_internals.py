@@ -24,6 +24,10 @@ except ImportError as exc:  # pragma: no cover - only with an unsupported pyOpen
     ) from exc
 
 __all__ = [
+    "SSL_ERROR_WANT_READ",
+    "BIO_read",
+    "BIO_write",
+    "SSL_get_error",
     "SSL_pending",
     "SSL_read",
     "SSL_write",
@@ -33,6 +37,7 @@ __all__ = [
     "disable_partial_writes",
     "error_raiser",
     "from_buffer",
+    "memory_bios",
     "session_reused",
     "ssl_pointer",
 ]
@@ -46,9 +51,14 @@ LIB_NAMES: Final = (
     "SSL_CTX_clear_mode",
     "SSL_MODE_ENABLE_PARTIAL_WRITE",
     "SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER",
+    # The asyncio client's TLS over memory BIOs (transports/aio_tls.py).
+    "BIO_read",
+    "BIO_write",
+    "SSL_get_error",
+    "SSL_ERROR_WANT_READ",
 )
 #: The private attributes used on pyOpenSSL objects.
-CONNECTION_ATTRIBUTES: Final = ("_ssl", "_raise_ssl_error")
+CONNECTION_ATTRIBUTES: Final = ("_ssl", "_raise_ssl_error", "_into_ssl", "_from_ssl")
 CONTEXT_ATTRIBUTES: Final = ("_context",)
 
 
@@ -73,6 +83,10 @@ check()
 SSL_read: Final[Callable[[Any, Any, int], int]] = lib.SSL_read
 SSL_write: Final[Callable[[Any, Any, int], int]] = lib.SSL_write
 SSL_pending: Final[Callable[[Any], int]] = lib.SSL_pending
+SSL_get_error: Final[Callable[[Any, int], int]] = lib.SSL_get_error
+SSL_ERROR_WANT_READ: Final[int] = lib.SSL_ERROR_WANT_READ
+BIO_read: Final[Callable[[Any, Any, int], int]] = lib.BIO_read
+BIO_write: Final[Callable[[Any, Any, int], int]] = lib.BIO_write
 alloc: Final[Callable[[str, int], Any]] = no_zero_allocator
 buffer: Final[Callable[..., Any]] = ffi.buffer
 from_buffer: Final[Callable[..., Any]] = ffi.from_buffer
@@ -81,6 +95,13 @@ from_buffer: Final[Callable[..., Any]] = ffi.from_buffer
 def ssl_pointer(conn: SSL.Connection) -> Any:
     """The connection's ``SSL*``."""
     return conn._ssl
+
+
+def memory_bios(conn: SSL.Connection) -> tuple[Any, Any]:
+    """The ``BIO*`` pair of a connection made without a socket: (what OpenSSL reads, what it writes)."""
+    if conn._into_ssl is None or conn._from_ssl is None:
+        raise ValueError("the connection has a socket, not memory BIOs")
+    return conn._into_ssl, conn._from_ssl
 
 
 def error_raiser(conn: SSL.Connection) -> Callable[[Any, int], None]:

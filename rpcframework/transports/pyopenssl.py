@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
     from rpcframework.security.x509 import PeerIdentity
 
-__all__ = ["PyOpenSSLBackend", "PyOpenSSLServerHandshake", "PyOpenSSLStream", "build_context"]
+__all__ = ["ClientHandshake", "PyOpenSSLBackend", "PyOpenSSLServerHandshake", "PyOpenSSLStream", "build_context"]
 
 logger = logging.getLogger(__name__)
 
@@ -186,10 +186,10 @@ def _run_handshake(conn: SSL.Connection, sock: socket.socket, timeout: float | N
     except RPCFrameworkError:
         raise  # DeadlineExceeded is an OSError (TimeoutError) too: keep it as it is
     except (SSL.Error, OSError) as exc:
-        raise _handshake_failure(exc, conn, where) from exc
+        raise handshake_failure(exc, conn, where) from exc
 
 
-def _handshake_failure(exc: SSL.Error | OSError, conn: SSL.Connection, where: str) -> RPCFrameworkError:
+def handshake_failure(exc: SSL.Error | OSError, conn: SSL.Connection, where: str) -> RPCFrameworkError:
     """Our error for a failed handshake: the verify callback's finding first, then OpenSSL's reason."""
     state = conn.get_app_data()
     code = state.error if isinstance(state, _VerifyState) else 0
@@ -268,6 +268,23 @@ class _SessionStore:
                 self._sessions.popitem(last=False)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClientHandshake:
+    """A client connection prepared by :meth:`PyOpenSSLBackend.prepare_client`, with what finishing it needs."""
+
+    conn: SSL.Connection
+    ctx: SSL.Context
+    tls: TLSConfig
+    name: str  # the server name checked against its certificate (and sent as SNI)
+    address: tuple[str, int]
+    key: _SessionKey
+    offered: tuple[SSL.Session, PeerIdentity | None] | None
+
+    @property
+    def where(self) -> str:
+        return f"{self.address[0]}:{self.address[1]}"
+
+
 class PyOpenSSLBackend:
     """TLS through pyOpenSSL. Keep one instance per process (or per client/server): it caches contexts."""
 
@@ -301,41 +318,74 @@ class PyOpenSSLBackend:
         keepalive: float | None = DEFAULT_KEEPALIVE,
     ) -> PyOpenSSLStream:
         tls = require_tls(tls, "pyopenssl")
-        ctx = self.contexts.get(tls, False)
-        name = server_hostname or host
+        self.contexts.get(tls, False)  # bad credentials fail here, before any connection is made
         sock = open_tcp_connection(host, port, connect_timeout, keepalive)
         peer = peer_address_of(sock)  # now, while connected: the handshake may end in a reset
-        where = f"{host}:{port}"
-        key = (name, port, tls)
+        handshake: ClientHandshake | None = None
         try:
             sock.setblocking(False)
-            conn = SSL.Connection(ctx, sock)
-            conn.set_app_data(_VerifyState())
-            if not _is_ip_address(name):
-                conn.set_tlsext_host_name(name.encode("idna"))
-            offered = self._sessions.get(key, ctx) if self.session_reuse else None
-            if offered is not None:
-                conn.set_session(offered[0])
-            conn.set_connect_state()
-            _run_handshake(conn, sock, handshake_timeout, where)
-            if offered is not None and offered[1] is not None and _internals.session_reused(conn):
-                check_resumed_identity(offered[1], name)
-                identity: PeerIdentity | None = dataclasses.replace(offered[1], address=(host, port))
-            else:
-                identity = _client_identity(conn, tls, name, (host, port), self.identities)
+            handshake = self.prepare_client(tls, host, port, server_hostname=server_hostname, sock=sock)
+            _run_handshake(handshake.conn, sock, handshake_timeout, handshake.where)
+            identity = self.client_identity(handshake)
         except BaseException:
-            self._sessions.put(key, ctx, None)
+            if handshake is not None:
+                self.forget_session(handshake)
             sock.close()
             raise
-        stream = PyOpenSSLStream(conn, sock, identity, peer)
+        stream = PyOpenSSLStream(handshake.conn, sock, identity, peer)
+        prepared = handshake  # narrowed for the closure
         if self.session_reuse:
             # A server that refuses a resumed session (its chain expired since) can only close the connection: keep
             # no session from a connection that never answered, so the next one makes a full handshake, whose
             # refusal names the reason.
-            stream.on_close = lambda c: self._sessions.put(
-                key, ctx, c.get_session() if stream.received_data else None, identity
-            )
+            stream.on_close = lambda _conn: self.keep_session(prepared, stream.received_data, identity)
         return stream
+
+    # -- the client handshake, shared with the asyncio streams (transports/aio_tls.py) --------------------------------
+
+    def prepare_client(
+        self,
+        tls: TLSConfig,
+        host: str,
+        port: int,
+        *,
+        server_hostname: str | None = None,
+        sock: socket.socket | None = None,
+    ) -> ClientHandshake:
+        """A client connection ready for ``do_handshake``: over ``sock``, or over memory BIOs when ``sock`` is
+        ``None`` (the asyncio client feeds the bytes). Same context, verify callback, SNI and session as every
+        client connection of this back end; finish with :meth:`client_identity`."""
+        ctx = self.contexts.get(tls, False)
+        name = server_hostname or host
+        conn = SSL.Connection(ctx, sock)
+        conn.set_app_data(_VerifyState())
+        if not _is_ip_address(name):
+            conn.set_tlsext_host_name(name.encode("idna"))
+        key = (name, port, tls)
+        offered = self._sessions.get(key, ctx) if self.session_reuse else None
+        if offered is not None:
+            conn.set_session(offered[0])
+        conn.set_connect_state()
+        return ClientHandshake(conn, ctx, tls, name, (host, port), key, offered)
+
+    def client_identity(self, handshake: ClientHandshake) -> PeerIdentity | None:
+        """After a successful ``do_handshake``: the server's verified identity, or raise PeerVerificationError
+        (a proxy, a certificate that does not serve or names another host; see ``certs.match_server_name``)."""
+        conn, offered = handshake.conn, handshake.offered
+        if offered is not None and offered[1] is not None and _internals.session_reused(conn):
+            check_resumed_identity(offered[1], handshake.name)
+            return dataclasses.replace(offered[1], address=handshake.address)
+        return _client_identity(conn, handshake.tls, handshake.name, handshake.address, self.identities)
+
+    def forget_session(self, handshake: ClientHandshake) -> None:
+        """The connection failed: offer no session of that destination next time (a full handshake says why)."""
+        self._sessions.put(handshake.key, handshake.ctx, None)
+
+    def keep_session(self, handshake: ClientHandshake, answered: bool, identity: PeerIdentity | None) -> None:
+        """The connection closes: keep its session for resumption if the server ever answered on it."""
+        if self.session_reuse:
+            session = handshake.conn.get_session() if answered else None
+            self._sessions.put(handshake.key, handshake.ctx, session, identity)
 
     def wrap_server(
         self, sock: socket.socket, tls: TLSConfig | None, *, handshake_timeout: float | None = 10.0
@@ -418,7 +468,7 @@ class PyOpenSSLServerHandshake:
             return HandshakeStatus.WANT_WRITE
         except (SSL.Error, OSError) as exc:
             self._fail()
-            raise _handshake_failure(exc, self._conn, where) from exc
+            raise handshake_failure(exc, self._conn, where) from exc
         try:
             identity = self._identify(self._conn, self._peer)
         except BaseException:

@@ -320,3 +320,62 @@ def test_the_cli_refuses_the_impostor(creds, impostors, serve):
     server.stop()
     assert proc.returncode != 0 and "proxy certificate" in proc.stdout + proc.stderr, (proc.stdout, proc.stderr)
     assert bytes(server.received) == b""
+
+
+# -- the asyncio client: the same TLS checks (PyOpenSSLBackend.prepare_client/client_identity) over memory BIOs --
+
+
+def _async_connect(creds, port: int):
+    import asyncio
+
+    from rpcframework.transports.aio_tls import open_tls_stream
+
+    async def connect_and_send() -> None:
+        stream = await open_tls_stream(get_backend("pyopenssl"), "localhost", port, tls=creds.client_tls())
+        try:
+            stream.write(b"hello")
+            await asyncio.sleep(0.05)
+        finally:
+            stream.close()
+        await asyncio.sleep(0.05)  # let the loop flush and close
+
+    asyncio.run(connect_and_send())
+
+
+@pytest.mark.parametrize("impostor", IMPOSTORS)
+def test_the_asyncio_stream_refuses_a_server_that_is_not_localhost(creds, impostors, serve, impostor):
+    server = serve(impostors[impostor])
+    with pytest.raises(PeerVerificationError):
+        _async_connect(creds, server.port)
+    server.stop()
+    assert bytes(server.received) == b""
+
+
+@pytest.mark.parametrize("kind", GENUINE)
+def test_the_asyncio_stream_accepts_a_genuine_host_certificate(creds, genuine, serve, kind):
+    server = serve(genuine[kind])
+    _async_connect(creds, server.port)
+    server.stop()
+    assert bytes(server.received) == b"hello"
+
+
+def test_the_async_client_refuses_the_impostor_and_sends_no_argument(creds, impostors, serve):
+    import asyncio
+
+    from rpcframework.client.aio import AsyncClient
+
+    server = serve(impostors["proxy of another host, last CN localhost"])
+
+    async def call():
+        async with AsyncClient(
+            f"dips://localhost:{server.port}/Secret/Service",
+            proxyLocation=str(creds.user.proxy_file),
+            config=_client_config(creds),
+            timeout=10,
+        ) as client:
+            return await client.echo("the secret argument")
+
+    result = asyncio.run(call())
+    server.stop()
+    assert not result["OK"] and "proxy" in result["Message"], result
+    assert bytes(server.received) == b""

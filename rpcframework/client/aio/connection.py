@@ -1,0 +1,242 @@
+"""One DISET RPC exchange on one asyncio connection, driven through the sans-IO ``ClientConnection``.
+
+The asyncio twin of :mod:`rpcframework.client.inner`, step for step: the same protocol machine, the same
+``Attempt`` phases (``ARGUMENTS_SENT`` is set *before* the first byte of the arguments is queued, so a failure from
+then on is never retried), the same pipelined steady state with our servers (proposal and arguments in one write,
+ack and result in one read) and DIRAC's two round trips otherwise, the same refusal of keyword arguments a DIRAC
+server cannot take (nothing sent). Every wait gets the time left of the call's deadline.
+
+A task cancelled in the middle of an exchange leaves the connection in an unknown state; the caller closes it
+(never returns it to the pool), so a half-read reply can never be taken for another call's answer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from rpcframework.client.inner import (
+    PIPELINE_IDLE_FRACTION,
+    POOL_IDLE_FRACTION,
+    Attempt,
+    KeywordArgumentsUnsupported,
+)
+from rpcframework.client.policy import CallPhase, Deadline
+from rpcframework.client.replies import refusal_error, result_or_overload
+from rpcframework.errors import ConnectionClosedError, DeadlineExceeded, ProtocolError
+from rpcframework.protocol import (
+    NEED_DATA,
+    CallResult,
+    ClientConnection,
+    ConnectionClosed,
+    ConnectionState,
+    Extensions,
+    Feature,
+    PongReceived,
+    Proposal,
+    ProposalAccepted,
+    ProposalRefused,
+)
+from rpcframework.returnvalues import DReturn
+from rpcframework.transports.aio import AsyncStream
+
+__all__ = ["AsyncConnection", "Attempt", "KeywordArgumentsUnsupported", "execute"]
+
+# A last-resort loop guard (the deadline bounds the time, the message-size cap the bytes), as in the sync client.
+_MAX_READS_PER_EVENT: Final = 1_000_000
+#: Events looked at while checking an idle pooled connection (pongs, pings); more is abuse.
+_MAX_IDLE_EVENTS: Final = 16
+
+
+class AsyncConnection:
+    """A connected :class:`AsyncStream` and its protocol machine; used by one task at a time (the pool hands it
+    out)."""
+
+    __slots__ = (
+        "_ping_ids",
+        "calls",
+        "created",
+        "last_ping",
+        "last_used",
+        "machine",
+        "max_idle",
+        "pipeline_idle",
+        "stream",
+        "url",
+    )
+
+    def __init__(self, url: str, stream: AsyncStream, offer: Extensions | None) -> None:
+        self.url = url
+        self.stream = stream
+        self.machine = ClientConnection(offer=offer)
+        self.created = self.last_used = time.monotonic()
+        self.last_ping = 0.0
+        self.calls = 0
+        self.max_idle = math.inf
+        self.pipeline_idle = 0.0
+        self._ping_ids = itertools.count(1)
+
+    def __repr__(self) -> str:
+        return f"<AsyncConnection {self.url} state={self.machine.state.value} calls={self.calls}>"
+
+    @property
+    def reusable(self) -> bool:
+        """True when reuse was negotiated and the last exchange ended cleanly (the machine is IDLE)."""
+        return self.machine.state is ConnectionState.IDLE and self.machine.reusable and not self.stream.closed
+
+    def send_keepalive(self) -> None:
+        """Queue a ``dka`` ping; its pong is read (and skipped) at the next exchange or idle check."""
+        self.stream.write(self.machine.send_keepalive(f"rpcframework-{next(self._ping_ids)}"))
+        self.last_ping = time.monotonic()
+
+    def check_idle(self) -> bool:
+        """Look at what arrived while the connection sat idle (already buffered by the loop, so no wait): ``True``
+        when it may carry the next call, ``False`` when the server closed it. Anything but keepalives raises
+        :class:`ProtocolError`: an answer nobody asked for must never be read as the next call's answer."""
+        stream = self.stream
+        if stream.pending() == 0 and not stream.at_eof and not stream.closed:
+            return True  # the steady state: nothing arrived
+        machine = self.machine
+        if stream.pending():
+            machine.receive_data(stream.read_nowait())
+        elif stream.at_eof or stream.closed:
+            return False
+        for _ in range(_MAX_IDLE_EVENTS):
+            event = machine.next_event()  # raises ProtocolError for a frame nobody asked for
+            if isinstance(event, PongReceived):
+                continue
+            if isinstance(event, ConnectionClosed):
+                return False
+            if event is NEED_DATA:
+                return not stream.at_eof
+            raise ProtocolError(f"{self.url}: unexpected {type(event).__name__} on an idle connection")
+        raise ProtocolError(f"{self.url}: the server kept sending on an idle connection")
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def _no_kwargs(conn: AsyncConnection, proposal: Proposal) -> KeywordArgumentsUnsupported:
+    return KeywordArgumentsUnsupported(
+        f"{conn.url} does not support keyword arguments (a DIRAC service takes positional arguments "
+        f"only); call {proposal.action_name} with positional arguments. Nothing was sent."
+    )
+
+
+def _remaining(deadline: Deadline, what: str) -> float | None:
+    expires = deadline.expires_at
+    if expires is None:
+        return None
+    left = expires - deadline.clock()
+    if left <= 0:
+        raise DeadlineExceeded(f"{what}: the call's deadline passed")
+    return left
+
+
+async def execute(
+    conn: AsyncConnection,
+    proposal: Proposal,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    deadline: Deadline,
+    attempt: Attempt,
+) -> DReturn:
+    """Run one exchange and return the result envelope (see :meth:`InnerRPCClient.execute` for what it raises).
+    After it returns, ``conn.reusable`` says whether the connection may go back to the pool."""
+    machine = conn.machine
+    if machine.pipeline and time.monotonic() - conn.last_used < conn.pipeline_idle:
+        return await _execute_pipelined(conn, proposal, args, kwargs, deadline=deadline, attempt=attempt)
+    stream = conn.stream
+    attempt.phase = CallPhase.PROPOSING
+    _remaining(deadline, "sending the proposal")
+    stream.write(machine.data_to_send() + machine.send_proposal(proposal))
+    event = await _next_event(conn, deadline, "waiting for the proposal's answer")
+    if isinstance(event, ProposalRefused):
+        raise refusal_error(event.error)
+    if not isinstance(event, ProposalAccepted):
+        raise ProtocolError(f"{conn.url}: unexpected answer to the proposal: {type(event).__name__}")
+    if kwargs and (event.extensions is None or Feature.KWARGS not in event.extensions):
+        raise _no_kwargs(conn, proposal)
+    if event.extensions is not None and event.extensions.idle_timeout and machine.pipeline:
+        # Pipeline only well within the server's announced idle timeout; drop idle connections before it does.
+        conn.pipeline_idle = event.extensions.idle_timeout * PIPELINE_IDLE_FRACTION
+        conn.max_idle = event.extensions.idle_timeout * POOL_IDLE_FRACTION
+    data = machine.send_arguments(args, kwargs or None)
+    # From here on the handler may run: a failure must not be retried (a partly sent frame counts as sent).
+    attempt.phase = CallPhase.ARGUMENTS_SENT
+    stream.write(data)
+    event = await _next_event(conn, deadline, "waiting for the result")
+    if not isinstance(event, CallResult):
+        raise ProtocolError(f"{conn.url}: expected the call's result, got {type(event).__name__}")
+    conn.calls += 1
+    conn.last_used = time.monotonic()
+    return result_or_overload(event.result)
+
+
+async def _execute_pipelined(
+    conn: AsyncConnection,
+    proposal: Proposal,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    deadline: Deadline,
+    attempt: Attempt,
+) -> DReturn:
+    """One round trip: proposal + arguments in one write; ack + result (or the refusal) in one answer."""
+    machine = conn.machine
+    if kwargs:
+        negotiated = machine.extensions
+        if negotiated is None or Feature.KWARGS not in negotiated:
+            raise _no_kwargs(conn, proposal)
+    attempt.phase = CallPhase.PROPOSING
+    stream = conn.stream
+    timeout = _remaining(deadline, "sending the call")
+    owed = machine.data_to_send()  # pongs owed to the server's pings, if any
+    data = machine.send_call(proposal, args, kwargs or None)
+    # The arguments go with the proposal: from the first byte on the handler may run (at-most-once).
+    attempt.phase = CallPhase.ARGUMENTS_SENT
+    stream.write(owed + data if owed else data)
+    try:
+        if machine.needs_data():
+            # The steady state: ack + result arrive in one read and are parsed inline (receive_result).
+            result = machine.receive_result(await stream.recv(timeout, "waiting for the result"))
+            if result is not None:
+                conn.calls += 1
+                conn.last_used = time.monotonic()
+                return result_or_overload(result)
+        event = await _next_event(conn, deadline, "waiting for the result")
+    except ConnectionClosedError:
+        if machine.state is ConnectionState.CLOSED:
+            # The server's goodbye came first: it closed the idle connection without reading our call.
+            attempt.phase = CallPhase.PROPOSING
+        raise
+    if isinstance(event, CallResult):
+        conn.calls += 1
+        conn.last_used = time.monotonic()
+        return result_or_overload(event.result)
+    if isinstance(event, ProposalRefused):
+        raise refusal_error(event.error)  # the server dropped the arguments unread; the connection is IDLE
+    raise ProtocolError(f"{conn.url}: expected the call's result, got {type(event).__name__}")
+
+
+async def _next_event(conn: AsyncConnection, deadline: Deadline, what: str) -> object:
+    machine = conn.machine
+    stream = conn.stream
+    for _ in range(_MAX_READS_PER_EVENT):
+        if not machine.needs_data():
+            event = machine.next_event()
+            if event is not NEED_DATA:
+                if isinstance(event, PongReceived):
+                    continue  # the answer to a keepalive we sent while the connection was idle
+                if isinstance(event, ConnectionClosed):
+                    raise ConnectionClosedError(f"{conn.url} closed the connection while {what}")
+                return event
+            owed = machine.data_to_send()  # pongs to the server's pings
+            if owed:
+                stream.write(owed)
+        machine.receive_data(await stream.recv(_remaining(deadline, what), what))
+    raise ProtocolError(f"{conn.url}: no complete message after {_MAX_READS_PER_EVENT} reads while {what}")

@@ -1,0 +1,203 @@
+"""The asyncio client's connections to one service, for one event loop: idle ones kept for reuse, busy ones counted.
+
+Like the blocking pool (:mod:`rpcframework.client.pool`): only connections whose server negotiated ``reuse`` are
+kept; LIFO per URL; aged out after ``idle_timeout`` (or earlier, when the server announced a shorter idle limit);
+kept alive with ``dka`` pings after ``keepalive_lapse``; maintenance runs on use, at most every
+``maintenance_interval``, with no background task. A connection taken from the pool is first checked for what
+arrived while it was idle (the loop buffered it): one the server closed is dropped, one that received anything but
+keepalives is dropped with a warning.
+
+What the blocking pool has no need for: a bound on the calls in progress per URL (``max_connections``). Tasks are
+cheap, so a portal that fans a page out to 500 calls would otherwise open 500 connections (and 500 TLS handshakes)
+to one server; beyond the bound a call waits, within its deadline, for one of the busy connections to come back.
+
+Everything here runs on the loop's thread: no locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from rpcframework.client.aio.connection import AsyncConnection
+from rpcframework.client.pool import PoolSettings
+from rpcframework.errors import ConfigurationError, DeadlineExceeded, ProtocolError, RPCFrameworkError
+
+__all__ = ["AsyncConnectionPool", "AsyncPoolSettings"]
+
+logger = logging.getLogger(__name__)
+
+#: Bound on the connections one maintenance pass pings (the rest wait for the next pass).
+_MAX_PINGS_PER_PASS: Final = 64
+
+
+@dataclass(frozen=True, kw_only=True)
+class AsyncPoolSettings(PoolSettings):
+    """Pool tuning for :class:`~rpcframework.client.aio.AsyncClient`: :class:`~rpcframework.client.PoolSettings`
+    plus ``max_connections``, the calls in progress per URL (``None``: no bound)."""
+
+    max_connections: int | None = 100
+    max_idle: int = 100
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        limit = self.max_connections
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ConfigurationError(f"max_connections must be an int >= 1 or None, not {limit!r}")
+
+
+class AsyncConnectionPool:
+    """Idle reusable connections and busy-connection slots, by URL, for one event loop."""
+
+    def __init__(self, settings: AsyncPoolSettings | None = None) -> None:
+        self.settings = settings or AsyncPoolSettings()
+        self._idle: dict[str, list[AsyncConnection]] = {}
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._busy: dict[str, int] = {}
+        self._closed = False
+        self._last_maintenance = time.monotonic()
+
+    def __repr__(self) -> str:
+        counts = {url: len(conns) for url, conns in self._idle.items() if conns}
+        return f"<AsyncConnectionPool idle={counts}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def idle_count(self, url: str | None = None) -> int:
+        if url is not None:
+            return len(self._idle.get(url, ()))
+        return sum(len(conns) for conns in self._idle.values())
+
+    def busy_count(self, url: str) -> int:
+        """Calls in progress to ``url`` (each holds a slot from :meth:`take_slot` until :meth:`release_slot`)."""
+        return self._busy.get(url, 0)
+
+    # -- slots -------------------------------------------------------------------------------------------------------
+
+    async def take_slot(self, url: str, timeout: float | None) -> None:
+        """Wait (up to ``timeout`` s) until fewer than ``max_connections`` calls to ``url`` are in progress, and
+        count this one; give the slot back with :meth:`release_slot`."""
+        limit = self.settings.max_connections
+        if limit is not None:
+            slots = self._slots.get(url)
+            if slots is None:
+                slots = self._slots[url] = asyncio.Semaphore(limit)
+            if not slots.locked():
+                await slots.acquire()  # returns at once: no suspension
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await slots.acquire()
+                except TimeoutError as exc:
+                    raise DeadlineExceeded(
+                        f"waiting for a connection to {url}: {limit} calls were in progress for the whole deadline"
+                        " (raise AsyncPoolSettings.max_connections, or give the call more time)"
+                    ) from exc
+        self._busy[url] = self._busy.get(url, 0) + 1
+
+    def release_slot(self, url: str) -> None:
+        left = self._busy.get(url, 0) - 1
+        if left > 0:
+            self._busy[url] = left
+        else:
+            self._busy.pop(url, None)
+        slots = self._slots.get(url)
+        if slots is not None:
+            slots.release()
+
+    # -- idle connections ----------------------------------------------------------------------------------------------
+
+    def acquire(self, url: str) -> AsyncConnection | None:
+        """The most recently returned live and clean connection to ``url``, or ``None``."""
+        now = time.monotonic()
+        if now - self._last_maintenance >= self.settings.maintenance_interval:
+            self.maintain()
+        limit = self.settings.idle_timeout or math.inf
+        conns = self._idle.get(url)
+        for _ in range(len(conns) if conns else 0):  # bounded: each pass takes a connection out
+            assert conns is not None
+            conn = conns.pop()
+            idle = now - conn.last_used
+            if idle < limit and idle < conn.max_idle and _usable(conn):
+                return conn
+            if not conn.stream.closed:
+                conn.close()
+        return None
+
+    def release(self, conn: AsyncConnection) -> None:
+        """Give back a connection after a clean exchange; closed instead when not reusable, the pool is full or
+        closed."""
+        if not conn.reusable:
+            conn.close()
+            return
+        conns = self._idle.get(conn.url)
+        if self._closed or (conns is not None and len(conns) >= self.settings.max_idle):
+            conn.close()
+            return
+        if conns is None:
+            conns = self._idle[conn.url] = []
+        conns.append(conn)
+        if conn.last_used - self._last_maintenance >= self.settings.maintenance_interval:
+            self.maintain()
+
+    def discard_idle(self, url: str) -> int:
+        """Close every idle connection to ``url`` (one turned out dead: the server probably restarted)."""
+        conns = self._idle.pop(url, [])
+        for conn in conns:
+            conn.close()
+        return len(conns)
+
+    def close(self) -> None:
+        """Close every idle connection; connections in use are closed when they are returned."""
+        self._closed = True
+        conns = [conn for group in self._idle.values() for conn in group]
+        self._idle.clear()
+        for conn in conns:
+            conn.close()
+
+    def maintain(self) -> None:
+        """Ping idle connections due for a keepalive; close those idle too long (never waits)."""
+        settings = self.settings
+        now = time.monotonic()
+        self._last_maintenance = now
+        pings = 0
+        for url, conns in list(self._idle.items()):
+            for conn in list(conns):
+                idle = now - conn.last_used
+                if (settings.idle_timeout and idle >= settings.idle_timeout) or idle >= conn.max_idle:
+                    conns.remove(conn)
+                    conn.close()
+                elif pings < _MAX_PINGS_PER_PASS and self._ping_due(conn, now):
+                    pings += 1
+                    try:
+                        conn.send_keepalive()
+                    except RPCFrameworkError as exc:
+                        logger.debug("keepalive to %s failed, closing it: %s", conn.url, exc)
+                        conns.remove(conn)
+                        conn.close()
+            if not conns:
+                del self._idle[url]
+
+    def _ping_due(self, conn: AsyncConnection, now: float) -> bool:
+        lapse = self.settings.keepalive_lapse
+        return bool(lapse) and now - max(conn.last_used, conn.last_ping) >= lapse
+
+
+def _usable(conn: AsyncConnection) -> bool:
+    """Whether an idle connection just taken from the pool may carry a call (closes it when not)."""
+    try:
+        if conn.check_idle():
+            return True
+        logger.debug("pooled connection to %s was closed by the server; dropped", conn.url)
+    except ProtocolError as exc:
+        logger.warning("dropped a pooled connection to %s: %s", conn.url, exc)
+    except RPCFrameworkError as exc:
+        logger.debug("pooled connection to %s failed its idle check (%s); dropped", conn.url, exc)
+    conn.close()
+    return False

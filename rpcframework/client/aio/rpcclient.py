@@ -1,0 +1,449 @@
+"""``AsyncRPCClient``: the asyncio :class:`~rpcframework.client.aio.interfaces.AsyncCallTarget` for one service.
+
+The asyncio twin of :class:`~rpcframework.client.rpcclient.RPCClient`, with the same policy objects: the frozen
+:class:`~rpcframework.client.base.BaseClient` (URLs from the configuration, shuffled primaries and failover URLs
+last, temporary bans, credentials, proposals with the delegation in force in the calling task), the immutable
+``Retry`` and ``Timeout`` values, the same rules for what is retried (before the arguments are sent, and an
+overload refusal from our server, which ran nothing) and the same error texts. Only the I/O differs: connections
+are :class:`~rpcframework.transports.aio.AsyncStream` objects on the running event loop.
+
+One connection pool per event loop (a loop's connections cannot be used from another loop); the service description
+is shared by all of them. A client may be used from several loops (threads each running ``asyncio.run``) at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final
+
+from rpcframework.client.aio.connection import AsyncConnection, Attempt, execute
+from rpcframework.client.aio.pool import AsyncConnectionPool, AsyncPoolSettings
+from rpcframework.client.base import DEFAULT_OFFER, BaseClient, Endpoint
+from rpcframework.client.options import ClientOptions
+from rpcframework.client.policy import CallPhase, Deadline
+from rpcframework.client.rpcclient import (
+    _final,
+    _handshake_timeout,
+    _log_retry,
+    _next_retry,
+    _pause_before,
+    _replayed,
+    _report_failure,
+    _silent_error,
+    _timeout_error,
+    all_failed,
+)
+from rpcframework.client.stub import build_rpc_stub
+from rpcframework.errors import (
+    ConfigurationError,
+    ConnectionClosedError,
+    DeadlineExceeded,
+    PeerSilent,
+    RemoteError,
+    RPCFrameworkError,
+    ServiceOverloaded,
+)
+from rpcframework.observability.events import CallOutcome, ClientCall, ClientObserver, ObservedCall
+from rpcframework.protocol import Extensions
+from rpcframework.protocol.messages import TraceContext
+from rpcframework.returnvalues import DReturn, SErrorException, error_from_exception
+from rpcframework.transports import Backend
+from rpcframework.transports.aio import AsyncStream, open_tcp_stream
+from rpcframework.transports.aio_tls import open_tls_stream
+from rpcframework.transports.base import UnknownCAError
+from rpcframework.transports.plain import ConnectTimeout
+from rpcframework.transports.pyopenssl import PyOpenSSLBackend
+
+__all__ = ["AsyncRPCClient"]
+
+logger = logging.getLogger(__name__)
+
+_NEVER: Final = Deadline.never()
+# A pooled connection found dead is replaced by another pooled one or a fresh one; a few tries at most.
+_MAX_STALE_RETRIES: Final = 3
+_MAX_OBSERVED_METHODS: Final = 1024
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class AsyncRPCClient:
+    """Calls one service from asyncio code; one connection pool per event loop.
+
+    Options as :class:`~rpcframework.client.rpcclient.RPCClient` (``options=`` or DISET keywords); ``pool`` tunes
+    reuse and the calls in progress per URL (:class:`AsyncPoolSettings`). ``dips://`` uses the pyOpenSSL back end
+    (``backend="m2crypto"`` is refused: M2Crypto has no non-blocking handshake the loop could drive).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        options: ClientOptions | None = None,
+        *,
+        pool: AsyncPoolSettings | None = None,
+        backends: dict[str, Backend] | None = None,
+        offer: Extensions | None = DEFAULT_OFFER,
+        environ: Mapping[str, str] | None = None,
+        sleep: Sleep = asyncio.sleep,
+        **kw_options: Any,
+    ) -> None:
+        if options is None:
+            options = ClientOptions.build(kw_options)
+        elif kw_options:
+            raise ConfigurationError("pass either options= or keyword options, not both")
+        if options.backend not in (None, "pyopenssl"):
+            raise ConfigurationError(
+                f"the asyncio client speaks dips:// with the pyopenssl back end only, not {options.backend!r}"
+                " (leave backend unset, or use the blocking Client for M2Crypto)"
+            )
+        self._rpc_base = BaseClient(url, options, backends=backends, offer=offer, environ=environ)
+        self._rpc_pool_settings = pool or AsyncPoolSettings()
+        self._rpc_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConnectionPool] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._rpc_lock = threading.Lock()  # pools are created from whichever thread runs a loop
+        self._rpc_sleep = sleep
+        self._rpc_closed = False
+        urls = self._rpc_base.selector.urls
+        self._rpc_single_url: str | None = urls[0] if len(urls) == 1 else None
+        self._rpc_endpoint = self._rpc_base.endpoints[urls[0]]
+        self._rpc_observer = options.observer
+        self._rpc_observed: dict[str, ClientCall] = {}
+
+    # -- public ----------------------------------------------------------------------------------------------------
+
+    @property
+    def base(self) -> BaseClient:
+        """The frozen service description (URLs, selector, TLS settings, proposals), shared by every loop."""
+        return self._rpc_base
+
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        """The connection pool of the running event loop (created on first use)."""
+        loop = asyncio.get_running_loop()
+        pool = self._rpc_pools.get(loop)
+        if pool is None:
+            with self._rpc_lock:
+                pool = self._rpc_pools.get(loop)
+                if pool is None:
+                    pool = self._rpc_pools[loop] = AsyncConnectionPool(self._rpc_pool_settings)
+        return pool
+
+    def __repr__(self) -> str:
+        return f"<AsyncRPCClient {self._rpc_base.service!r}>"
+
+    async def aclose(self) -> None:
+        """Close idle connections (of every loop); connections in use close when their call ends."""
+        self.close()
+
+    def close(self) -> None:
+        """:meth:`aclose` for synchronous code: the running loop's connections close now, other loops' are closed
+        on their own thread; later calls fail."""
+        self._rpc_closed = True
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        with self._rpc_lock:
+            pools = list(self._rpc_pools.items())
+            self._rpc_pools.clear()
+        for loop, pool in pools:
+            if loop.is_closed():
+                # Nothing can run there any more; its sockets close when their transports are collected. Close a
+                # client (await aclose()) before asyncio.run() returns to release them in order.
+                logger.debug("%r: the loop of %r is closed; its idle connections are dropped", self, pool)
+            elif loop is running or not loop.is_running():
+                pool.close()
+            else:
+                loop.call_soon_threadsafe(pool.close)
+
+    async def __aenter__(self) -> AsyncRPCClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def call(
+        self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, timeout: float | None
+    ) -> DReturn:
+        """Perform one call within ``timeout`` seconds (``None``: no deadline); the envelope, or raise."""
+        if self._rpc_observer is not None:
+            return await self._observed_call(self._rpc_observer, method, args, kwargs, timeout)
+        return await self._call(method, args, kwargs, timeout=timeout)
+
+    def maintain(self) -> None:
+        """Ping idle connections of the running loop's pool that are due for a keepalive; close expired ones."""
+        self.pool.maintain()
+
+    # -- DIRAC-style proxying: await AsyncRPCClient(url).method(*args) ---------------------------------------------
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[DReturn]]:
+        if name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return functools.partial(self._rpc_call_with_stub, name)
+
+    async def _rpc_call_with_stub(self, method: str, *args: Any, **kwargs: Any) -> DReturn:
+        base = self._rpc_base
+        timeout = base.timeout.total
+        try:
+            result: dict[str, Any] = dict(await self.call(method, args, kwargs, timeout=timeout))
+        except (RPCFrameworkError, SErrorException) as exc:
+            result = dict(error_from_exception(exc))
+        result["rpcStub"] = build_rpc_stub(base.service, base.stub_options(timeout), method, args, kwargs)
+        return result  # type: ignore[return-value]
+
+    # -- one call --------------------------------------------------------------------------------------------------
+
+    async def _observed_call(
+        self,
+        observer: ClientObserver,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        timeout: float | None,
+    ) -> DReturn:
+        call = self._rpc_observed.get(method)
+        if call is None:
+            call = ClientCall(self._rpc_endpoint.path, method)
+            if len(self._rpc_observed) < _MAX_OBSERVED_METHODS:
+                self._rpc_observed[method] = call
+        record = ObservedCall(observer, call)
+        token = record.token = observer.call_started(record.call)
+        started = time.perf_counter()
+        outcome = CallOutcome.ERROR
+        try:
+            result = await self._call(method, args, kwargs, timeout=timeout, record=record)
+            outcome = CallOutcome.OK if result["OK"] else CallOutcome.S_ERROR
+            return result
+        except RemoteError:
+            outcome = CallOutcome.REFUSED
+            raise
+        finally:
+            observer.call_finished(record.call, token, outcome, record.url, time.perf_counter() - started)
+
+    async def _call(
+        self,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        *,
+        timeout: float | None,
+        record: ObservedCall | None = None,
+    ) -> DReturn:
+        if self._rpc_closed:
+            raise ConfigurationError(f"{self!r} is closed")
+        deadline = Deadline.after(timeout) if timeout is not None else _NEVER
+        url = self._rpc_single_url
+        if url is None:
+            return await self._attempts(
+                method, args, kwargs, timeout=timeout, deadline=deadline, first=None, record=record
+            )
+        attempt = Attempt()
+        try:
+            result = await self._call_url(
+                self._rpc_endpoint, method, args, kwargs, deadline=deadline, attempt=attempt, record=record
+            )
+        except RPCFrameworkError as exc:
+            first = (url, attempt, exc)
+            return await self._attempts(
+                method, args, kwargs, timeout=timeout, deadline=deadline, first=first, record=record
+            )
+        self._rpc_base.selector.succeeded(url)
+        if record is not None:
+            record.url = url
+        return result
+
+    async def _attempts(
+        self,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        *,
+        timeout: float | None,
+        deadline: Deadline,
+        first: tuple[str, Attempt, RPCFrameworkError] | None,
+        record: ObservedCall | None,
+    ) -> DReturn:
+        """The attempts of one call over the URL plan, as :meth:`RPCClient._attempts` (bans, budget, pauses)."""
+        base = self._rpc_base
+        retry = base.retry
+        failures: list[tuple[str, RPCFrameworkError]] = []
+        overloaded: dict[str, ServiceOverloaded] = {}
+        given_up: set[str] = set()  # URLs another attempt cannot help in this call (no DNS name, a silent peer)
+        pause = 0.0
+        plan = (url for url in base.selector.attempt_order(retry.max_attempts) if url not in given_up)
+        for url in plan:
+            wait = _pause_before(overloaded.get(url), retry, deadline, pause)
+            if wait is None:  # the overloaded server's delay does not fit: its refusal is the answer
+                _report_failure(record, url, banned=False, retried=False)
+                return overloaded[url].result
+            if wait > 0:
+                await self._rpc_sleep(wait)
+            if first is not None:
+                attempt, exc = _replayed(first, url)
+                first = None
+            else:
+                attempt = Attempt()
+                outcome = await self._attempt(base.endpoints[url], (method, args, kwargs), deadline, attempt, record)
+                if not isinstance(outcome, RPCFrameworkError):
+                    base.selector.succeeded(url)
+                    if record is not None:
+                        record.url = url
+                    return outcome
+                exc = outcome
+            failures.append((url, exc))
+            self._end_on_timeout(url, method, exc, attempt, (timeout, deadline), record=record)
+            if not retry.is_retryable(exc, attempt.phase):
+                _report_failure(record, url, banned=False, retried=False)
+                return _final(exc)
+            base.selector.ban(url)
+            next_retry = _next_retry(retry, exc, attempt.phase, url, given_up=given_up, urls=base.selector.urls)
+            if next_retry is None:
+                _report_failure(record, url, banned=True, retried=False)
+                return all_failed(base.service, failures)
+            retry = next_retry
+            _report_failure(record, url, banned=True, retried=True)
+            if isinstance(exc, ServiceOverloaded):
+                overloaded[url] = exc
+            _log_retry(method, url, exc)
+            pause = retry.sleep_for(deadline)
+        return all_failed(base.service, failures)
+
+    async def _attempt(
+        self,
+        endpoint: Endpoint,
+        call: tuple[str, tuple[Any, ...], Mapping[str, Any]],
+        deadline: Deadline,
+        attempt: Attempt,
+        record: ObservedCall | None,
+    ) -> DReturn | RPCFrameworkError:
+        """One attempt on ``endpoint``, counted as outstanding there while it runs: the result, or the error."""
+        method, args, kwargs = call
+        selector = self._rpc_base.selector
+        selector.started(endpoint.url)  # a host holding calls (a dead one) gets no new ones while others have fewer
+        try:
+            return await self._call_url(
+                endpoint, method, args, kwargs, deadline=deadline, attempt=attempt, record=record
+            )
+        except RPCFrameworkError as exc:
+            return exc
+        finally:
+            selector.finished(endpoint.url)
+
+    def _end_on_timeout(
+        self,
+        url: str,
+        method: str,
+        exc: RPCFrameworkError,
+        attempt: Attempt,
+        limits: tuple[float | None, Deadline],
+        *,
+        record: ObservedCall | None,
+    ) -> None:
+        """As :meth:`RPCClient._end_on_timeout`: raise when ``exc`` ends the call as a timeout; a silent host is
+        banned and its idle connections (of this loop) dropped."""
+        timeout, deadline = limits
+        if isinstance(exc, PeerSilent):
+            self._rpc_base.selector.ban(url)
+            dropped = self.pool.discard_idle(url)
+            logger.warning("%s stopped answering; banned, %d idle connections to it dropped", url, dropped)
+            if attempt.phase.arguments_sent:
+                _report_failure(record, url, banned=True, retried=False)
+                raise _silent_error(url, method, exc) from exc
+        if deadline.expired or (isinstance(exc, DeadlineExceeded) and attempt.phase.arguments_sent):
+            _report_failure(record, url, banned=False, retried=False)
+            raise _timeout_error(url, method, timeout, exc) from exc
+
+    # -- one URL ---------------------------------------------------------------------------------------------------
+
+    async def _call_url(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        deadline: Deadline,
+        attempt: Attempt,
+        record: ObservedCall | None,
+    ) -> DReturn:
+        proposal = self._rpc_base.proposal(endpoint.path, method)
+        if record is not None:
+            trace = TraceContext.from_wire(record.trace_context())
+            if trace is not None:
+                proposal = dataclasses.replace(proposal, trace_context=trace)
+        pool = self.pool
+        await pool.take_slot(endpoint.url, deadline.remaining())
+        try:
+            for _ in range(_MAX_STALE_RETRIES):
+                conn = pool.acquire(endpoint.url)
+                attempt.reused = conn is not None
+                attempt.phase = CallPhase.CONNECTING
+                if conn is None:
+                    conn = await self._connect(endpoint, deadline)
+                try:
+                    result = await execute(conn, proposal, args, kwargs, deadline=deadline, attempt=attempt)
+                except RemoteError:
+                    pool.release(conn)  # a refusal leaves a reused connection idle and usable
+                    raise
+                except ConnectionClosedError as exc:
+                    conn.close()
+                    if attempt.reused and not attempt.phase.arguments_sent:
+                        dropped = pool.discard_idle(endpoint.url)
+                        logger.debug(
+                            "pooled connection to %s was dead (%s); %d more dropped", endpoint.url, exc, dropped
+                        )
+                        continue
+                    raise
+                except BaseException:
+                    # Failed or cancelled mid-exchange: what is left on the connection belongs to this call only.
+                    conn.close()
+                    raise
+                pool.release(conn)
+                return result
+            raise ConnectionClosedError(f"{endpoint.url}: pooled connections kept failing; giving up")
+        finally:
+            pool.release_slot(endpoint.url)
+
+    async def _connect(self, endpoint: Endpoint, deadline: Deadline) -> AsyncConnection:
+        timeout = self._rpc_base.timeout
+        if deadline.expired:
+            raise DeadlineExceeded(f"connecting to {endpoint.url}: the call's deadline passed")
+        connect_timeout = timeout.connect_deadline(deadline).remaining()
+        handshake_timeout = timeout.handshake_deadline(deadline).remaining()
+        try:
+            stream = await self._open(endpoint, connect_timeout, handshake_timeout)
+        except ConnectTimeout:
+            raise
+        except DeadlineExceeded as exc:
+            if endpoint.tls is None:
+                raise
+            raise _handshake_timeout(endpoint, handshake_timeout) from exc
+        except UnknownCAError as exc:
+            raise UnknownCAError(f"{exc}; {self._rpc_base.ca_hint}", errno=exc.errno) from exc
+        return AsyncConnection(endpoint.url, stream, self._rpc_base.offer)
+
+    async def _open(
+        self, endpoint: Endpoint, connect_timeout: float | None, handshake_timeout: float | None
+    ) -> AsyncStream:
+        keepalive = self._rpc_base.timeout.keepalive
+        if endpoint.tls is None:
+            return await open_tcp_stream(endpoint.host, endpoint.port, connect_timeout, keepalive)
+        backend = endpoint.backend
+        if not isinstance(backend, PyOpenSSLBackend):
+            raise ConfigurationError(f"{endpoint.url}: the asyncio client needs the pyopenssl back end")
+        return await open_tls_stream(
+            backend,
+            endpoint.host,
+            endpoint.port,
+            tls=endpoint.tls,
+            connect_timeout=connect_timeout,
+            handshake_timeout=handshake_timeout,
+            keepalive=keepalive,
+        )
