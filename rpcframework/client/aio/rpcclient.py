@@ -29,9 +29,11 @@ from rpcframework.client.base import DEFAULT_OFFER, BaseClient, Endpoint
 from rpcframework.client.options import ClientOptions
 from rpcframework.client.policy import CallPhase, Deadline
 from rpcframework.client.rpcclient import (
+    _ban_seconds,
     _final,
     _handshake_timeout,
     _log_retry,
+    _lost_after_sending,
     _next_retry,
     _pause_before,
     _replayed,
@@ -302,7 +304,7 @@ class AsyncRPCClient:
             if not retry.is_retryable(exc, attempt.phase):
                 _report_failure(record, url, banned=False, retried=False)
                 return _final(exc)
-            base.selector.ban(url)
+            base.selector.ban(url, _ban_seconds(exc))
             next_retry = _next_retry(retry, exc, attempt.phase, url, given_up=given_up, urls=base.selector.urls)
             if next_retry is None:
                 _report_failure(record, url, banned=True, retried=False)
@@ -400,6 +402,8 @@ class AsyncRPCClient:
                             "pooled connection to %s was dead (%s); %d more dropped", endpoint.url, exc, dropped
                         )
                         continue
+                    if attempt.phase.arguments_sent:
+                        raise _lost_after_sending(endpoint.url, exc) from exc
                     raise
                 except BaseException:
                     # Failed or cancelled mid-exchange: what is left on the connection belongs to this call only.
