@@ -24,8 +24,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from rpcframework.client.policy import CallPhase, Deadline
+from rpcframework.client.policy import CallPhase
 from rpcframework.client.replies import refusal_error, result_or_overload
+from rpcframework.deadline import Deadline
 from rpcframework.errors import ConnectionClosedError, DeadlineExceeded, ProtocolError
 from rpcframework.protocol import (
     NEED_DATA,
@@ -161,17 +162,6 @@ class Connection:
         self.stream.close()
 
 
-def _remaining(deadline: Deadline, what: str) -> float | None:
-    # Deadline.remaining() inlined (twice per call): the same clock read and comparison, one call fewer.
-    expires = deadline.expires_at
-    if expires is None:
-        return None
-    left = expires - deadline.clock()
-    if left <= 0:
-        raise DeadlineExceeded(f"{what}: the call's deadline passed")
-    return left
-
-
 #: A connection is pipelined only while idle for less than this fraction of the server's announced idle timeout,
 #: so the server cannot be closing it for idleness while our call is in flight (see docs/protocol.md).
 PIPELINE_IDLE_FRACTION: Final = 0.5
@@ -218,7 +208,7 @@ class InnerRPCClient:
             return self._execute_pipelined(conn, proposal, args, kwargs, deadline=deadline, attempt=attempt)
         attempt.phase = CallPhase.PROPOSING
         data = machine.data_to_send() + machine.send_proposal(proposal)
-        stream.settimeout(_remaining(deadline, "sending the proposal"))
+        stream.settimeout(deadline.time_left("sending the proposal"))
         stream.send_all(data)
         event = self._next_event(conn, deadline, "waiting for the proposal's answer")
         if isinstance(event, ProposalRefused):
@@ -232,7 +222,7 @@ class InnerRPCClient:
         data = machine.send_arguments(args, kwargs or None)
         # From here on the handler may run: a failure must not be retried (a partly sent frame counts as sent).
         attempt.phase = CallPhase.ARGUMENTS_SENT
-        stream.settimeout(_remaining(deadline, "sending the arguments"))
+        stream.settimeout(deadline.time_left("sending the arguments"))
         stream.send_all(data)
         event = self._next_event(conn, deadline, "waiting for the result")
         if not isinstance(event, CallResult):
@@ -259,7 +249,7 @@ class InnerRPCClient:
                 raise _no_kwargs(conn, proposal)
         attempt.phase = CallPhase.PROPOSING
         stream = conn.stream
-        stream.settimeout(_remaining(deadline, "sending the call"))
+        stream.settimeout(deadline.time_left("sending the call"))
         owed = machine.data_to_send()  # pongs owed to the server's pings, if any
         data = machine.send_call(proposal, args, kwargs or None)
         # The arguments go with the proposal: from the first byte on the handler may run (at-most-once).
@@ -269,7 +259,7 @@ class InnerRPCClient:
             if machine.needs_data():
                 # The steady state: ack + result arrive in one read and are parsed inline (receive_result).
                 # Anything unusual was fed to the machine instead, and the general loop below takes over.
-                stream.settimeout(_remaining(deadline, "waiting for the result"))
+                stream.settimeout(deadline.time_left("waiting for the result"))
                 result = machine.receive_result(stream.recv(_RECV_SIZE))
                 if result is not None:
                     conn.calls += 1
@@ -305,8 +295,8 @@ class InnerRPCClient:
                     return event
                 owed = machine.data_to_send()  # pongs to the server's pings
                 if owed:
-                    stream.settimeout(_remaining(deadline, what))
+                    stream.settimeout(deadline.time_left(what))
                     stream.send_all(owed)
-            stream.settimeout(_remaining(deadline, what))
+            stream.settimeout(deadline.time_left(what))
             machine.receive_data(stream.recv(_RECV_SIZE))
         raise ProtocolError(f"{conn.url}: no complete message after {_MAX_READS_PER_EVENT} reads while {what}")

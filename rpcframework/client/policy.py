@@ -42,13 +42,13 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
+from rpcframework.deadline import Clock, Deadline, check_seconds
 from rpcframework.errors import (
     CodecError,
     ConfigurationError,
-    DeadlineExceeded,
     ProtocolError,
     RemoteError,
     SecurityError,
@@ -58,7 +58,20 @@ from rpcframework.errors import (
 from rpcframework.returnvalues import ENOAUTH, EUPGRADE
 from rpcframework.transports.base import DEFAULT_KEEPALIVE
 
-Clock = Callable[[], float]
+# Deadline, Clock and check_seconds live in rpcframework/deadline.py (the one deadline type of every layer) and are
+# re-exported here, with the client's other values.
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_TOTAL_TIMEOUT",
+    "CallPhase",
+    "Clock",
+    "Deadline",
+    "Retry",
+    "RetryEvent",
+    "Timeout",
+    "check_seconds",
+    "is_retryable_error",
+]
 
 #: DISET's ``DEFAULT_RPC_TIMEOUT``: the whole call (ours) / each socket operation (DISET).
 DEFAULT_TOTAL_TIMEOUT = 600.0
@@ -67,66 +80,6 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 
 # A server that refused the proposal with one of these will refuse it again anywhere: not worth a retry.
 _FINAL_REMOTE_ERRNOS = frozenset({ENOAUTH, EUPGRADE})
-
-
-def check_seconds(name: str, value: float | None) -> None:
-    """Raise :class:`ConfigurationError` unless ``value`` is None or a positive finite number (not a bool)."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigurationError(f"{name} must be a number of seconds or None, not {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigurationError(f"{name} must be a positive finite number of seconds, not {value!r}")
-
-
-@dataclass(frozen=True)
-class Deadline:
-    """A point on a monotonic clock after which an operation must give up.
-
-    ``expires_at`` is ``None`` for "never". The clock is injectable so tests can move time by hand.
-    """
-
-    expires_at: float | None
-    clock: Clock = field(default=time.monotonic, compare=False, repr=False)
-
-    @classmethod
-    def after(cls, seconds: float | None, clock: Clock = time.monotonic) -> Deadline:
-        """A deadline ``seconds`` from now (``None``: never)."""
-        # The per-call case (a positive finite float) skips the full check; NaN fails ``0.0 < seconds`` too.
-        if seconds.__class__ is not float or not 0.0 < seconds < math.inf:
-            check_seconds("seconds", seconds)
-        return cls(None if seconds is None else clock() + seconds, clock)
-
-    @classmethod
-    def never(cls, clock: Clock = time.monotonic) -> Deadline:
-        return cls(None, clock)
-
-    def remaining(self) -> float | None:
-        """Seconds left (never negative), or ``None`` when there is no deadline."""
-        if self.expires_at is None:
-            return None
-        return max(0.0, self.expires_at - self.clock())
-
-    @property
-    def expired(self) -> bool:
-        return self.expires_at is not None and self.clock() >= self.expires_at
-
-    def min(self, other: Deadline) -> Deadline:
-        """The earlier of two deadlines (keeps this deadline's clock)."""
-        if other.expires_at is None:
-            return self
-        if self.expires_at is None or other.expires_at < self.expires_at:
-            return Deadline(other.expires_at, self.clock)
-        return self
-
-    def cap(self, seconds: float | None) -> Deadline:
-        """This deadline, or ``seconds`` from now when that is earlier (for per-step limits like connect)."""
-        return self.min(Deadline.after(seconds, self.clock))
-
-    def check(self, what: str = "call") -> None:
-        """Raise :class:`DeadlineExceeded` when the deadline has passed."""
-        if self.expired:
-            raise DeadlineExceeded(f"{what} deadline exceeded")
 
 
 @dataclass(frozen=True)

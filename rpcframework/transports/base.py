@@ -14,7 +14,6 @@ import importlib.util
 import logging
 import os
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from rpcframework.errors import (
     ConfigurationError,
     ConnectionClosedError,
     CredentialsError,
-    DeadlineExceeded,
     HandshakeError,
     PeerSilent,
     PeerVerificationError,
@@ -46,7 +44,6 @@ __all__ = [
     "Backend",
     "BackendName",
     "CrlMode",
-    "Deadline",
     "HandshakeStatus",
     "ServerHandshake",
     "Stream",
@@ -349,29 +346,6 @@ def get_backend(name: str = "pyopenssl", **options: object) -> Backend:
 
         return M2CryptoBackend(**options)  # type: ignore[arg-type]
     raise ConfigurationError(f"unknown transport back end {name!r}: choose 'plain', 'pyopenssl' or 'm2crypto'")
-
-
-class Deadline:
-    """A monotonic end time for a multi-step operation (connect, handshake); ``None`` means no limit."""
-
-    __slots__ = ("_end", "seconds")
-
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = seconds
-        self._end = None if seconds is None else time.monotonic() + seconds
-
-    def left(self) -> float | None:
-        """Seconds left, possibly <= 0 (``None``: no limit); for callers that build their message only on expiry."""
-        return None if self._end is None else self._end - time.monotonic()
-
-    def remaining(self, what: str) -> float | None:
-        """Seconds left, raising :class:`DeadlineExceeded` (naming ``what``) once none are."""
-        if self._end is None:
-            return None
-        left = self._end - time.monotonic()
-        if left <= 0:
-            raise DeadlineExceeded(f"{what} did not complete within {self.seconds:g} s")
-        return left
 
 
 _X509_V_ERR_CERT_HAS_EXPIRED = 10

@@ -7,13 +7,14 @@ import logging
 import socket
 from typing import TYPE_CHECKING
 
+from rpcframework.deadline import Deadline
 from rpcframework.errors import (
     ConfigurationError,
     ConnectError,
     DeadlineExceeded,
     NameResolutionError,
 )
-from rpcframework.transports.base import DEFAULT_KEEPALIVE, Deadline, HandshakeStatus, TLSConfig, connection_lost
+from rpcframework.transports.base import DEFAULT_KEEPALIVE, HandshakeStatus, TLSConfig, connection_lost
 
 if TYPE_CHECKING:
     from rpcframework.security.x509 import PeerIdentity
@@ -110,7 +111,7 @@ def open_tcp_connection(
     A name that does not resolve raises :class:`NameResolutionError`; a connect that times out,
     :class:`ConnectTimeout`.
     """
-    deadline = Deadline(timeout)
+    deadline = Deadline.within(timeout)
     target = f"{host}:{port}"
     try:
         infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
@@ -124,7 +125,7 @@ def open_tcp_connection(
     for family, kind, proto, _name, address in infos:
         sock = socket.socket(family, kind, proto)
         try:
-            sock.settimeout(deadline.remaining(f"connecting to {target}"))
+            sock.settimeout(deadline.time_left(f"connecting to {target}"))
             sock.connect(address)
         except DeadlineExceeded as exc:
             sock.close()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from OpenSSL import SSL
 from OpenSSL.crypto import X509, X509StoreContext, X509StoreContextError, X509StoreFlags
 
+from rpcframework.deadline import Deadline
 from rpcframework.errors import (
     ConnectionClosedError,
     CredentialsError,
@@ -34,7 +35,6 @@ from rpcframework.errors import (
 from rpcframework.transports import _openssl_internals as _internals
 from rpcframework.transports.base import (
     DEFAULT_KEEPALIVE,
-    Deadline,
     HandshakeStatus,
     TLSConfig,
     check_resumed_identity,
@@ -166,16 +166,16 @@ def _wait(sock: socket.socket, events: int, timeout: float | None, what: str) ->
 
 
 def _handshake(conn: SSL.Connection, sock: socket.socket, timeout: float | None, where: str) -> None:
-    deadline = Deadline(timeout)
+    deadline = Deadline.within(timeout)
     what = f"TLS handshake with {where}"
     for _ in range(MAX_IO_STEPS):
         try:
             conn.do_handshake()
             return
         except SSL.WantReadError:
-            _wait(sock, select.POLLIN, deadline.remaining(what), what)
+            _wait(sock, select.POLLIN, deadline.time_left(what), what)
         except SSL.WantWriteError:
-            _wait(sock, select.POLLOUT, deadline.remaining(what), what)
+            _wait(sock, select.POLLOUT, deadline.time_left(what), what)
     raise DeadlineExceeded(f"{what} made no progress")
 
 

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from OpenSSL import SSL
 
+from rpcframework.deadline import Deadline
 from rpcframework.errors import ConnectionClosedError, DeadlineExceeded
 from rpcframework.transports import _openssl_internals as _internals
-from rpcframework.transports.base import Deadline, TLSStreamInfo, classify_tls_failure, connection_lost
+from rpcframework.transports.base import TLSStreamInfo, classify_tls_failure, connection_lost
 
 if TYPE_CHECKING:
     from rpcframework.security.x509 import PeerIdentity
@@ -110,7 +111,7 @@ class PyOpenSSLStream(TLSStreamInfo):
                 # socket first, which spares OpenSSL a failed read and pyOpenSSL a WantReadError per exchange.
                 # Safe: no decrypted byte is pending (checked), and OpenSSL does not read ahead of the record it
                 # decrypts, so unread bytes can only be in the socket, where poll sees them (an EOF or error too).
-                deadline = Deadline(self._timeout)
+                deadline = Deadline.within(self._timeout)
                 self._wait(select.POLLIN, deadline, "receiving")
         ssl = self._ssl
         for _ in range(MAX_IO_STEPS):
@@ -126,10 +127,10 @@ class PyOpenSSLStream(TLSStreamInfo):
             try:
                 self._raise_ssl_error(ssl, size)
             except SSL.WantReadError:
-                deadline = deadline or Deadline(self._timeout)
+                deadline = deadline or Deadline.within(self._timeout)
                 self._wait(select.POLLIN, deadline, "receiving")
             except SSL.WantWriteError:
-                deadline = deadline or Deadline(self._timeout)
+                deadline = deadline or Deadline.within(self._timeout)
                 self._wait(select.POLLOUT, deadline, "receiving")
             except SSL.Error as exc:
                 return self._recv_failure(exc)
@@ -179,11 +180,11 @@ class PyOpenSSLStream(TLSStreamInfo):
                     self._raise_ssl_error(self._ssl, sent)
                     continue  # not reached: every result <= 0 raises
             except SSL.WantWriteError:
-                deadline = deadline or Deadline(self._timeout)
+                deadline = deadline or Deadline.within(self._timeout)
                 self._wait(select.POLLOUT, deadline, "sending")
                 continue
             except SSL.WantReadError:
-                deadline = deadline or Deadline(self._timeout)
+                deadline = deadline or Deadline.within(self._timeout)
                 self._wait(select.POLLIN, deadline, "sending")
                 continue
             except SSL.SysCallError as exc:
@@ -220,7 +221,7 @@ class PyOpenSSLStream(TLSStreamInfo):
         timeout_ms: float | None = None
         if left is not None:
             if left <= 0:
-                raise DeadlineExceeded(f"{what} ({self._where}) did not complete within {deadline.seconds:g} s")
+                raise DeadlineExceeded(deadline.exceeded_message(f"{what} ({self._where})"))
             timeout_ms = left * 1000.0
         poller = self._poller
         if poller is None:
