@@ -13,11 +13,11 @@ disagree about whom they talk to. Why pyOpenSSL rather than asyncio's own TLS: `
 
 from __future__ import annotations
 
-import time
 from typing import Final
 
 from OpenSSL import SSL
 
+from rpcframework.deadline import Deadline
 from rpcframework.errors import ConnectionClosedError, DeadlineExceeded
 from rpcframework.transports import _openssl_internals as _internals
 from rpcframework.transports.aio import AsyncStream, open_tcp_stream
@@ -198,7 +198,7 @@ async def open_tls_stream(
 
 
 async def _run_handshake(stream: AsyncStream, engine: MemoryTLS, timeout: float | None, what: str) -> None:
-    ends = None if timeout is None else time.monotonic() + timeout
+    deadline = Deadline.within(timeout)
     for _ in range(MAX_IO_STEPS):
         done = engine.handshake_step()
         stream.write_raw(engine.outgoing())
@@ -207,8 +207,8 @@ async def _run_handshake(stream: AsyncStream, engine: MemoryTLS, timeout: float 
         if stream.peer_closed or stream.failure is not None:
             # What OpenSSL read before the end (an alert) says why; the EOF is in its input already.
             raise stream.failure or ConnectionClosedError(f"{what}: the server closed the connection")
-        left = None if ends is None else ends - time.monotonic()
+        left = deadline.left()
         if left is not None and left <= 0:
-            raise DeadlineExceeded(f"{what} did not complete within {timeout:g} s")
+            raise DeadlineExceeded(deadline.exceeded_message(what))
         await stream.wait_handshake_data(left, what)
     raise DeadlineExceeded(f"{what} made no progress")

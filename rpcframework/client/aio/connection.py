@@ -24,9 +24,10 @@ from rpcframework.client.inner import (
     Attempt,
     KeywordArgumentsUnsupported,
 )
-from rpcframework.client.policy import CallPhase, Deadline
+from rpcframework.client.policy import CallPhase
 from rpcframework.client.replies import refusal_error, result_or_overload
-from rpcframework.errors import ConnectionClosedError, DeadlineExceeded, ProtocolError
+from rpcframework.deadline import Deadline
+from rpcframework.errors import ConnectionClosedError, ProtocolError
 from rpcframework.protocol import (
     NEED_DATA,
     CallResult,
@@ -126,16 +127,6 @@ def _no_kwargs(conn: AsyncConnection, proposal: Proposal) -> KeywordArgumentsUns
     )
 
 
-def _remaining(deadline: Deadline, what: str) -> float | None:
-    expires = deadline.expires_at
-    if expires is None:
-        return None
-    left = expires - deadline.clock()
-    if left <= 0:
-        raise DeadlineExceeded(f"{what}: the call's deadline passed")
-    return left
-
-
 async def execute(
     conn: AsyncConnection,
     proposal: Proposal,
@@ -152,7 +143,7 @@ async def execute(
         return await _execute_pipelined(conn, proposal, args, kwargs, deadline=deadline, attempt=attempt)
     stream = conn.stream
     attempt.phase = CallPhase.PROPOSING
-    _remaining(deadline, "sending the proposal")
+    deadline.time_left("sending the proposal")
     stream.write(machine.data_to_send() + machine.send_proposal(proposal))
     event = await _next_event(conn, deadline, "waiting for the proposal's answer")
     if isinstance(event, ProposalRefused):
@@ -194,7 +185,7 @@ async def _execute_pipelined(
             raise _no_kwargs(conn, proposal)
     attempt.phase = CallPhase.PROPOSING
     stream = conn.stream
-    timeout = _remaining(deadline, "sending the call")
+    timeout = deadline.time_left("sending the call")
     owed = machine.data_to_send()  # pongs owed to the server's pings, if any
     data = machine.send_call(proposal, args, kwargs or None)
     # The arguments go with the proposal: from the first byte on the handler may run (at-most-once).
@@ -238,5 +229,5 @@ async def _next_event(conn: AsyncConnection, deadline: Deadline, what: str) -> o
             owed = machine.data_to_send()  # pongs to the server's pings
             if owed:
                 stream.write(owed)
-        machine.receive_data(await stream.recv(_remaining(deadline, what), what))
+        machine.receive_data(await stream.recv(deadline.time_left(what), what))
     raise ProtocolError(f"{conn.url}: no complete message after {_MAX_READS_PER_EVENT} reads while {what}")
