@@ -56,7 +56,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         handshake=options.connect_timeout,
         keepalive=options.keepalive,
     )
-    client = RPCClient(options.urls, timeout=timeout)
+    client = RPCClient(options.urls, timeout=timeout, resolve_interval=options.resolve_interval)
     args: tuple[Any, ...] = (options.sleep,) if options.method == "sleep" else ()
     started = time.monotonic()
     if options.out:
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connect-timeout", type=float, default=2.0, help="TCP connect and TLS handshake limit")
     parser.add_argument("--keepalive", type=float, default=30.0, help="seconds a silent connection is tolerated")
     parser.add_argument("--out", help="write the JSON here instead of stdout")
+    parser.add_argument("--resolve-interval", type=float, default=30.0, help="seconds between DNS resolutions")
     parser.add_argument("--log-level", default="WARNING", help="of rpcframework's messages on stderr")
     options = parser.parse_args(argv)
     logging.basicConfig(level=options.log_level.upper(), format="%(asctime)s %(name)s: %(message)s")

@@ -211,6 +211,7 @@ class TestBed:
         for host in HOSTS:
             self.link(host, up=True)
             self.slow(host, slow=False)
+        self.resolve("svc", HOSTS)
 
     def namespace(self, host: str) -> str:
         return f"{self.prefix}-{host}"
@@ -225,6 +226,16 @@ class TestBed:
     def slow(self, host: str, slow: bool) -> None:
         """Give ``host`` a 256 kbit/s link (tc tbf), or its normal link back."""
         _run([str(SCRIPT), "slow" if slow else "fast", host, self.prefix])
+
+    def resolve(self, name: str, hosts: Sequence[str]) -> None:
+        """Make ``name`` resolve to the addresses of ``hosts`` inside the client host (its /etc/hosts, rewritten in
+        place: ``ip netns exec`` bind-mounts /etc/netns/<namespace>/hosts over /etc/hosts)."""
+        path = Path("/etc/netns") / self.namespace("c") / "hosts"
+        kept = [line for line in path.read_text().splitlines() if line.split()[1:] != [name]]
+        lines = [*kept, *(f"{ADDRESSES[host]} {name}" for host in hosts)]
+        with path.open("r+") as handle:  # the same file (inode): the bind mount sees the change
+            handle.write("\n".join(lines) + "\n")
+            handle.truncate()
 
     # -- credentials ----------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ Ours does that work exactly once per service per client and freezes the result:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from typing import Any, Final
 
 from rpcframework.client.options import ClientOptions
 from rpcframework.client.policy import Retry
+from rpcframework.client.resolve import DEFAULT_RESOLVE_INTERVAL, AddressBook, Resolver, split_target
 from rpcframework.client.selection import URLSelector
 from rpcframework.config import (
     ConfigStore,
@@ -66,6 +68,8 @@ logger = logging.getLogger(__name__)
 #: servers and DIRAC's.
 DEFAULT_OFFER: Final = Extensions(features=frozenset({Feature.REUSE, Feature.KWARGS, Feature.PIPELINE, Feature.TRACE}))
 
+# Targets (URLs and the addresses of their names) ever described; re-resolution adds to these, never beyond.
+_MAX_ENDPOINTS: Final = 1024
 # Distinct (path, method) proposals kept per client; names built dynamically must not grow memory without bound.
 _MAX_CACHED_PROPOSALS: Final = 1024
 
@@ -87,6 +91,8 @@ class Endpoint:
     path: str
     backend: Backend
     tls: TLSConfig | None
+    #: The name the server's certificate must carry, when ``host`` is one of the addresses of that name.
+    server_name: str | None = None
 
 
 def _config_tree(config: object) -> ConfigTree:
@@ -104,7 +110,8 @@ class BaseClient:
     """The frozen description of one service as seen by one client; shared read-only by every call.
 
     ``backends`` maps back-end names to instances to share (their TLS context caches) between the services of
-    one ``Client``; missing ones are created here.
+    one ``Client``; missing ones are created here. ``resolver(host, port) -> addresses`` and ``resolve_interval``
+    (seconds) say how host names with several addresses are found and how often again (client/resolve.py).
     """
 
     def __init__(
@@ -115,6 +122,8 @@ class BaseClient:
         backends: dict[str, Backend] | None = None,
         offer: Extensions | None = DEFAULT_OFFER,
         environ: Mapping[str, str] | None = None,
+        resolver: Resolver | None = None,
+        resolve_interval: float = DEFAULT_RESOLVE_INTERVAL,
     ) -> None:
         if not isinstance(service, str) or not service.strip():
             raise ConfigurationError(f"a service must be a URL or 'System/Component', not {service!r}")
@@ -124,8 +133,11 @@ class BaseClient:
         config = _config_tree(options.config)
         urls = resolve_service_urls(config, service)
         parsed = {url: parse_url(url) for url in urls.all}
-        self.selector = URLSelector(urls.primary, urls.failover)
-        self.retry: Retry = options.retries.resolve(len(parsed))
+        self._urls, self._parsed = urls, parsed
+        # A host name with several addresses is several targets (client/resolve.py), each like a URL of its own.
+        self.addresses = AddressBook(parsed, resolver=resolver, interval=resolve_interval)
+        self.selector = URLSelector(self.addresses.targets(urls.primary), self.addresses.targets(urls.failover))
+        self.retry: Retry = options.retries.resolve(len(self.selector.urls))
         self.timeout = options.timeout
         security = read_security_settings(config)
         if options.useCertificates is not None:
@@ -142,7 +154,7 @@ class BaseClient:
         #: Where the trusted CA directory came from, for "unknown CA" errors (set by _build_tls).
         self.ca_hint = "no trusted CA directory"
         self.tls = self._build_tls(security, environ) if any(u.secure for u in parsed.values()) else None
-        self.endpoints = {url: self._endpoint(url, spec) for url, spec in parsed.items()}
+        self.endpoints = {target: self._target_endpoint(target) for target in self.selector.urls}
         self._default_extra = self._static_extra_credentials()
         self._proposals: dict[tuple[str, str, ExtraCredentials], Proposal] = {}
         self._default_proposals: dict[tuple[str, str], Proposal] = {}  # the subset made with _default_extra
@@ -201,6 +213,25 @@ class BaseClient:
             if backend is None:
                 backend = self._backends[name] = get_backend(name)
             return backend
+
+    def _target_endpoint(self, target: str) -> Endpoint:
+        url, address = split_target(target)
+        endpoint = self._endpoint(url, self._parsed[url])
+        if address is None:
+            return endpoint
+        # Connect to the address; the server's certificate must still name the host of the URL.
+        return dataclasses.replace(endpoint, url=target, host=address, server_name=endpoint.host)
+
+    def refresh_addresses(self) -> None:
+        """Resolve the service's host names again when due, and follow the change (called by each call: cheap)."""
+        if not self.addresses.due() or not self.addresses.refresh():
+            return
+        primary = self.addresses.targets(self._urls.primary)
+        failover = self.addresses.targets(self._urls.failover)
+        for target in primary + failover:
+            if target not in self.endpoints and len(self.endpoints) < _MAX_ENDPOINTS:
+                self.endpoints[target] = self._target_endpoint(target)  # a new key: readers never see a half state
+        self.selector.replace(primary, failover)
 
     def _endpoint(self, url: str, spec: ServiceURL) -> Endpoint:
         if not spec.secure:

@@ -39,6 +39,7 @@ from rpcframework.client.inner import Attempt, Connection, InnerRPCClient
 from rpcframework.client.options import ClientOptions
 from rpcframework.client.policy import CallPhase, Deadline, Retry
 from rpcframework.client.pool import ConnectionPool, PoolSettings
+from rpcframework.client.resolve import DEFAULT_RESOLVE_INTERVAL, Resolver
 from rpcframework.client.selection import QUICK_FAILURE_BAN_SECONDS
 from rpcframework.client.stub import build_rpc_stub
 from rpcframework.errors import (
@@ -90,6 +91,8 @@ class RPCClient:
         backends: dict[str, Backend] | None = None,
         offer: Extensions | None = DEFAULT_OFFER,
         environ: Mapping[str, str] | None = None,
+        resolver: Resolver | None = None,
+        resolve_interval: float = DEFAULT_RESOLVE_INTERVAL,
         sleep: Callable[[float], None] = time.sleep,
         **kw_options: Any,
     ) -> None:
@@ -97,7 +100,15 @@ class RPCClient:
             options = ClientOptions.build(kw_options)
         elif kw_options:
             raise ConfigurationError("pass either options= or keyword options, not both")
-        self._rpc_base = BaseClient(url, options, backends=backends, offer=offer, environ=environ)
+        self._rpc_base = BaseClient(
+            url,
+            options,
+            backends=backends,
+            offer=offer,
+            environ=environ,
+            resolver=resolver,
+            resolve_interval=resolve_interval,
+        )
         self._rpc_pool = ConnectionPool(pool)
         self._rpc_inner = InnerRPCClient()
         self._rpc_sleep = sleep
@@ -211,6 +222,7 @@ class RPCClient:
         """The attempts of one call over the URL plan, with bans, retry budget and pauses. ``first`` is an attempt
         already made (and failed) on the plan's first URL: it is accounted for instead of being run again."""
         base = self._rpc_base
+        base.refresh_addresses()
         retry = base.retry
         failures: list[tuple[str, RPCFrameworkError]] = []
         overloaded: dict[str, ServiceOverloaded] = {}  # URLs that refused this call as overloaded (the latest)
@@ -377,6 +389,7 @@ class RPCClient:
                 endpoint.host,
                 endpoint.port,
                 tls=endpoint.tls,
+                server_hostname=endpoint.server_name,
                 connect_timeout=timeout.connect_deadline(deadline).remaining(),
                 handshake_timeout=handshake_limit,
                 keepalive=timeout.keepalive,

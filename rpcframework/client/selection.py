@@ -50,9 +50,11 @@ QUICK_FAILURE_BAN_SECONDS = 5.0
 
 
 def url_host(url: str) -> str | None:
-    """The host part of ``dips://host:port/System/Component``; ``None`` when the URL has none."""
+    """The host part of ``dips://host:port/System/Component`` (the address, for a target ``<url>#<address>``);
+    ``None`` when the URL has none."""
     try:
-        return urlsplit(url).hostname
+        parts = urlsplit(url)
+        return parts.fragment or parts.hostname
     except ValueError:
         return None
 
@@ -105,6 +107,24 @@ class URLSelector:
             self._banned_at[url] = self._clock()
             self._ban_length[url] = length
         logger.info("URL %s temporarily banned for %.0f s", url, length)
+
+    def replace(self, primary: Sequence[str], failover: Sequence[str] = ()) -> None:
+        """New URL lists (a host name resolved to other addresses): bans and outstanding counts of the URLs that
+        stay are kept; plans already made finish with the URLs they had."""
+        primary_urls = tuple(dict.fromkeys(primary))
+        failover_urls = tuple(url for url in dict.fromkeys(failover) if url not in primary_urls)
+        if not primary_urls and not failover_urls:
+            return
+        with self._lock:
+            self.primary, self.failover = primary_urls, failover_urls
+            urls = set(self.urls)
+            for gone in [url for url in self._banned_at if url not in urls]:
+                del self._banned_at[gone]
+                self._ban_length.pop(gone, None)
+            if len(urls) > 1:
+                self._outstanding = {url: self._outstanding.get(url, 0) for url in self.urls}
+            else:
+                self._outstanding = {}
 
     def started(self, url: str) -> None:
         """An attempt on ``url`` begins (it counts as outstanding until :meth:`finished`)."""

@@ -249,8 +249,10 @@ class TransferClient:
                 endpoint.host,
                 endpoint.port,
                 tls=endpoint.tls,
+                server_hostname=endpoint.server_name,  # an address of the URL's host name: its certificate names it
                 connect_timeout=timeout.connect_deadline(deadline).remaining(),
                 handshake_timeout=timeout.handshake_deadline(deadline).remaining(),
+                keepalive=timeout.keepalive,
             )
         except (RPCFrameworkError, OSError) as exc:
             raise _NotStarted(str(exc)) from exc
