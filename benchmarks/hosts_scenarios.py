@@ -219,14 +219,16 @@ def scenario_rolling(bed: TestBed, load: Load, *, first: float = 2.0, every: flo
 
 def _table(results: Sequence[ScenarioResult], load: Load) -> str:
     lines = [
-        f"| scenario ({load.threads} client threads) | before: calls/s, p99 | during | after | failed calls |",
-        "|---|---|---|---|---|",
+        f"| scenario ({load.threads} client threads) | before: calls/s, p99 | during | after | slowest call "
+        "| failed calls |",
+        "|---|---|---|---|---|---|",
     ]
     for result in results:
         cells = [f"{p.rate:,.0f}, {p.p99 * 1000:.1f} ms" for p in result.phases]
         reasons = Counter(_short_reason(call[3]) for call in result.failures)
         failed = "; ".join(f"{count} x {reason}" for reason, count in reasons.most_common(4)) or "0"
-        lines.append(f"| {result.name} | {' | '.join(cells)} | {failed} |")
+        worst = max((p.worst for p in result.phases), default=0.0)
+        lines.append(f"| {result.name} | {' | '.join(cells)} | {worst:.2f} s | {failed} |")
     return "\n".join(lines)
 
 
@@ -235,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=32)
     parser.add_argument("--duration", type=float, default=12.0)
     parser.add_argument("--scenarios", default="kill,partition,rolling")
+    parser.add_argument("--keepalive", type=float, default=30.0, help="the client's Timeout.keepalive")
     parser.add_argument("--json", help="also write every phase as JSON here")
     options = parser.parse_args(argv)
     reason = unavailable_reason()
@@ -242,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: {reason}", file=sys.stderr)
         return 1
     remove_stale_beds()
-    load = Load(threads=options.threads, duration=options.duration)
+    load = Load(threads=options.threads, duration=options.duration, extra=("--keepalive", str(options.keepalive)))
     runners = {"kill": scenario_kill, "partition": scenario_partition, "rolling": scenario_rolling}
     results = []
     with tempfile.TemporaryDirectory(prefix="rpcf-bed-") as workdir, TestBed(Path(workdir)) as bed:
