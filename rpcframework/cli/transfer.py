@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -221,16 +223,52 @@ class _Counter:
             self.show(done, total)
 
 
+#: The exit status after SIGTERM, as a shell reports a process ended by that signal.
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived: unwinds the transfer like Ctrl-C does, so its temporary files are removed on the way."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """While the transfer runs, SIGTERM raises :class:`_Terminated` in the main thread instead of killing the
+    process where it stands (which would leave the download's temporary ``.part`` file behind)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run(args: argparse.Namespace) -> int:
     resumed_from = partial_size(args.dest) if args.action == "receive" and args.resume else 0
     started = time.perf_counter()
     with _progress_bar(args) as show:
         counter = _Counter(show)
         try:
-            with _transfer_client(args) as client:
+            with _sigterm_unwinds(), _transfer_client(args) as client:
                 result: DReturn = _operation(args)(client, counter)
         except RPCFrameworkError as exc:
             result = local_error(exc)
+        except _Terminated:
+            _report(
+                args,
+                {
+                    "OK": False,
+                    "Errno": 0,
+                    "Message": "stopped by SIGTERM (temporary files removed; a --resume partial file is kept)",
+                },
+            )
+            return EXIT_TERMINATED
     seconds = time.perf_counter() - started
     offset = resumed_from if resumed_from and counter.first == resumed_from else 0
     moved = max(0, counter.done - offset)

@@ -37,6 +37,7 @@ from rpcframework.protocol.transfer_events import (
     CHUNK_SIZE,
     DRAIN_LIMIT,
     EXCEEDED_MAX_SIZE,
+    NO_CHECKSUM_TOKEN,
     RAW_CHUNK_MARK,
     ChunkAcknowledged,
     ChunkReceived,
@@ -187,6 +188,11 @@ class TransferEndpoint:
     def in_sync(self) -> bool:
         """False when the exchange ended mid data phase: the connection must be closed, not reused."""
         return self._in_sync
+
+    @property
+    def is_client(self) -> bool:
+        """True for the client's machine (it gets the server's final result after the data phase)."""
+        return self._is_client
 
     @property
     def local_abort(self) -> str | None:
@@ -487,7 +493,10 @@ class TransferEndpoint:
         if not self.verify_checksum:
             return True
         if not digest and self.mode is TransferMode.DIRAC:
-            return True  # a DIRAC client with "NoCheckSum" in its token computes no digest
+            # Only a DIRAC *client* sends no digest, and only with "NoCheckSum" in its token; from anyone else an
+            # empty digest is a failed check, never a pass.
+            token = self.info.token if self.info is not None else ""
+            return not self._is_client and NO_CHECKSUM_TOKEN in token
         return digest.lower() == self._hasher.hexdigest()
 
     def _drain(self, *, terminal: bool, size: int) -> TransferEvent | None:

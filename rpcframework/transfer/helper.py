@@ -184,6 +184,8 @@ class FileHelper:
             return self.sendError(f"Cannot write {Path(destination).name}: {exc.strerror}")
         try:
             result = self._receive(atomic.write, max_size, atomic=atomic)
+            if result["OK"]:
+                result = self._server_agrees(result)
         except BaseException:
             atomic.discard()  # nothing partial is left behind, whatever stopped the transfer
             raise
@@ -222,6 +224,8 @@ class FileHelper:
         """Receive an archive into a spool file, then ``S_OK(read(spool))``; a refused archive is ``S_ERROR``."""
         with tempfile.TemporaryFile() as spool:
             result = self._receive(spool.write, max_size)
+            if result["OK"]:
+                result = self._server_agrees(result)
             if not result["OK"]:
                 return result
             spool.seek(0)
@@ -231,6 +235,18 @@ class FileHelper:
                 return S_ERROR(str(exc))
             except OSError as exc:  # e.g. the target cannot be created: say what, not where
                 return S_ERROR(f"Cannot extract the bulk: {exc.strerror or type(exc).__name__}")
+
+    def _server_agrees(self, received: DReturn) -> DReturn:
+        """Client: ``received`` if the server's final result is ``S_OK``, else that result. A download is kept (or
+        a bulk extracted) only when the server says the transfer succeeded; on the server side there is no such
+        result to wait for."""
+        if not self.machine.is_client:
+            return received
+        try:
+            server = self.read_result()
+        except (RPCFrameworkError, OSError) as exc:
+            return S_ERROR(f"Transfer failed: no result from the server ({exc})")
+        return received if server["OK"] else server
 
     def _receive(
         self, write: Callable[[Any], object], max_size: int | None, atomic: AtomicFile | None = None

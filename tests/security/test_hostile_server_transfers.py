@@ -8,10 +8,12 @@ import contextlib
 import io
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +219,66 @@ def test_a_download_stops_at_its_size_cap(kit: Kit, hostile: Any, tmp_path: Path
     assert _entries(dest) == []  # no file, no temporary file
 
 
+# --- 13.8: keep a download only when the server says it succeeded; no checksum is no pass ---------------------
+
+
+def _data_then(
+    result: Any, payload: bytes, *, features: frozenset[Feature] | None = None, digest: str | None = None
+) -> Any:
+    def script(peer: HostilePeer) -> None:
+        peer.accept_transfer(features=features)
+        for start in range(0, len(payload), 1024 * 1024):
+            peer.send_chunk(payload[start : start + 1024 * 1024])
+        peer.send_end(payload, digest=digest)
+        peer.send_result(result)
+
+    return script
+
+
+def _small_tar() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("result.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"42"))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("operation", ["receiveFile", "receiveBulk"])
+@pytest.mark.parametrize("features", [None, frozenset()], ids=["stream", "dirac"])
+def test_a_download_is_kept_only_when_the_server_result_is_ok(
+    kit: Kit,
+    hostile: Any,
+    tmp_path: Path,
+    backend: str,
+    operation: str,
+    features: frozenset[Feature] | None,
+) -> None:
+    refusal = {"OK": False, "Errno": 0, "Message": "quota exceeded after all"}
+    payload = _small_tar() if operation == "receiveBulk" else b"complete and correct data"
+    server = hostile(_data_then(refusal, payload, features=features), backend)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    client = client_for(kit, server, retries=0)
+    if operation == "receiveFile":
+        result = client.receiveFile(dest / "out.dat", "out.dat")
+    else:
+        result = client.receiveBulk(dest, "bulk", compress=False)
+    assert result == refusal
+    assert _entries(dest) == []  # nothing committed, nothing extracted, no temporary file
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_empty_md5_from_a_dirac_mode_server_is_a_checksum_error(
+    kit: Kit, hostile: Any, tmp_path: Path, backend: str
+) -> None:
+    server = hostile(_data_then(OK, b"unchecked data", features=frozenset(), digest=""), backend)
+    result = client_for(kit, server, retries=0).receiveFile(tmp_path / "out.dat", "out.dat")
+    assert result == {"OK": False, "Errno": 0, "Message": "Error in the file CRC"}, result
+    assert _entries(tmp_path) == []
+
+
 # --- the command line -------------------------------------------------------------------------------------------
 
 
@@ -258,3 +320,38 @@ def test_the_cli_gives_up_on_a_server_that_only_pings(kit: Kit, hostile: Any, tm
     done = run_cli(kit, server, "receive", "f", str(tmp_path / "f"), "--timeout", "2")
     assert done.returncode == 1, done.stderr
     assert "no progress for 2 s" in json.loads(done.stdout)["Message"]
+
+
+def _some_data_then_pings(peer: HostilePeer) -> float:
+    peer.accept_transfer()
+    peer.send_chunk(os.urandom(3 * 1024 * 1024))
+    return peer.keep_pinging()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sigterm_during_a_cli_download_leaves_no_part_file(
+    kit: Kit, hostile: Any, tmp_path: Path, backend: str
+) -> None:
+    server = hostile(_some_data_then_pings, backend)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("X509_", "RPCFRAMEWORK_", "DIRAC", "GRID_"))}
+    command = [sys.executable, "-m", "rpcframework.cli.main", "transfer", "receive", server.url, "f", str(dest / "f")]
+    command += ["--proxy", str(kit.user.proxy_file), "--ca-dir", str(kit.ca.cert_dir), "--backend", backend]
+    command += ["--output", "json", "--timeout", "60"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for _ in range(300):  # until the download's temporary file exists (bounded: 30 s)
+            if any(name.endswith(".part") for name in _entries(dest)) or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert any(name.endswith(".part") for name in _entries(dest)), (_entries(dest), proc.poll())
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM" in json.loads(out)["Message"]
+    assert _entries(dest) == []

@@ -25,6 +25,7 @@ from rpcframework.protocol.messages import (
     Proposal,
     TransferDirection,
     transfer_chunk_message,
+    transfer_end_message,
 )
 from rpcframework.protocol.rpc import ClientConnection, ServerConnection
 from rpcframework.protocol.transfer import (
@@ -530,3 +531,23 @@ def test_256_mib_stream_throughput(capsys):
     assert client.next_event().checksum_ok
     with capsys.disabled():
         print(f"\n256 MiB streamed through ClientTransfer -> ServerTransfer: {256 / elapsed:.0f} MiB/s")
+
+
+@pytest.mark.parametrize(
+    ("direction", "token", "passes"),
+    [
+        (TransferDirection.ToClient, "", False),  # a server always computes MD5: none means a broken or hostile one
+        (TransferDirection.ToClient, "NoCheckSum", False),
+        (TransferDirection.FromClient, "", False),
+        (TransferDirection.FromClient, "job NoCheckSum", True),  # what a DIRAC client sends with that token
+    ],
+)
+def test_an_empty_md5_passes_only_from_a_dirac_client_that_said_nochecksum(direction, token, passes):
+    client, server = make_pair(direction, DIRAC)
+    link = Duplex(client, server)
+    open_transfer(link, client, server, FileInfo("f", token, 5 if direction is TransferDirection.FromClient else None))
+    sender_side, receiver_side = ("c", "s") if direction is TransferDirection.FromClient else ("s", "c")
+    link.deliver(receiver_side, link.machines[sender_side].send_chunk(b"hello"))  # the ack goes back by itself
+    link.deliver(receiver_side, encode_frame(encode(transfer_end_message(""))))  # no digest at all
+    finished = [e for e in link.take(receiver_side) if isinstance(e, TransferFinished)]
+    assert [e.checksum_ok for e in finished] == [passes]
