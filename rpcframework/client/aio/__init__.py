@@ -7,6 +7,7 @@ from rpcframework.client.aio.client import AsyncCallView, AsyncClient, AsyncRemo
 from rpcframework.client.aio.interfaces import AsyncCallTarget
 from rpcframework.client.aio.pool import AsyncConnectionPool, AsyncPoolSettings
 from rpcframework.client.aio.rpcclient import AsyncRPCClient
+from rpcframework.client.aio.transfer import AsyncTransferClient
 
 __all__ = [
     "AsyncCallTarget",
@@ -16,5 +17,6 @@ __all__ = [
     "AsyncPoolSettings",
     "AsyncRPCClient",
     "AsyncRemoteMethod",
+    "AsyncTransferClient",
     "executeRPCStubAsync",
 ]
