@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from rpcframework.config import ServiceURL
+from rpcframework.errors import NameResolutionError
+from rpcframework.transports.plain import name_resolution_error
 
 __all__ = ["DEFAULT_RESOLVE_INTERVAL", "AddressBook", "Resolver", "split_target", "system_resolver"]
 
@@ -83,6 +85,9 @@ class AddressBook:
         self._lock = threading.Lock()
         #: url -> the addresses it was expanded to (only names with several addresses).
         self.expanded: dict[str, tuple[str, ...]] = {}
+        # url -> the error of a name that did not resolve when the client was built: the first connection reports
+        # it instead of asking DNS a second time at once.
+        self._failed: dict[str, NameResolutionError] = {}
         for url, spec in self._parsed.items():
             addresses = self._lookup(url, spec)
             if addresses:
@@ -96,6 +101,10 @@ class AddressBook:
             addresses = self.expanded.get(url)
             out.extend(f"{url}#{address}" for address in addresses) if addresses else out.append(url)
         return tuple(out)
+
+    def take_failure(self, url: str) -> NameResolutionError | None:
+        """The resolution failure of ``url`` when the client was built, once (later connections resolve anew)."""
+        return self._failed.pop(url, None) if self._failed else None
 
     def due(self) -> bool:
         """Whether the names should be resolved again (cheap: one clock read; always False without names)."""
@@ -123,6 +132,11 @@ class AddressBook:
             return ()
         try:
             return _spread(self._resolver(spec.host, spec.port))
-        except (OSError, UnicodeError) as exc:  # the connect will report it, as for any name
+        except (socket.gaierror, UnicodeError) as exc:
+            if url not in self.expanded:
+                self._failed[url] = name_resolution_error(spec.host, exc)
+            logger.info("cannot resolve %s now (%s); keeping what was known", spec.host, exc)
+            return self.expanded.get(url, ())
+        except OSError as exc:  # the connect will report it, as for any name
             logger.info("cannot resolve %s now (%s); keeping what was known", spec.host, exc)
             return self.expanded.get(url, ())

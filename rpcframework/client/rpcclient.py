@@ -382,6 +382,9 @@ class RPCClient:
         timeout = self._rpc_base.timeout
         if deadline.expired:
             raise DeadlineExceeded(f"connecting to {endpoint.url}: the call's deadline passed")
+        unresolved = self._rpc_base.addresses.take_failure(endpoint.url)
+        if unresolved is not None:
+            raise unresolved
         # Backend.connect takes two step limits, not one deadline: each is capped by the time left of the call.
         handshake_limit = timeout.handshake_deadline(deadline).remaining()
         try:

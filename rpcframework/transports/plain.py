@@ -26,6 +26,7 @@ __all__ = [
     "PlainStream",
     "close_after_failure",
     "drain_before_close",
+    "name_resolution_error",
     "open_tcp_connection",
     "peer_address_of",
     "tune_socket",
@@ -101,6 +102,15 @@ class ConnectTimeout(DeadlineExceeded):
     this one happened during the TLS handshake)."""
 
 
+def name_resolution_error(host: str, exc: socket.gaierror | UnicodeError) -> NameResolutionError:
+    """What a host name that does not resolve is reported as."""
+    reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+    return NameResolutionError(
+        f"cannot resolve the host name {host!r} ({reason}): check the host in the URL or the configuration, "
+        "and that this machine's DNS knows it"
+    )
+
+
 def open_tcp_connection(
     host: str, port: int, timeout: float | None, keepalive: float | None = DEFAULT_KEEPALIVE
 ) -> socket.socket:
@@ -116,11 +126,7 @@ def open_tcp_connection(
     try:
         infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:  # UnicodeError: a label IDNA cannot encode (too long, empty)
-        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
-        raise NameResolutionError(
-            f"cannot resolve the host name {host!r} ({reason}): check the host in the URL or the configuration, "
-            "and that this machine's DNS knows it"
-        ) from exc
+        raise name_resolution_error(host, exc) from exc
     errors: list[str] = []
     for family, kind, proto, _name, address in infos:
         sock = socket.socket(family, kind, proto)

@@ -56,3 +56,13 @@ def test_a_silent_host_costs_one_connect_timeout_then_is_banned(bed: TestBed) ->
     assert set(phase.hosts) == {"h2"}
     waited = [call for call in data["calls"] if call[1] >= 1.0]
     assert len(waited) <= threads  # each thread met h1 at most once: then it was banned
+
+
+def test_a_slow_host_gets_fewer_calls(bed: TestBed) -> None:
+    for host in ("h1", "h2"):
+        bed.start(host)
+    bed.slow("h2", slow=True)  # a 256 kbit/s link: its calls take longer, so more of them are outstanding
+    data, _ = run_load(bed, [bed.url("h1"), bed.url("h2")], Load(threads=8, duration=3.0), [])
+    (phase,) = split(data["calls"], [("all", data["started"], data["ended"])])
+    assert phase.failed == 0, phase.reasons
+    assert phase.hosts["h1"] > 2 * phase.hosts["h2"] > 0, phase.hosts
