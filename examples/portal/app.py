@@ -1,7 +1,8 @@
 """The portal web application (Starlette): people sign in, then see and manage *their* Dispatcher projects.
 
 Every page that shows data calls the Dispatcher service through :class:`~examples.portal.gateway.DispatcherGateway`,
-on behalf of the signed-in person (``rpcframework.delegate``), with the portal's one shared ``DispatcherClient``.
+on behalf of the signed-in person (``rpcframework.delegate``), with the portal's one shared ``AsyncDispatcherClient``,
+awaited on the event loop (no thread pool).
 
 Pages:
 
@@ -26,17 +27,17 @@ authorization refusal, 404 for an unknown project, 502 when the service refuses 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hmac
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -120,7 +121,14 @@ def make_app(gateway: DispatcherGateway, settings: PortalSettings) -> Starlette:
         Middleware(SecurityHeaders),
         session_middleware(settings.session_secret, https_only=settings.https_only),
     ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await gateway.aclose()  # the client's connections belong to this event loop
+
     app = Starlette(
+        lifespan=lifespan,
         routes=routes,
         middleware=middleware,
         exception_handlers={ServiceRefused: portal.refused, HTTPException: portal.http_error},
@@ -184,9 +192,9 @@ class Portal:
             return None
         return PortalUser.from_session(request.session.get("user"))
 
-    async def as_user(self, user: PortalUser, call: Callable[..., T], *args: Any) -> T:
-        """Run a blocking gateway call for ``user`` in the thread pool (the event loop never waits on RPC)."""
-        return await run_in_threadpool(call, user, *args)
+    async def as_user(self, user: PortalUser, call: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Await a gateway call for ``user``: the RPC runs on the event loop, no thread per call."""
+        return await call(user, *args)
 
     def sign_in(self, request: Request, name: str | None) -> None:
         chosen = self.settings.users.get(name or "")

@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 from examples.dispatcher.client import DispatcherClient
 from examples.dispatcher.handler import DispatcherHandler
 from examples.portal.app import PortalSettings, make_app
-from examples.portal.gateway import DispatcherGateway, PortalUser
+from examples.portal.gateway import AsyncDispatcherClient, DispatcherGateway, PortalUser
 from rpcframework.config import ConfigTree, load_dict
 from rpcframework.security.devca import DevCA, IssuedCredential
 from rpcframework.server import Service, ServiceReactor
@@ -71,8 +71,15 @@ class DevEnvironment:
         host = self.portal_host if trusted else self.untrusted_host
         return DispatcherClient(config=self.portal_config(host), useCertificates=True, timeout=10)
 
-    def portal_app(self, client: DispatcherClient, *, dev_mode: bool = True) -> Starlette:
-        return make_app(DispatcherGateway(client), PortalSettings(users=self.users, dev_mode=dev_mode))
+    def async_client(self, *, trusted: bool = True) -> AsyncDispatcherClient:
+        """The portal's shared asyncio client (the web app's): the host certificate, a 10 s deadline."""
+        host = self.portal_host if trusted else self.untrusted_host
+        return AsyncDispatcherClient(config=self.portal_config(host), useCertificates=True, timeout=10)
+
+    def portal_app(self, *, trusted: bool = True, dev_mode: bool = True) -> Starlette:
+        """The web app with its own client (closed when the app shuts down)."""
+        gateway = DispatcherGateway(self.async_client(trusted=trusted))
+        return make_app(gateway, PortalSettings(users=self.users, dev_mode=dev_mode))
 
 
 def service_config(ca: DevCA, users: dict[str, IssuedCredential], hosts: dict[str, tuple[str, str]]) -> ConfigTree:

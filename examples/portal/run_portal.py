@@ -60,7 +60,7 @@ def walkthrough(base_url: str) -> None:
 
 
 def run_once(env: DevEnvironment) -> None:
-    with env.client() as client, PortalServer(env.portal_app(client)) as server:
+    with PortalServer(env.portal_app()) as server:
         print(f"\n== portal at {server.url} (dev mode), service at {env.service_url}")
         walkthrough(server.url)
     print("\nportal and service stopped. done.")
@@ -69,11 +69,10 @@ def run_once(env: DevEnvironment) -> None:
 def serve(env: DevEnvironment, port: int) -> None:
     sock = socket.create_server(("127.0.0.1", port))  # bound here, so the URL printed has the real port
     try:
-        with env.client() as client:
-            config = uvicorn.Config(env.portal_app(client), log_level="info", timeout_graceful_shutdown=2)
-            url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
-            print(f"\n== portal: open {url} (dev mode: sign in as alice or bob); Ctrl-C stops it")
-            uvicorn.Server(config).run(sockets=[sock])  # main thread: uvicorn handles Ctrl-C and SIGTERM
+        config = uvicorn.Config(env.portal_app(), log_level="info", timeout_graceful_shutdown=2)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+        print(f"\n== portal: open {url} (dev mode: sign in as alice or bob); Ctrl-C stops it")
+        uvicorn.Server(config).run(sockets=[sock])  # main thread: uvicorn handles Ctrl-C and SIGTERM
     finally:
         sock.close()
 

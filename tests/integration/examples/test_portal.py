@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +43,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevEnvironment]:
 @pytest.fixture(scope="module")
 def portal(env: DevEnvironment) -> Iterator[str]:
     """The portal (host certificate with TrustedHost, dev mode) on a free loopback port; its base URL."""
-    with env.client() as client, PortalServer(env.portal_app(client)) as server:
+    with PortalServer(env.portal_app()) as server:
         yield server.url
 
 
@@ -128,7 +129,7 @@ def test_create_form_shows_the_services_refusal(portal: str) -> None:
 
 
 def test_portal_without_trusted_host_gets_a_clear_refusal(env: DevEnvironment) -> None:
-    with env.client(trusted=False) as client, PortalServer(env.portal_app(client)) as server:
+    with env.client(trusted=False) as client, PortalServer(env.portal_app(trusted=False)) as server:
         alice = WebSession(server.url)
         page = alice.sign_in("alice")
         assert page.status == 502 and page.path == "/projects"
@@ -155,6 +156,31 @@ def test_concurrent_users_never_see_each_others_identity(portal: str) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         seen = list(pool.map(load, names))
     assert seen == names
+
+
+def test_200_concurrent_page_loads_start_no_thread_in_the_portal(portal: str) -> None:
+    # The portal awaits its RPCs on uvicorn's event loop (AsyncClient): no thread per call in flight, so a burst
+    # of page loads leaves the process with the threads it had (a thread pool would have grown by its workers).
+    sessions = {name: WebSession(portal) for name in ("alice", "bob")}
+    for name, session in sessions.items():
+        session.sign_in(name)
+    before = {thread.ident for thread in threading.enumerate()}
+    grown: set[str] = set()
+
+    def load(name: str) -> str:
+        page = sessions[name].get("/projects")
+        grown.update(
+            thread.name
+            for thread in threading.enumerate()
+            if thread.ident not in before and not thread.name.startswith("page-load")
+        )
+        return seen_identity(page.text)["username"]
+
+    names = ["alice", "bob"] * 100
+    with ThreadPoolExecutor(max_workers=200, thread_name_prefix="page-load") as pool:
+        seen = list(pool.map(load, names))
+    assert seen == names
+    assert grown == set(), grown
 
 
 # -- sessions, forms and dev mode -------------------------------------------------------------------------------
@@ -237,7 +263,7 @@ def test_dev_signin_redirects_only_to_local_paths(portal: str) -> None:
 
 
 def test_dev_signin_is_off_outside_dev_mode(env: DevEnvironment) -> None:
-    with env.client() as client, PortalServer(env.portal_app(client, dev_mode=False)) as server:
+    with PortalServer(env.portal_app(dev_mode=False)) as server:
         visitor = WebSession(server.url)
         assert visitor.get("/dev/signin?user=alice").status == 404
         page = visitor.get("/signin")
