@@ -50,6 +50,9 @@ GOALS = (
         "rpc_reused",
         0.95,
     ),
+    # Issue 16: the asyncio client.
+    RatioGoal("asyncio, one task, reused connection >= 1 x the blocking Client", "rpc_async_reused", "rpc_reused", 1.0),
+    RatioGoal("asyncio, 1,000 calls in flight on one loop >= 2 x grpc.aio", "rpc_async_1000", "grpc_aio_1000", 2.0),
 )
 
 
