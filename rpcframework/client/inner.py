@@ -256,15 +256,6 @@ class InnerRPCClient:
         attempt.phase = CallPhase.ARGUMENTS_SENT
         stream.send_all(owed + data if owed else data)
         try:
-            if machine.needs_data():
-                # The steady state: ack + result arrive in one read and are parsed inline (receive_result).
-                # Anything unusual was fed to the machine instead, and the general loop below takes over.
-                stream.settimeout(deadline.time_left("waiting for the result"))
-                result = machine.receive_result(stream.recv(_RECV_SIZE))
-                if result is not None:
-                    conn.calls += 1
-                    conn.last_used = time.monotonic()
-                    return result_or_overload(result)
             event = self._next_event(conn, deadline, "waiting for the result")
         except ConnectionClosedError:
             if machine.state is ConnectionState.CLOSED:
@@ -283,20 +274,22 @@ class InnerRPCClient:
     def _next_event(conn: Connection, deadline: Deadline, what: str) -> object:
         machine = conn.machine
         stream = conn.stream
+        if machine.needs_data():  # right after our send nothing is buffered: read at once, then ask the machine
+            stream.settimeout(deadline.time_left(what))
+            machine.receive_data(stream.recv(_RECV_SIZE))
         for _ in range(_MAX_READS_PER_EVENT):
-            # Right after our send nothing is buffered: read at once instead of asking the machine first.
-            if not machine.needs_data():
-                event = machine.next_event()
-                if event is not NEED_DATA:
-                    if isinstance(event, PongReceived):
-                        continue  # the answer to a keepalive we sent while the connection was idle
-                    if isinstance(event, ConnectionClosed):
-                        raise ConnectionClosedError(f"{conn.url} closed the connection while {what}")
-                    return event
+            event = machine.next_event()
+            if event is NEED_DATA:
                 owed = machine.data_to_send()  # pongs to the server's pings
                 if owed:
                     stream.settimeout(deadline.time_left(what))
                     stream.send_all(owed)
-            stream.settimeout(deadline.time_left(what))
-            machine.receive_data(stream.recv(_RECV_SIZE))
+                stream.settimeout(deadline.time_left(what))
+                machine.receive_data(stream.recv(_RECV_SIZE))
+            elif type(event) is PongReceived:
+                continue  # the answer to a keepalive we sent while the connection was idle
+            elif type(event) is ConnectionClosed:
+                raise ConnectionClosedError(f"{conn.url} closed the connection while {what}")
+            else:
+                return event
         raise ProtocolError(f"{conn.url}: no complete message after {_MAX_READS_PER_EVENT} reads while {what}")

@@ -42,8 +42,21 @@ __all__ = ["BaseConnection", "HandOver"]
 
 logger = logging.getLogger(__name__)
 
+# Enum members as module constants: EnumType defines __getattr__ (3.11), which makes every ``ConnectionState.X``
+# in the per-message code a slow attribute lookup.
+_IDLE: Final = ConnectionState.IDLE
+_PROPOSED: Final = ConnectionState.PROPOSED
+_ACCEPTED: Final = ConnectionState.ACCEPTED
+_CALLING: Final = ConnectionState.CALLING
+_HANDED_OVER: Final = ConnectionState.HANDED_OVER
+_CLOSED: Final = ConnectionState.CLOSED
+_ERROR: Final = ConnectionState.ERROR
+
 #: Bound on the per-connection caches of encoded/decoded proposals (a connection calls few distinct methods).
 _CACHE_SIZE: Final = 32
+#: Frames one next_event() may go through without an event (keepalives, skipped frames, a consumed ack): a loop
+#: guard; a peer that sends that many unanswered frames in a row is broken or hostile.
+_MAX_FRAMES_PER_EVENT: Final = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +79,7 @@ class BaseConnection:
     #: States in which the machine waits for our own action and reads nothing.
     #: A tuple, not a frozenset: ``in`` on a tuple compares enum members by identity, without Enum.__hash__
     #: (a Python-level function in 3.11) on every event.
-    _paused_states: tuple[ConnectionState, ...] = (ConnectionState.HANDED_OVER,)
+    _paused_states: tuple[ConnectionState, ...] = (_HANDED_OVER,)
 
     def __init__(
         self,
@@ -78,10 +91,13 @@ class BaseConnection:
         self._max_message_size = max_message_size
         self._max_proposal_size = max_proposal_size
         self._limits = limits
+        # The decoder's cap moves between these two at every exchange; both are checked here, once, so the
+        # per-message switches write the decoder's field directly (its property checks every assignment).
+        FrameDecoder(max_message_size)
         self._decoder = FrameDecoder(max_proposal_size)
         self._out = bytearray()
         self._eof = False
-        self._state = ConnectionState.IDLE
+        self._state = _IDLE
         self._encoding = Encoding.JSON  # the base encoding (proposal, ack, refusals)
         self._negotiated: Extensions | None = None
         # Derived from _negotiated once (_set_negotiated), so the per-message path does no set lookups.
@@ -124,12 +140,12 @@ class BaseConnection:
         if not data:
             self._eof = True
             return
-        if self._state is ConnectionState.CLOSED:
+        if self._state is _CLOSED:
             return  # the exchange is over; whatever the peer still sends is not read (DIRAC closes here)
         try:
             self._decoder.feed(data)
         except ProtocolError:
-            self._state = ConnectionState.ERROR
+            self._state = _ERROR
             raise
 
     @property
@@ -142,7 +158,14 @@ class BaseConnection:
     def needs_data(self) -> bool:
         """True when nothing is buffered, so ``next_event()`` would return ``NEED_DATA`` while a message is
         awaited (a shortcut for the per-call loop: read first, then ask)."""
-        return not self._eof and not self._out and self._decoder.at_boundary
+        decoder = self._decoder  # FrameDecoder.at_boundary, inline: this runs once or twice per call
+        return (
+            not self._eof
+            and not self._out
+            and decoder._pos == len(decoder._buf)
+            and decoder._need < 0
+            and not decoder._keepalive
+        )
 
     def data_to_send(self) -> bytes:
         """Return (and forget) bytes queued in reaction to received data: pongs, error replies."""
@@ -154,28 +177,50 @@ class BaseConnection:
 
     def next_event(self) -> Event | Sentinel:
         """Return the next event, ``NEED_DATA`` or ``PAUSED``. Raises :class:`ProtocolError` on a bad peer."""
-        if self._state is ConnectionState.ERROR:
+        # One loop for every frame and state (the steady state of a call included): no second parser beside it.
+        state = self._state
+        if state is _ERROR:
             raise LocalProtocolError("the connection had a protocol error; close it")
+        decoder = self._decoder
         try:
-            return self._next_event()
+            for _ in range(_MAX_FRAMES_PER_EVENT):
+                if state is _CLOSED:
+                    return ConnectionClosed()
+                if state in self._paused_states:
+                    return PAUSED
+                payload = decoder.next_payload()
+                if payload is None:
+                    return self._on_eof() if self._eof else NEED_DATA
+                if decoder.last_keepalive:
+                    pong = self._on_keepalive(payload)
+                    if pong is not None:
+                        return pong
+                elif self._skip:
+                    self._skip_frame()
+                else:
+                    event = self._on_frame(payload)
+                    if event is not None:
+                        return event
+                state = self._state
+            raise ProtocolError(f"the peer sent {_MAX_FRAMES_PER_EVENT} frames that make no event (keepalives?)")
         except (ProtocolError, ConnectionClosedError):
-            self._state = ConnectionState.ERROR
+            self._state = _ERROR
             raise
 
     def send_keepalive(self, ping_id: str) -> bytes:
         """A keepalive ping to send while idle; the answer arrives as :class:`PongReceived`."""
-        self._require(ConnectionState.IDLE, ConnectionState.ACCEPTED, ConnectionState.CALLING)
+        self._require(_IDLE, _ACCEPTED, _CALLING)
         return encode_keepalive_frame(encode(KeepAlive(ping_id).to_wire(), self._encoding, self._limits))
 
     def hand_over(self) -> HandOver:
         """Give the stream to the machine of a non-RPC action (state ``HANDED_OVER``)."""
-        self._require(ConnectionState.HANDED_OVER)
+        self._require(_HANDED_OVER)
         assert self._proposal is not None  # set whenever HANDED_OVER is entered
         return HandOver(self._proposal, self._decoder, self.data_encoding, self._negotiated)
 
     def finish_hand_over(self) -> None:
         """The follow-up machine is done: back to ``IDLE`` when reuse was negotiated, else ``CLOSED``."""
-        self._require(ConnectionState.HANDED_OVER)
+        self._require(_HANDED_OVER)
         self._end_exchange()
 
     # --- for subclasses ----------------------------------------------------------------------------------------
@@ -213,37 +258,16 @@ class BaseConnection:
 
     def _end_exchange(self) -> None:
         self._proposal = None
-        self._decoder.max_frame_size = self._max_proposal_size
-        self._state = ConnectionState.IDLE if self._reusable else ConnectionState.CLOSED
+        self._decoder._max_frame_size = self._max_proposal_size
+        self._state = _IDLE if self._reusable else _CLOSED
 
     # --- internals ---------------------------------------------------------------------------------------------
-
-    def _next_event(self) -> Event | Sentinel:
-        while True:
-            if self._state is ConnectionState.CLOSED:
-                return ConnectionClosed()
-            if self._state in self._paused_states:
-                return PAUSED
-            frame = self._decoder.next_frame()
-            if frame is None:
-                return self._on_eof() if self._eof else NEED_DATA
-            if not frame.keepalive:
-                if self._skip:
-                    self._skip_frame()
-                    continue
-                event = self._on_frame(frame.payload)
-                if event is not None:
-                    return event
-                continue
-            pong = self._on_keepalive(frame.payload)
-            if pong is not None:
-                return pong
 
     def _skip_frame(self) -> None:
         # Dropped unread: the arguments of a refused pipelined proposal (nothing ran; at-most-once holds).
         self._skip -= 1
         if not self._skip:
-            self._decoder.max_frame_size = self._max_proposal_size
+            self._decoder._max_frame_size = self._max_proposal_size
 
     def _on_keepalive(self, payload: bytes) -> PongReceived | None:
         message, encoding = self._decode(payload, None)
@@ -255,9 +279,9 @@ class BaseConnection:
 
     def _on_eof(self) -> Event | Sentinel:
         self._decoder.eof()  # raises ConnectionClosedError mid-frame
-        if self._state is ConnectionState.IDLE:
+        if self._state is _IDLE:
             # A clean close between exchanges (an idle reused connection, or a peer that gave up before proposing).
-            self._state = ConnectionState.CLOSED
+            self._state = _CLOSED
             return ConnectionClosed()
         if self._state in self._paused_states:
             return PAUSED  # our move; the caller learns about the close when it sends

@@ -54,6 +54,16 @@ class Admission:
 
     def admit(self, service: Service, proposal: Proposal) -> Caller | tuple[DReturn, bool]:
         """The caller, or the refusal to send and whether it is a strike against the caller."""
+        cached = self._auth_cache
+        if (
+            cached is not None
+            and cached[0] is proposal
+            and cached[1] is service.config_tree()
+            and self.peer_problem is None
+            and cached[3] == self._identity_generation()  # bumped by every suspension
+            and proposal.action_type is ActionType.RPC  # a transfer takes a slot each time
+        ):
+            return cached[2]  # the steady state: nothing changed since this very proposal was admitted
         suspension = self._suspension(proposal)  # a lookup only while some identity is suspended
         if suspension is not None:
             return suspension, False
@@ -67,20 +77,6 @@ class Admission:
                 return busy, False
             self._transfer_slot = (service, identity)
         return caller
-
-    def cached_caller(self, service: Service, proposal: Proposal) -> Caller | None:
-        """The caller of a repeated ``proposal`` when nothing changed since it was admitted (the pipelined fast
-        path), else ``None``: the general path must decide again."""
-        cached = self._auth_cache
-        if (
-            self.peer_problem is not None
-            or cached is None
-            or cached[0] is not proposal
-            or cached[1] is not service.config_tree()
-            or cached[3] != self._identity_generation()
-        ):
-            return None
-        return cached[2]
 
     def end_transfer(self) -> None:
         """Give back the transfer slot, if one is held (idempotent)."""

@@ -82,6 +82,15 @@ class Step(enum.Enum):
     CLOSE = "close"  # the exchange is over, refused, or broken: close the connection
 
 
+# Enum members as module constants: EnumType defines __getattr__ (3.11), a slow lookup on the per-call path.
+_STEP_WAIT: Final = Step.WAIT
+_STEP_CALL: Final = Step.CALL
+_STEP_CLOSE: Final = Step.CLOSE
+_IDLE: Final = ConnectionState.IDLE
+_ACCEPTED: Final = ConnectionState.ACCEPTED
+_HANDED_OVER: Final = ConnectionState.HANDED_OVER
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelLimits:
     """Per-connection limits (seconds and bytes)."""
@@ -187,7 +196,7 @@ class Channel:
             self._feed(data)
 
     def _feed(self, data: bytes) -> None:
-        was_idle = self.conn.state is ConnectionState.IDLE
+        was_idle = self.conn.state is _IDLE
         self.conn.receive_data(data)
         if data and was_idle:
             # A proposal has started: it gets read_timeout from now at most, however slowly it trickles in.
@@ -198,25 +207,19 @@ class Channel:
         return self.stream.pending() > 0
 
     def next_request(self, timeout: float) -> Step | None:
-        """The worker-owned read of a kept connection: wait at most ``timeout`` for the next request and return
-        the step it makes (``None``: nothing arrived, the connection is idle and goes back to the selector).
-
-        Steady state, parsed inline: a pipelined call whose proposal bytes this connection already accepted
-        (:meth:`ServerConnection.parse_pipelined`: same service, method and extra credentials, so the same
-        identity) under the same configuration snapshot (the admission's cache is keyed by the proposal object and the
-        tree's identity; a reload makes a new tree, so authorization runs again) and with no peer problem
-        reported since. Anything else (a new proposal, a refusal to make, keepalives, a request split across
-        reads, more bytes than one request) takes the general path: feed, ``advance``.
-        """
-        conn = self.conn
+        """The worker-owned read of a kept connection (and the selector's read, with ``timeout`` 0): wait at most
+        ``timeout`` for the next request and return the step it makes (``None``: nothing arrived, the connection
+        is idle and goes back to the selector). Bytes go through the protocol machine like any other: feed,
+        ``advance``."""
         # Decrypted bytes still held by TLS need no check of their own here: they come after whatever the machine
         # buffers, and stream.recv returns them at once without waiting (a Stream's contract), into the same
         # paths as bytes from the socket. The selector never sees them, so _watch checks wants_read() on every
         # hand-back; a timeout below means TLS held nothing either. (One TLS call less per request.)
+        conn = self.conn
         if not conn.needs_data():
             # The machine holds bytes: complete frames are processed at once; a partial one waits for its rest.
             step = self.advance()
-            if step is not Step.WAIT:
+            if step is not _STEP_WAIT:
                 return step
             return self.advance() if self.read_once(timeout) else None
         stream = self.stream
@@ -225,34 +228,17 @@ class Channel:
             data = stream.recv(RECV_SIZE)
         except TimeoutError:  # DeadlineExceeded: nothing arrived in time
             return None
-        taken = self._take_repeated_call(data) if data else None
-        if taken is not None:
-            return taken
-        self._feed_all(data)  # the general path, as read_once would have fed these bytes
-        return self.advance()
-
-    def _take_repeated_call(self, data: bytes) -> Step | None:
-        """The inline parse of :meth:`next_request`: ``Step.CALL`` (or ``CLOSE`` for bad arguments), or ``None``
-        with nothing consumed when ``data`` is not a repeated, still authorized pipelined call."""
-        conn = self.conn
-        parsed = conn.parse_pipelined(data)
-        if parsed is None:
-            return None
-        proposal, payload = parsed
-        service = self.services.get(proposal.service)
-        caller = self.admission.cached_caller(service, proposal) if service is not None else None
-        if service is None or caller is None or (self.peer_check is not None and self.peer_check.problem() is not None):
-            return None  # authorization (or a suspension check) must run again: the general path does it
-        self._current = (service, proposal, caller)
-        try:
-            args, kwargs = conn.take_pipelined(proposal, payload)
-        except ProtocolError as exc:  # as advance() handles it: DIRAC's refusal, then close
-            logger.info("closing %s after a protocol error: %s", self.where, exc)
-            self.admission.charge("protocol error", proposal)
-            self._send_quietly(conn.data_to_send())
-            return Step.CLOSE
-        self.call = self._make_call(args, kwargs)
-        return Step.CALL
+        conn.receive_data(data)
+        step = self.advance()
+        if step is _STEP_WAIT and data:
+            # An incomplete message (rare: a request is one write): what read_once does for it, after the fact.
+            # A proposal that has started gets read_timeout from now at most, however slowly it trickles in; TLS
+            # may hold its rest already, where the selector would never see it.
+            if conn.state is _IDLE and conn.held_bytes:
+                self.deadline = min(self.deadline, time.monotonic() + self.limits.read_timeout)
+            if stream.pending() > 0 and self.read_once(0.0):
+                return self.advance()
+        return step
 
     # -- the protocol -------------------------------------------------------------------------------------------
 
@@ -266,19 +252,23 @@ class Channel:
                 logger.info("closing %s after a protocol error: %s", self.where, exc)
                 self.admission.charge("protocol error", conn.proposal)
                 self._send_quietly(conn.data_to_send())
-                return Step.CLOSE
+                return _STEP_CLOSE
             pending = conn.data_to_send()
             if pending:  # keepalive pongs: a ping also restarts the idle wait
                 if not self._send_quietly(pending):
-                    return Step.CLOSE
-                if conn.state is ConnectionState.IDLE:
+                    return _STEP_CLOSE
+                if conn.state is _IDLE:
                     self.restart_wait(self._wait_budget)
-            step = self._on_event(event)
-            if step is Step.WAIT and not self._covered():
-                return Step.CLOSE
+            # The two events of every call first, without the general dispatch of _on_event.
+            if type(event) is ArgumentsReceived:
+                self.call = self._make_call(event.args, event.kwargs)
+                return _STEP_CALL
+            step = self._on_proposal_event(event.proposal) if type(event) is ProposalReceived else self._on_event(event)
+            if step is _STEP_WAIT and not self._covered():
+                return _STEP_CLOSE
             if step is not None:
                 return step
-        return Step.WAIT
+        return _STEP_WAIT
 
     def _covered(self) -> bool:
         """Whether what this connection holds while it waits is within the bytes-in-flight limits (a proposal not
@@ -290,7 +280,7 @@ class Channel:
             return True
         current = self._current
         service = None
-        if self.conn.state is ConnectionState.ACCEPTED and current is not None:
+        if self.conn.state is _ACCEPTED and current is not None:
             if current[2] is not None and not current[2].anonymous:
                 return True  # a registered identity answers for its own arguments
             service = current[0].name
@@ -306,51 +296,50 @@ class Channel:
     def _on_event(self, event: object) -> Step | None:
         """The step an event leads to, or ``None`` to keep processing buffered frames."""
         if event is NEED_DATA:
-            return Step.WAIT
+            return _STEP_WAIT
         if isinstance(event, ProposalReceived):
             return self._on_proposal_event(event.proposal)
         call = self._call_for(event)
         if call is not None:
             self.call = call
-            return Step.CALL
+            return _STEP_CALL
         # ConnectionClosed, or PAUSED: a non-RPC action was handed over, which we never accept.
-        return Step.CLOSE
+        return _STEP_CLOSE
 
     def _call_for(self, event: object) -> Call | None:
         """The call an event completes: RPC arguments, or a FileTransfer handed over after its ack."""
         if isinstance(event, ArgumentsReceived):
             return self._make_call(event.args, event.kwargs)
         current = self._current
-        handed_over = event is PAUSED and self.conn.state is ConnectionState.HANDED_OVER
+        handed_over = event is PAUSED and self.conn.state is _HANDED_OVER
         if handed_over and current is not None and current[1].action_type is ActionType.FileTransfer:
             return self._make_call([], {}, transfer=True)
         return None
 
     def _on_proposal_event(self, proposal: Proposal) -> Step | None:
-        if self._banned_since_accept(proposal):
-            return Step.CLOSE
-        problem = self.peer_check.problem() if self.peer_check is not None else None
+        service = self.services.get(proposal.service)
+        if service is not None and service.config_tree() is not self._ban_tree and self._banned_since_accept(service):
+            return _STEP_CLOSE
+        peer_check = self.peer_check
+        problem = peer_check.problem() if peer_check is not None else None
         if problem is not None:  # revoked or expired since the handshake: say why, then close
             logger.info("closing %s: %s", self.where, problem)
             self._refuse(S_ERROR(ENOAUTH, problem), proposal, charge=False)
-            return Step.CLOSE
-        if self._on_proposal(proposal):
+            return _STEP_CLOSE
+        if self._on_proposal(proposal, service):
             return None
-        if self.conn.state is not ConnectionState.IDLE:
-            return Step.CLOSE
+        if self.conn.state is not _IDLE:
+            return _STEP_CLOSE
         self.restart_wait(self.limits.idle_timeout)  # refused, but reuse keeps the connection
         return None
 
-    def _banned_since_accept(self, proposal: Proposal) -> bool:
+    def _banned_since_accept(self, service: Service) -> bool:
         """True when a configuration reload banned this address while its connection stayed open.
 
         Bans and the peer checks (limited proxies) are applied at accept; a kept-alive connection would otherwise be
-        served under the old rules until it idles out. Re-checked once per configuration snapshot, so the steady
-        state pays one identity comparison.
+        served under the old rules until it idles out. Re-checked once per configuration snapshot (the caller
+        compares the snapshot first, so the steady state pays one identity comparison).
         """
-        service = self.services.get(proposal.service)
-        if service is None:
-            return False
         tree = service.config_tree()
         if tree is self._ban_tree:
             return False
@@ -362,9 +351,8 @@ class Channel:
             return True
         return False
 
-    def _on_proposal(self, proposal: Proposal) -> bool:
-        """Accept (True) or refuse (False) the proposal and send the answer."""
-        service = self.services.get(proposal.service)
+    def _on_proposal(self, proposal: Proposal, service: Service | None) -> bool:
+        """Accept (True) or refuse (False) the proposal (for ``service``, ``None``: not here) and send the answer."""
         if service is None:
             return self._refuse(S_ERROR(f"{_clean(proposal.service)} is not up in this server"), proposal)
         if proposal.action_type is not ActionType.RPC and proposal.action_type is not ActionType.FileTransfer:
@@ -374,9 +362,12 @@ class Channel:
         if not isinstance(caller, Caller):
             return self._refuse(caller[0], proposal, charge=caller[1])
         self._current = (service, proposal, caller)
-        if not self._send_quietly(self.conn.accept()):
+        ack = self.conn.accept()  # b"" for a pipelined call: the ack goes out with the result
+        if ack and not self._send_quietly(ack):
             return False
-        self.restart_wait(self.limits.read_timeout)
+        # restart_wait(read_timeout), inline on the per-call path: the arguments must be complete by then
+        self._wait_budget = budget = self.limits.read_timeout
+        self.deadline = time.monotonic() + budget
         return True
 
     def _refuse(self, error: DReturn, proposal: Proposal, *, charge: bool = True) -> bool:
@@ -449,7 +440,7 @@ class Channel:
                 (time.perf_counter() - started) * 1000.0,
             )
         limits = self.limits
-        if not sent or self.conn.state is not ConnectionState.IDLE or self.exchanges >= limits.max_calls:
+        if not sent or self.conn.state is not _IDLE or self.exchanges >= limits.max_calls:
             return False
         # restart_wait(limits.idle_timeout), inline on the per-call path
         self._wait_budget = idle = limits.idle_timeout
@@ -476,7 +467,7 @@ class Channel:
         self.call = None
         self.exchanges += 1
         self._release_held()
-        if self.conn.state is ConnectionState.HANDED_OVER:  # a transfer: the error answers its file info
+        if self.conn.state is _HANDED_OVER:  # a transfer: the error answers its file info
             with contextlib.suppress(CodecError):
                 self._send_quietly(encode_frame(encode(sanitize_result(error), self.conn.data_encoding)))
             return False
@@ -484,7 +475,7 @@ class Channel:
             data = self.conn.send_result(error)
         except CodecError:  # cannot happen for our own error text, but never let the selector thread die of it
             return False
-        if not self._send_quietly(data) or self.conn.state is not ConnectionState.IDLE:
+        if not self._send_quietly(data) or self.conn.state is not _IDLE:
             return False
         self.restart_wait(self.limits.idle_timeout)
         return True
@@ -502,7 +493,7 @@ class Channel:
         finally:
             self.admission.end_transfer()
         self.conn.finish_hand_over()
-        if self.conn.state is not ConnectionState.IDLE:
+        if self.conn.state is not _IDLE:
             return False
         self.restart_wait(self.limits.idle_timeout)
         return True

@@ -415,8 +415,7 @@ class ServiceReactor:
 
     def _read_channel(self, channel: Channel) -> None:
         try:
-            # The selector reported bytes: read them without waiting; a steady-state pipelined request (the usual
-            # case for a busy connection handed back by a worker) is parsed inline, anything else by advance().
+            # The selector reported bytes: read them without waiting and run them through the protocol machine.
             step = channel.next_request(0.0) or Step.WAIT
         except (RPCFrameworkError, OSError) as exc:
             logger.info("dropping %s: %s", channel.where, exc)

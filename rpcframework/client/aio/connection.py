@@ -185,20 +185,13 @@ async def _execute_pipelined(
             raise _no_kwargs(conn, proposal)
     attempt.phase = CallPhase.PROPOSING
     stream = conn.stream
-    timeout = deadline.time_left("sending the call")
+    deadline.time_left("sending the call")  # raises when the deadline has passed already
     owed = machine.data_to_send()  # pongs owed to the server's pings, if any
     data = machine.send_call(proposal, args, kwargs or None)
     # The arguments go with the proposal: from the first byte on the handler may run (at-most-once).
     attempt.phase = CallPhase.ARGUMENTS_SENT
     stream.write(owed + data if owed else data)
     try:
-        if machine.needs_data():
-            # The steady state: ack + result arrive in one read and are parsed inline (receive_result).
-            result = machine.receive_result(await stream.recv(timeout, "waiting for the result"))
-            if result is not None:
-                conn.calls += 1
-                conn.last_used = time.monotonic()
-                return result_or_overload(result)
         event = await _next_event(conn, deadline, "waiting for the result")
     except ConnectionClosedError:
         if machine.state is ConnectionState.CLOSED:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import itertools
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rpcframework.codec import Encoding, encode
 from rpcframework.errors import ProtocolError
 from rpcframework.protocol import (
     NEED_DATA,
@@ -16,6 +21,7 @@ from rpcframework.protocol import (
     Extensions,
     Feature,
     LocalProtocolError,
+    PongReceived,
     Proposal,
     ProposalAccepted,
     ProposalReceived,
@@ -172,49 +178,131 @@ def test_no_goodbye_without_pipeline_or_mid_exchange():
     assert server.goodbye() == b""  # an exchange is in progress: its answer is owed
 
 
-def _serve_general(client: ClientConnection, server: ServerConnection, proposal: Proposal, value: object) -> Proposal:
-    """One pipelined call through the general machine (what the worker does for a proposal it must authorize)."""
+def _serve(client: ClientConnection, server: ServerConnection, proposal: Proposal, value: object) -> Proposal:
+    """One pipelined call through the machines, as the worker and the client drive them."""
     server.receive_data(client.send_call(proposal, [value]))
     received = server.next_event()
     assert isinstance(received, ProposalReceived)
-    server.accept()
+    assert server.accept() == b""
     assert server.next_event() == ArgumentsReceived([value], {})
     client.receive_data(server.send_result(S_OK(value)))
     assert client.next_event() == CallResult(S_OK(value))
     return received.proposal
 
 
-def _serve_inline(client: ClientConnection, server: ServerConnection, proposal: Proposal, value: object) -> Proposal:
-    """One pipelined call through parse_pipelined/take_pipelined (the worker's steady state)."""
-    parsed = server.parse_pipelined(client.send_call(proposal, [value]))
-    assert parsed is not None
-    assert server.take_pipelined(*parsed) == ([value], {})
-    assert client.receive_result(server.send_result(S_OK(value))) == S_OK(value)
-    return parsed[0]
-
-
-def test_parse_pipelined_reuses_the_last_frame_it_accepted_and_looks_up_any_other():
+def test_a_repeated_proposal_is_the_same_object_until_the_cache_is_emptied():
+    """The server's authorization cache is keyed by the proposal object: the same bytes must give the same object,
+    and after the proposal cache was emptied, a new (equal) object, so authorization runs again for it."""
     client, server = _negotiated()
     other = Proposal(service="Bench/Echo", action_name="other", client_version="t")
-    first = _serve_general(client, server, ECHO, 1)
-    assert _serve_inline(client, server, ECHO, 2) is first  # looked up, then remembered whole
-    assert _serve_inline(client, server, ECHO, 3) is first  # the remembered frame
-    second = _serve_general(client, server, other, 4)
-    assert _serve_inline(client, server, other, 5) is second
-    assert _serve_inline(client, server, ECHO, 6) is first  # not the remembered one: looked up again
-    request = client.send_call(ECHO, [7])
-    assert server.parse_pipelined(request[:-1]) is None  # the remembered proposal, but the arguments are cut short
-    assert server.parse_pipelined(request + b"2:[]") is None  # or followed by more bytes
-    assert server.parse_pipelined(request) is not None
-
-
-def test_parse_pipelined_after_the_proposal_cache_was_emptied_returns_the_new_parse():
-    client, server = _negotiated()
-    first = _serve_general(client, server, ECHO, 0)
-    assert _serve_inline(client, server, ECHO, 1) is first
+    first = _serve(client, server, ECHO, 1)
+    assert _serve(client, server, ECHO, 2) is first
+    second = _serve(client, server, other, 3)
+    assert second is not first and _serve(client, server, other, 4) is second
+    assert _serve(client, server, ECHO, 5) is first
     for number in range(40):  # more distinct proposals than the cache holds: it is emptied on the way
-        proposal = Proposal(service="Bench/Echo", action_name=f"m{number}", client_version="t")
-        _serve_general(client, server, proposal, number)
-    again = _serve_general(client, server, ECHO, 2)
-    assert again is not first and again == first  # the same bytes parsed anew
-    assert _serve_inline(client, server, ECHO, 3) is again  # the object the general path authorized, not the old one
+        _serve(client, server, Proposal(service="Bench/Echo", action_name=f"m{number}", client_version="t"), number)
+    again = _serve(client, server, ECHO, 6)
+    assert again is not first and again == first
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=10,
+)
+
+
+def _pieces(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({cut % (len(data) + 1) for cut in cuts} | {0, len(data)})
+    return [data[start:end] for start, end in itertools.pairwise(points) if end > start]
+
+
+def _result_frame(value: object) -> bytes:
+    return encode_frame(encode(S_OK(value), Encoding.JSON))
+
+
+def _serve_pieces(server: ServerConnection, pieces: list[bytes]) -> tuple[list[object], list[bytes]]:
+    """Feed ``pieces`` to ``server``, answering each call with its own argument: (arguments seen, each call's
+    answer with the pongs written before it in front)."""
+    seen: list[object] = []
+    answers: list[bytes] = []
+    pongs = b""
+    for piece in pieces:
+        server.receive_data(piece)
+        for _ in range(20):
+            event = server.next_event()
+            pongs += server.data_to_send()
+            if isinstance(event, ProposalReceived):
+                assert event.proposal.action_name == "echo" and server.accept() == b""
+            elif isinstance(event, ArgumentsReceived):
+                seen.append(event.args[0])
+                answers.append(pongs + server.send_result(S_OK(event.args[0])))
+                pongs = b""
+            else:
+                assert event is NEED_DATA
+                break
+    return seen, answers
+
+
+def _results_of(client: ClientConnection, pieces: list[bytes]) -> list[object]:
+    results: list[object] = []
+    for piece in pieces:
+        client.receive_data(piece)
+        for _ in range(5):
+            event = client.next_event()
+            if isinstance(event, CallResult):
+                results.append(event.result)
+            elif event is NEED_DATA:
+                break
+            else:
+                assert isinstance(event, PongReceived)
+    return results
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(_VALUES, min_size=1, max_size=4), cuts=st.lists(st.integers(0, 10_000), max_size=12))
+def test_any_split_or_coalescing_of_pipelined_calls_gives_the_same_events(values, cuts):
+    """The one parser on each side. Server: the requests of several calls (a keepalive ping among them) in one
+    stream, cut anywhere and fed in those pieces, make the events of whole writes, call after call. Client: each
+    answer (the ping's pong in front of one of them) cut the same way makes the same result."""
+    writer, _ = _negotiated()  # writes the requests the client below would write, one call after the other
+    client, server = _negotiated()
+    requests = b""
+    for number, value in enumerate(values):
+        requests += (writer.send_keepalive("k") if number == 1 else b"") + writer.send_call(ECHO, [value])
+        writer.receive_data(ACK + _result_frame(value))
+        assert writer.next_event() == CallResult(S_OK(value))
+    seen, answers = _serve_pieces(server, _pieces(requests, cuts))
+    assert seen == values and server.state is ConnectionState.IDLE
+    for value, answer in zip(values, answers, strict=True):
+        client.send_call(ECHO, [value])
+        assert _results_of(client, _pieces(answer, cuts)) == [S_OK(value)]
+        assert client.state is ConnectionState.IDLE
+
+
+def test_a_result_split_across_reads_and_a_pong_in_front_of_it():
+    """The client's one parser: a pong, then the ack and the result cut into single bytes."""
+    client, server = _negotiated()
+    ping = client.send_keepalive("p")
+    server.receive_data(ping + client.send_call(ECHO, ["v"]))
+    assert isinstance(server.next_event(), ProposalReceived)
+    server.accept()
+    pong = server.data_to_send()
+    assert pong.startswith(b"dka")
+    assert server.next_event() == ArgumentsReceived(["v"], {})
+    answer = pong + server.send_result(S_OK("v"))
+    for byte in answer[:-1]:
+        client.receive_data(bytes([byte]))
+        event = client.next_event()
+        assert event is NEED_DATA or isinstance(event, PongReceived)
+    client.receive_data(answer[-1:])
+    assert client.next_event() == CallResult(S_OK("v"))
+
+
+def test_the_state_machines_are_the_only_parser():
+    """No second way through the same bytes beside next_event (issue 20): the steady state is the machines' path."""
+    for name in ("receive_result",):
+        assert not hasattr(ClientConnection, name)
+    for name in ("parse_pipelined", "take_pipelined"):
+        assert not hasattr(ServerConnection, name)
