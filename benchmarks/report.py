@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.report [benchmarks/results/latest.json] [docs/performance.md]
 
-The hand-written analysis lives in ``benchmarks/notes/*.md`` (``where_the_time_goes.md``, then
+The hand-written analysis lives in ``benchmarks/notes/*.md`` (``one_path.md``, ``where_the_time_goes.md``, then
 ``concurrency_transfer_idle.md``) and is copied into the page as it is.
 """
 
@@ -17,6 +17,7 @@ __all__ = ["format_table", "markdown", "write_markdown"]
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTES = (
+    ROOT / "benchmarks" / "notes" / "one_path.md",
     ROOT / "benchmarks" / "notes" / "where_the_time_goes.md",
     ROOT / "benchmarks" / "notes" / "concurrency_transfer_idle.md",
     ROOT / "benchmarks" / "notes" / "observability.md",
@@ -197,6 +198,7 @@ _HOW_TO_RUN = """\
 ./bench --quick                           # about 1 minute: one round, shorter warm-up, 3 repetitions of 0.5 s
 ./bench --cases raw_ssl_echo,rpc_reused   # a subset (./bench --list names them)
 .venv/bin/python -m benchmarks.profiling  # cProfile of rpc_reused, client and server side
+.venv/bin/python -m benchmarks.instructions --callgrind  # instructions per call, both sides: counted, not timed
 ```
 
 Each run writes `benchmarks/results/latest.json` and regenerates this page from it."""
