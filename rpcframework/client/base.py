@@ -28,6 +28,7 @@ from rpcframework.client.options import ClientOptions
 from rpcframework.client.policy import Retry
 from rpcframework.client.resolve import DEFAULT_RESOLVE_INTERVAL, AddressBook, Resolver, split_target
 from rpcframework.client.selection import URLSelector
+from rpcframework.client.stub import StubRecorder
 from rpcframework.config import (
     ConfigStore,
     ConfigTree,
@@ -296,10 +297,4 @@ class BaseClient:
     def stub_options(self, timeout: float | None) -> dict[str, Any]:
         """The options recorded in ``rpcStub`` (DISET's client kwargs minus credentials), plus a delegation in
         force, as DISET records ``ThreadConfig``'s identity, so a replay acts for the same user."""
-        options = self.options.stub_options(timeout)
-        extra = self.extra_credentials()
-        if isinstance(extra, DelegatedIdentity) and "delegatedDN" not in options:
-            options["delegatedDN"] = extra.dn
-            if extra.group:
-                options["delegatedGroup"] = extra.group
-        return options
+        return StubRecorder().options(self.options, timeout)

@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Self
 from rpcframework.client.interfaces import CallTarget, Transport
 from rpcframework.client.options import CallSettings, ClientOptions, split_call_settings
 from rpcframework.client.policy import Timeout
-from rpcframework.client.stub import build_rpc_stub, parse_rpc_stub
+from rpcframework.client.stub import StubRecorder, parse_rpc_stub
 from rpcframework.errors import ConfigurationError, RPCFrameworkError
 from rpcframework.returnvalues import S_ERROR, DReturn, SErrorException, error_from_exception, isReturnStructure
 
@@ -198,6 +198,7 @@ class Client:
         self._rpc_targets: dict[str, CallTarget] = {}
         self._rpc_owned: list[CallTarget] = []
         self._rpc_closed = False
+        self._rpc_stubs = StubRecorder()
 
     # -- DIRAC-compatible API ------------------------------------------------------------------------------------
 
@@ -332,19 +333,8 @@ class Client:
         return RPCClient(service, self._rpc_options, backends=backends)
 
     def _stub_options(self, timeout: float | None) -> dict[str, Any]:
-        """The options recorded in ``rpcStub``; the networking layer adds the caller's identity, as DISET does.
-
-        Cached for the last (options, timeout): options are immutable (``setTimeout`` swaps the object), and the
-        dict is only read (``build_rpc_stub`` copies it into each stub).
-        """
-        options = self._rpc_options
-        cached = self.__dict__.get("_rpc_stub_cache")
-        if cached is not None and cached[0] is options and cached[1] == timeout:
-            stubbed: dict[str, Any] = cached[2]  # an annotation, not typing.cast: no call on the per-call path
-            return stubbed
-        stub = options.stub_options(timeout)
-        self.__dict__["_rpc_stub_cache"] = (options, timeout, stub)
-        return stub
+        """The options this client's ``rpcStub`` records now (with the delegation in force, as DISET does)."""
+        return self._rpc_stubs.options(self._rpc_options, timeout)
 
     def _rpc_target(self, service: str | None) -> CallTarget:
         if not service:
@@ -379,7 +369,7 @@ class Client:
         service = settings.url or self.serverURL
         timeout = settings.timeout if settings.timeout is not None else self._rpc_options.timeout.total
         args = tuple(args)  # no copy when it is one already (the usual *args)
-        stub = build_rpc_stub(service or "", self._stub_options(timeout), method, args, kwargs)
+        stub = self._rpc_stubs.stub(service or "", method, args, kwargs, options=self._rpc_options, timeout=timeout)
         try:
             target: CallTarget | None = settings.rpc
             if target is None:

@@ -41,7 +41,7 @@ from rpcframework.client.policy import CallPhase, Deadline, Retry
 from rpcframework.client.pool import ConnectionPool, PoolSettings
 from rpcframework.client.resolve import DEFAULT_RESOLVE_INTERVAL, Resolver
 from rpcframework.client.selection import QUICK_FAILURE_BAN_SECONDS
-from rpcframework.client.stub import build_rpc_stub
+from rpcframework.client.stub import StubRecorder
 from rpcframework.errors import (
     ConfigurationError,
     ConnectError,
@@ -119,6 +119,7 @@ class RPCClient:
         self._rpc_endpoint = self._rpc_base.endpoints[urls[0]]
         self._rpc_observer = options.observer
         self._rpc_observed: dict[str, ClientCall] = {}  # per method name, so a call builds no ClientCall
+        self._rpc_stubs = StubRecorder()
 
     # -- public ----------------------------------------------------------------------------------------------------
 
@@ -328,7 +329,9 @@ class RPCClient:
             result: dict[str, Any] = dict(self.call(method, args, kwargs, timeout=timeout))
         except (RPCFrameworkError, SErrorException) as exc:
             result = dict(error_from_exception(exc))
-        result["rpcStub"] = build_rpc_stub(base.service, base.stub_options(timeout), method, args, kwargs)
+        result["rpcStub"] = self._rpc_stubs.stub(
+            base.service, method, args, kwargs, options=base.options, timeout=timeout
+        )
         return result  # type: ignore[return-value]
 
     # -- one URL ---------------------------------------------------------------------------------------------------

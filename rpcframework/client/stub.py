@@ -11,14 +11,22 @@ the positional arguments as a tuple. After a JSON round trip the tuples are list
 both. Our only addition: when the call had remote keyword arguments, a fourth element holds them as a dict. DIRAC
 reads a stub by index ``[0][0]``, ``[0][1]``, ``[1]``, ``[2]`` and never sees it; without keyword arguments the stub
 is exactly DISET's 3-tuple.
+
+:class:`StubRecorder` is the one place a call's stub is made: ``Client``, ``RPCClient`` (DIRAC-style proxying) and
+their asyncio twins each hold one. Like DISET, which records ``ThreadConfig``'s identity among the client's
+options, it records a ``delegate()`` block in force when the call is made, so a replay acts for the same user.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rpcframework.errors import ConfigurationError
+from rpcframework.security.delegation import current_delegation
+
+if TYPE_CHECKING:
+    from rpcframework.client.options import ClientOptions
 
 RPCStubValue = tuple[Any, ...]
 
@@ -49,6 +57,50 @@ def build_rpc_stub(
     if kwargs:
         return (*base, dict(kwargs))
     return base
+
+
+class StubRecorder:
+    """Makes the ``rpcStub`` of each call of one client: the one place a stub is built.
+
+    The recorded options are :meth:`ClientOptions.stub_options` (no credentials, as DISET) for the call's timeout,
+    plus the delegation in force in the calling context unless the options name ``delegatedDN`` themselves. The
+    options part is cached for the last (options, timeout): options are immutable (``setTimeout`` swaps the object)
+    and the dict is only read (:func:`build_rpc_stub` copies it into each stub). Safe to share between threads.
+    """
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[ClientOptions, float | None, dict[str, Any]] | None = None
+
+    def options(self, options: ClientOptions, timeout: float | None) -> dict[str, Any]:
+        """The options a stub of a call made now, with ``timeout``, records (read-only: do not modify)."""
+        last = self._last
+        if last is not None and last[0] is options and last[1] == timeout:
+            recorded = last[2]
+        else:
+            recorded = options.stub_options(timeout)
+            self._last = (options, timeout, recorded)  # one reference swap: threads see the old or the new
+        if options.delegatedDN is None:
+            delegation = current_delegation()
+            if delegation is not None:
+                recorded = {**recorded, "delegatedDN": delegation.dn}
+                if delegation.group:
+                    recorded["delegatedGroup"] = delegation.group
+        return recorded
+
+    def stub(
+        self,
+        service: str,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        options: ClientOptions,
+        timeout: float | None,
+    ) -> RPCStubValue:
+        """The stub of a call of ``method`` on ``service`` made now with ``options`` and ``timeout``."""
+        return build_rpc_stub(service, self.options(options, timeout), method, args, kwargs)
 
 
 def parse_rpc_stub(stub: object) -> RPCStub:

@@ -31,7 +31,7 @@ from rpcframework.client.client import _check_method_name, _public_names, _repla
 from rpcframework.client.interfaces import CallTarget, Transport
 from rpcframework.client.options import CallSettings, ClientOptions, split_call_settings
 from rpcframework.client.policy import Timeout
-from rpcframework.client.stub import build_rpc_stub, parse_rpc_stub
+from rpcframework.client.stub import StubRecorder, parse_rpc_stub
 from rpcframework.errors import ConfigurationError, RPCFrameworkError
 from rpcframework.returnvalues import S_ERROR, DReturn, SErrorException, error_from_exception, isReturnStructure
 
@@ -173,6 +173,7 @@ class AsyncClient:
         self._rpc_targets: dict[str, AnyTarget] = {}
         self._rpc_owned: list[AnyTarget] = []
         self._rpc_closed = False
+        self._rpc_stubs = StubRecorder()
 
     # -- DIRAC-compatible API ------------------------------------------------------------------------------------
 
@@ -305,14 +306,7 @@ class AsyncClient:
         return AsyncRPCClient(service, self._rpc_options, pool=self._rpc_pool, backends=backends)
 
     def _stub_options(self, timeout: float | None) -> dict[str, Any]:
-        options = self._rpc_options
-        cached = self.__dict__.get("_rpc_stub_cache")
-        if cached is not None and cached[0] is options and cached[1] == timeout:
-            stubbed: dict[str, Any] = cached[2]
-            return stubbed
-        stub = options.stub_options(timeout)
-        self.__dict__["_rpc_stub_cache"] = (options, timeout, stub)
-        return stub
+        return self._rpc_stubs.options(self._rpc_options, timeout)
 
     def _rpc_target(self, service: str | None) -> AnyTarget:
         if not service:
@@ -346,7 +340,7 @@ class AsyncClient:
         service = settings.url or self.serverURL
         timeout = settings.timeout if settings.timeout is not None else self._rpc_options.timeout.total
         args = tuple(args)
-        stub = build_rpc_stub(service or "", self._stub_options(timeout), method, args, kwargs)
+        stub = self._rpc_stubs.stub(service or "", method, args, kwargs, options=self._rpc_options, timeout=timeout)
         try:
             target: Any = settings.rpc
             if target is None:

@@ -42,7 +42,7 @@ from rpcframework.client.rpcclient import (
     _timeout_error,
     all_failed,
 )
-from rpcframework.client.stub import build_rpc_stub
+from rpcframework.client.stub import StubRecorder
 from rpcframework.errors import (
     ConfigurationError,
     ConnectionClosedError,
@@ -117,6 +117,7 @@ class AsyncRPCClient:
         self._rpc_endpoint = self._rpc_base.endpoints[urls[0]]
         self._rpc_observer = options.observer
         self._rpc_observed: dict[str, ClientCall] = {}
+        self._rpc_stubs = StubRecorder()
 
     # -- public ----------------------------------------------------------------------------------------------------
 
@@ -197,7 +198,9 @@ class AsyncRPCClient:
             result: dict[str, Any] = dict(await self.call(method, args, kwargs, timeout=timeout))
         except (RPCFrameworkError, SErrorException) as exc:
             result = dict(error_from_exception(exc))
-        result["rpcStub"] = build_rpc_stub(base.service, base.stub_options(timeout), method, args, kwargs)
+        result["rpcStub"] = self._rpc_stubs.stub(
+            base.service, method, args, kwargs, options=base.options, timeout=timeout
+        )
         return result  # type: ignore[return-value]
 
     # -- one call --------------------------------------------------------------------------------------------------

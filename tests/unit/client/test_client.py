@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from typing import Any
@@ -9,10 +10,12 @@ from typing import Any
 import pytest
 
 from rpcframework.client import CallView, Client, RemoteMethod, Timeout, UnknownOptionError
+from rpcframework.client.aio import AsyncClient
 from rpcframework.client.client import executeRPCStub
 from rpcframework.client.options import ClientOptions
 from rpcframework.errors import AuthorizationError, ConfigurationError
 from rpcframework.returnvalues import ENOAUTH, S_ERROR, S_OK
+from rpcframework.security.delegation import delegate
 
 from .conftest import Call, RecordingTarget, RecordingTransport
 
@@ -386,6 +389,24 @@ def test_client_replays_a_stub_with_other_options_through_a_new_client(transport
     assert result["rpcStub"] == (("O/S", {"timeout": 7.0, "setup": "Other"}), "m", (1,))
     assert transport.options[-1].setup == "Other"
     assert transport.opened["O/S"].closed, "the replay client is closed after the call"
+
+
+def test_a_stub_records_the_delegation_in_force_as_diset_records_threadconfig(target: RecordingTarget) -> None:
+    client = Client("S/C", transport=target, timeout=50)
+    alice = "/DC=org/CN=alice"
+    with delegate(alice, "dirac_user"):
+        stub = client.report(1)["rpcStub"]
+        async_stub = asyncio.run(AsyncClient("S/C", transport=target, timeout=50).report(1))["rpcStub"]
+    recorded = {"timeout": 50, "delegatedDN": alice, "delegatedGroup": "dirac_user"}
+    assert stub == async_stub == (("S/C", recorded), "report", (1,))
+    assert client.report(1)["rpcStub"][0] == ("S/C", {"timeout": 50}), "outside the block: the client's own identity"
+    # Replayed outside the block, the stub still acts for alice: a client with her identity makes the call.
+    replaying = RecordingTransport()
+    executeRPCStub(stub, transport=replaying)
+    assert (replaying.options[-1].delegatedDN, replaying.options[-1].delegatedGroup) == (alice, "dirac_user")
+    explicit = Client("S/C", transport=target, delegatedDN="/DC=org/CN=bob")
+    with delegate(alice):
+        assert explicit.report(1)["rpcStub"][0][1]["delegatedDN"] == "/DC=org/CN=bob", "an explicit option wins"
 
 
 def test_replay_of_a_dirac_stub_drops_options_we_do_not_support(target: RecordingTarget) -> None:
