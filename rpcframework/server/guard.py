@@ -39,7 +39,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from rpcframework.config.tree import ConfigTree
-from rpcframework.errors import ConfigurationError, CredentialsError, PeerVerificationError
+from rpcframework.errors import (
+    ConfigurationError,
+    ConnectionClosedError,
+    CredentialsError,
+    DeadlineExceeded,
+    PeerVerificationError,
+)
 from rpcframework.protocol.messages import DelegatedIdentity, ExtraCredentials, Proposal
 from rpcframework.returnvalues import ENOAUTH, S_ERROR, DErrorReturn
 from rpcframework.security.authz import Property
@@ -236,8 +242,12 @@ def _acts_for_users(dn: str, registry: Registry) -> bool:
 
 
 def _is_refused_credential(exc: BaseException) -> bool:
-    """A handshake a real TLS client can fail: its certificate refused by us, or ours refused by it."""
-    return isinstance(exc, PeerVerificationError | CredentialsError)
+    """A handshake a real client can fail: its certificate refused by us, ours refused by it, or the connection
+    closed before the handshake ended (a TCP health check or port probe, a job killed while it connects, a reset
+    NAT entry). A timeout is not one of them: a handshake left hanging holds a connection on purpose."""
+    if isinstance(exc, DeadlineExceeded):
+        return False
+    return isinstance(exc, PeerVerificationError | CredentialsError | ConnectionClosedError)
 
 
 class Ticket:
@@ -259,7 +269,8 @@ class Ticket:
         self._guard.record_failure(self.address, what, self.settings)
 
     def handshake_failed(self, exc: BaseException) -> None:
-        """Charge a failed handshake: a refused certificate spends a rate-limit token, anything else is a strike."""
+        """Charge a failed handshake: a refused certificate or a connection closed during the handshake spends a
+        rate-limit token; anything else (bytes that are not TLS, a handshake left hanging) is a strike."""
         if _is_refused_credential(exc):
             self._guard.record_refused_credentials(self.address, self.settings)
         else:

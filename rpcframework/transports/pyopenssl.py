@@ -198,6 +198,11 @@ def handshake_failure(exc: SSL.Error | OSError, conn: SSL.Connection, where: str
             return classify_tls_failure("", verify_code=code, peer=where)
         reason = "closed" if exc.args and exc.args[0] == -1 else str(exc.args[-1])
         return ConnectionClosedError(f"{where}: connection {reason} during the TLS handshake")
+    if isinstance(exc, SSL.ZeroReturnError) and not code:  # the peer's TCP FIN before a word of TLS
+        return ConnectionClosedError(
+            f"{where}: the peer closed the connection during the TLS handshake (a server does so when it refuses"
+            " the address: banned, or over its connection limit)"
+        )
     if isinstance(exc, SSL.Error):
         return classify_tls_failure(error_text(exc), verify_code=code, peer=where)
     return ConnectionClosedError(f"{where}: connection lost during the TLS handshake: {exc}")

@@ -105,6 +105,33 @@ def test_a_flood_of_refused_certificates_is_rate_limited_not_banned(kit, serve, 
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_connections_closed_without_a_byte_never_ban_the_address(kit, serve, backend):
+    """Found by the second attack run: 50 TCP connects closed at once (what a load balancer's TCP health check or a
+    port probe does) banned the address for 5 minutes with the defaults. A connection closed during the handshake
+    spends a rate-limit token like a refused certificate; it is never a strike."""
+    reactor = serve(backend=backend)
+    for _ in range(50):
+        raw_socket(reactor, "127.0.0.6").close()
+    with kit.client(reactor.url("Sec/Probe")) as user:  # another address: the 50 have all been handled by now
+        assert user.who("after the probes")["OK"]
+    assert wait_for(lambda: reactor.guard.open_connections <= 1)
+    assert reactor.guard.temporary_bans() == {} and reactor.guard.rate_limited() == {}
+    assert _waits_for_the_handshake(reactor, "127.0.0.6")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_flood_of_closed_handshakes_is_rate_limited_not_banned(kit, serve, backend):
+    limits = {"HandshakeFailures": {"Burst": 5, "Rate": 1}, "AutoBan": {"MaxFailures": 3}}
+    reactor = serve({"DIRAC": {"Security": {"Server": limits}}}, backend=backend)
+    for _ in range(8):
+        sock = raw_socket(reactor, "127.0.0.7")
+        sock.sendall(CLIENT_HELLO_START)  # a handshake begun, then dropped
+        sock.close()
+    assert wait_for(lambda: "127.0.0.7" in reactor.guard.rate_limited())
+    assert reactor.guard.temporary_bans() == {}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_protocol_errors_after_the_handshake_are_charged_to_the_identity(kit, serve, backend):
     reactor = serve({"DIRAC": {"Security": {"Server": {"AutoBan": {"MaxFailures": 3}}}}}, backend=backend)
     for _ in range(3):
