@@ -254,6 +254,9 @@ class FileHelper:
         if max_size is not None:
             self.machine.max_size = max_size
         progress = Progress(self.on_progress, self.total)
+        # A kept partial file is continued only from an offset the sender granted (TransferStarted); an upload or
+        # a DIRAC peer grants none, so the file then starts at its first byte, whatever an earlier attempt left.
+        unplaced = atomic is not None and atomic.resume
         while True:
             try:
                 event = self._next()
@@ -262,6 +265,9 @@ class FileHelper:
             except (RPCFrameworkError, OSError) as exc:  # the connection was cut or the peer broke the protocol
                 logger.info("transfer interrupted after %d bytes: %s", progress.done, exc)
                 return S_ERROR(f"Transfer interrupted: {exc}")
+            if unplaced and atomic is not None and isinstance(event, ChunkReceived | TransferFinished):
+                atomic.truncate(0)
+                unplaced = False
             if isinstance(event, ChunkReceived):
                 try:
                     write(event.data)
@@ -270,6 +276,7 @@ class FileHelper:
                     logger.debug("transfer sink failed: %r", exc)
                     return self.sendError(f"Cannot write the received data: {exc}")
             elif isinstance(event, TransferStarted):
+                unplaced = False
                 self._resume_receiver(event.offset, atomic)
                 progress.start(event.offset)
             elif isinstance(event, TransferFinished):

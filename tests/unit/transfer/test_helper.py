@@ -280,3 +280,41 @@ def test_early_handler_return_is_incomplete(run, tmp_path):
         extensions=None,
     )
     assert outcome.client_result == S_ERROR("Incomplete transfer")
+
+
+@MODES
+@pytest.mark.parametrize("payload", [PAYLOAD, b""], ids=["data", "empty"])
+def test_an_upload_received_with_resume_starts_at_zero(run, tmp_path, extensions, payload):
+    """Found by the second attack run: a handler receiving an upload with ``networkToFile(path, resume=True)``
+    appended it to a stale partial file and kept the result. No offset is negotiated for an upload, so the
+    receiver writes from the first byte whatever the partial file holds."""
+    src = tmp_path / "src.bin"
+    src.write_bytes(payload)
+    store = tmp_path / "store"
+    store.mkdir()
+    partial_path(store / "f.bin").write_bytes(b"stale bytes of an earlier attempt")
+    outcome = run(
+        TransferDirection.FromClient,
+        FileInfo("f.bin", "", len(payload)),
+        lambda helper: helper.fileToNetwork(src),
+        lambda helper, info: helper.networkToFile(store / info.file_id, resume=True),
+        extensions=extensions,
+    )
+    assert outcome.server_value == S_OK(len(payload)) and outcome.client_result == S_OK(len(payload))
+    assert (store / "f.bin").read_bytes() == payload and os.listdir(store) == ["f.bin"]
+
+
+@pytest.mark.parametrize("payload", [PAYLOAD, b""], ids=["data", "empty"])
+def test_a_download_with_resume_from_a_dirac_server_starts_at_zero(run, tmp_path, payload):
+    """DIRAC's servers grant no offset: a kept partial file must not become the start of the new file."""
+    served = tmp_path / "served.bin"
+    served.write_bytes(payload)
+    dest = tmp_path / "down.bin"
+    partial_path(dest).write_bytes(b"stale")
+    outcome = run(
+        TransferDirection.ToClient,
+        FileInfo("served.bin", ""),
+        lambda helper: helper.networkToFile(dest, resume=True),
+        lambda helper, info: helper.fileToNetwork(served),
+    )
+    assert outcome.client_value == S_OK(len(payload)) and dest.read_bytes() == payload
