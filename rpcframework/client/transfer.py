@@ -190,7 +190,8 @@ class TransferClient:
     def listBulk(self, bulkId: str, token: str = "", compress: bool = True) -> DReturn:
         """The member names of the bulk ``bulkId``, as the server lists them."""
         info = FileInfo(bulk_name(bulkId, compress), token)
-        return self._run(TransferDirection.ListBulk, lambda _r: info, lambda h: h.read_result(), None, None)
+        listed = self._run(TransferDirection.ListBulk, lambda _r: info, lambda h: h.read_result(), None, None)
+        return checked_listing(listed)
 
     # -- one transfer, with failover before data moves -------------------------------------------------------------
 
@@ -342,3 +343,14 @@ def _size_of(source: PathOrFile) -> int | None:
         return os.fstat(source.fileno()).st_size - source.tell()
     except (AttributeError, OSError, ValueError):
         return None
+
+
+def checked_listing(result: DReturn) -> DReturn:
+    """``result`` if it is an error or ``S_OK`` of a list of names; else an error saying what the server sent."""
+    names = result.get("Value") if result["OK"] else []
+    if isinstance(names, list) and all(isinstance(name, str) for name in names):
+        return result
+    return S_ERROR(
+        f"the server answered the listing with {type(names).__name__} {str(names)[:80]!r}, not a list of member"
+        " names; the service does not list bulks as this client expects"
+    )

@@ -282,12 +282,14 @@ def test_an_empty_md5_from_a_dirac_mode_server_is_a_checksum_error(
 # --- the command line -------------------------------------------------------------------------------------------
 
 
-def run_cli(kit: Kit, server: HostileServer, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    kit: Kit, server: HostileServer, *args: str, timeout: float = 60, output: str = "json"
+) -> subprocess.CompletedProcess[str]:
     """``rpcframework transfer ...`` as a real subprocess with the kit's proxy and CA directory."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("X509_", "RPCFRAMEWORK_", "DIRAC", "GRID_"))}
     command = [sys.executable, "-m", "rpcframework.cli.main", "transfer", args[0], server.url, *args[1:]]
     command += ["--proxy", str(kit.user.proxy_file), "--ca-dir", str(kit.ca.cert_dir)]
-    command += ["--backend", server.backend.name, "--output", "json", "--retries", "0"]
+    command += ["--backend", server.backend.name, "--output", output, "--retries", "0"]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
@@ -355,3 +357,20 @@ def test_sigterm_during_a_cli_download_leaves_no_part_file(
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "stopped by SIGTERM" in json.loads(out)["Message"]
     assert _entries(dest) == []
+
+
+@pytest.mark.parametrize("answer", [5, {"a.txt": 1}, ["a.txt", 3], "a.txt", None], ids=repr)
+def test_a_listing_that_is_not_a_list_of_names_is_an_error(kit: Kit, hostile: Any, answer: Any) -> None:
+    """Found by the second attack run: ``transfer list --output text`` died with a traceback when the server's
+    listing was not a list. Clients get ``S_ERROR`` naming what came; the command exits 1 with that message."""
+
+    def script(peer: HostilePeer) -> None:
+        peer.accept_transfer()
+        peer.send_result({"OK": True, "Value": answer})
+
+    server = hostile(script, "pyopenssl")
+    result = client_for(kit, server, retries=0).listBulk("b")
+    assert not result["OK"] and "not a list of member names" in result["Message"], result
+    done = run_cli(kit, server, "list", "b", output="text")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "not a list of member names" in done.stderr
