@@ -98,9 +98,9 @@ class AsyncConnection:
         when it may carry the next call, ``False`` when the server closed it. Anything but keepalives raises
         :class:`ProtocolError`: an answer nobody asked for must never be read as the next call's answer."""
         stream = self.stream
-        if stream.pending() == 0 and not stream.at_eof and not stream.closed:
-            return True  # the steady state: nothing arrived
         machine = self.machine
+        if machine.needs_data() and stream.pending() == 0 and not stream.at_eof and not stream.closed:
+            return True  # the steady state: nothing arrived, nothing left over in the machine from the last reply
         if stream.pending():
             machine.receive_data(stream.read_nowait())
         elif stream.at_eof or stream.closed:

@@ -181,3 +181,44 @@ def test_an_overload_delay_that_cannot_be_honoured_ends_the_call_at_once(
     assert result["Errno"] == EOVERLOAD and "RetryAfter" not in result, result
     assert pauses == []  # never slept: a hostile server cannot stall the client with its suggestion
     assert peer.executions == 1
+
+
+@pytest.mark.parametrize("backend", ["pyopenssl", "plain"])
+@pytest.mark.parametrize("pipelined", [False, True], ids=["two-round-trips", "pipelined"])
+@pytest.mark.parametrize("when", ["with-the-result", "while-idle"])
+@pytest.mark.parametrize("forged", [FORGED_EXCHANGE, FORGED_RESULT], ids=["ack+result", "result"])
+def test_the_async_client_never_takes_an_unsolicited_frame_as_the_next_answer(
+    servers: Any, creds: Any, backend: str, pipelined: bool, when: str, forged: bytes
+) -> None:
+    """Found by the attack run on the asyncio client: frames sent in the same write as a result stayed in the
+    protocol machine's buffer, and the next call on the pooled connection (another task, acting for another user)
+    took them as its answer."""
+    import asyncio
+
+    from rpcframework import delegate
+    from rpcframework.client.aio import AsyncClient
+
+    peer = servers("ext", backend, None if backend == "plain" else creds.server_tls())
+    if pipelined:
+        peer.behaviour.extensions = Extensions(idle_timeout=60.0)
+    peer.behaviour.after_result = forged
+    peer.behaviour.after_result_delay = 0.05 if when == "while-idle" else 0.0
+
+    async def main() -> list[Any]:
+        async with AsyncClient(peer.url(), useCertificates=backend != "plain", config=creds.config()) as client:
+            with delegate("/CN=alice", "users"):
+                first = await client.echo("one")
+            for _ in range(500):  # bounded: until the forged bytes were sent and had time to arrive
+                if peer.unsolicited_sent == 1:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)  # ordering only: let the bytes reach the client (nothing is timed)
+            peer.behaviour.after_result = b""
+            with delegate("/CN=bob", "users"):
+                second = await client.echo("two")
+            return [first["Value"], second, (await client.echo("three"))["Value"]]
+
+    first, second, third = asyncio.run(main())
+    assert first == "one" and second["OK"] and second["Value"] == "two", second
+    assert third == "three"
+    assert peer.connections == 2 and peer.executions == 3
