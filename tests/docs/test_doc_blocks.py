@@ -17,8 +17,8 @@ Independently, every ``rpcframework ...`` command in any shell block (skipped or
 argument parser, so sub-commands and options cannot drift from the docs.
 
 The per-block directives (skip, file=, serve=, timeout=) and the page directive (ports=) are described in
-``_doc_blocks.py``. Pages owned by others get their skips from ``HARNESS_SKIPS`` below instead of a comment in the
-page, so that their owners can fix them without fighting over the file.
+``tests/support/doc_blocks.py``. Pages owned by others get their skips from ``HARNESS_SKIPS`` below instead of a
+comment in the page, so that their owners can fix them without fighting over the file.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _doc_blocks import (
+from support.doc_blocks import (
     CFG_LANGS,
     INI_LANGS,
     PYTHON_LANGS,

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from _doc_blocks import SHELL_LANGS, parse_page
+from support.doc_blocks import SHELL_LANGS, parse_page
 
 ROOT = Path(__file__).resolve().parents[2]
 

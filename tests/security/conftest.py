@@ -3,17 +3,12 @@ reactors started per test (each with its own guard state) and stopped afterwards
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))  # the tests import _security_kit (the suite uses importlib mode)
-
-from _hostile_server import HostileServer, Script
-from _security_kit import Kit, make_kit
+from support.hostile_server import HostileServer, Script
+from support.security_kit import Kit, make_kit
 
 from rpcframework.server import ServiceReactor
 

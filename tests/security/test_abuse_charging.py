@@ -5,7 +5,7 @@ server back end. 127.0.0.1 stands for the portal's or the site's one shared addr
 from __future__ import annotations
 
 import pytest
-from _security_kit import ALICE_DN, BOB_DN, exchange, raw_socket, recv_until_closed, tls_stream, wait_for
+from support.security_kit import ALICE_DN, BOB_DN, exchange, raw_socket, recv_until_closed, tls_stream, wait_for
 
 import rpcframework
 from rpcframework.errors import RPCFrameworkError

@@ -9,7 +9,7 @@ import os
 import time
 
 import pytest
-from _security_kit import PROPOSAL, frame, raw_socket, recv_until_closed, tls_stream, wait_for
+from support.security_kit import PROPOSAL, frame, raw_socket, recv_until_closed, tls_stream, wait_for
 
 from rpcframework.config import ConfigStore
 

@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from _security_kit import PROPOSAL, SERVICE, ProbeHandler, address_of, exchange, frame, tls_stream, wait_for
+from support.security_kit import PROPOSAL, SERVICE, ProbeHandler, address_of, exchange, frame, tls_stream, wait_for
 
 from rpcframework.client import Client
 from rpcframework.config import load_dict

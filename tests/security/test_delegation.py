@@ -8,7 +8,7 @@ import itertools
 import threading
 
 import pytest
-from _security_kit import ALICE_DN, BOB_DN, PROPOSAL, exchange, frame, tls_stream
+from support.security_kit import ALICE_DN, BOB_DN, PROPOSAL, exchange, frame, tls_stream
 
 import rpcframework
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from _security_kit import ALICE_DN, BOB_DN, PROPOSAL, SERVICE, ProbeHandler, exchange, frame, tls_stream
+from support.security_kit import ALICE_DN, BOB_DN, PROPOSAL, SERVICE, ProbeHandler, exchange, frame, tls_stream
 
 import rpcframework
 from rpcframework.client import Client

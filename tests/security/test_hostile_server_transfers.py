@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _hostile_server import HostilePeer, HostileServer
-from _security_kit import Kit
+from support.hostile_server import HostilePeer, HostileServer
+from support.security_kit import Kit
 
 from rpcframework import TransferClient
 from rpcframework.cli.main import build_parser

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from _security_kit import PROPOSAL, exchange, frame, tls_stream, wait_for
+from support.security_kit import PROPOSAL, exchange, frame, tls_stream, wait_for
 
 from rpcframework.errors import RPCFrameworkError
 

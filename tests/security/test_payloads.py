@@ -5,7 +5,7 @@ built, and keeps serving."""
 from __future__ import annotations
 
 import pytest
-from _security_kit import PROPOSAL, SERVICE, exchange, frame, tls_stream
+from support.security_kit import PROPOSAL, SERVICE, exchange, frame, tls_stream
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,14 +15,13 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from support.security_kit import SERVICE, Kit, address_of
 
 from rpcframework.security.authz import AccessDenied, resolve_caller
 from rpcframework.security.devca import issue_proxy
 from rpcframework.security.dirac_chain import X509Chain
 from rpcframework.security.registry import Registry
 from rpcframework.security.x509 import DIRAC_GROUP_OID, dirac_group, identity_from_chain, load_pem_chain_file
-
-from ._security_kit import SERVICE, Kit, address_of
 
 pytestmark = pytest.mark.timeout(120)
 BACKENDS = ["pyopenssl", pytest.param("m2crypto", marks=pytest.mark.m2crypto)]

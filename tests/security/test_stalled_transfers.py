@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
-from _security_kit import SERVICE, ProbeHandler, wait_for
+from support.security_kit import SERVICE, ProbeHandler, wait_for
 
 from rpcframework.client import TransferClient
 from rpcframework.returnvalues import EOVERLOAD, S_OK

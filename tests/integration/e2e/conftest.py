@@ -7,18 +7,11 @@ counter, so tests can assert what ran on the server (at most once, which instanc
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-# The suite runs in importlib mode, so nothing puts these on sys.path: examples.echo and this folder's _e2e_kit.
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-sys.path.insert(0, str(Path(__file__).parent))
-
-from _e2e_kit import SERVICE, CountingHandler, Creds
+from support.e2e_kit import SERVICE, CountingHandler, Creds
 
 from rpcframework.security.devca import DevCA
 from rpcframework.server import Service, ServiceReactor

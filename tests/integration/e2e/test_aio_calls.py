@@ -7,7 +7,7 @@ import asyncio
 import threading
 
 import pytest
-from _e2e_kit import SERVICE, CountingHandler
+from support.e2e_kit import SERVICE, CountingHandler
 
 from rpcframework.client import MockTransport
 from rpcframework.client.aio import AsyncClient, AsyncPoolSettings, AsyncRPCClient

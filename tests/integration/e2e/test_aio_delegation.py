@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from _e2e_kit import ALICE_DN, SERVICE, CountingHandler
+from support.e2e_kit import ALICE_DN, SERVICE, CountingHandler
 
 import rpcframework
 from rpcframework.client.aio import AsyncClient

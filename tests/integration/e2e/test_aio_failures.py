@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from _e2e_kit import SERVICE, CountingHandler, dead_urls, urls_of
+from support.e2e_kit import SERVICE, CountingHandler, dead_urls, urls_of
 
 from rpcframework.client import Retry
 from rpcframework.client.aio import AsyncClient, AsyncRPCClient

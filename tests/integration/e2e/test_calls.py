@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from _e2e_kit import SERVICE, CountingHandler, urls_of
+from support.e2e_kit import SERVICE, CountingHandler, urls_of
 
 from rpcframework import RPCClient
 

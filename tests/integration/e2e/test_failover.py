@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
-from _e2e_kit import SERVICE, CountingHandler, dead_urls, urls_of
+from support.e2e_kit import SERVICE, CountingHandler, dead_urls, urls_of
 
 from examples.echo.client import EchoClient
 from rpcframework.client import Retry

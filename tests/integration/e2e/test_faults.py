@@ -6,7 +6,7 @@ import errno
 import time
 
 import pytest
-from _e2e_kit import SERVICE, CountingHandler, frame, raw_stream, read_until_closed
+from support.e2e_kit import SERVICE, CountingHandler, frame, raw_stream, read_until_closed
 
 from rpcframework.server import ServiceReactor
 

@@ -3,7 +3,7 @@ explicitly or named by ``RPCFRAMEWORK_CONFIG``), and the same client against the
 
 from __future__ import annotations
 
-from _e2e_kit import ALICE_DN, SERVICE, CountingHandler, urls_of
+from support.e2e_kit import ALICE_DN, SERVICE, CountingHandler, urls_of
 
 import rpcframework
 from examples.echo.client import EchoClient

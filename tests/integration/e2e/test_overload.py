@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import pytest
-from _e2e_kit import Creds, frame, raw_stream, read_until_closed
+from support.e2e_kit import Creds, frame, raw_stream, read_until_closed
 
 from rpcframework.client import Retry
 from rpcframework.client.rpcclient import RPCClient

@@ -7,7 +7,7 @@ import math
 import threading
 import time
 
-from _e2e_kit import ALICE_DN, CountingHandler, urls_of
+from support.e2e_kit import ALICE_DN, CountingHandler, urls_of
 
 import rpcframework
 from rpcframework import RPCClient

@@ -10,7 +10,7 @@ import math
 import time
 
 import pytest
-from _e2e_kit import ALICE_DN, CountingHandler, urls_of
+from support.e2e_kit import ALICE_DN, CountingHandler, urls_of
 
 import rpcframework
 from rpcframework import RPCClient

@@ -19,8 +19,6 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # importlib mode: make ``examples`` importable
-
 from examples.dispatcher.client import DispatcherClient
 from examples.dispatcher.handler import DispatcherHandler
 from rpcframework.config import ConfigTree, load_dict

@@ -6,13 +6,9 @@ runs that died are removed first). Each test gets it back quiet: instances kille
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # importlib mode: make ``benchmarks`` importable
 
 from benchmarks.netns import TestBed, remove_stale_beds, unavailable_reason
 

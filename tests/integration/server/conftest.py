@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))  # the tests import _server_kit (the suite uses importlib mode)
-
-from _server_kit import Creds
+from support.server_kit import Creds
 
 from rpcframework.security.devca import DevCA
 from rpcframework.server.reactor import ServiceReactor

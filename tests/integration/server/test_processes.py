@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _server_kit import Creds, RawClient
+from support.server_kit import Creds, RawClient
 
 from rpcframework.transports.base import get_backend
 

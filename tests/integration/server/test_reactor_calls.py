@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _server_kit import (
+from support.server_kit import (
     REUSE,
     EchoHandler,
     RawClient,

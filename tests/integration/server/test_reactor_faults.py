@@ -7,7 +7,7 @@ import socket
 import time
 
 import pytest
-from _server_kit import REUSE, EchoHandler, RawClient, connect, make_config, raw_socket, recv_all, run_in_thread
+from support.server_kit import REUSE, EchoHandler, RawClient, connect, make_config, raw_socket, recv_all, run_in_thread
 
 from rpcframework.server.service import Service
 

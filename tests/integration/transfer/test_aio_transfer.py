@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _transfer_kit import REGISTRY, StoreHandler
+from support.transfer_kit import REGISTRY, StoreHandler
 
 from rpcframework import RequestHandler
 from rpcframework.client.aio import AsyncTransferClient

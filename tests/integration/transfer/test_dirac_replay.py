@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from _transfer_kit import UploadOnlyHandler
+from support.transfer_kit import UploadOnlyHandler
 
 from rpcframework import RequestHandler, TransferClient
 from rpcframework.testing import ServeFactory

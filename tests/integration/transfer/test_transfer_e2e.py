@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from _transfer_kit import MAX_SIZE, REGISTRY, StoreHandler, UploadOnlyHandler
+from support.transfer_kit import MAX_SIZE, REGISTRY, StoreHandler, UploadOnlyHandler
 
 from rpcframework import Client, RequestHandler, TransferClient
 from rpcframework.testing import ServeFactory

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _transfer_kit import REGISTRY, FaultyBackend, StoreHandler, leftovers, safe_name, wait_until_empty
+from support.transfer_kit import REGISTRY, FaultyBackend, StoreHandler, leftovers, safe_name, wait_until_empty
 
 from rpcframework import RequestHandler, TransferClient
 from rpcframework.testing import ServeFactory

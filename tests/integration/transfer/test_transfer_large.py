@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _transfer_kit import REGISTRY, StoreHandler, leftovers
+from support.transfer_kit import REGISTRY, StoreHandler, leftovers
 
 from rpcframework import RequestHandler, TransferClient
 from rpcframework.testing import ServeFactory

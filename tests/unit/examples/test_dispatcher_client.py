@@ -7,14 +7,11 @@ caller), on a SQLite file of the test's own.
 from __future__ import annotations
 
 import errno
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # importlib mode: make ``examples`` importable
 
 from examples.dispatcher.client import DispatcherClient
 from examples.dispatcher.handler import DATABASE_ENV, DispatcherHandler

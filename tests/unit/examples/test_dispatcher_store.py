@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import errno
 import sqlite3
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # importlib mode: make ``examples`` importable
 
 from examples.dispatcher.store import (
     Actor,

@@ -1,6 +1,6 @@
 """Markdown code blocks as test material: parsing, the ``doctest`` directives, and shell-command splitting.
 
-Imported by ``test_doc_blocks.py`` (``conftest.py`` puts this folder on ``sys.path``; the suite uses importlib mode).
+Imported by ``tests/docs/test_doc_blocks.py`` and ``test_setup_instructions.py``.
 
 **The convention.** A fenced block may be preceded (blank lines allowed in between) by one HTML comment::
 

@@ -1,4 +1,4 @@
-"""Helpers for the reactor tests (imported by the tests; ``conftest.py`` puts this folder on ``sys.path``): test
+"""Helpers for the reactor tests (``tests/integration/server``): test
 handlers, a registry, and a raw DISET client built from the transports and the sans-IO ``ClientConnection``
 (independent of ``rpcframework.client``)."""
 

@@ -1,4 +1,4 @@
-"""Helpers for the end-to-end tests (``conftest.py`` puts this folder on ``sys.path``): the counting handler,
+"""Helpers for the end-to-end tests (``tests/integration/e2e``): the counting handler,
 the credentials and configuration, URLs of running and of dead instances, a raw DISET exchange."""
 
 from __future__ import annotations
