@@ -1,4 +1,11 @@
-"""``InnerRPCClient``: one DISET RPC exchange on one connection, driven through the sans-IO ``ClientConnection``.
+"""``InnerRPCClient``: one attempt of a call at one URL of a service; the DISET exchange on one connection.
+
+DISET layers its client as ``RPCClient`` -> ``InnerRPCClient`` -> ``BaseClient``; so do we, by holding instead of
+inheriting (see :mod:`rpcframework.client.base` for why). An :class:`InnerRPCClient` holds the service's
+:class:`~rpcframework.client.base.BaseClient` (where, as whom, which proposal) and its
+:class:`~rpcframework.client.pool.ConnectionPool`, and :meth:`InnerRPCClient.call_url` makes one attempt at one URL:
+a pooled connection (or a new one: connect and handshake within the deadline), the exchange, the connection back to
+the pool. Which URL, and whether to try again, is the ``RPCClient``'s decision.
 
 A :class:`Connection` is a stream plus its protocol machine. :meth:`InnerRPCClient.execute` runs the exchange::
 
@@ -16,18 +23,26 @@ nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
 import select
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
+from rpcframework.client.base import BaseClient, Endpoint
 from rpcframework.client.policy import CallPhase
 from rpcframework.client.replies import refusal_error, result_or_overload
 from rpcframework.deadline import Deadline
-from rpcframework.errors import ConnectionClosedError, DeadlineExceeded, ProtocolError
+from rpcframework.errors import (
+    ConnectionClosedError,
+    DeadlineExceeded,
+    HandshakeTimeout,
+    ProtocolError,
+    RemoteError,
+)
 from rpcframework.protocol import (
     NEED_DATA,
     CallResult,
@@ -42,8 +57,14 @@ from rpcframework.protocol import (
     ProposalAccepted,
     ProposalRefused,
 )
+from rpcframework.protocol.messages import TraceContext
 from rpcframework.returnvalues import DReturn
 from rpcframework.transports import Stream
+from rpcframework.transports.base import UnknownCAError
+from rpcframework.transports.plain import ConnectTimeout
+
+if TYPE_CHECKING:
+    from rpcframework.client.pool import ConnectionPool  # pool.py imports Connection from here
 
 __all__ = ["Attempt", "Connection", "InnerRPCClient", "KeywordArgumentsUnsupported"]
 
@@ -57,6 +78,8 @@ _MAX_READS_PER_EVENT: Final = 1_000_000
 _MAX_IDLE_READS: Final = 16
 #: How long a read of bytes already announced by the socket may wait (M2Crypto cannot read with no wait at all).
 _IDLE_READ_WAIT: Final = 0.001
+# A pooled connection found dead is replaced by another pooled one or a fresh one; a few tries at most.
+_MAX_STALE_RETRIES: Final = 3
 
 
 class KeywordArgumentsUnsupported(LocalProtocolError):
@@ -182,9 +205,99 @@ def _no_kwargs(conn: Connection, proposal: Proposal) -> KeywordArgumentsUnsuppor
 
 
 class InnerRPCClient:
-    """Runs RPC exchanges on connections. Stateless: one instance serves every thread of an ``RPCClient``."""
+    """One attempt of a call at one URL of a service, over the service's connection pool.
 
-    __slots__ = ()
+    Holds the service's :attr:`base` (:class:`~rpcframework.client.base.BaseClient`) and :attr:`pool`; keeps no
+    per-call state, so one instance serves every thread of an ``RPCClient``.
+    """
+
+    __slots__ = ("base", "pool")
+
+    def __init__(self, base: BaseClient, pool: ConnectionPool) -> None:
+        self.base = base
+        self.pool = pool
+
+    def __repr__(self) -> str:
+        return f"<InnerRPCClient {self.base.service!r}>"
+
+    def call_url(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        deadline: Deadline,
+        attempt: Attempt,
+        trace: TraceContext | None = None,
+    ) -> DReturn:
+        """One attempt at ``endpoint``: a pooled connection or a new one, the exchange, the connection back to the
+        pool when it may carry another call. A pooled connection found dead before the ack (the server restarted;
+        nothing ran) is replaced, with the other idle connections to that URL dropped. Raises what
+        :meth:`execute` raises; ``attempt`` says how far it got."""
+        proposal = self.base.proposal(endpoint.path, method)
+        if trace is not None:
+            proposal = dataclasses.replace(proposal, trace_context=trace)
+        pool = self.pool
+        for _ in range(_MAX_STALE_RETRIES):
+            conn = pool.acquire(endpoint.url)
+            attempt.reused = conn is not None
+            attempt.phase = CallPhase.CONNECTING
+            if conn is None:
+                conn = self.connect(endpoint, deadline)
+            try:
+                result = self.execute(conn, proposal, args, kwargs, deadline=deadline, attempt=attempt)
+            except RemoteError:
+                pool.release(conn)  # a refusal leaves a reused connection idle and usable
+                raise
+            except ConnectionClosedError as exc:
+                conn.close()
+                if attempt.reused and not attempt.phase.arguments_sent:
+                    # Closed before the ack: nothing ran. The server probably restarted; drop its idle peers too.
+                    dropped = pool.discard_idle(endpoint.url)
+                    logger.debug("pooled connection to %s was dead (%s); %d more dropped", endpoint.url, exc, dropped)
+                    continue
+                if attempt.phase.arguments_sent:
+                    raise _lost_after_sending(endpoint.url, exc) from exc
+                raise
+            except BaseException:
+                conn.close()
+                raise
+            pool.release(conn)
+            return result
+        raise ConnectionClosedError(f"{endpoint.url}: pooled connections kept failing; giving up")
+
+    def connect(self, endpoint: Endpoint, deadline: Deadline) -> Connection:
+        """A new connection to ``endpoint`` (TCP connect, then the TLS handshake for ``dips://``), each step capped
+        by its ``Timeout`` limit and the time left of ``deadline``."""
+        base = self.base
+        timeout = base.timeout
+        if deadline.expired:
+            raise DeadlineExceeded(f"connecting to {endpoint.url}: the call's deadline passed")
+        unresolved = base.addresses.take_failure(endpoint.url)
+        if unresolved is not None:
+            raise unresolved
+        # Backend.connect takes two step limits, not one deadline: each is capped by the time left of the call.
+        handshake_limit = timeout.handshake_deadline(deadline).remaining()
+        try:
+            stream = endpoint.backend.connect(
+                endpoint.host,
+                endpoint.port,
+                tls=endpoint.tls,
+                server_hostname=endpoint.server_name,
+                connect_timeout=timeout.connect_deadline(deadline).remaining(),
+                handshake_timeout=handshake_limit,
+                keepalive=timeout.keepalive,
+            )
+        except ConnectTimeout:
+            raise
+        except DeadlineExceeded as exc:
+            if endpoint.tls is None:
+                raise
+            raise _handshake_timeout(endpoint, handshake_limit) from exc
+        except UnknownCAError as exc:
+            raise UnknownCAError(f"{exc}; {base.ca_hint}", errno=exc.errno) from exc
+        return Connection(endpoint.url, stream, base.offer)
 
     def execute(
         self,
@@ -293,3 +406,20 @@ class InnerRPCClient:
             else:
                 return event
         raise ProtocolError(f"{conn.url}: no complete message after {_MAX_READS_PER_EVENT} reads while {what}")
+
+
+def _handshake_timeout(endpoint: Endpoint, limit: float | None) -> HandshakeTimeout:
+    within = "" if limit is None else f" within {limit:.3g} s"
+    return HandshakeTimeout(
+        f"{endpoint.url}: {endpoint.host}:{endpoint.port} accepted the connection but did not answer the TLS "
+        f"handshake{within}: check that the URL's port is a dips:// service (a program waiting for something else "
+        "behaves like this), or give a busy server more time (Timeout.handshake; --handshake-timeout)"
+    )
+
+
+def _lost_after_sending(url: str, exc: ConnectionClosedError) -> ConnectionClosedError:
+    """The connection closed after the call was sent: say where, and why the call is not retried."""
+    return ConnectionClosedError(
+        f"{url}: {exc}; the call's arguments were sent, so it may have run there and is not retried",
+        errno=exc.errno,
+    )

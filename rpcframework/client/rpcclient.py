@@ -1,18 +1,21 @@
 """``RPCClient``: the networking :class:`~rpcframework.client.interfaces.CallTarget` for one service.
 
-One ``RPCClient`` per service per ``Client``, shared by every thread. It owns:
+One ``RPCClient`` per service per ``Client``, shared by every thread. The layers keep DISET's names, each holding
+the next (DISET inherits ``InnerRPCClient`` from ``BaseClient``; see :mod:`rpcframework.client.base` for why we
+hold it instead):
 
-* a :class:`~rpcframework.client.base.BaseClient` (URLs, credentials, back ends, proposals; built once),
-* a :class:`~rpcframework.client.pool.ConnectionPool` (connections whose server negotiated ``reuse``),
-* an :class:`~rpcframework.client.inner.InnerRPCClient` (the exchange on one connection).
+* ``RPCClient`` (here): the call. Its deadline, which URL each attempt goes to, whether a failed attempt is tried
+  again, bans and pauses, the errors a failed call reports, observation, and DIRAC-style proxying with ``rpcStub``;
+* :class:`~rpcframework.client.inner.InnerRPCClient`: one attempt at one URL (a pooled or new connection, the
+  exchange); it holds the :class:`~rpcframework.client.pool.ConnectionPool` and
+* :class:`~rpcframework.client.base.BaseClient`: the service's description (URLs and their selector, credentials,
+  back ends, timeouts, retry budget, proposals), built once and shared by the calls.
 
 One call::
 
     deadline = now + timeout                                      # the whole call
     for url in selector.attempt_order(retry.max_attempts):        # random primaries, failover last, bans
-        conn = pool.acquire(url) or connect(url)                  # connect + handshake within the deadline
-        result = inner.execute(conn, proposal, args, kwargs)      # a dead pooled conn -> fresh conn, same URL
-        pool.release(conn)                                        # kept only if reuse was negotiated
+        inner.call_url(url, ...)                                  # pooled conn or connect; proposal ... result
         return result
     # on failure before the arguments were sent: ban the URL, Retry.increment, pause, next URL
     # on "overloaded" from our server (it ran nothing): the same, and before going back to that URL, its
@@ -27,7 +30,6 @@ DIRAC-style use also works: ``RPCClient("Framework/Notification").ping()`` retur
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import time
@@ -35,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from rpcframework.client.base import DEFAULT_OFFER, BaseClient, Endpoint
-from rpcframework.client.inner import Attempt, Connection, InnerRPCClient
+from rpcframework.client.inner import Attempt, InnerRPCClient
 from rpcframework.client.options import ClientOptions
 from rpcframework.client.policy import CallPhase, Deadline, Retry
 from rpcframework.client.pool import ConnectionPool, PoolSettings
@@ -45,7 +47,6 @@ from rpcframework.client.stub import StubRecorder
 from rpcframework.errors import (
     ConfigurationError,
     ConnectError,
-    ConnectionClosedError,
     DeadlineExceeded,
     HandshakeTimeout,
     NameResolutionError,
@@ -59,8 +60,6 @@ from rpcframework.protocol import Extensions
 from rpcframework.protocol.messages import TraceContext
 from rpcframework.returnvalues import DReturn, SErrorException, error_from_exception
 from rpcframework.transports import Backend
-from rpcframework.transports.base import UnknownCAError
-from rpcframework.transports.plain import ConnectTimeout
 
 __all__ = ["RPCClient"]
 
@@ -69,12 +68,10 @@ logger = logging.getLogger(__name__)
 # "No deadline" is immutable: one shared object instead of one per call.
 _NEVER: Final = Deadline.never()
 
-# A pooled connection found dead is replaced by another pooled one or a fresh one; a few tries at most.
-_MAX_STALE_RETRIES: Final = 3
-
 
 class RPCClient:
-    """Calls one service (``"System/Component"`` or full URL(s)); thread-safe; owns a connection pool.
+    """Calls one service (``"System/Component"`` or full URL(s)); thread-safe. Builds the service's
+    :class:`BaseClient`, its connection pool and the :class:`InnerRPCClient` that holds both and makes the attempts.
 
     ``options`` are the validated :class:`ClientOptions`, or pass them as keywords like DIRAC
     (``RPCClient(url, timeout=30)``). ``pool`` tunes connection reuse; ``backends`` shares back-end instances
@@ -110,7 +107,7 @@ class RPCClient:
             resolve_interval=resolve_interval,
         )
         self._rpc_pool = ConnectionPool(pool)
-        self._rpc_inner = InnerRPCClient()
+        self._rpc_inner = InnerRPCClient(self._rpc_base, self._rpc_pool)
         self._rpc_sleep = sleep
         self._rpc_closed = False
         urls = self._rpc_base.selector.urls
@@ -125,11 +122,12 @@ class RPCClient:
 
     @property
     def base(self) -> BaseClient:
-        """The frozen service description (URLs, selector, TLS settings, proposals)."""
+        """The service description (URLs and their selector, TLS settings, proposals), shared by every call."""
         return self._rpc_base
 
     @property
     def pool(self) -> ConnectionPool:
+        """The idle connections kept for reuse (held by the :class:`InnerRPCClient` that makes the attempts)."""
         return self._rpc_pool
 
     def __repr__(self) -> str:
@@ -347,68 +345,9 @@ class RPCClient:
         attempt: Attempt,
         record: ObservedCall | None = None,
     ) -> DReturn:
-        proposal = self._rpc_base.proposal(endpoint.path, method)
-        if record is not None:
-            trace = TraceContext.from_wire(record.trace_context())
-            if trace is not None:
-                proposal = dataclasses.replace(proposal, trace_context=trace)
-        pool = self._rpc_pool
-        for _ in range(_MAX_STALE_RETRIES):
-            conn = pool.acquire(endpoint.url)
-            attempt.reused = conn is not None
-            attempt.phase = CallPhase.CONNECTING
-            if conn is None:
-                conn = self._connect(endpoint, deadline)
-            try:
-                result = self._rpc_inner.execute(conn, proposal, args, kwargs, deadline=deadline, attempt=attempt)
-            except RemoteError:
-                pool.release(conn)  # a refusal leaves a reused connection idle and usable
-                raise
-            except ConnectionClosedError as exc:
-                conn.close()
-                if attempt.reused and not attempt.phase.arguments_sent:
-                    # Closed before the ack: nothing ran. The server probably restarted; drop its idle peers too.
-                    dropped = pool.discard_idle(endpoint.url)
-                    logger.debug("pooled connection to %s was dead (%s); %d more dropped", endpoint.url, exc, dropped)
-                    continue
-                if attempt.phase.arguments_sent:
-                    raise _lost_after_sending(endpoint.url, exc) from exc
-                raise
-            except BaseException:
-                conn.close()
-                raise
-            pool.release(conn)
-            return result
-        raise ConnectionClosedError(f"{endpoint.url}: pooled connections kept failing; giving up")
-
-    def _connect(self, endpoint: Endpoint, deadline: Deadline) -> Connection:
-        timeout = self._rpc_base.timeout
-        if deadline.expired:
-            raise DeadlineExceeded(f"connecting to {endpoint.url}: the call's deadline passed")
-        unresolved = self._rpc_base.addresses.take_failure(endpoint.url)
-        if unresolved is not None:
-            raise unresolved
-        # Backend.connect takes two step limits, not one deadline: each is capped by the time left of the call.
-        handshake_limit = timeout.handshake_deadline(deadline).remaining()
-        try:
-            stream = endpoint.backend.connect(
-                endpoint.host,
-                endpoint.port,
-                tls=endpoint.tls,
-                server_hostname=endpoint.server_name,
-                connect_timeout=timeout.connect_deadline(deadline).remaining(),
-                handshake_timeout=handshake_limit,
-                keepalive=timeout.keepalive,
-            )
-        except ConnectTimeout:
-            raise
-        except DeadlineExceeded as exc:
-            if endpoint.tls is None:
-                raise
-            raise _handshake_timeout(endpoint, handshake_limit) from exc
-        except UnknownCAError as exc:
-            raise UnknownCAError(f"{exc}; {self._rpc_base.ca_hint}", errno=exc.errno) from exc
-        return Connection(endpoint.url, stream, self._rpc_base.offer)
+        """One attempt at ``endpoint`` through the :class:`InnerRPCClient`, with the observed call's trace context."""
+        trace = TraceContext.from_wire(record.trace_context()) if record is not None else None
+        return self._rpc_inner.call_url(endpoint, method, args, kwargs, deadline=deadline, attempt=attempt, trace=trace)
 
     def _all_failed(self, failures: list[tuple[str, RPCFrameworkError]]) -> DReturn:
         return all_failed(self._rpc_base.service, failures)
@@ -504,23 +443,6 @@ def _final(exc: RPCFrameworkError) -> DReturn:
     if isinstance(exc, RemoteError):
         return exc.result
     raise exc
-
-
-def _handshake_timeout(endpoint: Endpoint, limit: float | None) -> HandshakeTimeout:
-    within = "" if limit is None else f" within {limit:.3g} s"
-    return HandshakeTimeout(
-        f"{endpoint.url}: {endpoint.host}:{endpoint.port} accepted the connection but did not answer the TLS "
-        f"handshake{within}: check that the URL's port is a dips:// service (a program waiting for something else "
-        "behaves like this), or give a busy server more time (Timeout.handshake; --handshake-timeout)"
-    )
-
-
-def _lost_after_sending(url: str, exc: ConnectionClosedError) -> ConnectionClosedError:
-    """The connection closed after the call was sent: say where, and why the call is not retried."""
-    return ConnectionClosedError(
-        f"{url}: {exc}; the call's arguments were sent, so it may have run there and is not retried",
-        errno=exc.errno,
-    )
 
 
 def _silent_error(url: str, method: str, exc: PeerSilent) -> PeerSilent:

@@ -89,7 +89,7 @@ class OneConnection:
         stream = endpoint.backend.connect(endpoint.host, endpoint.port, tls=endpoint.tls)
         self.conn = Connection(endpoint.url, stream, self.rpc.base.offer)
         self.proposal = self.rpc.base.proposal(endpoint.path, "who")
-        self.inner = InnerRPCClient()
+        self.inner = InnerRPCClient(self.rpc.base, self.rpc.pool)
 
     def call(self, nonce: str) -> DReturn:
         deadline = Deadline.after(10.0)

@@ -26,14 +26,13 @@ from typing import Any, Final
 from rpcframework.client.aio.connection import AsyncConnection, Attempt, execute
 from rpcframework.client.aio.pool import AsyncConnectionPool, AsyncPoolSettings
 from rpcframework.client.base import DEFAULT_OFFER, BaseClient, Endpoint
+from rpcframework.client.inner import _handshake_timeout, _lost_after_sending
 from rpcframework.client.options import ClientOptions
 from rpcframework.client.policy import CallPhase, Deadline
 from rpcframework.client.rpcclient import (
     _ban_seconds,
     _final,
-    _handshake_timeout,
     _log_retry,
-    _lost_after_sending,
     _next_retry,
     _pause_before,
     _replayed,
