@@ -3,12 +3,20 @@
     .venv/bin/python -m benchmarks.instructions                      # CPU µs per call (process time), 5 x 2,000 calls
     .venv/bin/python -m benchmarks.instructions --callgrind          # instructions per call (valgrind, ~1 minute)
     .venv/bin/python -m benchmarks.instructions --protocol dip       # plain TCP: no TLS, the Python layers only
+    .venv/bin/python -m benchmarks.instructions --client async       # the same calls through AsyncClient
+    .venv/bin/python -m benchmarks.instructions --client async --tasks 100   # 100 tasks calling at once
 
 Wall-clock rates on a shared 2-core machine move by tens of percent from one run to the next; what one call costs
 in CPU does not. Both sides run in this process (so their CPU adds up: client + server per call). ``--callgrind``
 runs this module twice under ``valgrind --tool=callgrind`` (a few calls, then many more) and divides the difference
-of the instruction counts by the difference of the calls: start-up, imports and the handshake cancel out.
+of the instruction counts by the difference of the calls: start-up, imports and the handshake cancel out; the
+count of the main thread alone is the client's (``--separate-threads``).
 Deterministic to a fraction of a percent between runs, whatever else the machine does.
+
+The CPU figures are given twice: both sides (the process's CPU) and the client's alone (the CPU of the thread that
+makes the calls: the blocking client's thread, or the thread running the asyncio client's event loop; the server
+runs on its own threads). ``--client async`` makes the same calls with ``AsyncClient`` from one event loop: one
+task after another, or ``--tasks N`` tasks calling at once (the counts are then calls in all).
 """
 
 from __future__ import annotations
@@ -41,8 +49,13 @@ def _handler() -> type[Any]:
     return Bench
 
 
-def run_calls(ca: Path, protocol: str, counts: list[int], warmup: int = 200) -> list[tuple[int, float]]:
-    """Serve in this process and make ``warmup`` calls, then each of ``counts`` calls in a row: (calls, CPU s)."""
+Counted = tuple[int, float, float]  # calls, process CPU s (both sides), client thread CPU s
+
+
+def run_calls(
+    ca: Path, protocol: str, counts: list[int], warmup: int = 200, *, client_kind: str = "sync", tasks: int = 1
+) -> list[Counted]:
+    """Serve in this process and make ``warmup`` calls, then each of ``counts`` calls in a row."""
     import logging
 
     from rpcframework.client import Client
@@ -56,30 +69,62 @@ def run_calls(ca: Path, protocol: str, counts: list[int], warmup: int = 200) -> 
     )
     service = Service("Bench/Echo", _handler(), port=0, protocol=protocol)
     config = load_dict({"DIRAC": {"Security": {"CALocation": str(ca / "certificates")}}}, "<bench>")
-    out: list[tuple[int, float]] = []
+    out: list[Counted] = []
     with ServiceReactor([service], host="127.0.0.1", tls=tls if protocol == "dips" else None) as server:
+        if client_kind == "async":
+            options = {"proxyLocation": str(ca / "proxy.pem"), "config": config}
+            return _run_async_calls(server.url("Bench/Echo"), options, counts, warmup, tasks)
         client = Client(server.url("Bench/Echo"), proxyLocation=str(ca / "proxy.pem"), config=config)
         echo = client.echo
         try:
             for _ in range(warmup):
                 echo(TEXT)
             for count in counts:
-                start = time.process_time()
+                start, thread_start = time.process_time(), time.thread_time()
                 for _ in range(count):
                     if echo(TEXT)["Value"] != TEXT:
                         raise RuntimeError("echo mismatch")
-                out.append((count, time.process_time() - start))
+                out.append((count, time.process_time() - start, time.thread_time() - thread_start))
         finally:
             client.close()
     return out
 
 
-def _instructions(ca: Path, protocol: str, calls: int, scratch: Path) -> int:
-    """Instructions of one run of ``calls`` calls (after the warm-up), every thread, under callgrind."""
+def _run_async_calls(url: str, options: dict[str, Any], counts: list[int], warmup: int, tasks: int) -> list[Counted]:
+    """:func:`run_calls` with ``AsyncClient`` on an event loop in this thread (``tasks`` tasks share the calls)."""
+    import asyncio
+
+    from rpcframework.client.aio import AsyncClient
+
+    async def calls(echo: Any, count: int) -> None:
+        for _ in range(count):
+            result: dict[str, Any] = await echo(TEXT)
+            if result.get("Value") != TEXT:
+                raise RuntimeError("echo mismatch")
+
+    async def run() -> list[Counted]:
+        out: list[Counted] = []
+        async with AsyncClient(url, **options) as client:
+            echo = client.echo
+            await asyncio.gather(*(calls(echo, max(1, warmup // tasks)) for _ in range(tasks)))
+            for count in counts:
+                start, thread_start = time.process_time(), time.thread_time()
+                await asyncio.gather(*(calls(echo, count // tasks) for _ in range(tasks)))
+                done = (count // tasks) * tasks
+                out.append((done, time.process_time() - start, time.thread_time() - thread_start))
+        return out
+
+    return asyncio.run(run())
+
+
+def _instructions(ca: Path, protocol: str, calls: int, scratch: Path, extra: list[str]) -> tuple[int, int]:
+    """Instructions of one run of ``calls`` calls (after the warm-up) under callgrind: every thread, and the main
+    thread alone (the client: the server runs on threads of its own)."""
     out = scratch / f"callgrind.{calls}.out"
     command = [
         "valgrind",
         "--tool=callgrind",
+        "--separate-threads=yes",
         f"--callgrind-out-file={out}",
         sys.executable,
         "-m",
@@ -92,15 +137,24 @@ def _instructions(ca: Path, protocol: str, calls: int, scratch: Path) -> int:
         str(calls),
         "--warmup",
         "100",
+        *extra,
     ]
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=1800, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"valgrind failed ({done.returncode}): {done.stderr[-2000:]}")
-    match = re.search(r"^summary:\s+(\d+)", out.read_text(), re.MULTILINE)
-    if match is None:
-        raise RuntimeError(f"no summary line in {out}")
-    return int(match.group(1))
+    total = main_thread = 0
+    files = sorted(scratch.glob(f"{out.name}*"))
+    for path in files:  # one file per thread: <out>-01 (the main thread), <out>-02, ...
+        match = re.search(r"^(?:summary|totals):\s+(\d+)", path.read_text(), re.MULTILINE)
+        if match is None:
+            raise RuntimeError(f"no summary line in {path}")
+        total += int(match.group(1))
+        if path.name.endswith("-01"):
+            main_thread = int(match.group(1))
+    if not files:
+        raise RuntimeError(f"callgrind wrote no {out}*")
+    return total, main_thread
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--callgrind", action="store_true", help="count instructions per call with valgrind")
     parser.add_argument("--ca", type=Path, help="an existing dev CA (default: a new one)")
+    parser.add_argument("--client", choices=("sync", "async"), default="sync", help="Client or AsyncClient")
+    parser.add_argument("--tasks", type=int, default=1, help="asyncio tasks calling at once (--client async)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="rpcframework-instructions-") as scratch_name:
         scratch = Path(scratch_name)
@@ -119,19 +175,28 @@ def main(argv: list[str] | None = None) -> int:
 
             ca = scratch / "ca"
             DevCA.init(ca)
+        name = f"{args.protocol} {args.client}" + (f" x{args.tasks}" if args.tasks > 1 else "")
         if args.callgrind:
-            small = _instructions(ca, args.protocol, _SMALL, scratch)
-            large = _instructions(ca, args.protocol, _LARGE, scratch)
-            per_call = (large - small) / (_LARGE - _SMALL)
-            print(f"{args.protocol}: {per_call:,.0f} instructions per call (client + server, {_LARGE - _SMALL} calls)")
+            extra = ["--client", args.client, "--tasks", str(args.tasks)]
+            small = _instructions(ca, args.protocol, _SMALL, scratch, extra)
+            large = _instructions(ca, args.protocol, _LARGE, scratch, extra)
+            both, client = ((big - few) / (_LARGE - _SMALL) for big, few in zip(large, small, strict=True))
+            calls = _LARGE - _SMALL
+            print(
+                f"{name}: instructions per call over {calls} calls: client + server {both:,.0f}; client {client:,.0f}"
+            )
             return 0
         counts = [int(n) for n in args.counts.split(",") if n]
-        results = run_calls(ca, args.protocol, counts, args.warmup)
-        per_call = sorted(1e6 * cpu / count for count, cpu in results)
+        results = run_calls(ca, args.protocol, counts, args.warmup, client_kind=args.client, tasks=args.tasks)
+        both = sorted(1e6 * cpu / count for count, cpu, _ in results)
+        client = sorted(1e6 * cpu / count for count, _, cpu in results)
         if os.environ.get("RPCFRAMEWORK_QUIET") is None:
-            shown = ", ".join(f"{value:.1f}" for value in per_call)
-            print(f"{args.protocol}: CPU µs per call (client + server), runs sorted: {shown}")
+            print(f"{name}: CPU µs per call, runs sorted: client + server {_shown(both)}; client {_shown(client)}")
     return 0
+
+
+def _shown(values: list[float]) -> str:
+    return ", ".join(f"{value:.1f}" for value in values)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,11 @@ connect; the stream then feeds it ciphertext and buffers the plaintext it return
 Nothing here blocks: a wait is a future of the loop, bounded by the time the caller passes; a wait that runs out
 raises :class:`~rpcframework.errors.DeadlineExceeded`. A task cancelled while it waits leaves the stream as it was;
 the caller decides to close it (the client always does: a half-read reply cannot be resumed).
+
+**Event mode** (the steady state of a call): instead of buffering bytes for :meth:`AsyncStream.recv`,
+:meth:`AsyncStream.expect_event` hands what arrives to the stream's :attr:`~AsyncStream.consumer` (the connection's
+protocol machine) inside ``data_received``, and the one future it returns gets the first complete answer: the
+task that awaits it is woken once per reply, with the reply already parsed, whatever the pieces the socket read.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol
 
 from rpcframework.errors import (
@@ -34,7 +40,7 @@ from rpcframework.transports.plain import ConnectTimeout, tune_socket
 if TYPE_CHECKING:
     from rpcframework.security.x509 import PeerIdentity
 
-__all__ = ["AsyncStream", "TLSEngine", "open_tcp_stream"]
+__all__ = ["AsyncStream", "Consumer", "TLSEngine", "open_tcp_stream"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +51,10 @@ _WRITE_HIGH: Final = 1024 * 1024
 _WRITE_LOW: Final = 256 * 1024
 #: Wake-ups without data a read accepts (TLS records that carry none: session tickets, key updates); a guard only.
 _MAX_EMPTY_WAKEUPS: Final = 10_000
+
+#: Event mode's parser: takes plaintext (``b""``: the peer closed) and returns the answer awaited, or ``None`` while
+#: it is incomplete; raises an ``RPCFrameworkError`` for a bad peer (the awaiting task gets it).
+Consumer = Callable[[bytes], object]
 
 
 class TLSEngine(Protocol):
@@ -99,6 +109,11 @@ class AsyncStream(asyncio.Protocol):
         self.received_data = False
         #: Called once when the stream closes (the TLS back end keeps the session for resumption).
         self.on_close: object = None
+        #: Event mode's parser (see :meth:`expect_event`), set once by the owner of the connection.
+        self.consumer: Consumer | None = None
+        self._event: asyncio.Future[object] | None = None
+        self._event_timer: asyncio.TimerHandle | None = None
+        self._event_timeout = 0.0
 
     def __repr__(self) -> str:
         who = self.peer_identity.dn if self.peer_identity is not None else ("tls" if self._tls else "plain")
@@ -128,6 +143,9 @@ class AsyncStream(asyncio.Protocol):
                 return
             self._flush_tls()
         if data:
+            if self._event is not None:
+                self._consume(data)
+                return
             self._buffer(data)
         self._wake()
 
@@ -142,9 +160,12 @@ class AsyncStream(asyncio.Protocol):
                 except RPCFrameworkError as exc:
                     self._error = self._error or exc
                 else:
-                    if last:
+                    if last and self._event is not None:
+                        self._consume(last)
+                    elif last:
                         self._buffer(last)
         self._wake()
+        self._end_event()
         return False  # the transport closes itself: we never write after the peer has finished
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -153,6 +174,7 @@ class AsyncStream(asyncio.Protocol):
             self._error = connection_lost(self._where, getattr(exc, "errno", None), exc)
         self._eof = True
         self._wake()
+        self._end_event()
         waiter, self._drain_waiter = self._drain_waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -177,6 +199,11 @@ class AsyncStream(asyncio.Protocol):
     def at_eof(self) -> bool:
         """The peer closed (or the connection failed) and every buffered byte was read."""
         return (self._eof or self._error is not None) and not self._chunks
+
+    @property
+    def quiet(self) -> bool:
+        """Open, and nothing received since the last read (no bytes, no end of stream, no failure)."""
+        return not self._chunks and not self._eof and self._error is None and not self._closed
 
     def pending(self) -> int:
         """Plaintext bytes received and not read yet."""
@@ -261,6 +288,7 @@ class AsyncStream(asyncio.Protocol):
 
     def close(self) -> None:
         """Close the connection (a TLS close_notify first when possible); idempotent, never raises."""
+        self._stop_event()
         if self._closed:
             return
         self._closed = True
@@ -274,10 +302,79 @@ class AsyncStream(asyncio.Protocol):
 
     def abort(self) -> None:
         """Drop the connection at once, discarding what is not sent yet."""
+        self._stop_event()
         self._closed = True
         if self._transport is not None:
             self._transport.abort()
         self._run_on_close()
+
+    # -- event mode -------------------------------------------------------------------------------------------------
+
+    def expect_event(self, timeout: float | None) -> asyncio.Future[object]:
+        """Event mode until the returned future is done: plaintext goes to :attr:`consumer` as it arrives, and the
+        future gets the consumer's first answer, or the connection's failure, or (after ``timeout`` seconds; ``None``:
+        never) :class:`~rpcframework.errors.DeadlineExceeded`. Call it with nothing buffered (:meth:`pending` is 0)
+        and before writing the request. The caller awaits the future; if it stops waiting (cancelled), it closes
+        the stream, which ends event mode."""
+        waiter: asyncio.Future[object] = self._loop.create_future()
+        if self._closed or self._eof or self._error is not None:
+            waiter.set_exception(self._error or ConnectionClosedError(f"connection to {self._where} is closed"))
+            return waiter
+        self._event = waiter
+        if timeout is not None:
+            self._event_timeout = timeout
+            self._event_timer = self._loop.call_later(max(timeout, 0.0), self._event_expired)
+        return waiter
+
+    def _consume(self, data: bytes) -> None:
+        """Event mode: give ``data`` (``b""``: end of stream) to the consumer; deliver its answer when it has one."""
+        waiter = self._event
+        consumer = self.consumer
+        assert waiter is not None and consumer is not None
+        if waiter.done():  # the task stopped waiting (cancelled): it closes the stream
+            self._stop_event()
+            if data:
+                self._buffer(data)
+            return
+        try:
+            answer = consumer(data)
+        except RPCFrameworkError as exc:
+            self._stop_event()
+            waiter.set_exception(exc)
+            return
+        if answer is not None:
+            self._stop_event()
+            waiter.set_result(answer)
+
+    def _end_event(self) -> None:
+        """The connection ended or failed: an event-mode wait gets the failure, or the end of the stream."""
+        waiter = self._event
+        if waiter is None:
+            return
+        if self._error is not None or waiter.done():
+            self._stop_event()
+            if not waiter.done():
+                waiter.set_exception(self._error or ConnectionClosedError(f"connection to {self._where} is closed"))
+            return
+        self._consume(b"")
+        if self._event is not None:  # the consumer wanted more after the end: nothing more will come
+            self._stop_event()
+            waiter.set_exception(ConnectionClosedError(f"{self._where} closed the connection"))
+
+    def _event_expired(self) -> None:
+        waiter = self._event
+        self._event_timer = None
+        self._stop_event()
+        if waiter is not None and not waiter.done():
+            what = f"waiting for the result ({self._where}) did not complete within {self._event_timeout:g} s"
+            waiter.set_exception(DeadlineExceeded(what))
+
+    def _stop_event(self) -> None:
+        self._event = None
+        timer = self._event_timer
+        if timer is not None:
+            self._event_timer = None
+            timer.cancel()
 
     # -- TLS set-up (transports/aio_tls.py) ------------------------------------------------------------------------
 
@@ -330,6 +427,7 @@ class AsyncStream(asyncio.Protocol):
     def _fail(self, exc: RPCFrameworkError) -> None:
         self._error = exc
         self._wake()
+        self._end_event()
         if self._transport is not None:
             self._flush_tls_quietly()
             self._transport.close()

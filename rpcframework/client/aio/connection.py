@@ -8,10 +8,16 @@ server cannot take (nothing sent). Every wait gets the time left of the call's d
 
 A task cancelled in the middle of an exchange leaves the connection in an unknown state; the caller closes it
 (never returns it to the pool), so a half-read reply can never be taken for another call's answer.
+
+The steady state (a pooled connection to our server, pipelining negotiated) has a shorter path: :func:`send_call`
+writes proposal and arguments at once and returns the future that the stream's event mode completes with the
+parsed answer (:meth:`AsyncConnection.consume` runs the machine inside ``data_received``), and
+:func:`finish_call` turns that answer into the result. One future and one task wake-up per call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import time
@@ -44,12 +50,24 @@ from rpcframework.protocol import (
 from rpcframework.returnvalues import DReturn
 from rpcframework.transports.aio import AsyncStream
 
-__all__ = ["AsyncConnection", "Attempt", "KeywordArgumentsUnsupported", "execute"]
+__all__ = [
+    "AsyncConnection",
+    "Attempt",
+    "KeywordArgumentsUnsupported",
+    "execute",
+    "finish_call",
+    "goodbye_first",
+    "send_call",
+]
 
 # A last-resort loop guard (the deadline bounds the time, the message-size cap the bytes), as in the sync client.
 _MAX_READS_PER_EVENT: Final = 1_000_000
 #: Events looked at while checking an idle pooled connection (pongs, pings); more is abuse.
 _MAX_IDLE_EVENTS: Final = 16
+#: Pongs one read may carry ahead of an answer in event mode (one per ping we sent); more is abuse.
+_MAX_PONGS_PER_READ: Final = 64
+_IDLE: Final = ConnectionState.IDLE
+_CLOSED: Final = ConnectionState.CLOSED
 
 
 class AsyncConnection:
@@ -79,6 +97,7 @@ class AsyncConnection:
         self.max_idle = math.inf
         self.pipeline_idle = 0.0
         self._ping_ids = itertools.count(1)
+        stream.consumer = self.consume
 
     def __repr__(self) -> str:
         return f"<AsyncConnection {self.url} state={self.machine.state.value} calls={self.calls}>"
@@ -116,8 +135,72 @@ class AsyncConnection:
             raise ProtocolError(f"{self.url}: unexpected {type(event).__name__} on an idle connection")
         raise ProtocolError(f"{self.url}: the server kept sending on an idle connection")
 
+    def ready(self, now: float) -> bool:
+        """True when a pipelined call may go out at once: our server, well within its idle limit, nothing received
+        since the last exchange and nothing owed (checked without reading: the loop buffered whatever came)."""
+        machine = self.machine
+        return (
+            now - self.last_used < self.pipeline_idle
+            and machine.state is _IDLE
+            and self.stream.quiet
+            and machine.needs_data()
+        )
+
+    def consume(self, data: bytes) -> object:
+        """The stream's event-mode consumer: feed ``data`` (``b""``: the end) to the machine and return the first
+        event that answers the call (pongs to our keepalives skipped, pongs owed to the server's pings sent), or
+        ``None`` while it is incomplete. Raises the machine's ``ProtocolError`` for a bad peer."""
+        machine = self.machine
+        machine.receive_data(data)
+        for _ in range(_MAX_PONGS_PER_READ):
+            event = machine.next_event()
+            if event is NEED_DATA:
+                owed = machine.data_to_send()
+                if owed:
+                    self.stream.write(owed)
+                return None
+            if event.__class__ is not PongReceived:
+                return event
+        raise ProtocolError(f"{self.url}: the server sent more than {_MAX_PONGS_PER_READ} pongs at once")
+
     def close(self) -> None:
         self.stream.close()
+
+
+def send_call(
+    conn: AsyncConnection, proposal: Proposal, args: Sequence[Any], kwargs: Mapping[str, Any], timeout: float | None
+) -> asyncio.Future[object]:
+    """Write one pipelined call on a :meth:`~AsyncConnection.ready` connection and return the future of its answer
+    (for :func:`finish_call`). Raises before anything is sent for keyword arguments a DIRAC server cannot take or
+    arguments that do not encode; from the write on, the call counts as sent."""
+    machine = conn.machine
+    if kwargs:
+        negotiated = machine.extensions
+        if negotiated is None or Feature.KWARGS not in negotiated:
+            raise _no_kwargs(conn, proposal)
+    data = machine.send_call(proposal, args, kwargs or None)
+    stream = conn.stream
+    waiter = stream.expect_event(timeout)
+    stream.write(data)
+    return waiter
+
+
+def finish_call(conn: AsyncConnection, event: object) -> DReturn:
+    """The result of a call sent by :func:`send_call` from its answer (an overload refusal raises, as any refusal)."""
+    if isinstance(event, CallResult):
+        conn.calls += 1
+        conn.last_used = time.monotonic()
+        return result_or_overload(event.result)
+    if isinstance(event, ProposalRefused):
+        raise refusal_error(event.error)  # the server dropped the arguments unread; the connection is IDLE
+    if isinstance(event, ConnectionClosed):
+        raise ConnectionClosedError(f"{conn.url} closed the connection while waiting for the result")
+    raise ProtocolError(f"{conn.url}: expected the call's result, got {type(event).__name__}")
+
+
+def goodbye_first(conn: AsyncConnection) -> bool:
+    """After a ``ConnectionClosedError``: whether the server's goodbye came before our call (it read nothing)."""
+    return conn.machine.state is _CLOSED
 
 
 def _no_kwargs(conn: AsyncConnection, proposal: Proposal) -> KeywordArgumentsUnsupported:

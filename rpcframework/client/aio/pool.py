@@ -17,9 +17,11 @@ Everything here runs on the loop's thread: no locks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
@@ -53,13 +55,18 @@ class AsyncPoolSettings(PoolSettings):
 class AsyncConnectionPool:
     """Idle reusable connections and busy-connection slots, by URL, for one event loop."""
 
-    def __init__(self, settings: AsyncPoolSettings | None = None) -> None:
+    def __init__(
+        self, settings: AsyncPoolSettings | None = None, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
         self.settings = settings or AsyncPoolSettings()
+        #: The event loop whose connections these are (``None``: not said).
+        self.loop = loop
         self._idle: dict[str, list[AsyncConnection]] = {}
-        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
         self._busy: dict[str, int] = {}
         self._closed = False
         self._last_maintenance = time.monotonic()
+        self._idle_limit = self.settings.idle_timeout or math.inf
 
     def __repr__(self) -> str:
         counts = {url: len(conns) for url, conns in self._idle.items() if conns}
@@ -82,34 +89,74 @@ class AsyncConnectionPool:
 
     async def take_slot(self, url: str, timeout: float | None) -> None:
         """Wait (up to ``timeout`` s) until fewer than ``max_connections`` calls to ``url`` are in progress, and
-        count this one; give the slot back with :meth:`release_slot`."""
+        count this one; give the slot back with :meth:`release_slot`. Waiting calls get slots in their order."""
+        if self._free_slot(url):
+            self._busy[url] = self._busy.get(url, 0) + 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._waiting.setdefault(url, deque())
+        queue.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter  # release_slot hands its slot over: the busy count already includes this call
+        except TimeoutError as exc:
+            if waiter.done() and not waiter.cancelled():
+                self.release_slot(url)  # handed a slot as the time ran out: pass it on
+            limit = self.settings.max_connections
+            raise DeadlineExceeded(
+                f"waiting for a connection to {url}: {limit} calls were in progress for the whole deadline"
+                " (raise AsyncPoolSettings.max_connections, or give the call more time)"
+            ) from exc
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release_slot(url)  # handed a slot, then cancelled: pass it on
+            raise
+        finally:
+            if not waiter.done() or waiter.cancelled():
+                _discard(queue, waiter)
+            if not queue and self._waiting.get(url) is queue:
+                del self._waiting[url]
+
+    def _free_slot(self, url: str) -> bool:
         limit = self.settings.max_connections
-        if limit is not None:
-            slots = self._slots.get(url)
-            if slots is None:
-                slots = self._slots[url] = asyncio.Semaphore(limit)
-            if not slots.locked():
-                await slots.acquire()  # returns at once: no suspension
-            else:
-                try:
-                    async with asyncio.timeout(timeout):
-                        await slots.acquire()
-                except TimeoutError as exc:
-                    raise DeadlineExceeded(
-                        f"waiting for a connection to {url}: {limit} calls were in progress for the whole deadline"
-                        " (raise AsyncPoolSettings.max_connections, or give the call more time)"
-                    ) from exc
-        self._busy[url] = self._busy.get(url, 0) + 1
+        return limit is None or (self._busy.get(url, 0) < limit and not self._waiting.get(url))
 
     def release_slot(self, url: str) -> None:
+        """Give back a call's slot: to the first call waiting for one, if any, else to the pool."""
+        queue = self._waiting.get(url)
+        while queue:
+            waiter = queue.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes to that call: the busy count stays
+                return
         left = self._busy.get(url, 0) - 1
         if left > 0:
             self._busy[url] = left
         else:
             self._busy.pop(url, None)
-        slots = self._slots.get(url)
-        if slots is not None:
-            slots.release()
+
+    def take_ready(self, url: str) -> AsyncConnection | None:
+        """The steady state without a wait: the most recently returned connection to ``url`` when a pipelined call
+        may go out on it at once (:meth:`AsyncConnection.ready`) and a slot is free, with the slot counted; else
+        ``None`` (then :meth:`take_slot` and :meth:`acquire` do the full checks, maintenance included)."""
+        conns = self._idle.get(url)
+        if not conns:
+            return None
+        busy = self._busy.get(url, 0)
+        limit = self.settings.max_connections
+        if limit is not None and (busy >= limit or self._waiting.get(url)):
+            return None
+        now = time.monotonic()
+        conn = conns[-1]
+        if now - self._last_maintenance >= self.settings.maintenance_interval or now - conn.last_used >= (
+            self._idle_limit
+        ):
+            return None
+        if not conn.ready(now):
+            return None
+        conns.pop()
+        self._busy[url] = busy + 1
+        return conn
 
     # -- idle connections ----------------------------------------------------------------------------------------------
 
@@ -118,7 +165,7 @@ class AsyncConnectionPool:
         now = time.monotonic()
         if now - self._last_maintenance >= self.settings.maintenance_interval:
             self.maintain()
-        limit = self.settings.idle_timeout or math.inf
+        limit = self._idle_limit
         conns = self._idle.get(url)
         for _ in range(len(conns) if conns else 0):  # bounded: each pass takes a connection out
             assert conns is not None
@@ -187,6 +234,11 @@ class AsyncConnectionPool:
     def _ping_due(self, conn: AsyncConnection, now: float) -> bool:
         lapse = self.settings.keepalive_lapse
         return bool(lapse) and now - max(conn.last_used, conn.last_ping) >= lapse
+
+
+def _discard(queue: deque[asyncio.Future[None]], waiter: asyncio.Future[None]) -> None:
+    with contextlib.suppress(ValueError):
+        queue.remove(waiter)
 
 
 def _usable(conn: AsyncConnection) -> bool:

@@ -23,7 +23,14 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
-from rpcframework.client.aio.connection import AsyncConnection, Attempt, execute
+from rpcframework.client.aio.connection import (
+    AsyncConnection,
+    Attempt,
+    execute,
+    finish_call,
+    goodbye_first,
+    send_call,
+)
 from rpcframework.client.aio.pool import AsyncConnectionPool, AsyncPoolSettings
 from rpcframework.client.base import DEFAULT_OFFER, BaseClient, Endpoint
 from rpcframework.client.inner import _handshake_timeout, _lost_after_sending
@@ -117,6 +124,7 @@ class AsyncRPCClient:
         self._rpc_observer = options.observer
         self._rpc_observed: dict[str, ClientCall] = {}
         self._rpc_stubs = StubRecorder()
+        self._rpc_last_pool: AsyncConnectionPool | None = None  # the pool of the loop that called last
 
     # -- public ----------------------------------------------------------------------------------------------------
 
@@ -129,12 +137,16 @@ class AsyncRPCClient:
     def pool(self) -> AsyncConnectionPool:
         """The connection pool of the running event loop (created on first use)."""
         loop = asyncio.get_running_loop()
+        pool = self._rpc_last_pool
+        if pool is not None and pool.loop is loop:
+            return pool
         pool = self._rpc_pools.get(loop)
         if pool is None:
             with self._rpc_lock:
                 pool = self._rpc_pools.get(loop)
                 if pool is None:
-                    pool = self._rpc_pools[loop] = AsyncConnectionPool(self._rpc_pool_settings)
+                    pool = self._rpc_pools[loop] = AsyncConnectionPool(self._rpc_pool_settings, loop)
+        self._rpc_last_pool = pool
         return pool
 
     def __repr__(self) -> str:
@@ -155,6 +167,7 @@ class AsyncRPCClient:
         with self._rpc_lock:
             pools = list(self._rpc_pools.items())
             self._rpc_pools.clear()
+            self._rpc_last_pool = None
         for loop, pool in pools:
             if loop.is_closed():
                 # Nothing can run there any more; its sockets close when their transports are collected. Close a
@@ -177,7 +190,72 @@ class AsyncRPCClient:
         """Perform one call within ``timeout`` seconds (``None``: no deadline); the envelope, or raise."""
         if self._rpc_observer is not None:
             return await self._observed_call(self._rpc_observer, method, args, kwargs, timeout)
-        return await self._call(method, args, kwargs, timeout=timeout)
+        url = self._rpc_single_url
+        if url is None or self._rpc_closed:
+            return await self._call(method, args, kwargs, timeout=timeout)
+        pool = self.pool
+        conn = pool.take_ready(url)
+        if conn is None:
+            return await self._call(method, args, kwargs, timeout=timeout)
+        # The steady state, in this one coroutine: a pooled pipelined connection, its slot counted, one write and
+        # one wait for the parsed answer. Any failure goes to the full path's rules (_ready_call_failed).
+        deadline = Deadline.after(timeout) if timeout is not None else _NEVER
+        sent = False
+        try:
+            proposal = self._rpc_base.proposal(self._rpc_endpoint.path, method)
+            waiter = send_call(conn, proposal, args, kwargs, timeout)
+            sent = True
+            result = finish_call(conn, await waiter)
+        except RPCFrameworkError as exc:
+            return await self._ready_call_failed(
+                pool, conn, (method, args, kwargs), (timeout, deadline), exc, sent=sent
+            )
+        except BaseException:
+            # Cancelled (or worse) mid-exchange: what is left on the connection belongs to this call only.
+            conn.close()
+            pool.release_slot(url)
+            raise
+        pool.release(conn)
+        pool.release_slot(url)
+        self._rpc_base.selector.succeeded(url)
+        return result
+
+    async def _ready_call_failed(
+        self,
+        pool: AsyncConnectionPool,
+        conn: AsyncConnection,
+        call: tuple[str, tuple[Any, ...], Mapping[str, Any]],
+        limits: tuple[float | None, Deadline],
+        exc: RPCFrameworkError,
+        *,
+        sent: bool,
+    ) -> DReturn:
+        """A call on a ready pooled connection failed: the connection is handled as :meth:`_call_url` handles it,
+        then the call goes on as :meth:`_call` goes on after a failed first attempt (retries, bans, timeouts)."""
+        method, args, kwargs = call
+        timeout, deadline = limits
+        url = conn.url
+        attempt = Attempt()
+        attempt.reused = True
+        attempt.phase = CallPhase.ARGUMENTS_SENT if sent else CallPhase.PROPOSING
+        if isinstance(exc, RemoteError):
+            pool.release(conn)  # a refusal leaves the connection idle and usable
+        else:
+            conn.close()
+        pool.release_slot(url)
+        if isinstance(exc, ConnectionClosedError):
+            if goodbye_first(conn) or not sent:
+                # The server closed the idle connection without reading the call: the pool's other connections
+                # to it are likely dead too (a restart); the call starts again on the full path.
+                dropped = pool.discard_idle(url)
+                logger.debug("pooled connection to %s was dead (%s); %d more dropped", url, exc, dropped)
+                return await self._call(method, args, kwargs, timeout=timeout, deadline=deadline)
+            lost = _lost_after_sending(url, exc)
+            lost.__cause__ = exc
+            exc = lost
+        return await self._attempts(
+            method, args, kwargs, timeout=timeout, deadline=deadline, first=(url, attempt, exc), record=None
+        )
 
     def maintain(self) -> None:
         """Ping idle connections of the running loop's pool that are due for a keepalive; close expired ones."""
@@ -239,10 +317,12 @@ class AsyncRPCClient:
         *,
         timeout: float | None,
         record: ObservedCall | None = None,
+        deadline: Deadline | None = None,
     ) -> DReturn:
         if self._rpc_closed:
             raise ConfigurationError(f"{self!r} is closed")
-        deadline = Deadline.after(timeout) if timeout is not None else _NEVER
+        if deadline is None:
+            deadline = Deadline.after(timeout) if timeout is not None else _NEVER
         url = self._rpc_single_url
         if url is None:
             return await self._attempts(

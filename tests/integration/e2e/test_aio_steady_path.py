@@ -1,0 +1,220 @@
+"""The asyncio client's steady state over real TLS: a call on a pooled pipelined connection is written at once and
+its answer parsed as it arrives (the stream's event mode), whatever pieces the reply comes in; the call's deadline,
+its cancellation and a server that closes in the middle of a reply keep the rules of the full path."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from _e2e_kit import SERVICE, CountingHandler
+
+from rpcframework.client.aio import AsyncClient, AsyncRPCClient
+from rpcframework.protocol import NEED_DATA, ArgumentsReceived, Extensions, ProposalReceived, ServerConnection
+from rpcframework.returnvalues import S_OK
+from rpcframework.transports import get_backend
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def async_client(creds, url: str, **options) -> AsyncClient:
+    options.setdefault("proxyLocation", str(creds.user.proxy_file))
+    options.setdefault("config", creds.config())
+    options.setdefault("timeout", 10)
+    return AsyncClient(url, **options)
+
+
+class _Dribbler:
+    """Our protocol with reuse and pipelining negotiated, answering ``echo`` with its first argument; the reply of
+    the calls after the first goes out one byte per TLS record (a pause after each), or stops after ``cut`` bytes
+    and closes the connection."""
+
+    def __init__(self, creds, *, cut: int | None = None, pause: float = 0.001) -> None:
+        self._backend = get_backend("pyopenssl")
+        self._tls = creds.server_tls()
+        self._cut = cut
+        self._pause = pause
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self.calls = 0
+        self.records = 0
+        self.connections = 0
+        self.closed = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def url(self) -> str:
+        return f"dips://localhost:{self.port}/{SERVICE}"
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            with contextlib.suppress(Exception):
+                self._serve(sock)
+            self.closed.set()
+
+    def _serve(self, sock: socket.socket) -> None:
+        stream = self._backend.wrap_server(sock, self._tls, handshake_timeout=5)
+        stream.settimeout(5)
+        conn = ServerConnection(extensions=Extensions(idle_timeout=60.0))
+        try:
+            for _ in range(10_000):
+                event = conn.next_event()
+                if event is NEED_DATA:
+                    data = stream.recv(65536)
+                    if not data:
+                        return
+                    conn.receive_data(data)
+                elif isinstance(event, ProposalReceived):
+                    stream.send_all(conn.accept())
+                elif isinstance(event, ArgumentsReceived):
+                    self.calls += 1
+                    reply = conn.send_result(S_OK(event.args[0]))
+                    if self.calls == 1:
+                        stream.send_all(reply)  # the first call negotiates: sent whole
+                        continue
+                    self._dribble(stream, reply)
+                    if self._cut is not None:
+                        return
+        finally:
+            stream.close()
+
+    def _dribble(self, stream: Any, reply: bytes) -> None:
+        size = len(reply) if self._cut is None else self._cut
+        for index in range(size):
+            stream.send_all(reply[index : index + 1])
+            self.records += 1
+            time.sleep(self._pause)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._listener.close()
+
+
+@contextlib.contextmanager
+def dribbler(creds, **options: Any):
+    server = _Dribbler(creds, **options)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def count_wakeups(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> Callable[[], int]:
+    """Count the times ``task`` is scheduled to run (a future it awaits completes); returns the reader."""
+    original = loop.call_soon
+    count = [0]
+
+    def call_soon(callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:
+        if getattr(callback, "__self__", None) is task:
+            count[0] += 1
+        return original(callback, *args, context=context)
+
+    loop.call_soon = call_soon  # type: ignore[method-assign]
+    return lambda: count[0]
+
+
+def test_a_reply_split_in_one_byte_records_wakes_the_caller_once(creds):
+    text = "z" * 200
+
+    async def main() -> tuple[list[Any], list[int]]:
+        results, wakeups = [], []
+        async with async_client(creds, server.url()) as client:
+            assert (await client.echo("negotiate"))["Value"] == "negotiate"
+            loop = asyncio.get_running_loop()
+            task = asyncio.current_task()
+            assert task is not None
+            wakeups_of = count_wakeups(loop, task)
+            for _ in range(3):
+                before = wakeups_of()
+                results.append(await client.echo(text))
+                wakeups.append(wakeups_of() - before)
+        return results, wakeups
+
+    with dribbler(creds) as server:
+        results, wakeups = asyncio.run(main())
+        assert server.connections == 1  # every call went on the pooled connection
+    assert [result["Value"] for result in results] == [text] * 3, results
+    assert server.records > 3 * 200  # each reply went out in hundreds of records
+    # Parsed as it arrived: the caller is woken once per call, not once per piece.
+    assert wakeups == [1, 1, 1], wakeups
+
+
+def test_a_server_that_closes_in_the_middle_of_a_reply_on_a_pooled_connection(creds):
+    async def main() -> tuple[Any, Any]:
+        async with async_client(creds, server.url()) as client:
+            assert (await client.echo("negotiate"))["OK"]
+            broken = await client.echo("y" * 100)
+            again = await client.echo("next")  # a new connection: its first call negotiates and is sent whole
+            return broken, again
+
+    with dribbler(creds, cut=40) as server:
+        broken, again = asyncio.run(main())
+        calls, connections = server.calls, server.connections
+    assert not broken["OK"] and "closed" in broken["Message"], broken
+    assert "not retried" in broken["Message"], broken  # the arguments had gone: at most once
+    assert again["OK"] and again["Value"] == "next", again
+    assert (calls, connections) == (3, 2)  # the broken call ran once and was not retried
+
+
+def test_a_task_cancelled_while_its_reply_arrives_closes_that_connection_only(creds):
+    async def main() -> tuple[Any, int]:
+        async with async_client(creds, server.url()) as client:
+            assert (await client.echo("negotiate"))["OK"]
+            rpc = client._rpc_targets[server.url()]
+            assert isinstance(rpc, AsyncRPCClient)
+            call = asyncio.create_task(client.echo("w" * 2000))
+            for _ in range(500):  # until the reply is on its way, byte by byte
+                if server.records > 10:
+                    break
+                await asyncio.sleep(0.01)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            busy = rpc.pool.busy_count(server.url())
+            idle = rpc.pool.idle_count(server.url())
+            return busy, idle
+
+    with dribbler(creds, pause=0.002) as server:
+        busy, idle = asyncio.run(main())
+        assert server.closed.wait(10)  # the server saw the connection go
+    assert (busy, idle) == (0, 0)  # the slot was given back, the half-read connection not kept
+
+
+def test_the_deadline_of_a_call_on_a_pooled_connection(creds, cluster):
+    (reactor,) = cluster(max_threads=2)
+    url = reactor.url(SERVICE)
+
+    async def main() -> None:
+        async with async_client(creds, url) as client:
+            assert (await client.add(1, 1))["Value"] == 2  # a pooled pipelined connection from now on
+            rpc = client._rpc_targets[url]
+            assert isinstance(rpc, AsyncRPCClient)
+            started = time.monotonic()
+            result = await client.slow(10, timeout=1)
+            elapsed = time.monotonic() - started
+            assert not result["OK"] and result["Errno"] == errno.ETIMEDOUT, result
+            assert "deadline" in result["Message"] and "slow" in result["Message"], result
+            assert elapsed < 5, elapsed
+            assert rpc.pool.busy_count(url) == 0
+            assert (await client.add(2, 2))["Value"] == 4  # on another connection
+            assert (await client.add(3, 3, timeout=None))["Value"] == 6  # no deadline: no timer either
+
+    asyncio.run(main())
+    assert CountingHandler.executions["slow"] == 1  # never retried after the arguments went out
