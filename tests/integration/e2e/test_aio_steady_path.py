@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _e2e_kit import SERVICE, CountingHandler
+from support.e2e_kit import SERVICE, CountingHandler
 
 from rpcframework.client.aio import AsyncClient, AsyncRPCClient
 from rpcframework.protocol import NEED_DATA, ArgumentsReceived, Extensions, ProposalReceived, ServerConnection
