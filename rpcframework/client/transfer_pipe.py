@@ -19,7 +19,7 @@ from rpcframework.client.policy import Deadline
 from rpcframework.errors import DeadlineExceeded
 from rpcframework.transports import Stream
 
-__all__ = ["TransferPipe"]
+__all__ = ["TransferLimits", "TransferPipe"]
 
 _RECV_SIZE: Final = 256 * 1024
 
@@ -28,8 +28,9 @@ def _no_progress_marker() -> object:
     return None
 
 
-class TransferPipe:
-    """The ``FileHelper`` channel over a blocking client stream, bounding each wait by both limits.
+class TransferLimits:
+    """Both limits of one transfer: each wait may last until the transfer made no progress for ``idle`` seconds, or
+    until ``deadline`` (``max_duration``) passes, whichever comes first. Shared by the blocking and asyncio clients.
 
     ``progress`` returns a value that changes whenever the transfer moves on (the transfer machine's
     :attr:`~rpcframework.protocol.transfer.TransferEndpoint.progress`: the server's messages and data, our data
@@ -37,8 +38,7 @@ class TransferPipe:
     send in reply (keepalive pongs, acks) is not progress.
     """
 
-    def __init__(self, stream: Stream, idle: float | None, deadline: Deadline, max_duration: float | None) -> None:
-        self.stream = stream
+    def __init__(self, idle: float | None, deadline: Deadline, max_duration: float | None) -> None:
         self.idle = idle
         self.deadline = deadline
         self.max_duration = max_duration
@@ -50,8 +50,8 @@ class TransferPipe:
         """The transfer advanced (an answer came before the data phase): the progress wait starts again."""
         self._moved_at = time.monotonic()
 
-    def _limit(self) -> float | None:
-        """Seconds the next wait may take; raises once a limit has passed."""
+    def limit(self) -> float | None:
+        """Seconds the next wait may take; raises :class:`DeadlineExceeded` naming the limit once one has passed."""
         now = time.monotonic()
         marker = self.progress()
         if marker != self._marker:
@@ -72,22 +72,30 @@ class TransferPipe:
             limit = left if limit is None else min(limit, left)
         return limit
 
+
+class TransferPipe(TransferLimits):
+    """The ``FileHelper`` channel over a blocking client stream, bounding each wait by both limits."""
+
+    def __init__(self, stream: Stream, idle: float | None, deadline: Deadline, max_duration: float | None) -> None:
+        super().__init__(idle, deadline, max_duration)
+        self.stream = stream
+
     def send(self, data: bytes | memoryview) -> None:
         if not data:
             return
-        self.stream.settimeout(self._limit())
+        self.stream.settimeout(self.limit())
         try:
             self.stream.send_all(data)  # a memoryview goes out as is: no copy
         except DeadlineExceeded:
-            self._limit()  # the limit that ran out, named
+            self.limit()  # the limit that ran out, named
             raise
 
     def recv(self) -> bytes:
-        self.stream.settimeout(self._limit())
+        self.stream.settimeout(self.limit())
         try:
             return self.stream.recv(_RECV_SIZE)
         except DeadlineExceeded:
-            self._limit()
+            self.limit()
             raise
 
     def poll(self) -> bool:

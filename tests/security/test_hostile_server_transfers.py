@@ -374,3 +374,75 @@ def test_a_listing_that_is_not_a_list_of_names_is_an_error(kit: Kit, hostile: An
     done = run_cli(kit, server, "list", "b", output="text")
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "not a list of member names" in done.stderr
+
+
+# --- the asyncio transfer client against the same hostile server (attack run on the asyncio client) -----------
+
+
+def async_client_for(kit: Kit, server: HostileServer, **options: Any) -> Any:
+    from rpcframework.client.aio import AsyncTransferClient
+
+    options.setdefault("timeout", 10)
+    return AsyncTransferClient(
+        server.url, proxyLocation=str(kit.user.proxy_file), caLocation=str(kit.ca.cert_dir), **options
+    )
+
+
+def _data_then_close(payload: bytes) -> Any:
+    def script(peer: HostilePeer) -> None:
+        peer.accept_transfer()
+        peer.send_data(payload)  # every byte and a correct end, then no result at all
+
+    return script
+
+
+@pytest.mark.parametrize("features", [None, frozenset()], ids=["stream", "dirac"])
+@pytest.mark.parametrize("ending", ["refusal", "no result"])
+def test_an_async_download_is_kept_only_when_the_server_result_is_ok(
+    kit: Kit, hostile: Any, tmp_path: Path, features: frozenset[Feature] | None, ending: str
+) -> None:
+    """Found by the attack run: ``AsyncTransferClient.receiveFile`` renamed the file over the destination before
+    it read the server's result, so a server answering ``S_ERROR`` (or nothing) replaced an existing file."""
+    import asyncio
+
+    refusal = {"OK": False, "Errno": 0, "Message": "quota exceeded after all"}
+    payload = b"the attacker's content"
+    script = _data_then(refusal, payload, features=features) if ending == "refusal" else _data_then_close(payload)
+    server = hostile(script, "pyopenssl")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "important.cfg").write_bytes(b"kept")
+    client = async_client_for(kit, server, retries=0, timeout=3)
+    result = asyncio.run(client.receiveFile(dest / "important.cfg", "important.cfg"))
+    if ending == "refusal":
+        assert result == refusal
+    else:
+        assert not result["OK"] and "no result from the server" in result["Message"], result
+    assert (dest / "important.cfg").read_bytes() == b"kept"
+    assert _entries(dest) == ["important.cfg"]
+
+
+@pytest.mark.parametrize("case", ["before the ack", "instead of data", "instead of the result"])
+def test_a_server_that_only_pings_cannot_hold_an_async_download(
+    kit: Kit, hostile: Any, tmp_path: Path, case: str
+) -> None:
+    import asyncio
+
+    server = hostile(_pings_only(case, None), "pyopenssl")
+    client = async_client_for(kit, server, timeout=2, retries=0)
+    result = asyncio.run(client.receiveFile(tmp_path / "down.bin", "down.bin"))
+    assert result["OK"] is False and "no progress for 2 s" in result["Message"], result
+    assert "keepalive pings are not progress" in result["Message"]
+    pinged_for = server.wait()
+    assert pinged_for and all(seconds < 60 for seconds in pinged_for), server.errors
+    assert _entries(tmp_path) == []
+
+
+def test_max_duration_bounds_a_trickling_async_download(kit: Kit, hostile: Any, tmp_path: Path) -> None:
+    import asyncio
+
+    server = hostile(_trickle, "pyopenssl")
+    client = async_client_for(kit, server, timeout=2, retries=0, max_duration=3)
+    result = asyncio.run(client.receiveFile(tmp_path / "slow.bin", "slow.bin"))
+    assert result["OK"] is False and "max_duration (3 s)" in result["Message"], result
+    assert _entries(tmp_path) == []

@@ -29,7 +29,9 @@ from typing import IO, Any, Final
 from rpcframework.client.base import BaseClient, Endpoint
 from rpcframework.client.options import ClientOptions
 from rpcframework.client.transfer import _SHA256_OFFER, TRANSFER_OFFER, _size_of
-from rpcframework.errors import ConfigurationError, RemoteError, RPCFrameworkError
+from rpcframework.client.transfer_pipe import TransferLimits
+from rpcframework.deadline import Deadline
+from rpcframework.errors import ConfigurationError, DeadlineExceeded, RemoteError, RPCFrameworkError
 from rpcframework.protocol import NEED_DATA, ClientConnection, Feature, ProposalAccepted, ProposalRefused
 from rpcframework.protocol.events import PAUSED
 from rpcframework.protocol.messages import ActionType, FileInfo, TransferDirection
@@ -71,11 +73,12 @@ class _Aborted(RPCFrameworkError):
 
 
 class _Channel:
-    """The machine and the stream of one transfer; ``timeout`` bounds each network wait."""
+    """The machine and the stream of one transfer; ``limits`` bound each network wait (no progress for
+    ``Timeout.total`` seconds, keepalive pings not counted; ``max_duration`` for the whole operation)."""
 
-    def __init__(self, stream: AsyncStream, timeout: float | None) -> None:
+    def __init__(self, stream: AsyncStream, limits: TransferLimits) -> None:
         self.stream = stream
-        self.timeout = timeout
+        self.limits = limits
         self.result: DReturn | None = None
 
     def send(self, data: bytes | memoryview) -> None:
@@ -84,6 +87,9 @@ class _Channel:
 
     async def next(self, machine: ClientConnection | ClientTransfer) -> object:
         """The next event of ``machine``, reading as needed; what the machine owes the peer is sent."""
+        limits = self.limits
+        if isinstance(machine, ClientTransfer):
+            limits.progress = lambda: machine.progress
         for _ in range(_MAX_EVENTS):
             event = machine.next_event()
             self.send(machine.data_to_send())
@@ -92,13 +98,31 @@ class _Channel:
             if event is not NEED_DATA:
                 if isinstance(event, ResultReceived):
                     self.result = event.result
+                if isinstance(machine, ClientConnection):
+                    limits.moved_on()  # before the data phase, every answer is progress
                 return event
-            machine.receive_data(await self.stream.recv(self.timeout, "waiting for the transfer's peer"))
+            machine.receive_data(await self._recv())
         raise _Aborted("no transfer event after many reads")
+
+    async def _recv(self) -> bytes:
+        try:
+            return await self.stream.recv(self.limits.limit(), "waiting for the transfer's peer")
+        except DeadlineExceeded:
+            self.limits.limit()  # the limit that ran out, named
+            raise
+
+    async def drain(self) -> None:
+        try:
+            await self.stream.drain(self.limits.limit())
+        except DeadlineExceeded:
+            self.limits.limit()
+            raise
 
 
 class AsyncTransferClient:
-    """Moves files to and from one service from asyncio code; options as ``TransferClient``'s.
+    """Moves files to and from one service from asyncio code; options as ``TransferClient``'s, ``max_duration``
+    included (seconds one operation may take in all; the ``timeout`` option bounds every wait for progress, and
+    keepalive pings are not progress).
 
     Each transfer has its own connection, closed at its end (as DISET does).
     """
@@ -110,6 +134,7 @@ class AsyncTransferClient:
         *,
         stream: bool = True,
         checksum: str = "crc32",
+        max_duration: float | None = None,
         backends: dict[str, Backend] | None = None,
         environ: Mapping[str, str] | None = None,
         **kw_options: Any,
@@ -120,6 +145,9 @@ class AsyncTransferClient:
             raise ConfigurationError("pass either options= or keyword options, not both")
         if checksum not in STREAM_CHECKSUMS:
             raise ConfigurationError(f"checksum must be 'crc32' or 'sha256', not {checksum!r}")
+        if max_duration is not None and not max_duration > 0:
+            raise ConfigurationError(f"max_duration must be a positive number of seconds, not {max_duration!r}")
+        self.max_duration = max_duration
         if options.backend not in (None, "pyopenssl"):
             raise ConfigurationError("the asyncio transfer client speaks dips:// with the pyopenssl back end only")
         offer = (TRANSFER_OFFER if checksum == "crc32" else _SHA256_OFFER) if stream else None
@@ -180,9 +208,14 @@ class AsyncTransferClient:
     ) -> DReturn:
         base = self.base
         failures: list[str] = []
+        deadline = Deadline.after(self.max_duration)
         for url in base.selector.attempt_order(base.retry.max_attempts):
+            if deadline.expired:
+                failures.append(f"max_duration ({self.max_duration:g} s) reached")
+                break
+            limits = TransferLimits(base.timeout.total, deadline, self.max_duration)
             try:
-                result: DReturn = await self._run_url(base.endpoints[url], direction, info_for, action)
+                result: DReturn = await self._run_url(base.endpoints[url], limits, direction, info_for, action)
             except RemoteError as exc:
                 return exc.result  # the server refused the proposal (unauthorized...): not retried
             except _NotStarted as exc:
@@ -198,6 +231,7 @@ class AsyncTransferClient:
     async def _run_url(
         self,
         endpoint: Endpoint,
+        limits: TransferLimits,
         direction: TransferDirection,
         info_for: Callable[[bool], FileInfo],
         action: Callable[[_Channel, ClientTransfer], Any],
@@ -206,7 +240,7 @@ class AsyncTransferClient:
             stream = await self._open(endpoint)
         except (RPCFrameworkError, OSError) as exc:
             raise _NotStarted(str(exc)) from exc
-        channel = _Channel(stream, self.base.timeout.total)
+        channel = _Channel(stream, limits)
         try:
             machine = await self._start(endpoint, channel, direction, info_for)
             if isinstance(machine, dict):
@@ -275,15 +309,30 @@ async def _finish(
     except (RPCFrameworkError, OSError) as exc:
         return S_ERROR(f"Transfer failed: {exc}")
     try:
-        while channel.result is None:
-            await channel.next(machine)
-        server = channel.result
+        server = await _server_result(channel, machine)
     except (RPCFrameworkError, OSError) as exc:
         logger.debug("no result from the server after the transfer: %s", exc)
         return local if not local["OK"] else S_ERROR(f"Transfer failed: no result from the server ({exc})")
     if not local["OK"]:
         return server if not server["OK"] else local
     return server
+
+
+async def _server_result(channel: _Channel, machine: ClientTransfer) -> DReturn:
+    """The server's final result (read once, then kept on the channel)."""
+    while channel.result is None:
+        await channel.next(machine)
+    return channel.result
+
+
+async def _server_agrees(channel: _Channel, machine: ClientTransfer, received: DReturn) -> DReturn:
+    """``received`` if the server's final result is ``S_OK``, else that result: a download is kept only when the
+    server says the transfer succeeded."""
+    try:
+        server = await _server_result(channel, machine)
+    except (RPCFrameworkError, OSError) as exc:
+        return S_ERROR(f"Transfer failed: no result from the server ({exc})")
+    return received if server["OK"] else server
 
 
 def _abort_reason(channel: _Channel) -> str:
@@ -347,7 +396,7 @@ async def _send_all(channel: _Channel, machine: ClientTransfer, handle: IO[bytes
         await _wait_sendable(channel, machine)
         for part in machine.send_chunk_parts(chunk):
             channel.send(part)
-        await channel.stream.drain(channel.timeout)  # flow control: never more than the buffer in memory
+        await channel.drain()  # flow control: never more than the buffer in memory
         _look_for_abort(channel, machine)
         progress.advance(len(chunk))
     await _wait_sendable(channel, machine)
@@ -387,6 +436,8 @@ async def _download(
         return await _abort(channel, machine, f"Cannot write {os.path.basename(destination)}: {exc.strerror}")
     try:
         result = await _receive(channel, machine, atomic.write, progress, atomic)
+        if result["OK"]:
+            result = await _server_agrees(channel, machine, result)
     except BaseException:
         atomic.discard()  # nothing partial is left behind, whatever stopped the transfer (a cancelled task too)
         raise
