@@ -144,7 +144,7 @@ def _instructions(ca: Path, protocol: str, calls: int, scratch: Path, extra: lis
     if done.returncode != 0:
         raise RuntimeError(f"valgrind failed ({done.returncode}): {done.stderr[-2000:]}")
     total = main_thread = 0
-    files = sorted(scratch.glob(f"{out.name}*"))
+    files = sorted(scratch.glob(f"{out.name}-*"))
     for path in files:  # one file per thread: <out>-01 (the main thread), <out>-02, ...
         match = re.search(r"^(?:summary|totals):\s+(\d+)", path.read_text(), re.MULTILINE)
         if match is None:

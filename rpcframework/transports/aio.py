@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol
@@ -40,7 +41,7 @@ from rpcframework.transports.plain import ConnectTimeout, tune_socket
 if TYPE_CHECKING:
     from rpcframework.security.x509 import PeerIdentity
 
-__all__ = ["AsyncStream", "Consumer", "TLSEngine", "open_tcp_stream"]
+__all__ = ["AsyncStream", "Consumer", "DeadlineWatch", "TLSEngine", "open_tcp_stream"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class AsyncStream(asyncio.Protocol):
         self.consumer: Consumer | None = None
         self._event: asyncio.Future[object] | None = None
         self._event_timer: asyncio.TimerHandle | None = None
+        self._event_watch: DeadlineWatch | None = None
         self._event_timeout = 0.0
 
     def __repr__(self) -> str:
@@ -310,12 +312,13 @@ class AsyncStream(asyncio.Protocol):
 
     # -- event mode -------------------------------------------------------------------------------------------------
 
-    def expect_event(self, timeout: float | None) -> asyncio.Future[object]:
+    def expect_event(self, timeout: float | None, watch: DeadlineWatch | None = None) -> asyncio.Future[object]:
         """Event mode until the returned future is done: plaintext goes to :attr:`consumer` as it arrives, and the
         future gets the consumer's first answer, or the connection's failure, or (after ``timeout`` seconds; ``None``:
-        never) :class:`~rpcframework.errors.DeadlineExceeded`. Call it with nothing buffered (:meth:`pending` is 0)
-        and before writing the request. The caller awaits the future; if it stops waiting (cancelled), it closes
-        the stream, which ends event mode."""
+        never) :class:`~rpcframework.errors.DeadlineExceeded`, kept by ``watch`` (the loop's shared deadline timer)
+        or by a timer of its own. Call it with nothing buffered (:meth:`pending` is 0) and before writing the
+        request. The caller awaits the future; if it stops waiting (cancelled), it closes the stream, which ends
+        event mode."""
         waiter: asyncio.Future[object] = self._loop.create_future()
         if self._closed or self._eof or self._error is not None:
             waiter.set_exception(self._error or ConnectionClosedError(f"connection to {self._where} is closed"))
@@ -323,7 +326,11 @@ class AsyncStream(asyncio.Protocol):
         self._event = waiter
         if timeout is not None:
             self._event_timeout = timeout
-            self._event_timer = self._loop.call_later(max(timeout, 0.0), self._event_expired)
+            if watch is not None:
+                self._event_watch = watch
+                watch.add(self, timeout)
+            else:
+                self._event_timer = self._loop.call_later(max(timeout, 0.0), self.event_expired)
         return waiter
 
     def _consume(self, data: bytes) -> None:
@@ -361,9 +368,11 @@ class AsyncStream(asyncio.Protocol):
             self._stop_event()
             waiter.set_exception(ConnectionClosedError(f"{self._where} closed the connection"))
 
-    def _event_expired(self) -> None:
+    def event_expired(self) -> None:
+        """The event-mode wait's time ran out (its timer, or the :class:`DeadlineWatch` keeping it, calls this)."""
         waiter = self._event
         self._event_timer = None
+        self._event_watch = None
         self._stop_event()
         if waiter is not None and not waiter.done():
             what = f"waiting for the result ({self._where}) did not complete within {self._event_timeout:g} s"
@@ -371,6 +380,11 @@ class AsyncStream(asyncio.Protocol):
 
     def _stop_event(self) -> None:
         self._event = None
+        watch = self._event_watch
+        if watch is not None:
+            self._event_watch = None
+            watch.remove(self)
+            return
         timer = self._event_timer
         if timer is not None:
             self._event_timer = None
@@ -452,6 +466,55 @@ class AsyncStream(asyncio.Protocol):
     @property
     def _where(self) -> str:
         return f"{self.peer_address[0]}:{self.peer_address[1]}"
+
+
+class DeadlineWatch:
+    """The deadlines of the event-mode waits of one event loop, kept with one timer.
+
+    A timer per call (``loop.call_later``) costs a handle, a push on the loop's heap (whose comparisons are Python
+    calls: with 1,000 calls in flight, about ten per push) and a cancellation that the loop cleans up later; almost
+    every call ends long before its deadline. Here a wait is one dict entry; the one timer is armed for the earliest
+    deadline and re-armed when it fires (or when a wait with an earlier deadline arrives).
+    """
+
+    __slots__ = ("_due", "_loop", "_timer", "_timer_at")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._due: dict[AsyncStream, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def add(self, stream: AsyncStream, timeout: float) -> None:
+        """Call ``stream.event_expired()`` in ``timeout`` seconds unless :meth:`remove` comes first."""
+        when = self._loop.time() + max(timeout, 0.0)
+        self._due[stream] = when
+        if when < self._timer_at:
+            self._arm(when)
+
+    def remove(self, stream: AsyncStream) -> None:
+        """Forget ``stream``'s wait (the timer stays armed: when it fires with nothing due, it is not re-armed)."""
+        self._due.pop(stream, None)
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._timer_at = math.inf
+        now = self._loop.time()
+        expired = [stream for stream, when in self._due.items() if when <= now]
+        for stream in expired:
+            del self._due[stream]
+            stream.event_expired()
+        if self._due:
+            self._arm(min(self._due.values()))
 
 
 class _Expired(Exception):

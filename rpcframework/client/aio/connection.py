@@ -48,7 +48,7 @@ from rpcframework.protocol import (
     ProposalRefused,
 )
 from rpcframework.returnvalues import DReturn
-from rpcframework.transports.aio import AsyncStream
+from rpcframework.transports.aio import AsyncStream, DeadlineWatch
 
 __all__ = [
     "AsyncConnection",
@@ -168,11 +168,17 @@ class AsyncConnection:
 
 
 def send_call(
-    conn: AsyncConnection, proposal: Proposal, args: Sequence[Any], kwargs: Mapping[str, Any], timeout: float | None
+    conn: AsyncConnection,
+    proposal: Proposal,
+    call: tuple[Sequence[Any], Mapping[str, Any]],
+    timeout: float | None,
+    watch: DeadlineWatch | None,
 ) -> asyncio.Future[object]:
-    """Write one pipelined call on a :meth:`~AsyncConnection.ready` connection and return the future of its answer
-    (for :func:`finish_call`). Raises before anything is sent for keyword arguments a DIRAC server cannot take or
-    arguments that do not encode; from the write on, the call counts as sent."""
+    """Write one pipelined call (``(args, kwargs)``) on a :meth:`~AsyncConnection.ready` connection and return the
+    future of its answer (for :func:`finish_call`); ``watch`` keeps its deadline. Raises before anything is sent for
+    keyword arguments a DIRAC server cannot take or arguments that do not encode; from the write on, the call counts
+    as sent."""
+    args, kwargs = call
     machine = conn.machine
     if kwargs:
         negotiated = machine.extensions
@@ -180,7 +186,7 @@ def send_call(
             raise _no_kwargs(conn, proposal)
     data = machine.send_call(proposal, args, kwargs or None)
     stream = conn.stream
-    waiter = stream.expect_event(timeout)
+    waiter = stream.expect_event(timeout, watch)
     stream.write(data)
     return waiter
 

@@ -203,7 +203,7 @@ class AsyncRPCClient:
         sent = False
         try:
             proposal = self._rpc_base.proposal(self._rpc_endpoint.path, method)
-            waiter = send_call(conn, proposal, args, kwargs, timeout)
+            waiter = send_call(conn, proposal, (args, kwargs), timeout, pool.deadlines)
             sent = True
             result = finish_call(conn, await waiter)
         except RPCFrameworkError as exc:

@@ -218,3 +218,29 @@ def test_the_deadline_of_a_call_on_a_pooled_connection(creds, cluster):
 
     asyncio.run(main())
     assert CountingHandler.executions["slow"] == 1  # never retried after the arguments went out
+
+
+def test_calls_in_flight_each_end_at_their_own_deadline(creds, cluster):
+    (reactor,) = cluster(max_threads=4)
+    url = reactor.url(SERVICE)
+
+    async def main() -> list[tuple[str, Any]]:
+        ended: list[tuple[str, Any]] = []
+
+        async def call(name: str, timeout: float) -> None:
+            ended.append((name, await client.slow(10, timeout=timeout)))
+
+        async with async_client(creds, url) as client:
+            await asyncio.gather(client.add(1, 1), client.add(2, 2), client.add(3, 3))  # pooled connections
+            later = asyncio.create_task(call("later", 4))
+            await asyncio.sleep(0.05)  # its deadline is the one the loop's timer is set for
+            sooner = asyncio.create_task(call("sooner", 1))  # an earlier deadline: the timer moves
+            await asyncio.gather(later, sooner)
+            assert (await client.add(4, 4))["Value"] == 8
+        return ended
+
+    ended = asyncio.run(main())
+    assert [name for name, _ in ended] == ["sooner", "later"], ended
+    for _, result in ended:
+        assert not result["OK"] and result["Errno"] == errno.ETIMEDOUT, result
+    assert CountingHandler.executions["slow"] == 2
