@@ -74,6 +74,11 @@ class TLSEngine(Protocol):
         failure (an alert, a record that does not decrypt)."""
         ...
 
+    @property
+    def peer_finished(self) -> bool:
+        """The peer's close_notify was read: no more data comes, whether or not it keeps TCP open."""
+        ...
+
     def encrypt(self, data: bytes | memoryview) -> bytes:
         """Ciphertext of ``data`` to write to the socket."""
         ...
@@ -144,12 +149,26 @@ class AsyncStream(asyncio.Protocol):
                 self._fail(exc)
                 return
             self._flush_tls()
+            if tls.peer_finished and not self._eof:
+                self._end_of_tls_stream(data)
+                return
         if data:
             if self._event is not None:
                 self._consume(data)
                 return
             self._buffer(data)
         self._wake()
+
+    def _end_of_tls_stream(self, last: bytes) -> None:
+        """The peer's close_notify ends the stream as its TCP EOF would: a reply cut by it fails at once instead
+        of waiting for a TCP close the peer may never send."""
+        if last and self._event is not None:
+            self._consume(last)
+        elif last:
+            self._buffer(last)
+        self._eof = True
+        self._wake()
+        self._end_event()
 
     def eof_received(self) -> bool:
         self._eof = True

@@ -58,7 +58,7 @@ class MemoryTLS:
     is several times per call.
     """
 
-    __slots__ = ("_conn", "_from_ssl", "_into_ssl", "_raise_ssl_error", "_ssl", "_where")
+    __slots__ = ("_conn", "_from_ssl", "_into_ssl", "_raise_ssl_error", "_ssl", "_where", "peer_finished")
 
     def __init__(self, handshake: ClientHandshake) -> None:
         conn = self._conn = handshake.conn
@@ -66,6 +66,8 @@ class MemoryTLS:
         self._ssl = _internals.ssl_pointer(conn)
         self._into_ssl, self._from_ssl = _internals.memory_bios(conn)
         self._raise_ssl_error = _internals.error_raiser(conn)
+        #: The peer's close_notify was read: its stream has ended, whether or not it keeps TCP open.
+        self.peer_finished = False
 
     def handshake_step(self) -> bool:
         """Advance the handshake with what was fed; ``True`` once it is complete."""
@@ -104,7 +106,8 @@ class MemoryTLS:
             try:
                 self._raise_ssl_error(ssl, size)
             except SSL.ZeroReturnError:
-                break  # close_notify: the end of the stream (reported by the transport's EOF)
+                self.peer_finished = True  # close_notify: the end of the stream, even if TCP stays open
+                break
             except SSL.SysCallError as exc:
                 if exc.args and exc.args[0] == -1:
                     break  # EOF without close_notify (DISET peers close that way)
