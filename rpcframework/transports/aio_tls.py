@@ -13,7 +13,8 @@ disagree about whom they talk to. Why pyOpenSSL rather than asyncio's own TLS: `
 
 from __future__ import annotations
 
-from typing import Final
+import threading
+from typing import Any, Final
 
 from OpenSSL import SSL
 
@@ -34,9 +35,6 @@ from rpcframework.transports.pyopenssl_stream import MAX_IO_STEPS, error_text
 __all__ = ["MemoryTLS", "open_tls_stream"]
 
 _PLAIN_READ: Final = 256 * 1024
-_HANDSHAKE_READ: Final = 64 * 1024
-_RECORD: Final = 16 * 1024
-_RECORD_OVERHEAD: Final = 128
 _SSL_read = _internals.SSL_read
 _SSL_write = _internals.SSL_write
 _SSL_get_error = _internals.SSL_get_error
@@ -46,6 +44,18 @@ _BIO_write = _internals.BIO_write
 _alloc = _internals.alloc
 _buffer = _internals.buffer
 _from_buffer = _internals.from_buffer
+#: One scratch buffer per thread for OpenSSL to read into (a loop runs its connections' TLS on one thread, and
+#: nothing here re-enters): what is read is copied out at once, so no call allocates a buffer of its own.
+_SCRATCH_SIZE: Final = _PLAIN_READ
+_scratch = threading.local()
+
+
+def _scratch_buffer() -> Any:
+    try:
+        return _scratch.buffer
+    except AttributeError:
+        buf = _scratch.buffer = _alloc("char[]", _SCRATCH_SIZE)
+        return buf
 
 
 class MemoryTLS:
@@ -95,9 +105,9 @@ class MemoryTLS:
     def read_plain(self) -> bytes:
         ssl = self._ssl
         pieces: list[bytes] = []
+        buf = _scratch_buffer()
         for _ in range(MAX_IO_STEPS):
-            buf = _alloc("char[]", _PLAIN_READ)
-            size = _SSL_read(ssl, buf, _PLAIN_READ)
+            size = _SSL_read(ssl, buf, _SCRATCH_SIZE)
             if size > 0:
                 pieces.append(_buffer(buf, size)[:])
                 continue
@@ -132,23 +142,23 @@ class MemoryTLS:
                 except SSL.Error as exc:
                     raise classify_tls_failure(error_text(exc), verify_code=None, peer=self._where) from exc
                 raise ConnectionClosedError(f"connection to {self._where}: OpenSSL wrote {written} of {size} bytes")
-        # The records: the data plus at most ~100 bytes of header, padding and tag per 16 KiB record.
-        return self._drain(size + (size // _RECORD + 1) * _RECORD_OVERHEAD)
+        return self._drain()
 
     def outgoing(self) -> bytes:
-        return self._drain(_HANDSHAKE_READ)
+        return self._drain()
 
-    def _drain(self, hint: int) -> bytes:
-        """Everything OpenSSL wrote into its outgoing BIO, read in pieces of ``hint`` bytes (usually one)."""
+    def _drain(self) -> bytes:
+        """Everything OpenSSL wrote into its outgoing BIO (read in one piece unless it is larger than the scratch
+        buffer)."""
         source = self._from_ssl
         pieces: list[bytes] = []
+        buf = _scratch_buffer()
         for _ in range(MAX_IO_STEPS):
-            buf = _alloc("char[]", hint)
-            size = _BIO_read(source, buf, hint)
+            size = _BIO_read(source, buf, _SCRATCH_SIZE)
             if size <= 0:
                 break  # empty (a memory BIO says "retry" when it has nothing)
             pieces.append(_buffer(buf, size)[:])
-            if size < hint:
+            if size < _SCRATCH_SIZE:
                 break
         if not pieces:
             return b""
