@@ -64,23 +64,46 @@ _VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
 # OpenSSL 3 reports a peer that closes without close_notify as an error; DISET peers do exactly that, so treat it as
 # an ordinary end of stream. Not every pyOpenSSL exports the constant; the value is fixed by OpenSSL 3.
 _OP_IGNORE_UNEXPECTED_EOF = getattr(SSL, "OP_IGNORE_UNEXPECTED_EOF", 1 << 7)
+_X509_V_ERR_APPLICATION_VERIFICATION = 50  # OpenSSL's code for a refusal by the application's callback
 
 
 class _VerifyState:
-    """Per-connection slot the verify callback fills, so errors can say *why* a chain was refused."""
+    """Per-connection slot the verify callback fills, so errors can say *why* a chain was refused.
 
-    __slots__ = ("depth", "error")
+    A client sets ``server_name``: the callback then checks the server's own certificate for that name as soon as
+    its chain is verified, so an impostor with a CA-valid certificate is refused before our certificate chain (the
+    user's DN) is sent to it; :func:`_client_identity` checks again after the handshake (resumed sessions too).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("check_hostname", "depth", "error", "refusal", "server_name")
+
+    def __init__(self, server_name: str | None = None, check_hostname: bool = True) -> None:
         self.error = 0
         self.depth = 0
+        self.server_name = server_name
+        self.check_hostname = check_hostname
+        self.refusal: PeerVerificationError | None = None
 
 
-def _on_verify(conn: SSL.Connection, _cert: X509, errnum: int, depth: int, ok: int) -> bool:
+def _on_verify(conn: SSL.Connection, cert: X509, errnum: int, depth: int, ok: int) -> bool:
     state = conn.get_app_data()
-    if not ok and isinstance(state, _VerifyState) and not state.error:
-        state.error, state.depth = errnum, depth
-    return bool(ok)
+    if not isinstance(state, _VerifyState):
+        return bool(ok)
+    if not ok:
+        if not state.error:
+            state.error, state.depth = errnum, depth
+        return False
+    if depth == 0 and state.server_name is not None:
+        try:
+            leaf = cert.to_cryptography()
+            if state.check_hostname:
+                _match_server_name(leaf, state.server_name)
+            _check_server_certificate(leaf, state.server_name)
+        except PeerVerificationError as exc:
+            state.refusal = exc
+            state.error, state.depth = _X509_V_ERR_APPLICATION_VERIFICATION, 0
+            return False
+    return True
 
 
 def build_context(tls: TLSConfig, server_side: bool) -> SSL.Context:
@@ -192,6 +215,8 @@ def _run_handshake(conn: SSL.Connection, sock: socket.socket, timeout: float | N
 def handshake_failure(exc: SSL.Error | OSError, conn: SSL.Connection, where: str) -> RPCFrameworkError:
     """Our error for a failed handshake: the verify callback's finding first, then OpenSSL's reason."""
     state = conn.get_app_data()
+    if isinstance(state, _VerifyState) and state.refusal is not None:
+        return state.refusal  # the server is not the one asked for (name, proxy, not a server's certificate)
     code = state.error if isinstance(state, _VerifyState) else 0
     if isinstance(exc, SSL.SysCallError):
         if code:
@@ -363,7 +388,7 @@ class PyOpenSSLBackend:
         ctx = self.contexts.get(tls, False)
         name = server_hostname or host
         conn = SSL.Connection(ctx, sock)
-        conn.set_app_data(_VerifyState())
+        conn.set_app_data(_VerifyState(name if tls.verify_peer else None, tls.check_hostname))
         if not _is_ip_address(name):
             conn.set_tlsext_host_name(name.encode("idna"))
         key = (name, port, tls)

@@ -379,3 +379,32 @@ def test_the_async_client_refuses_the_impostor_and_sends_no_argument(creds, impo
     server.stop()
     assert not result["OK"] and "proxy" in result["Message"], result
     assert bytes(server.received) == b""
+
+
+@pytest.mark.parametrize("client", ["pyopenssl", "asyncio"])
+@pytest.mark.parametrize("impostor", IMPOSTORS)
+def test_the_impostor_never_sees_our_certificate(creds, impostors, serve, client, impostor):
+    """Found by the attack run on the asyncio client: the name and purpose checks ran after the handshake, so an
+    impostor holding any CA-valid certificate received the client's chain (the user's DN) before it was refused.
+    The server here requires a client certificate: a completed handshake on its side means the client sent one."""
+    server = serve(impostors[impostor])
+    with pytest.raises(PeerVerificationError):
+        if client == "pyopenssl":
+            stream = get_backend("pyopenssl").connect(
+                "localhost", server.port, tls=creds.client_tls(), handshake_timeout=10
+            )
+            stream.close()
+        else:
+            import asyncio
+
+            from rpcframework.transports.aio_tls import open_tls_stream
+
+            async def connect() -> None:
+                stream = await open_tls_stream(
+                    type(get_backend("pyopenssl"))(), "localhost", server.port, tls=creds.client_tls()
+                )
+                stream.close()
+
+            asyncio.run(connect())
+    server.stop()
+    assert server.handshakes == 0
