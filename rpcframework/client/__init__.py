@@ -1,9 +1,9 @@
 """rpcframework.client: the user-facing ``Client`` and the pure call policy (timeouts, retries, URL choice).
 
-The connection-level parts (``RPCClient``, and behind it the internal ``InnerRPCClient``, ``BaseClient`` and
-pool) plug in behind :class:`~rpcframework.client.interfaces.CallTarget`; ``MockTransport`` answers calls
-in-process for tests.
-See ``docs/client.md``.
+The connection-level parts (``RPCClient``, which holds the internal ``InnerRPCClient``, which holds the
+``BaseClient`` and the connection pool) plug in behind :class:`~rpcframework.client.interfaces.CallTarget`;
+``MockTransport`` answers calls in-process for tests. See ``docs/client.md`` and the client section of
+``docs/architecture.md``.
 """
 
 from __future__ import annotations

@@ -1,18 +1,35 @@
-"""``BaseClient``: everything about a service that is decided once, when its client is built.
+"""``BaseClient``: the description of one service that every layer of its client reads.
+
+The name is DISET's, where ``BaseClient`` is the base class of ``InnerRPCClient`` and ``TransferClient``. Ours is
+held, not inherited: :class:`~rpcframework.client.inner.InnerRPCClient` (under ``RPCClient``),
+:class:`~rpcframework.client.transfer.TransferClient` and their asyncio twins each hold one as ``base``. Inheriting
+would put its attributes (``timeout``, ``setup``, ``vo``, ``options``...) on ``RPCClient``, where they would shadow
+remote methods of the same name, a DISET bug; and the asyncio client shares one description between the
+connection pools of several event loops.
 
 DISET's ``BaseClient`` re-discovers URLs, credentials, setup and VO on every connection, from process-global state.
-Ours does that work exactly once per service per client and freezes the result:
+Ours does that work once, when the client is built, and keeps the result; these attributes never change after:
 
 * **where**: the service's URLs (a full URL, a comma list of URLs, or ``System/Component`` resolved through the
-  configuration with its failover URLs) and a :class:`~rpcframework.client.selection.URLSelector` over them;
+  configuration with its failover URLs);
 * **as whom**: a user certificate named by ``certLocation``/``keyLocation``, else the proxy (``proxyLocation``,
   ``$X509_USER_PROXY``, ``/tmp/x509up_u<uid>``, then the user certificate) or, with ``useCertificates``, the host
   certificate; the CA directory (``caLocation``, else the configuration and environment); ``skipCACheck``. All of it
-  becomes one :class:`~rpcframework.transports.TLSConfig`, checked up front so an expired proxy is reported as such;
+  becomes one :class:`~rpcframework.transports.TLSConfig` (``tls``), checked up front so an expired proxy is
+  reported as such;
 * **how**: the transport back end per scheme (``dip://`` plain TCP; ``dips://`` pyOpenSSL by default, or the
-  ``backend`` option), the timeouts and the retry budget;
-* **what the proposal says**: service path, setup, VO, extra credentials, client version and our extensions offer.
-  Proposals are built once per (path, method) and reused, so the per-call path does no configuration lookups.
+  ``backend`` option), the timeouts (``timeout``) and the retry budget (``retry``);
+* **what the proposal says**: setup, VO, the client's own extra credentials, client version and our extensions
+  offer.
+
+What changes while the client lives, shared by its calls and safe for concurrent use:
+
+* ``selector``, the :class:`~rpcframework.client.selection.URLSelector`: bans, calls outstanding per URL;
+* ``addresses`` and ``endpoints``: a host name is re-resolved when due (:meth:`BaseClient.refresh_addresses`); new
+  addresses get an :class:`Endpoint` (bounded), none is removed;
+* the proposal cache: :meth:`BaseClient.proposal` builds each (path, method, identity) proposal once and keeps it
+  (bounded), so the per-call path does no configuration lookups;
+* the back ends, created on first use and shared with the other services of one ``Client``.
 """
 
 from __future__ import annotations
@@ -108,7 +125,8 @@ def _config_tree(config: object) -> ConfigTree:
 
 
 class BaseClient:
-    """The frozen description of one service as seen by one client; shared read-only by every call.
+    """The description of one service as seen by one client, read by every call (see the module docstring for what
+    is fixed when it is built and what changes, thread-safely, while it lives).
 
     ``backends`` maps back-end names to instances to share (their TLS context caches) between the services of
     one ``Client``; missing ones are created here. ``resolver(host, port) -> addresses`` and ``resolve_interval``
@@ -156,9 +174,9 @@ class BaseClient:
         self.ca_hint = "no trusted CA directory"
         self.tls = self._build_tls(security, environ) if any(u.secure for u in parsed.values()) else None
         self.endpoints = {target: self._target_endpoint(target) for target in self.selector.urls}
-        self._default_extra = self._static_extra_credentials()
+        self._own_extra = self._own_extra_credentials()
         self._proposals: dict[tuple[str, str, ExtraCredentials], Proposal] = {}
-        self._default_proposals: dict[tuple[str, str], Proposal] = {}  # the subset made with _default_extra
+        self._own_proposals: dict[tuple[str, str], Proposal] = {}  # the subset made with _own_extra
         self._version = client_version()
 
     def __repr__(self) -> str:
@@ -244,7 +262,8 @@ class BaseClient:
 
     # -- proposals -------------------------------------------------------------------------------------------------
 
-    def _static_extra_credentials(self) -> ExtraCredentials:
+    def _own_extra_credentials(self) -> ExtraCredentials:
+        """The client's own identity in the proposal, when no ``delegate()`` block is in force."""
         options = self.options
         if options.delegatedDN is not None:
             return DelegatedIdentity(options.delegatedDN, options.delegatedGroup or "")
@@ -263,14 +282,14 @@ class BaseClient:
             delegation = current_delegation()
             if delegation is not None:
                 return DelegatedIdentity(delegation.dn, delegation.group or "")
-        return self._default_extra
+        return self._own_extra
 
     def proposal(self, path: str, method: str) -> Proposal:
         """The RPC proposal for ``method`` on the service at ``path``; cached, so calls reuse one object."""
         if self.options.delegatedDN is None and current_delegation() is None:
-            # No per-call identity in force (the common case): extra_credentials() would return _default_extra,
+            # No per-call identity in force (the common case): extra_credentials() would return _own_extra,
             # so the proposal depends on (path, method) only; a second, smaller key spares the 3-tuple hash.
-            proposal = self._default_proposals.get((path, method))
+            proposal = self._own_proposals.get((path, method))
             if proposal is not None:
                 return proposal
         extra = self.extra_credentials()
@@ -280,8 +299,8 @@ class BaseClient:
             proposal = self._build_proposal(path, method, extra)
             if len(self._proposals) < _MAX_CACHED_PROPOSALS:
                 self._proposals[key] = proposal
-                if extra is self._default_extra:
-                    self._default_proposals[(path, method)] = proposal
+                if extra is self._own_extra:
+                    self._own_proposals[(path, method)] = proposal
         return proposal
 
     def _build_proposal(self, path: str, method: str, extra: ExtraCredentials) -> Proposal:

@@ -1,6 +1,6 @@
 """``AsyncRPCClient``: the asyncio :class:`~rpcframework.client.aio.interfaces.AsyncCallTarget` for one service.
 
-The asyncio twin of :class:`~rpcframework.client.rpcclient.RPCClient`, with the same policy objects: the frozen
+The asyncio twin of :class:`~rpcframework.client.rpcclient.RPCClient`, with the same policy objects: the service's
 :class:`~rpcframework.client.base.BaseClient` (URLs from the configuration, shuffled primaries and failover URLs
 last, temporary bans, credentials, proposals with the delegation in force in the calling task), the immutable
 ``Retry`` and ``Timeout`` values, the same rules for what is retried (before the arguments are sent, and an
