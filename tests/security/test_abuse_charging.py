@@ -5,7 +5,9 @@ server back end. 127.0.0.1 stands for the portal's or the site's one shared addr
 from __future__ import annotations
 
 import pytest
-from support.security_kit import ALICE_DN, BOB_DN, exchange, raw_socket, recv_until_closed, tls_stream, wait_for
+from support.security_kit import ALICE_DN, BOB_DN, exchange, raw_socket, tls_stream
+from support.waiting import wait_for
+from support.wire import read_until_closed
 
 import rpcframework
 from rpcframework.errors import RPCFrameworkError
@@ -19,7 +21,7 @@ CLIENT_HELLO_START = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
 def _closed_before_tls(reactor, source: str = "127.0.0.1") -> bool:
     sock = raw_socket(reactor, source)
     sock.sendall(CLIENT_HELLO_START)
-    received, closed = recv_until_closed(sock, timeout=3)
+    received, closed = read_until_closed(sock, timeout=3)
     sock.close()
     return received == b"" and closed
 
@@ -27,7 +29,7 @@ def _closed_before_tls(reactor, source: str = "127.0.0.1") -> bool:
 def _waits_for_the_handshake(reactor, source: str) -> bool:
     sock = raw_socket(reactor, source)
     sock.sendall(CLIENT_HELLO_START)
-    _, closed = recv_until_closed(sock, timeout=0.5)
+    _, closed = read_until_closed(sock, timeout=0.5)
     sock.close()
     return not closed
 
@@ -158,14 +160,14 @@ def test_garbage_and_hanging_handshakes_still_ban_the_address(kit, serve, backen
     try:
         for sock in hanging:
             sock.sendall(CLIENT_HELLO_START)  # and nothing more
-        assert wait_for(lambda: all(recv_until_closed(sock, timeout=0.1)[1] for sock in hanging), timeout=5)
+        assert wait_for(lambda: all(read_until_closed(sock, timeout=0.1)[1] for sock in hanging), timeout=5)
     finally:
         for sock in hanging:
             sock.close()
     for _ in range(2):
         sock = raw_socket(reactor, "127.0.0.4")
         sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
-        recv_until_closed(sock, timeout=3)
+        read_until_closed(sock, timeout=3)
         sock.close()
     assert wait_for(lambda: "127.0.0.4" in reactor.guard.temporary_bans())
     assert _closed_before_tls(reactor, "127.0.0.4")

@@ -9,7 +9,9 @@ import os
 import time
 
 import pytest
-from support.security_kit import PROPOSAL, frame, raw_socket, recv_until_closed, tls_stream, wait_for
+from support.security_kit import PROPOSAL, raw_socket, tls_stream
+from support.waiting import wait_for
+from support.wire import frame, read_until_closed
 
 from rpcframework.config import ConfigStore
 
@@ -32,7 +34,7 @@ def _still_serves(kit, reactor) -> None:
 
 def _silently_closed(sock) -> bool:
     sock.sendall(CLIENT_HELLO_START)
-    received, closed = recv_until_closed(sock, timeout=3)
+    received, closed = read_until_closed(sock, timeout=3)
     sock.close()
     return received == b"" and closed
 
@@ -79,7 +81,7 @@ def _connects_with_tls(kit, reactor, source) -> bool:
     """Whether the server waits for the rest of a ClientHello from ``source`` (a refused one is closed at once)."""
     sock = raw_socket(reactor, source)
     sock.sendall(CLIENT_HELLO_START)
-    _, closed = recv_until_closed(sock, timeout=0.5)
+    _, closed = read_until_closed(sock, timeout=0.5)
     sock.close()
     return not closed
 
@@ -89,7 +91,7 @@ def test_failed_handshakes_get_an_address_banned_for_a_while(kit, serve):
     for _ in range(5):
         sock = _source_or_skip(reactor, "127.0.0.3")
         sock.sendall(b"GET / HTTP/1.0\r\n\r\n")  # not TLS: a failed handshake
-        recv_until_closed(sock, timeout=3)
+        read_until_closed(sock, timeout=3)
         sock.close()
     assert wait_for(lambda: "127.0.0.3" in reactor.guard.temporary_bans())
     assert _silently_closed(raw_socket(reactor, "127.0.0.3"))
@@ -108,7 +110,7 @@ def test_loopback_is_exempt_from_address_bans_only_by_configuration(kit, serve):
     for _ in range(3):
         sock = raw_socket(reactor, "127.0.0.1")
         sock.sendall(b"GET / HTTP/1.0\r\n\r\n")  # not TLS
-        recv_until_closed(sock, timeout=3)
+        read_until_closed(sock, timeout=3)
         sock.close()
     assert wait_for(lambda: "127.0.0.1" in reactor.guard.temporary_bans())
     assert _silently_closed(raw_socket(reactor, "127.0.0.1"))
@@ -117,7 +119,7 @@ def test_loopback_is_exempt_from_address_bans_only_by_configuration(kit, serve):
     for _ in range(6):
         sock = raw_socket(exempt, "127.0.0.1")
         sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
-        recv_until_closed(sock, timeout=3)
+        read_until_closed(sock, timeout=3)
         sock.close()
     with kit.client(exempt.url("Sec/Probe")) as client:
         assert client.who("still")["OK"]

@@ -9,7 +9,9 @@ import threading
 import time
 
 import pytest
-from support.security_kit import PROPOSAL, SERVICE, ProbeHandler, address_of, exchange, frame, tls_stream, wait_for
+from support.security_kit import PROPOSAL, SERVICE, ProbeHandler, address_of, exchange, tls_stream
+from support.waiting import wait_for
+from support.wire import frame
 
 from rpcframework.client import Client
 from rpcframework.config import load_dict

@@ -8,7 +8,8 @@ import itertools
 import threading
 
 import pytest
-from support.security_kit import ALICE_DN, BOB_DN, PROPOSAL, exchange, frame, tls_stream
+from support.security_kit import ALICE_DN, BOB_DN, PROPOSAL, exchange, tls_stream
+from support.wire import frame
 
 import rpcframework
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support.security_kit import ALICE_DN, BOB_DN, PROPOSAL, SERVICE, ProbeHandler, exchange, frame, tls_stream
+from support.security_kit import ALICE_DN, BOB_DN, PROPOSAL, SERVICE, ProbeHandler, exchange, tls_stream
+from support.wire import frame
 
 import rpcframework
 from rpcframework.client import Client

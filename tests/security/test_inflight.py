@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from support.security_kit import PROPOSAL, exchange, frame, tls_stream, wait_for
+from support.security_kit import PROPOSAL, exchange, tls_stream
+from support.waiting import wait_for
+from support.wire import frame
 
 from rpcframework.errors import RPCFrameworkError
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.security_kit import SERVICE, ProbeHandler, wait_for
+from support.security_kit import SERVICE, ProbeHandler
+from support.waiting import wait_for
 
 from rpcframework.client.inner import Attempt, Connection, InnerRPCClient
 from rpcframework.client.policy import Deadline

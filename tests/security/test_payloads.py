@@ -5,7 +5,8 @@ built, and keeps serving."""
 from __future__ import annotations
 
 import pytest
-from support.security_kit import PROPOSAL, SERVICE, exchange, frame, tls_stream
+from support.security_kit import PROPOSAL, SERVICE, exchange, tls_stream
+from support.wire import frame
 
 pytestmark = pytest.mark.timeout(60)
 

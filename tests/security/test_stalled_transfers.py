@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
-from support.security_kit import SERVICE, ProbeHandler, wait_for
+from support.security_kit import SERVICE, ProbeHandler
+from support.waiting import wait_for
 
 from rpcframework.client import TransferClient
 from rpcframework.returnvalues import EOVERLOAD, S_OK

@@ -6,18 +6,15 @@ from __future__ import annotations
 import collections
 import socket
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from examples.echo.client import EchoClient
 from examples.echo.service import EchoHandler
 from rpcframework.config import ConfigTree, load_dict
-from rpcframework.errors import ConnectionClosedError, DeadlineExceeded
-from rpcframework.protocol import encode_frame
-from rpcframework.security.devca import DevCA, IssuedCredential
 from rpcframework.server import ServiceReactor
-from rpcframework.transports import Stream, TLSConfig, get_backend
+from rpcframework.transports import Stream, get_backend
+from support.credentials import DevCreds
 
 SERVICE = "Demo/Echo"
 #: A registered user who never connects: the identity a trusted host delegates to.
@@ -54,29 +51,13 @@ class CountingHandler(EchoHandler):
 
 
 @dataclass(frozen=True)
-class Creds:
-    ca: DevCA
-    user: IssuedCredential  # dev-user, registered in demo_users (NormalUser)
-    host: IssuedCredential  # localhost, registered with TrustedHost
-
-    def server_tls(self) -> TLSConfig:
-        return TLSConfig(
-            cert_file=str(self.host.cert_file), key_file=str(self.host.key_file), ca_dir=str(self.ca.cert_dir)
-        )
-
-    def client_tls(self) -> TLSConfig:
-        return TLSConfig(cert_file=str(self.user.proxy_file), ca_dir=str(self.ca.cert_dir))
+class Creds(DevCreds):
+    """The dev user (registered in demo_users, NormalUser) and the localhost host (TrustedHost)."""
 
     def config_dict(self, **systems: Any) -> dict[str, Any]:
         """The whole tree as a dict: security, registry, and ``Systems`` (``Demo={"URLs": ...}``) if given."""
         return {
-            "DIRAC": {
-                "Security": {
-                    "CALocation": str(self.ca.cert_dir),
-                    "CertFile": str(self.host.cert_file),
-                    "KeyFile": str(self.host.key_file),
-                }
-            },
+            "DIRAC": {"Security": self.security_section()},
             "Registry": {
                 "DefaultGroup": "demo_users",
                 "Users": {"dev-user": {"DN": self.user.dn}, "alice": {"DN": ALICE_DN}},
@@ -117,25 +98,3 @@ def raw_stream(url: str, creds: Creds) -> Stream:
     host_port = url.split("://", 1)[1].split("/", 1)[0]
     host, port = host_port.rsplit(":", 1)
     return get_backend("pyopenssl").connect(host, int(port), tls=creds.client_tls(), server_hostname="localhost")
-
-
-def read_until_closed(stream: Stream, timeout: float = 5.0) -> tuple[bytes, bool]:
-    """Everything the server sends until it closes (``True``) or ``timeout`` passes (``False``)."""
-    data = bytearray()
-    end = time.monotonic() + timeout
-    stream.settimeout(0.2)
-    while time.monotonic() < end:
-        try:
-            chunk = stream.recv(65536)
-        except DeadlineExceeded:
-            continue
-        except ConnectionClosedError:
-            return bytes(data), True
-        if not chunk:
-            return bytes(data), True
-        data += chunk
-    return bytes(data), False
-
-
-def frame(payload: bytes) -> bytes:
-    return encode_frame(payload)

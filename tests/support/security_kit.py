@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import datetime
 import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,6 +16,7 @@ from rpcframework.security.devca import DevCA, IssuedCredential
 from rpcframework.server import RequestHandler, Service, ServiceReactor
 from rpcframework.server.context import current_request
 from rpcframework.transports import TLSConfig
+from support.wire import read_until_closed
 
 SERVICE = "Sec/Probe"
 ALICE_DN = "/DC=org/DC=rpcframework/OU=Users/CN=alice"
@@ -201,37 +201,6 @@ def raw_socket(reactor: ServiceReactor, source: str = "127.0.0.1", timeout: floa
     return sock
 
 
-def recv_until_closed(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, bool]:
-    """What the server sends until it closes (``True``) or ``timeout`` passes (``False``)."""
-    sock.settimeout(0.1)
-    data = bytearray()
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            continue
-        except (ConnectionResetError, BrokenPipeError):
-            return bytes(data), True
-        if not chunk:
-            return bytes(data), True
-        data += chunk
-    return bytes(data), False
-
-
-def frame(payload: bytes) -> bytes:
-    return b"%d:%b" % (len(payload), payload)
-
-
-def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
-
-
 def tls_stream(reactor: ServiceReactor, tls: TLSConfig) -> Any:
     """A TLS connection (pyOpenSSL back end) with ``tls`` as the client's credentials."""
     from rpcframework.transports import get_backend
@@ -242,24 +211,11 @@ def tls_stream(reactor: ServiceReactor, tls: TLSConfig) -> Any:
 
 def exchange(stream: Any, *frames: bytes, timeout: float = 5.0) -> tuple[bytes, bool]:
     """Send ``frames`` over a TLS stream, then read until the server closes (``True``) or ``timeout`` passes."""
-    from rpcframework.errors import ConnectionClosedError, DeadlineExceeded
+    from rpcframework.errors import ConnectionClosedError
 
     try:
         for data in frames:
             stream.send_all(data)
     except ConnectionClosedError:  # the server stopped listening part-way: it has closed
         return b"", True
-    received = bytearray()
-    end = time.monotonic() + timeout
-    stream.settimeout(0.1)
-    while time.monotonic() < end:
-        try:
-            chunk = stream.recv(65536)
-        except DeadlineExceeded:
-            continue
-        except ConnectionClosedError:
-            return bytes(received), True
-        if not chunk:
-            return bytes(received), True
-        received += chunk
-    return bytes(received), False
+    return read_until_closed(stream, timeout)

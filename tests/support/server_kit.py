@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 from rpcframework.codec import Encoding
@@ -25,10 +22,11 @@ from rpcframework.protocol import (
     ProposalRefused,
 )
 from rpcframework.returnvalues import S_ERROR, S_OK
-from rpcframework.security.devca import DevCA
 from rpcframework.server import RequestHandler
 from rpcframework.server.reactor import ServiceReactor
-from rpcframework.transports.base import Stream, TLSConfig, get_backend
+from rpcframework.transports.base import Stream, get_backend
+from support.credentials import DevCreds
+from support.waiting import Gate, poll
 
 
 class EchoHandler(RequestHandler):
@@ -40,13 +38,15 @@ class EchoHandler(RequestHandler):
     types_secret: ClassVar[list[Any]] = []  # no rule anywhere: refused (deny by default)
     types_boom: ClassVar[list[Any]] = []
     auth_boom: ClassVar[list[str]] = ["all"]
-    types_slow: ClassVar[list[Any]] = [(int, float)]
-    auth_slow: ClassVar[list[str]] = ["all"]
+    types_held: ClassVar[list[Any]] = []
+    auth_held: ClassVar[list[str]] = ["all"]
+    gate: ClassVar[Gate] = Gate()  # holds ``held`` calls until the test opens it
     types_managed: ClassVar[list[Any]] = []
     auth_managed: ClassVar[list[str]] = ["SiteManager"]  # overridden by the configuration in some tests
     types_wait_for_leave: ClassVar[list[Any]] = [(int, float)]
     auth_wait_for_leave: ClassVar[list[str]] = ["all"]
     seen_leaves: ClassVar[list[bool]] = []
+    waiting_for_leave: ClassVar[threading.Event] = threading.Event()
 
     def export_add(self, a: int, b: int) -> Any:
         return S_OK(a + b)
@@ -57,33 +57,20 @@ class EchoHandler(RequestHandler):
     def export_boom(self) -> Any:
         raise RuntimeError("internal detail /srv/secret/path")
 
-    def export_slow(self, seconds: float) -> Any:
-        time.sleep(seconds)
-        return S_OK(seconds)
+    def export_held(self) -> Any:
+        return S_OK("released") if type(self).gate.enter() else S_ERROR("the test never opened the gate")
 
     def export_managed(self) -> Any:
         return S_OK(self.getRemoteCredentials().get("username"))
 
     def export_wait_for_leave(self, seconds: float) -> Any:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end and self.caller_connected():
-            time.sleep(0.02)
+        type(self).waiting_for_leave.set()
+        poll(self.caller_connected, lambda connected: not connected, seconds)
         type(self).seen_leaves.append(not self.caller_connected())
         return S_ERROR("caller left") if not self.caller_connected() else S_OK("still here")
 
 
-@dataclass(frozen=True)
-class Creds:
-    ca: DevCA
-    root: Path
-
-    def server_tls(self) -> TLSConfig:
-        host = self.ca.default_host()
-        return TLSConfig(cert_file=str(host.cert_file), key_file=str(host.key_file), ca_dir=str(self.ca.cert_dir))
-
-    def client_tls(self) -> TLSConfig:
-        user = self.ca.default_user()
-        return TLSConfig(cert_file=str(user.proxy_file), ca_dir=str(self.ca.cert_dir))
+Creds = DevCreds  # the dev CA's host and user: all the reactor tests need
 
 
 def make_config(creds: Creds, services: dict[str, Any] | None = None) -> Any:
@@ -152,24 +139,6 @@ def raw_socket(reactor: ServiceReactor, name: str, source: str | None = None) ->
         (host.strip("[]"), int(port)), timeout=10, source_address=(source, 0) if source else None
     )
     return sock
-
-
-def recv_all(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, bool]:
-    """Everything the server sends until it closes (True) or ``timeout`` passes (False)."""
-    sock.settimeout(0.2)
-    data = bytearray()
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            continue
-        except ConnectionResetError:
-            return bytes(data), True
-        if not chunk:
-            return bytes(data), True
-        data += chunk
-    return bytes(data), False
 
 
 def run_in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:

@@ -6,13 +6,13 @@ import contextlib
 import os
 import re
 import socket
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
 from rpcframework import S_ERROR, S_OK, RequestHandler
 from rpcframework.transfer import FileHelper, compression_for
 from rpcframework.transports import get_backend
+from support.waiting import DEFAULT_TIMEOUT, poll
 
 REGISTRY = {
     "Users": {"dev-user": {"DN": "/DC=org/DC=rpcframework/OU=Users/CN=dev-user"}},
@@ -185,9 +185,6 @@ def leftovers(directory: Path) -> list[str]:
     return sorted(os.listdir(directory))
 
 
-def wait_until_empty(directory: Path, timeout: float = 10.0) -> list[str]:
-    """Entries of ``directory`` once the server had time to clean up after a failed transfer (bounded wait)."""
-    deadline = time.monotonic() + timeout
-    while leftovers(directory) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return leftovers(directory)
+def wait_until_empty(directory: Path, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
+    """Entries of ``directory`` once the server has cleaned up after a failed transfer (or ``timeout`` passed)."""
+    return poll(lambda: leftovers(directory), lambda left: not left, timeout)

@@ -1,5 +1,5 @@
-"""Fixtures for the command-line tests: a dev CA, a handler module and a registry written at test time, and
-helpers that run ``rpcframework`` as a real subprocess (always with a timeout, always killed afterwards)."""
+"""Fixtures for the command-line tests: the plugin's session dev CA, a handler module and a registry written at test
+time, and helpers that run ``rpcframework`` as a real subprocess (always with a timeout, always killed afterwards)."""
 
 from __future__ import annotations
 
@@ -118,9 +118,9 @@ def _registry_cfg(user_dn: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def cli_env(tmp_path_factory: pytest.TempPathFactory) -> CliEnv:
+def cli_env(rpcframework_dev_ca: DevCA, tmp_path_factory: pytest.TempPathFactory) -> CliEnv:
     root = tmp_path_factory.mktemp("cli")
-    ca = DevCA.init(root / "ca")
+    ca = rpcframework_dev_ca
     (root / "handler.py").write_text(HANDLER_SOURCE)
     (root / "registry.cfg").write_text(_registry_cfg(ca.default_user().dn))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("X509_", "RPCFRAMEWORK_", "DIRAC", "GRID_"))}

@@ -15,12 +15,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.servers import LoopbackServer
 
 from rpcframework.cli.main import build_parser, main
 from rpcframework.security.devca import DevCA
@@ -153,33 +153,20 @@ def test_unknown_ca_names_the_setting_used(cli_env: Any, tls_server: Any, tmp_pa
 # -- a port that accepts and never answers (item 7) ----------------------------------------------------------------
 
 
-class SilentPort:
+class SilentPort(LoopbackServer):
     """Accepts TCP connections, counts them, and never sends a byte (a TLS handshake is never answered)."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)
-        self.port = int(self.listener.getsockname()[1])
-        self.accepted: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        super().__init__(threaded=False)
+        self.connections: list[socket.socket] = []
+        self.start()
 
-    def _accept(self) -> None:
-        for _ in range(10_000):  # bounded: about 2000 s of 0.2 s waits, far beyond any test
-            if self._stop.is_set():
-                return
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            self.accepted.append(conn)
+    def handle(self, sock: socket.socket) -> None:
+        self.connections.append(sock)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.listener.close()
-        for conn in self.accepted:
+        self.stop()
+        for conn in self.connections:
             conn.close()
 
 
@@ -201,7 +188,7 @@ def test_silent_port_is_a_handshake_timeout_not_the_call_deadline(
     assert result.code == 1
     assert "accepted the connection but did not answer the TLS handshake within 1 s" in result.err
     assert "deadline of the call" not in result.err
-    assert len(silent_port.accepted) == 1  # not retried: the same silent peer would stay silent
+    assert len(silent_port.connections) == 1  # not retried: the same silent peer would stay silent
 
 
 # -- delegation from the command line (item 5) ---------------------------------------------------------------------

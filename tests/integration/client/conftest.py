@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.credentials import DevCreds
+from support.servers import LoopbackServer
 
 from rpcframework.codec import Encoding, decode, encode
 from rpcframework.config import ConfigTree, load_dict
@@ -46,30 +48,12 @@ FRAMES: dict[str, str] = json.loads((DATA / "dirac-9.1.22-frames.json").read_tex
 
 
 @dataclass(frozen=True)
-class Creds:
-    ca: DevCA
-    host: IssuedCredential
-    user: IssuedCredential
-    other_name_host: IssuedCredential
-
-    def server_tls(self, host: IssuedCredential | None = None) -> TLSConfig:
-        cred = host or self.host
-        return TLSConfig(cert_file=str(cred.cert_file), key_file=str(cred.key_file), ca_dir=str(self.ca.cert_dir))
+class Creds(DevCreds):
+    other_name_host: IssuedCredential  # valid, but named other.example: a client connecting to 127.0.0.1 refuses it
 
     def config(self) -> ConfigTree:
         """Client configuration: the CA directory and the host certificate (for useCertificates)."""
-        return load_dict(
-            {
-                "DIRAC": {
-                    "Security": {
-                        "CALocation": str(self.ca.cert_dir),
-                        "CertFile": str(self.host.cert_file),
-                        "KeyFile": str(self.host.key_file),
-                    }
-                }
-            },
-            "<client tests>",
-        )
+        return load_dict({"DIRAC": {"Security": self.security_section()}}, "<client tests>")
 
     def client_options(self, **extra: Any) -> dict[str, Any]:
         """Options for a user client with the dev proxy."""
@@ -77,11 +61,10 @@ class Creds:
 
 
 @pytest.fixture(scope="session")
-def creds(tmp_path_factory: pytest.TempPathFactory) -> Creds:
-    root = tmp_path_factory.mktemp("client-ca")
-    ca = DevCA.init(root / "ca")
-    other = ca.issue_host("other.example", sans=["DNS:other.example"])
-    return Creds(ca=ca, host=ca.default_host(), user=ca.default_user(), other_name_host=other)
+def creds(rpcframework_dev_ca: DevCA, tmp_path_factory: pytest.TempPathFactory) -> Creds:
+    directory = tmp_path_factory.mktemp("client-other-name-host")
+    other = rpcframework_dev_ca.issue_host("other.example", sans=["DNS:other.example"], directory=directory)
+    return Creds.of(rpcframework_dev_ca, other_name_host=other)
 
 
 def _closed_port() -> int:
@@ -102,22 +85,18 @@ def frames() -> dict[str, str]:
     return FRAMES
 
 
-class _Server:
+class _Server(LoopbackServer):
     """Accept loop on 127.0.0.1; one daemon thread per connection runs :meth:`serve`."""
 
     def __init__(self, backend: Backend, tls: TLSConfig | None) -> None:
+        super().__init__()
         self.backend = backend
         self.tls = tls
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port: int = self._listener.getsockname()[1]
         self.lock = threading.Lock()
         self.connections = 0
         self.handshake_errors: list[BaseException] = []
         self.open_streams: list[Stream] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
-        self._thread.start()
+        self.start()
 
     @property
     def scheme(self) -> str:
@@ -126,19 +105,11 @@ class _Server:
     def url(self, path: str = "Bench/EchoPlain", host: str = "127.0.0.1") -> str:
         return f"{self.scheme}://{host}:{self.port}/{path}"
 
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-            threading.Thread(target=self._run, args=(sock,), daemon=True).start()
+    def accepted(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.connections += 1
 
-    def _run(self, sock: socket.socket) -> None:
+    def handle(self, sock: socket.socket) -> None:
         sock.settimeout(None)
         try:
             stream = self.backend.wrap_server(sock, self.tls, handshake_timeout=5.0)
@@ -168,10 +139,8 @@ class _Server:
         for stream in streams:
             stream.close()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self._listener.close()
+    def stop(self, timeout: float = 2.0) -> None:
+        super().stop(timeout)
         self.drop_all_connections()
 
 

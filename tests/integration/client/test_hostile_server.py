@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import pytest
+from support.waiting import wait_for
 
 from rpcframework.client import Client, Retry
 from rpcframework.client.rpcclient import RPCClient
@@ -40,13 +41,6 @@ def hostile(request: pytest.FixtureRequest, servers: Any, creds: Any) -> tuple[A
     return servers("ext", name, creds.server_tls()), creds.client_options(backend=name)
 
 
-def _wait_for(condition: Any, timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "condition not met in time"
-        time.sleep(0.01)
-
-
 # -- 13.5: a reply nobody asked for ------------------------------------------------------------------------------
 
 
@@ -63,7 +57,7 @@ def test_an_unsolicited_frame_on_an_idle_connection_is_never_the_next_answer(
     peer.behaviour.after_result_delay = 0.05 if when == "while-idle" else 0.0
     with Client(peer.url(), **options) as client:
         assert client.echo("one")["Value"] == "one"
-        _wait_for(lambda: peer.unsolicited_sent == 1)
+        wait_for(lambda: peer.unsolicited_sent == 1)
         time.sleep(0.05)  # let the bytes reach the client's socket (ordering only; nothing is timed)
         peer.behaviour.after_result = b""
         second = client.echo("two")
@@ -82,7 +76,7 @@ def test_keepalive_pongs_on_an_idle_connection_are_not_a_protocol_error(servers:
         assert rpc.echo("a")["Value"] == "a"
         time.sleep(0.1)
         rpc.maintain()
-        _wait_for(lambda: peer.pings >= 1)
+        wait_for(lambda: peer.pings >= 1)
         time.sleep(0.05)  # the pong is on its way back
         assert rpc.echo("b")["Value"] == "b"
     assert peer.connections == 1  # the pong was read while idle, and the connection kept

@@ -1,6 +1,6 @@
 """End to end: the real ``Client``/``RPCClient`` against the real ``ServiceReactor`` over real TLS on 127.0.0.1.
 
-One dev CA per session (RSA key generation is the slow part). Each test starts the reactors it needs through the
+The plugin's session dev CA (``rpcframework_dev_ca``). Each test starts the reactors it needs through the
 ``cluster`` fixture (stopped afterwards); the service is the example ``Demo/Echo`` handler with an execution
 counter, so tests can assert what ran on the server (at most once, which instance, which connection).
 """
@@ -18,9 +18,8 @@ from rpcframework.server import Service, ServiceReactor
 
 
 @pytest.fixture(scope="session")
-def creds(tmp_path_factory: pytest.TempPathFactory) -> Creds:
-    ca = DevCA.init(tmp_path_factory.mktemp("e2e") / "ca")
-    return Creds(ca, ca.default_user(), ca.default_host())
+def creds(rpcframework_dev_ca: DevCA) -> Creds:
+    return Creds.of(rpcframework_dev_ca)
 
 
 Start = Callable[..., list[ServiceReactor]]

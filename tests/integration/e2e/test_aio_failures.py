@@ -8,11 +8,11 @@ import asyncio
 import contextlib
 import errno
 import socket
-import threading
 import time
 
 import pytest
 from support.e2e_kit import SERVICE, CountingHandler, dead_urls, urls_of
+from support.servers import LoopbackServer
 
 from rpcframework.client import Retry
 from rpcframework.client.aio import AsyncClient, AsyncRPCClient
@@ -118,33 +118,22 @@ def test_a_task_cancelled_mid_call_closes_only_its_own_connection(creds, cluster
     assert CountingHandler.executions["slow"] == 1
 
 
-class _HalfReply:
+class _HalfReply(LoopbackServer):
     """A server that accepts our extensions, reads a call, sends the first half of its result frame and closes."""
 
     def __init__(self, creds) -> None:
+        super().__init__(threaded=False)
         self._backend = get_backend("pyopenssl")
         self._tls = creds.server_tls()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self.port = self._listener.getsockname()[1]
         self.calls = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
+        self.start()
 
     def url(self) -> str:
         return f"dips://localhost:{self.port}/{SERVICE}"
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with contextlib.suppress(Exception):
-                self._serve(sock)
+    def handle(self, sock: socket.socket) -> None:
+        with contextlib.suppress(Exception):
+            self._serve(sock)
 
     def _serve(self, sock: socket.socket) -> None:
         stream = self._backend.wrap_server(sock, self._tls, handshake_timeout=5)
@@ -164,11 +153,6 @@ class _HalfReply:
                     return
         finally:
             stream.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._listener.close()
 
 
 def test_a_server_that_closes_in_the_middle_of_its_reply(creds):

@@ -10,6 +10,7 @@ import threading
 import time
 
 from support.e2e_kit import SERVICE, CountingHandler, dead_urls, urls_of
+from support.waiting import wait_for
 
 from examples.echo.client import EchoClient
 from rpcframework.client import Retry
@@ -20,13 +21,6 @@ def ordered_client(creds, urls: list[str]) -> EchoClient:
     """An ``EchoClient`` resolving ``Demo/Echo`` from a configuration: ``urls[0]`` first, then the others in order."""
     demo = {"URLs": {"Echo": urls[0]}, "FailoverURLs": {"Echo": ", ".join(urls[1:])}}
     return EchoClient(config=creds.config(Demo=demo), proxyLocation=str(creds.user.proxy_file), timeout=10)
-
-
-def wait_for(condition, timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "condition not met in time"
-        time.sleep(0.01)
 
 
 def test_server_stopped_while_the_first_url_runs_the_call(creds, cluster):

@@ -6,7 +6,8 @@ import errno
 import time
 
 import pytest
-from support.e2e_kit import SERVICE, CountingHandler, frame, raw_stream, read_until_closed
+from support.e2e_kit import SERVICE, CountingHandler, raw_stream
+from support.wire import frame, read_until_closed
 
 from rpcframework.server import ServiceReactor
 

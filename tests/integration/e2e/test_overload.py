@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import pytest
-from support.e2e_kit import Creds, frame, raw_stream, read_until_closed
+from support.e2e_kit import Creds, raw_stream
+from support.waiting import wait_for
+from support.wire import frame, read_until_closed
 
 from rpcframework.client import Retry
 from rpcframework.client.rpcclient import RPCClient
@@ -107,13 +109,6 @@ def _client(creds: Creds, url: str, backend: str, sleep: Callable[[float], None]
     )
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "condition not met in time"
-        time.sleep(0.01)
-
-
 def _hold_in_background(creds: Creds, url: str, backend: str) -> tuple[threading.Thread, dict[str, DReturn]]:
     """A call that holds ``hold``'s only slot until ``BusyHandler.release`` is set."""
     box: dict[str, DReturn] = {}
@@ -124,7 +119,7 @@ def _hold_in_background(creds: Creds, url: str, backend: str) -> tuple[threading
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    _wait_for(lambda: BusyHandler.executions["hold"] == 1)
+    wait_for(lambda: BusyHandler.executions["hold"] == 1)
     return thread, box
 
 
@@ -164,7 +159,7 @@ def test_a_call_refused_by_a_full_worker_queue_is_retried(creds, busy, backend):
 
     queued_thread = threading.Thread(target=queued, daemon=True)
     queued_thread.start()
-    _wait_for(lambda: reactor._pools[NAME].waiting == 1)  # the only queue slot
+    wait_for(lambda: reactor._pools[NAME].waiting == 1)  # the only queue slot
 
     def release() -> None:
         BusyHandler.release.set()

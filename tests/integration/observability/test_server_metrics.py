@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ pytest.importorskip("prometheus_client")
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from support.waiting import wait_for
 
 from rpcframework import S_ERROR, S_OK, Client, RequestHandler
 from rpcframework.client.transfer import TransferClient
@@ -79,13 +78,6 @@ def samples(metrics: PrometheusServerMetrics) -> dict[tuple[str, tuple[tuple[str
 
 def value(metrics: PrometheusServerMetrics, name: str, **labels: str) -> float:
     return samples(metrics).get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "condition not met in time"
-        time.sleep(0.005)  # polling a condition another thread makes true; bounded by the timeout above
 
 
 @pytest.fixture

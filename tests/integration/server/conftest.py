@@ -1,4 +1,4 @@
-"""Fixtures for the reactor tests: one dev CA per session (RSA keys are slow) and reactors stopped after each test."""
+"""Fixtures for the reactor tests: the plugin's session dev CA and reactors stopped after each test."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ from rpcframework.server.service import Service
 
 
 @pytest.fixture(scope="session")
-def creds(tmp_path_factory: pytest.TempPathFactory) -> Creds:
-    root = tmp_path_factory.mktemp("server-ca")
-    return Creds(DevCA.init(root / "ca"), root)
+def creds(rpcframework_dev_ca: DevCA) -> Creds:
+    return Creds.of(rpcframework_dev_ca)
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.server_kit import Creds, RawClient
+from support.waiting import poll, wait_for
 
 from rpcframework.transports.base import get_backend
 
@@ -42,7 +42,7 @@ class PidHandler(RequestHandler):
 
     def export_slow(self, seconds):
         open("slow-started", "w").close()
-        time.sleep(seconds)
+        time.sleep(seconds)  # fault injection: a call still running when SIGTERM arrives (bounded by the test)
         return S_OK(os.getpid())
 
     types_crash = []
@@ -123,12 +123,7 @@ def children_of(pid: int) -> set[int]:
 
 def wait_gone(pids: set[int], timeout: float = 10.0) -> set[int]:
     """The pids of ``pids`` still running (not zombies) after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    alive = set(pids)
-    while alive and time.monotonic() < deadline:
-        alive = {pid for pid in alive if _running(pid)}
-        time.sleep(0.05)
-    return alive
+    return poll(lambda: {pid for pid in pids if _running(pid)}, lambda alive: not alive, timeout)
 
 
 def _running(pid: int) -> bool:
@@ -179,10 +174,7 @@ def test_sigterm_drains_an_in_flight_call(creds: Creds, start: Callable[..., Ser
     results: list[Any] = []
     caller = threading.Thread(target=lambda: results.append(call(creds, server, "slow", 1.5)), daemon=True)
     caller.start()
-    deadline = time.monotonic() + 10
-    while not (workdir / "slow-started").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert (workdir / "slow-started").exists()
+    wait_for((workdir / "slow-started").exists)
     server.proc.send_signal(signal.SIGTERM)
     caller.join(15)
     assert results and results[0]["OK"], results
@@ -196,11 +188,7 @@ def test_a_crashed_child_is_reported_and_replaced(creds: Creds, start: Callable[
     before = children_of(server.proc.pid)
     with pytest.raises(Exception):  # noqa: B017 - the connection just drops, however the transport words it
         call(creds, server, "crash")
-    deadline = time.monotonic() + 10
-    after = children_of(server.proc.pid)
-    while not (len(after) == 2 and after != before) and time.monotonic() < deadline:
-        time.sleep(0.05)
-        after = children_of(server.proc.pid)
+    after = poll(lambda: children_of(server.proc.pid), lambda now: len(now) == 2 and now != before)
     assert len(after) == 2 and len(after & before) == 1, (before, after)
     assert distinct_pids(creds, server, 2) == after  # the service still answers, from both processes
     server.proc.send_signal(signal.SIGTERM)

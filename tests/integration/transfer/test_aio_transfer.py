@@ -22,13 +22,6 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Path:
-    path = tmp_path / "store"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def url(rpcframework_serve: ServeFactory, store: Path) -> str:
     handler: type[RequestHandler] = type("AsyncStoreHandler", (StoreHandler,), {"store": store})
     return rpcframework_serve(handler, "Data/Store", registry=REGISTRY)

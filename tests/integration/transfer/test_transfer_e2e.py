@@ -23,13 +23,6 @@ def _handler(base: type[RequestHandler], store: Path) -> type[RequestHandler]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Path:
-    path = tmp_path / "store"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def url(rpcframework_serve: ServeFactory, store: Path) -> str:
     return rpcframework_serve(_handler(StoreHandler, store), "Data/Store", registry=REGISTRY)
 

@@ -56,13 +56,6 @@ def _shutdown(fd: int) -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Path:
-    path = tmp_path / "store"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def url(rpcframework_serve: ServeFactory, store: Path) -> str:
     handler: type[RequestHandler] = type("CuttingStore", (CuttingStoreHandler,), {"store": store})
     return rpcframework_serve(handler, "Data/Store", registry=REGISTRY, read_timeout=10.0, write_timeout=10.0)

@@ -52,15 +52,6 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, s
         path.unlink(missing_ok=True)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "store"
-    path.mkdir()
-    yield path
-    for entry in path.iterdir():  # 256 MiB each: do not keep them until pytest prunes old runs
-        entry.unlink()
-
-
 BACKENDS = [pytest.param("pyopenssl"), pytest.param("m2crypto", marks=pytest.mark.m2crypto)]
 
 

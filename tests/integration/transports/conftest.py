@@ -1,4 +1,4 @@
-"""Fixtures for the transport tests: one dev CA per session (RSA keys are slow), credentials for every bad case,
+"""Fixtures for the transport tests: the plugin's session dev CA, credentials for every bad case,
 and threaded echo servers built on the server-side API (``Backend.wrap_server``) on 127.0.0.1, port 0."""
 
 from __future__ import annotations
@@ -6,12 +6,13 @@ from __future__ import annotations
 import datetime
 import queue
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.credentials import DevCreds
+from support.servers import LoopbackServer
 
 from rpcframework.errors import RPCFrameworkError
 from rpcframework.security.devca import DevCA, IssuedCredential
@@ -21,12 +22,10 @@ CLOSE_COMMAND = b"!close"  # tells the echo server to close the connection (test
 
 
 @dataclass(frozen=True)
-class Credentials:
-    """Every credential the tests need, all from one session CA (plus a foreign CA)."""
+class Credentials(DevCreds):
+    """Every credential the tests need, from the session dev CA (plus a foreign CA). The extra ones are issued in
+    this folder's own directories; the revoked user is revoked in the session CA's CRL (no other test uses it)."""
 
-    ca: DevCA
-    host: IssuedCredential
-    user: IssuedCredential
     proxy_of_proxy: Path
     limited_proxy: Path
     revoked_user: IssuedCredential
@@ -37,26 +36,11 @@ class Credentials:
     other_name_host: IssuedCredential
     foreign_ca: DevCA
 
-    def server_tls(self, host: IssuedCredential | None = None, **options: object) -> TLSConfig:
-        cred = host or self.host
-        return TLSConfig(
-            cert_file=str(cred.cert_file), key_file=str(cred.key_file), ca_dir=str(self.ca.cert_dir), **options
-        )  # type: ignore[arg-type]
-
-    def client_tls(self, cert: Path | None = None, key: Path | None = None, **options: object) -> TLSConfig:
-        chosen = cert if cert is not None else self.user.proxy_file
-        return TLSConfig(
-            cert_file=str(chosen) if chosen else None,
-            key_file=str(key) if key else None,
-            ca_dir=str(self.ca.cert_dir),
-            **options,  # type: ignore[arg-type]
-        )
-
 
 @pytest.fixture(scope="session")
-def creds(tmp_path_factory: pytest.TempPathFactory) -> Credentials:
-    root = tmp_path_factory.mktemp("transport-ca")
-    ca = DevCA.init(root / "ca")
+def creds(rpcframework_dev_ca: DevCA, tmp_path_factory: pytest.TempPathFactory) -> Credentials:
+    root = tmp_path_factory.mktemp("transport-creds")
+    ca = rpcframework_dev_ca
     now = datetime.datetime.now(datetime.UTC)
     day = datetime.timedelta(days=1)
     user = ca.default_user()
@@ -65,25 +49,27 @@ def creds(tmp_path_factory: pytest.TempPathFactory) -> Credentials:
     ca.issue_proxy(user.proxy_file, user.proxy_file, proxy_of_proxy, hours=1)
     limited = root / "limited-proxy.pem"
     ca.issue_proxy(user.cert_file, user.key_file, limited, hours=1, limited=True)
-    revoked = ca.issue_user("revoked-user")
-    ca.revoke(revoked.cert_file)  # before any server starts: contexts never see a CRL without it
-    return Credentials(
-        ca=ca,
-        host=ca.default_host(),
-        user=user,
+    revoked = ca.issue_user("revoked-user", directory=root / "revoked-user")
+    ca.revoke(revoked.cert_file)  # before any server of this folder starts: contexts never see a CRL without it
+    return Credentials.of(
+        ca,
         proxy_of_proxy=proxy_of_proxy,
         limited_proxy=limited,
         revoked_user=revoked,
-        expired_user=ca.issue_user("expired-user", not_before=now - 10 * day, not_after=now - day),
-        future_user=ca.issue_user("future-user", not_before=now + day, not_after=now + 10 * day),
+        expired_user=ca.issue_user(
+            "expired-user", not_before=now - 10 * day, not_after=now - day, directory=root / "expired-user"
+        ),
+        future_user=ca.issue_user(
+            "future-user", not_before=now + day, not_after=now + 10 * day, directory=root / "future-user"
+        ),
         expired_host=ca.issue_host("localhost", not_before=now - 10 * day, not_after=now - day, directory=root / "h1"),
         future_host=ca.issue_host("localhost", not_before=now + day, not_after=now + 10 * day, directory=root / "h2"),
-        other_name_host=ca.issue_host("other.example", sans=["DNS:other.example"]),
+        other_name_host=ca.issue_host("other.example", sans=["DNS:other.example"], directory=root / "other-name-host"),
         foreign_ca=DevCA.init(root / "foreign-ca"),
     )
 
 
-class EchoServer:
+class EchoServer(LoopbackServer):
     """Accepts on 127.0.0.1 (or ::1), handshakes with ``wrap_server`` and echoes until EOF or ``!close``.
 
     For every accepted connection exactly one handshake outcome (the stream's peer identity, ``None`` for plain, or
@@ -91,29 +77,13 @@ class EchoServer:
     """
 
     def __init__(self, backend: Backend, tls: TLSConfig | None, host: str = "127.0.0.1") -> None:
+        super().__init__(host)
         self.backend = backend
         self.tls = tls
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._listener = socket.create_server((host, 0), family=family)
-        self._listener.settimeout(0.1)
-        self.host = host
-        self.port: int = self._listener.getsockname()[1]
         self.results: queue.Queue[object] = queue.Queue()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
-        self._thread.start()
+        self.start()
 
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
-
-    def _serve(self, sock: socket.socket) -> None:
+    def handle(self, sock: socket.socket) -> None:
         sock.settimeout(None)
         try:
             stream = self.backend.wrap_server(sock, self.tls, handshake_timeout=5.0)
@@ -139,11 +109,6 @@ class EchoServer:
     def drain(self) -> None:
         while not self.results.empty():
             self.results.get_nowait()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self._listener.close()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -17,12 +16,14 @@ RECORD = 16_384
 
 
 @pytest.fixture
-def serve_once(creds) -> Iterator[Callable[[Callable[[Stream], None]], int]]:
-    """Start a one-connection pyOpenSSL server running ``behaviour(stream)``; returns its port."""
+def serve_once(creds) -> Iterator[Callable[[Callable[[Stream], None]], tuple[int, threading.Event]]]:
+    """Start a one-connection pyOpenSSL server running ``behaviour(stream)``; returns its port and an event set once
+    the server has closed the connection (on loopback, everything it sent is then in the client's socket)."""
     threads: list[threading.Thread] = []
     listeners: list[socket.socket] = []
 
-    def start(behaviour: Callable[[Stream], None]) -> int:
+    def start(behaviour: Callable[[Stream], None]) -> tuple[int, threading.Event]:
+        closed = threading.Event()
         listener = socket.create_server(("127.0.0.1", 0))
         listener.settimeout(10)
         listeners.append(listener)
@@ -35,11 +36,12 @@ def serve_once(creds) -> Iterator[Callable[[Callable[[Stream], None]], int]]:
                 behaviour(stream)
             finally:
                 stream.close()
+                closed.set()
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
         threads.append(thread)
-        return int(listener.getsockname()[1])
+        return int(listener.getsockname()[1]), closed
 
     yield start
     for thread in threads:
@@ -56,15 +58,18 @@ def _client(creds, port: int) -> Stream:
 
 def test_waiting_records_come_in_one_read(creds, serve_once):
     payload = bytes(range(256)) * 1024  # 256 KiB: 16 records
+    sent = threading.Event()
     done = threading.Event()
 
     def send(stream: Stream) -> None:
         stream.send_all(payload)
+        sent.set()
         done.wait(10)  # keep the connection open until the client has read
 
-    stream = _client(creds, serve_once(send))
+    port, _ = serve_once(send)
+    stream = _client(creds, port)
     try:
-        time.sleep(0.3)  # let the records arrive
+        assert sent.wait(10)  # the records are waiting in the client's socket
         first = stream.recv(1 << 20)
         assert len(first) > RECORD  # more than one record in one recv
         received = bytearray(first)
@@ -80,9 +85,10 @@ def test_waiting_records_come_in_one_read(creds, serve_once):
 
 def test_the_end_of_the_stream_comes_after_the_data(creds, serve_once):
     payload = b"x" * (5 * RECORD + 123)
-    stream = _client(creds, serve_once(lambda s: s.send_all(payload)))  # then the server closes
+    port, closed = serve_once(lambda s: s.send_all(payload))  # then the server closes
+    stream = _client(creds, port)
     try:
-        time.sleep(0.3)  # data and close_notify both waiting: the first read ends at the close
+        assert closed.wait(10)  # data and close_notify both waiting: the first read ends at the close
         received = bytearray()
         for _ in range(1000):
             data = stream.recv(1 << 20)
@@ -104,7 +110,8 @@ def test_a_read_smaller_than_a_record_is_returned_at_once(creds, serve_once):
         go_on.wait(10)
         stream.send_all(b"second")
 
-    stream = _client(creds, serve_once(two_messages))
+    port, _ = serve_once(two_messages)
+    stream = _client(creds, port)
     try:
         assert stream.recv(1 << 20) == b"first"
         go_on.set()
@@ -116,9 +123,10 @@ def test_a_read_smaller_than_a_record_is_returned_at_once(creds, serve_once):
 
 def test_a_small_buffer_gets_exactly_what_it_asks_for(creds, serve_once):
     payload = b"y" * (4 * RECORD)
-    stream = _client(creds, serve_once(lambda s: s.send_all(payload)))
+    port, closed = serve_once(lambda s: s.send_all(payload))
+    stream = _client(creds, port)
     try:
-        time.sleep(0.2)
+        assert closed.wait(10)  # all of it is waiting before the first read
         pieces = [stream.recv(RECORD + 1) for _ in range(3)]
         assert all(0 < len(piece) <= RECORD + 1 for piece in pieces)
         received = bytearray(b"".join(pieces))
@@ -141,7 +149,7 @@ def test_bytes_left_inside_openssl_are_read_after_a_send_without_waiting(creds, 
         stream.send_all(b"abcdef")
         release.wait(10)  # send nothing more until the client is done
 
-    stream = _client(creds, serve_once(one_record))
+    stream = _client(creds, serve_once(one_record)[0])
     try:
         stream.settimeout(2)
         assert stream.recv(2) == b"ab"
@@ -153,7 +161,7 @@ def test_bytes_left_inside_openssl_are_read_after_a_send_without_waiting(creds, 
 
 
 def test_a_read_of_nothing_is_a_programming_error(creds, serve_once):
-    stream = _client(creds, serve_once(lambda s: s.send_all(b"z")))
+    stream = _client(creds, serve_once(lambda s: s.send_all(b"z"))[0])
     try:
         with pytest.raises(ValueError, match="positive"):
             stream.recv(0)

@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from support.servers import LoopbackServer
 
 from rpcframework.config import load_dict
 from rpcframework.errors import PeerVerificationError
@@ -158,33 +158,17 @@ def genuine(creds, tmp_path_factory) -> dict[str, Served]:
     }
 
 
-class RecordingServer:
+class RecordingServer(LoopbackServer):
     """Accepts one connection at a time, handshakes, and records every byte the client sends after it."""
 
     def __init__(self, tls: TLSConfig) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self.port: int = self._listener.getsockname()[1]
+        super().__init__(threaded=False)
         self.received = bytearray()
         self.handshakes = 0
         self._tls = tls
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
+        self.start()
 
-    def _loop(self) -> None:
-        for _ in range(10_000):
-            if self._stop.is_set():
-                return
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self._serve(sock)
-
-    def _serve(self, sock: socket.socket) -> None:
+    def handle(self, sock: socket.socket) -> None:
         try:
             stream = get_backend("pyopenssl").wrap_server(sock, self._tls, handshake_timeout=5)
         except Exception:
@@ -201,11 +185,6 @@ class RecordingServer:
             pass
         finally:
             stream.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._listener.close()
 
 
 @pytest.fixture

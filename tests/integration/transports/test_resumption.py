@@ -133,6 +133,7 @@ def test_a_chain_that_expired_since_the_full_handshake_is_not_resumed(
     client = get_backend("pyopenssl")
     assert _connect(client, server.port, creds.client_tls(proxy), roundtrip) is False
     assert _seen(server).dn == creds.user.dn
+    # Bounded wait for a real clock: OpenSSL and the chain check read the system time, which cannot be injected.
     time.sleep(max((expires - datetime.datetime.now(datetime.UTC)).total_seconds(), 0) + 1.1)
     with pytest.raises((RPCFrameworkError, AssertionError)):  # resumed, then closed by the server without a word
         _connect(client, server.port, creds.client_tls(proxy), roundtrip)
@@ -308,6 +309,7 @@ def test_the_client_refuses_to_resume_with_a_server_whose_certificate_expired_si
     server = make_server("pyopenssl", creds.server_tls(host))
     client = get_backend("pyopenssl")
     assert _connect(client, server.port, creds.client_tls(), roundtrip) is False
+    # Bounded wait for a real clock: OpenSSL and the chain check read the system time, which cannot be injected.
     time.sleep(max((expires - datetime.datetime.now(datetime.UTC)).total_seconds(), 0) + 1.1)
     with pytest.raises(PeerVerificationError, match="expired"):
         _connect(client, server.port, creds.client_tls(), roundtrip)

@@ -1,23 +1,20 @@
 """Codec test data: DIRAC 9.1.22's codec vectors and the payloads of real captured frames.
 
-``data/`` holds copies of ``reference/dirac-wire`` (observations of DIRAC, not DIRAC code). Tests ask for
-``vector``, ``json_frame``, ``dencode_frame`` or ``captured_payload`` and are parametrized over all of them.
+``data/codec-vectors.json`` and the captures in ``tests/data/dirac-captures`` are copies of ``reference/dirac-wire``
+(observations of DIRAC, not DIRAC code). Tests ask for ``vector``, ``json_frame``, ``dencode_frame`` or
+``captured_payload`` and are parametrized over all of them.
 """
 
 from __future__ import annotations
 
-import ast
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.captures import parse_capture, parse_error_replies
 
 DATA = Path(__file__).parent / "data"
-
-_FRAME_LINE = re.compile(r"^\s*\[frame\] (\d+) B: (b.*)$", re.MULTILINE)
-_STREAM_LINE = re.compile(r"^\s*(?:sent|recv): (b.*)$", re.MULTILINE)
 
 
 def load_vectors() -> list[dict[str, Any]]:
@@ -26,13 +23,8 @@ def load_vectors() -> list[dict[str, Any]]:
 
 
 def frames_in(name: str) -> list[bytes]:
-    """The payloads of the ``[frame] N B: b'...'`` lines of a capture; the capture elides the middle of long
-    frames (``...``), so only those whose length matches their declared size are complete."""
-    payloads = []
-    for size, literal in _FRAME_LINE.findall((DATA / name).read_text("utf-8")):
-        payload = ast.literal_eval(literal)
-        if len(payload) == int(size):
-            payloads.append(payload)
+    """The payloads the capture kept whole (it elides the middle of long frames)."""
+    payloads = [payload for exchange in parse_capture(name) for payload in exchange.whole_frames()]
     assert payloads
     return payloads
 
@@ -54,8 +46,8 @@ def split_stream(stream: bytes) -> list[bytes]:
 
 def error_reply_payloads() -> list[bytes]:
     """Frames sent to and received from DIRAC in ``error-replies.txt`` (some sent ones are malformed on purpose)."""
-    text = (DATA / "error-replies.txt").read_text("utf-8")
-    return [p for literal in _STREAM_LINE.findall(text) for p in split_stream(ast.literal_eval(literal))]
+    cases = parse_error_replies().values()
+    return [payload for case in cases for data in [*case.sent, case.received] for payload in split_stream(data)]
 
 
 def unique(payloads: list[bytes]) -> list[bytes]:

@@ -1,4 +1,8 @@
-"""Fixtures for the security unit tests: a shared dev CA and a small certificate factory."""
+"""Fixtures for the security unit tests: a CA of a test's own and a small certificate factory.
+
+Tests that only read a CA use the plugin's session CA, ``rpcframework_dev_ca`` (RSA-2048, as ``DevCA.init`` makes it
+by default); tests that change CA state (revocations) use ``fresh_ca``.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from rpcframework.security.devca import DevCA
 
 CertFactory = Callable[..., x509.Certificate]
-
-
-@pytest.fixture(scope="session")
-def dev_ca(tmp_path_factory: pytest.TempPathFactory) -> DevCA:
-    """One RSA-2048 dev CA for the whole session (read-only use: tests that revoke make their own)."""
-    return DevCA.init(tmp_path_factory.mktemp("devca"))
 
 
 @pytest.fixture

@@ -184,8 +184,8 @@ def test_client_credentials_none(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ check_credentials
 
 
-def test_check_credentials_ok(dev_ca: DevCA) -> None:
-    user = dev_ca.default_user()
+def test_check_credentials_ok(rpcframework_dev_ca: DevCA) -> None:
+    user = rpcframework_dev_ca.default_user()
     assert user.proxy_file is not None
     ident = check_credentials(user.proxy_file)
     assert ident.dn == user.dn and ident.is_proxy
@@ -202,13 +202,13 @@ def test_check_credentials_expired_and_early(fresh_ca: DevCA) -> None:
         check_credentials(early.proxy_file)
 
 
-def test_check_credentials_bad_input(tmp_path: Path, dev_ca: DevCA, fresh_ca: DevCA) -> None:
+def test_check_credentials_bad_input(tmp_path: Path, rpcframework_dev_ca: DevCA, fresh_ca: DevCA) -> None:
     with pytest.raises(CredentialsError, match=r"cannot read certificate file .*missing\.pem"):
         check_credentials(tmp_path / "missing.pem")
     garbage = touch(tmp_path / "garbage.pem")
     with pytest.raises(CredentialsError, match=r"garbage\.pem: no PEM certificate found"):
         check_credentials(garbage)
-    user = dev_ca.default_user()
+    user = rpcframework_dev_ca.default_user()
     with pytest.raises(CredentialsError, match="does not belong"):
         check_credentials(user.cert_file, fresh_ca.default_user().key_file)
     with pytest.raises(CredentialsError, match=r"garbage\.pem: no PEM private key"):

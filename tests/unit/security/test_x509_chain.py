@@ -41,12 +41,12 @@ def rfc_ext(der: bytes, oid: x509.ObjectIdentifier = PROXY_CERT_INFO_OID) -> tup
 # ---------------------------------------------------------------------------------------------------------- PEM
 
 
-def test_load_pem_chain_skips_keys_and_unknown_blocks(dev_ca: DevCA) -> None:
-    data = dev_ca.default_user().proxy_file.read_bytes()
+def test_load_pem_chain_skips_keys_and_unknown_blocks(rpcframework_dev_ca: DevCA) -> None:
+    data = rpcframework_dev_ca.default_user().proxy_file.read_bytes()
     extra = b"-----BEGIN DIRACX-----\nZm9vYmFy\n-----END DIRACX-----\n"
     chain = load_pem_chain(data + extra)
     assert len(chain) == 2
-    assert format_dn(chain[1].subject) == dev_ca.default_user().dn
+    assert format_dn(chain[1].subject) == rpcframework_dev_ca.default_user().dn
     assert load_pem_private_key(extra + data) is not None
 
 
@@ -152,8 +152,8 @@ def test_identity_errors(make_cert) -> None:
         identity_from_chain([orphan])
 
 
-def test_identity_from_dev_ca_proxy(dev_ca: DevCA) -> None:
-    user = dev_ca.default_user()
+def test_identity_from_dev_ca_proxy(rpcframework_dev_ca: DevCA) -> None:
+    user = rpcframework_dev_ca.default_user()
     assert user.proxy_file is not None
     ident = identity_from_chain(load_pem_chain(user.proxy_file.read_bytes()))
     assert ident.dn == user.dn == "/DC=org/DC=rpcframework/OU=Users/CN=dev-user"

@@ -1,15 +1,13 @@
-"""In-memory channels and a two-thread runner for FileHelper tests; the DIRAC capture parser."""
+"""In-memory channels and a two-thread runner for FileHelper tests; the DIRAC captures by exchange name."""
 
 from __future__ import annotations
 
-import ast
 import queue
-import re
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
+from support.captures import parse_capture
 
 from rpcframework.protocol.events import ProposalAccepted, ProposalReceived
 from rpcframework.protocol.messages import ActionType, Extensions, Feature, Proposal
@@ -17,7 +15,6 @@ from rpcframework.protocol.rpc import ClientConnection, ServerConnection
 from rpcframework.protocol.transfer import ClientTransfer, FileInfoReceived, ServerTransfer, TransferAccepted
 from rpcframework.transfer.helper import FileHelper
 
-DATA = Path(__file__).parent / "data"
 STREAM = Extensions(features=frozenset({Feature.STREAM, Feature.RESUME}))
 
 
@@ -107,45 +104,6 @@ def run_transfer(direction, info, client_op, server_op, *, extensions=STREAM, ta
     if outcome.errors:
         raise outcome.errors[0]
     return outcome
-
-
-# --- DIRAC captures (same format as tests/interop/data) -----------------------------------------------------------
-
-_CHUNK = re.compile(r"^\s+[\d.]+ ms\s+(C>S|S>C)\s+(\d+) B$")
-_HEX = re.compile(r"^\s{4}[0-9a-f]{4}  (.*?)\s*\|")
-_FRAME = re.compile(r"^\s+\[frame\] (\d+) B: (b.*)$")
-
-
-@dataclass
-class Exchange:
-    name: str
-    chunks: list = field(default_factory=list)
-    frames: dict = field(default_factory=lambda: {"C>S": [], "S>C": []})
-    frame_sizes: dict = field(default_factory=lambda: {"C>S": [], "S>C": []})
-    complete: bool = True
-
-
-def parse_capture(name):
-    exchanges, current, section = [], None, ""
-    for line in (DATA / name).read_text().splitlines():
-        if line.startswith("=== "):
-            current = Exchange(line.strip("= "))
-            exchanges.append(current)
-        elif current is None:
-            continue
-        elif m := _CHUNK.match(line):
-            current.chunks.append((m.group(1), b""))
-        elif m := _HEX.match(line):
-            direction, data = current.chunks[-1]
-            current.chunks[-1] = (direction, data + bytes.fromhex(m.group(1)))
-        elif "more bytes)" in line:
-            current.complete = False
-        elif line.strip().startswith("DISET frames"):
-            section = line.split()[-1].rstrip(":")
-        elif m := _FRAME.match(line):
-            current.frames[section].append(ast.literal_eval(m.group(2)))
-            current.frame_sizes[section].append(int(m.group(1)))
-    return exchanges
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ import hashlib
 import io
 
 import pytest
+from support.wire import frame
 
 from rpcframework.codec import Encoding
 from rpcframework.protocol.events import ProposalAccepted, ProposalReceived
-from rpcframework.protocol.framing import encode_frame
 from rpcframework.protocol.messages import (
     HOST_CREDENTIALS,
     ActionType,
@@ -53,10 +53,6 @@ CASES = {
 
 def exchange(captures, prefix):
     return next(e for name, e in captures.items() if name.startswith(prefix))
-
-
-def frame(payload):
-    return encode_frame(payload)
 
 
 def client_pair(service, direction):
