@@ -1,11 +1,13 @@
-"""Bytes on the wire for tests that speak DISET by hand: a frame header, and reading until the peer closes."""
+"""Bytes on the wire: a frame header, reading until the peer closes, and knowing that sent bytes have arrived."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Protocol
 
 from rpcframework.errors import ConnectionClosedError
+from support.waiting import DEFAULT_TIMEOUT, wait_for
 
 
 class Receiver(Protocol):
@@ -41,3 +43,29 @@ def read_until_closed(conn: Receiver, timeout: float = 5.0) -> tuple[bytes, bool
             return bytes(data), True
         data += chunk
     return bytes(data), False
+
+
+_FIN_NOT_ACKNOWLEDGED = {"04", "0B"}  # FIN_WAIT1, CLOSING: our FIN has not reached the peer yet
+
+
+def _undelivered(port: int) -> list[str]:
+    """Sockets on local ``port`` (both families) whose sent bytes or FIN the peer's kernel has not acknowledged."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            tx_queue = int(fields[4].split(":", 1)[0], 16)
+            if local_port == port and (tx_queue or fields[3] in _FIN_NOT_ACKNOWLEDGED):
+                found.append(line)
+    return found
+
+
+def wait_delivered(port: int, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Until everything a server on ``port`` has sent, its closes included, sits in its peers' sockets (the peers'
+    kernels acknowledged it): the ordering point a test needs before the client's next move, without sleeping."""
+    wait_for(lambda: not _undelivered(port), timeout, f"bytes from port {port} not acknowledged in {timeout} s")

@@ -50,7 +50,7 @@ class CalcHandler(RequestHandler):
 
     def export_slow(self, seconds):
         open("slow-started", "w").close()  # lets a test wait until the call really runs (cwd is the test root)
-        time.sleep(seconds)
+        time.sleep(seconds)  # fault injection: a call that lasts, in the server process (bounded by its argument)
         return S_OK("slept")
 
     types_secret = []  # no auth_ rule and none configured: refused (deny by default)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 import urllib.error
 import urllib.request
 from typing import Any
 
 import pytest
+from support.waiting import poll, wait_for
 
 pytest.importorskip("prometheus_client")
 
@@ -32,7 +32,8 @@ class NapHandler(RequestHandler):
     auth_nap = ["all"]
 
     def export_nap(self, seconds):
-        time.sleep(seconds)
+        open("nap-started", "w").close()  # lets the test wait until the call really runs (cwd is the test root)
+        time.sleep(seconds)  # fault injection: a call still running while the server drains (bounded)
         return S_OK("rested")
 """
 
@@ -57,17 +58,15 @@ def test_readiness_turns_503_while_draining_and_liveness_stays_200(cli_env: Any,
 
     options = {"proxyLocation": cli_env.env["X509_USER_PROXY"], "caLocation": cli_env.env["X509_CERT_DIR"]}
     results: list[Any] = []
+    started = cli_env.root / "nap-started"
+    started.unlink(missing_ok=True)
     napping = threading.Thread(target=lambda: results.append(Client(url=service_url, **options).nap(3.0)))
     napping.start()
-    time.sleep(1.0)  # the call is running
+    wait_for(started.exists)  # the call is running
     server.proc.send_signal(signal.SIGTERM)
-    statuses = []
-    for _ in range(40):  # bounded: the drain lasts about 2 s more
-        statuses.append((probe(f"{base}/readyz"), probe(f"{base}/livez")))
-        if statuses[-1] == (503, 200):
-            break
-        time.sleep(0.05)
-    assert statuses[-1] == (503, 200), statuses
+    # While the call drains (it naps 3 s), readiness turns 503 and liveness stays 200.
+    statuses = poll(lambda: (probe(f"{base}/readyz"), probe(f"{base}/livez")), lambda seen: seen == (503, 200))
+    assert statuses == (503, 200), statuses
     napping.join(30)
     assert results and results[0]["OK"], results  # the call in flight finished during the drain
     assert server.proc.wait(30) == 0

@@ -198,7 +198,7 @@ def default_handler(method: str, args: list[Any], kwargs: dict[str, Any]) -> DRe
     if method == "add":
         return S_OK(sum(args))
     if method == "sleep":
-        time.sleep(float(args[0]))
+        time.sleep(float(args[0]))  # fault injection: a slow method, for the client's deadlines (bounded by args)
         return S_OK("slept")
     return S_ERROR(f"Unknown method {method}")
 
@@ -237,9 +237,9 @@ class ExtensionPeer(_Server):
             if event is NEED_DATA:
                 owed = conn.data_to_send()
                 if owed:
-                    with self.lock:
-                        self.pings += owed.count(b"dka")
                     stream.send_all(owed)
+                    with self.lock:  # counted once sent: a test that sees the count may wait for the delivery
+                        self.pings += owed.count(b"dka")
                 conn.receive_data(stream.recv(65536))
             elif isinstance(event, ProposalReceived):
                 with self.lock:
@@ -269,7 +269,7 @@ class ExtensionPeer(_Server):
             data += extra
         stream.send_all(data)
         if extra and behaviour.after_result_delay:
-            time.sleep(behaviour.after_result_delay)
+            time.sleep(behaviour.after_result_delay)  # fault injection: unsolicited bytes sent later, while idle
             stream.send_all(extra)
         if extra:
             with self.lock:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 import pytest
+from support.waiting import wait_for
+from support.wire import wait_delivered
 
 from rpcframework.client.aio import AsyncClient, AsyncPoolSettings, AsyncRPCClient
 from rpcframework.client.base import client_version
@@ -82,9 +83,10 @@ def test_extension_peer_reuse_keywords_and_pongs_read_while_idle(servers: Any, c
     async def main() -> list[Any]:
         async with AsyncRPCClient(peer.url(), pool=pool, **creds.client_options()) as rpc:
             first = await rpc.add(1, 2)
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # a real idle time past keepalive_lapse: the pool's clock is time.monotonic
             rpc.maintain()  # a dka ping on the idle connection; the pong is read at the next use
-            await asyncio.sleep(0.1)
+            await asyncio.to_thread(wait_for, lambda: peer.pings >= 1)
+            await asyncio.to_thread(wait_delivered, peer.port)  # the pong is in the client's socket
             second = await rpc.echo(1, flag=True)
             return [first["Value"], second["Value"], second["rpcStub"][3]]
 
@@ -101,7 +103,7 @@ def test_extension_peer_dead_pooled_connection_is_replaced_transparently(servers
         async with AsyncRPCClient(peer.url(), **creds.client_options()) as rpc:
             first = await rpc.add(1, 1)
             peer.drop_all_connections()  # the server restarts: the pooled connection is dead
-            time.sleep(0.1)
+            wait_delivered(peer.port)  # the close has reached the client before its next call
             second = await rpc.add(2, 2)
             return [first["Value"], second["Value"]]
 

@@ -9,6 +9,8 @@ import time
 from typing import Any
 
 import pytest
+from support.waiting import wait_for
+from support.wire import wait_delivered
 
 from rpcframework.client import Client
 from rpcframework.client.pool import PoolSettings
@@ -65,12 +67,9 @@ def test_keepalive_pings_idle_pooled_connections(servers: Any, creds: Any) -> No
     pool = PoolSettings(keepalive_lapse=0.1, maintenance_interval=0.0, idle_timeout=30.0)
     with RPCClient(peer.url(), pool=pool, **creds.client_options()) as rpc:
         assert rpc.echo("a")["Value"] == "a"
-        time.sleep(0.25)
+        time.sleep(0.25)  # a real idle time: the pool's clock is time.monotonic, not injectable (client/pool.py)
         rpc.maintain()  # what an application (or any later call) does: pings the idle connection
-        deadline = time.monotonic() + 5
-        while peer.pings == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert peer.pings >= 1
+        wait_for(lambda: peer.pings >= 1)
         assert rpc.echo("b")["Value"] == "b"  # the pong is read and skipped by the next exchange
         assert rpc.pool.idle_count() == 1
     assert peer.connections == 1
@@ -81,7 +80,7 @@ def test_idle_connection_past_its_limit_is_closed(servers: Any, creds: Any) -> N
     pool = PoolSettings(keepalive_lapse=0, idle_timeout=0.1, maintenance_interval=0.0)
     with RPCClient(peer.url(), pool=pool, config=creds.config()) as rpc:
         assert rpc.echo("a")["OK"]
-        time.sleep(0.2)
+        time.sleep(0.2)  # a real idle time past idle_timeout: the pool's clock is not injectable (client/pool.py)
         assert rpc.echo("b")["OK"]
     assert peer.connections == 2
 
@@ -91,7 +90,7 @@ def test_dead_pooled_connection_is_replaced_transparently(backend_peer: tuple[An
     with Client(peer.url(), **options) as client:
         assert client.echo("first")["Value"] == "first"
         peer.drop_all_connections()  # e.g. the server restarted while our connection was idle
-        time.sleep(0.05)
+        wait_delivered(peer.port)  # the close has reached the client before its next call
         assert client.echo("second")["Value"] == "second"
     assert peer.connections == 2
     assert peer.executions == 2

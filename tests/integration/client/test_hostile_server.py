@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from support.waiting import wait_for
+from support.wire import wait_delivered
 
 from rpcframework.client import Client, Retry
 from rpcframework.client.rpcclient import RPCClient
@@ -58,7 +59,7 @@ def test_an_unsolicited_frame_on_an_idle_connection_is_never_the_next_answer(
     with Client(peer.url(), **options) as client:
         assert client.echo("one")["Value"] == "one"
         wait_for(lambda: peer.unsolicited_sent == 1)
-        time.sleep(0.05)  # let the bytes reach the client's socket (ordering only; nothing is timed)
+        wait_delivered(peer.port)  # the forged bytes are in the client's socket before its next call
         peer.behaviour.after_result = b""
         second = client.echo("two")
         assert second["OK"] and second["Value"] == "two", second
@@ -74,10 +75,10 @@ def test_keepalive_pongs_on_an_idle_connection_are_not_a_protocol_error(servers:
     pool = PoolSettings(keepalive_lapse=0.05, maintenance_interval=0.0, idle_timeout=30.0)
     with RPCClient(peer.url(), pool=pool, **creds.client_options()) as rpc:
         assert rpc.echo("a")["Value"] == "a"
-        time.sleep(0.1)
+        time.sleep(0.1)  # a real idle time: the pool's clock is time.monotonic, not injectable (client/pool.py)
         rpc.maintain()
         wait_for(lambda: peer.pings >= 1)
-        time.sleep(0.05)  # the pong is on its way back
+        wait_delivered(peer.port)  # the pong is in the client's socket
         assert rpc.echo("b")["Value"] == "b"
     assert peer.connections == 1  # the pong was read while idle, and the connection kept
 
@@ -202,11 +203,8 @@ def test_the_async_client_never_takes_an_unsolicited_frame_as_the_next_answer(
         async with AsyncClient(peer.url(), useCertificates=backend != "plain", config=creds.config()) as client:
             with delegate("/CN=alice", "users"):
                 first = await client.echo("one")
-            for _ in range(500):  # bounded: until the forged bytes were sent and had time to arrive
-                if peer.unsolicited_sent == 1:
-                    break
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.05)  # ordering only: let the bytes reach the client (nothing is timed)
+            await asyncio.to_thread(wait_for, lambda: peer.unsolicited_sent == 1)
+            await asyncio.to_thread(wait_delivered, peer.port)  # the forged bytes are in the client's socket
             peer.behaviour.after_result = b""
             with delegate("/CN=bob", "users"):
                 second = await client.echo("two")

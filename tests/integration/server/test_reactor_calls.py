@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import ast
 import re
 import time
-from pathlib import Path
 
 import pytest
-from support.server_kit import (
-    REUSE,
-    EchoHandler,
-    RawClient,
-    connect,
-    make_config,
-    raw_socket,
-    recv_all,
-)
+from support.captures import parse_capture
+from support.server_kit import REUSE, EchoHandler, RawClient, connect, make_config, raw_socket
+from support.wire import frame, read_until_closed
 
 from rpcframework.codec import Encoding
 from rpcframework.errors import ConfigurationError
 from rpcframework.server import RequestHandler
 from rpcframework.server.service import Service, ServiceStartError
 
-CAPTURES = Path("/work/shared/reference/dirac-wire")
 BACKENDS = ["plain", "pyopenssl", pytest.param("m2crypto", marks=pytest.mark.m2crypto)]
 
 
@@ -52,22 +43,13 @@ def test_ipv6_loopback(creds, serve):
     client.close()
 
 
-def _frames(section: str) -> bytes:
-    payloads = [ast.literal_eval(m) for m in re.findall(r"\[frame\] \d+ B: (b['\"].*['\"])\n", section)]
-    return b"".join(b"%d:%b" % (len(p), p) for p in payloads)
-
-
 def _capture_cases(name: str) -> list[tuple[str, bytes, bytes]]:
     """(title, client bytes, server bytes) of each RPC in a capture file, rebuilt from its DISET frames."""
-    text = (CAPTURES / name).read_text()
-    cases = []
-    for block in re.split(r"\n=== ", text)[1:]:
-        title = block.split(" ===", 1)[0]
-        if not title.startswith("RPC "):
-            continue
-        client_part, server_part = block.split("DISET frames C>S:")[1].split("DISET frames S>C:")
-        cases.append((title, _frames(client_part), _frames(server_part)))
-    return cases
+    return [
+        (exchange.name, b"".join(map(frame, exchange.frames["C>S"])), b"".join(map(frame, exchange.frames["S>C"])))
+        for exchange in parse_capture(name)
+        if exchange.name.startswith("RPC ")
+    ]
 
 
 def _metrics_and_tracing():
@@ -95,7 +77,7 @@ def test_dirac_capture_replay_byte_for_byte(creds, serve, capture, observed):
     for title, sent, expected in cases:
         sock = raw_socket(reactor, "Bench/EchoPlain")
         sock.sendall(sent)
-        received, closed = recv_all(sock)
+        received, closed = read_until_closed(sock)
         sock.close()
         assert received == expected, title
         assert closed, f"{title}: the server must close after the result (DIRAC sequence)"
