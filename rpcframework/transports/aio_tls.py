@@ -25,7 +25,7 @@ from rpcframework.transports.aio import AsyncStream, open_tcp_stream
 from rpcframework.transports.base import (
     DEFAULT_KEEPALIVE,
     TLSConfig,
-    classify_tls_failure,
+    classify_stream_failure,
     connection_lost,
     require_tls,
 )
@@ -126,7 +126,7 @@ class MemoryTLS:
                 break
             except SSL.Error as exc:
                 # TLS 1.3: a server that refuses our certificate says so after our side of the handshake ended.
-                raise classify_tls_failure(error_text(exc), verify_code=None, peer=self._where) from exc
+                raise classify_stream_failure(error_text(exc), self._where) from exc
             break
         if not pieces:
             return b""
@@ -140,7 +140,7 @@ class MemoryTLS:
                 try:
                     self._raise_ssl_error(self._ssl, written)
                 except SSL.Error as exc:
-                    raise classify_tls_failure(error_text(exc), verify_code=None, peer=self._where) from exc
+                    raise classify_stream_failure(error_text(exc), self._where) from exc
                 raise ConnectionClosedError(f"connection to {self._where}: OpenSSL wrote {written} of {size} bytes")
         return self._drain()
 

@@ -434,6 +434,18 @@ def classify_tls_failure(text: str, *, verify_code: int | None, peer: str) -> RP
     )
 
 
+def classify_stream_failure(text: str, peer: str) -> RPCFrameworkError:
+    """:func:`classify_tls_failure` for an error on an established connection: a record that does not decrypt is
+    altered or injected bytes, not a failed handshake."""
+    lowered = text.lower()
+    if "record layer failure" in lowered or "bad record mac" in lowered:
+        return ConnectionClosedError(
+            f"{peer}: a TLS record was refused ({text}): the bytes were altered or injected on the way; the"
+            " connection is closed"
+        )
+    return classify_tls_failure(text, verify_code=None, peer=peer)
+
+
 def connection_lost(where: str, code: int | None, detail: object, *, sending: bool = False) -> TransportError:
     """The error for a connection the system reported dead with errno ``code``: :class:`PeerSilent` when the peer
     stopped acknowledging (ETIMEDOUT: keepalive probes or sent data unanswered), else :class:`ConnectionClosedError`."""

@@ -31,6 +31,7 @@ from rpcframework.transports.base import (
     TLSConfig,
     TLSStreamInfo,
     check_resumed_identity,
+    classify_stream_failure,
     classify_tls_failure,
     connection_lost,
     credentials_errors,
@@ -209,7 +210,7 @@ def _io_error(exc: Exception, where: str) -> RPCFrameworkError:
         return connection_lost(where, errno.ETIMEDOUT, text)
     if "eof" in text.lower() or "reset" in text.lower() or "broken pipe" in text.lower():
         return ConnectionClosedError(f"connection to {where} lost: {text}")
-    return classify_tls_failure(text, verify_code=None, peer=where)
+    return classify_stream_failure(text, where)
 
 
 def _close_connection(conn: Connection, *, failed: bool = False) -> None:

@@ -18,7 +18,7 @@ from OpenSSL import SSL
 from rpcframework.deadline import Deadline
 from rpcframework.errors import ConnectionClosedError, DeadlineExceeded
 from rpcframework.transports import _openssl_internals as _internals
-from rpcframework.transports.base import TLSStreamInfo, classify_tls_failure, connection_lost
+from rpcframework.transports.base import TLSStreamInfo, classify_stream_failure, connection_lost
 
 if TYPE_CHECKING:
     from rpcframework.security.x509 import PeerIdentity
@@ -166,7 +166,7 @@ class PyOpenSSLStream(TLSStreamInfo):
                 return b""  # EOF without close_notify
             raise connection_lost(self._where, exc.args[0] if exc.args else None, exc.args[-1]) from exc
         # TLS 1.3: a server that refuses our certificate says so after our handshake finished.
-        raise classify_tls_failure(error_text(exc), verify_code=None, peer=self._where) from exc
+        raise classify_stream_failure(error_text(exc), self._where) from exc
 
     def send_all(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
@@ -193,7 +193,7 @@ class PyOpenSSLStream(TLSStreamInfo):
             except SSL.ZeroReturnError as exc:
                 raise ConnectionClosedError(f"connection to {self._where} lost while sending: {exc}") from exc
             except SSL.Error as exc:
-                raise classify_tls_failure(error_text(exc), verify_code=None, peer=self._where) from exc
+                raise classify_stream_failure(error_text(exc), self._where) from exc
             view = view[sent:]
             if not view:
                 self._answer_due = True

@@ -213,3 +213,40 @@ def test_connect_timeout_is_deadline(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", slow_connect)
     with pytest.raises(DeadlineExceeded):
         get_backend("plain").connect("127.0.0.1", 9, connect_timeout=0.1)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("client_backend", TLS_BACKENDS)
+def test_a_record_injected_after_the_handshake_is_named_as_such(creds, client_backend):
+    """Bytes injected into an established TLS connection (a record that does not decrypt) are reported as an
+    altered record, not as a failed handshake (the attack run on the asyncio client found that wording)."""
+    import os
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    done = threading.Event()
+
+    def serve() -> None:
+        sock, _ = listener.accept()
+        stream = get_backend("pyopenssl").wrap_server(sock, creds.server_tls(), handshake_timeout=10)
+        sock.sendall(b"\x17\x03\x03\x00\x30" + os.urandom(48))  # application data no key of ours made
+        done.wait(10)
+        stream.close()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    client = type(get_backend(client_backend))().connect(
+        "localhost", port, tls=creds.client_tls(), handshake_timeout=10
+    )
+    try:
+        client.settimeout(10)
+        with pytest.raises(TransportError) as caught:
+            client.recv(1024)
+    finally:
+        done.set()
+        client.close()
+        server.join(10)
+        listener.close()
+    assert not isinstance(caught.value, HandshakeError), caught.value
+    assert "a TLS record was refused" in str(caught.value), caught.value
