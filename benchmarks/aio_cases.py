@@ -13,11 +13,15 @@ the client process's memory: ``VmRSS`` after the run and ``VmHWM`` (its peak).
   the other calls wait for one), against a ``ServiceReactor`` with 32 worker threads.
 * ``grpc_aio_1000``: 1,000 tasks on one ``grpc.aio`` channel (HTTP/2 multiplexes them on one connection) against
   the gRPC server of ``grpc_cases`` with 32 workers.
+* ``rpc_async_reused_uvloop``, ``rpc_async_1000_uvloop``: the first two on uvloop's event loop; listed only when
+  uvloop is installed (it is not a dependency: ``AsyncClient`` runs on whatever loop the application has, and
+  uvicorn, for one, takes uvloop when it is there).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import time
 from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
@@ -116,8 +120,13 @@ class _LoopCaller:
 
     tasks: ClassVar[int] = 1
 
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+    def __init__(self, *, uvloop: bool = False) -> None:
+        if uvloop:
+            import uvloop as _uvloop  # only the _uvloop cases, listed when it is installed
+
+            self.loop: asyncio.AbstractEventLoop = _uvloop.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
 
     async def acall(self) -> None:
         raise NotImplementedError
@@ -151,8 +160,8 @@ class _LoopCaller:
 class _AsyncRPCEcho(_LoopCaller):
     """``await client.echo(TEXT)`` through the public ``AsyncClient``, checked."""
 
-    def __init__(self, ca: Path, url: str, tasks: int = 1) -> None:
-        super().__init__()
+    def __init__(self, ca: Path, url: str, tasks: int = 1, *, uvloop: bool = False) -> None:
+        super().__init__(uvloop=uvloop)
         from rpcframework.client.aio import AsyncClient
         from rpcframework.config import load_dict
 
@@ -232,7 +241,7 @@ def _rpc_reused_server(ca: Path, control: Connection) -> None:
     _rpc_server("dips")(ca, control)
 
 
-AIO_CASES = (
+AIO_CASES: tuple[Case, ...] = (
     Case(
         "rpc_async_reused",
         "AsyncClient -> ServiceReactor echo(100 chars), dips://, one task, reused connection",
@@ -259,3 +268,22 @@ AIO_CASES = (
         setup_seconds=30.0,
     ),
 )
+
+if importlib.util.find_spec("uvloop") is not None:
+    AIO_CASES += (
+        Case(
+            "rpc_async_reused_uvloop",
+            "rpc_async_reused on uvloop's event loop",
+            "rpc_reused",
+            _rpc_reused_server,
+            lambda ca, url: _AsyncRPCEcho(ca, url, uvloop=True),
+        ),
+        Case(
+            "rpc_async_1000_uvloop",
+            "rpc_async_1000 on uvloop's event loop",
+            "grpc_aio_1000",
+            _rpc_server_with_workers,
+            lambda ca, url: _AsyncRPCEcho(ca, url, tasks=IN_FLIGHT, uvloop=True),
+            setup_seconds=30.0,
+        ),
+    )

@@ -16,18 +16,21 @@ Deterministic to a fraction of a percent between runs, whatever else the machine
 The CPU figures are given twice: both sides (the process's CPU) and the client's alone (the CPU of the thread that
 makes the calls: the blocking client's thread, or the thread running the asyncio client's event loop; the server
 runs on its own threads). ``--client async`` makes the same calls with ``AsyncClient`` from one event loop: one
-task after another, or ``--tasks N`` tasks calling at once (the counts are then calls in all).
+task after another, or ``--tasks N`` tasks calling at once (the counts are then calls in all); on uvloop's loop
+with ``RPCFRAMEWORK_BENCH_LOOP=uvloop`` in the environment (uvloop installed).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -92,15 +95,13 @@ def run_calls(
 
 def _run_async_calls(url: str, options: dict[str, Any], counts: list[int], warmup: int, tasks: int) -> list[Counted]:
     """:func:`run_calls` with ``AsyncClient`` on an event loop in this thread (``tasks`` tasks share the calls)."""
-    import asyncio
-
     from rpcframework.client.aio import AsyncClient
 
     async def calls(echo: Any, count: int) -> None:
         for _ in range(count):
             result: dict[str, Any] = await echo(TEXT)
             if result.get("Value") != TEXT:
-                raise RuntimeError("echo mismatch")
+                raise RuntimeError(f"echo mismatch: {result!r}"[:300])
 
     async def run() -> list[Counted]:
         out: list[Counted] = []
@@ -114,7 +115,18 @@ def _run_async_calls(url: str, options: dict[str, Any], counts: list[int], warmu
                 out.append((done, time.process_time() - start, time.thread_time() - thread_start))
         return out
 
-    return asyncio.run(run())
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(run())
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when ``RPCFRAMEWORK_BENCH_LOOP=uvloop`` (it must be installed), else asyncio's own."""
+    if os.environ.get("RPCFRAMEWORK_BENCH_LOOP", "asyncio") != "uvloop":
+        return None
+    import uvloop  # an optional extra of the benchmarks only: AsyncClient runs on whatever loop the application has
+
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def _instructions(ca: Path, protocol: str, calls: int, scratch: Path, extra: list[str]) -> tuple[int, int]:

@@ -244,3 +244,25 @@ def test_calls_in_flight_each_end_at_their_own_deadline(creds, cluster):
     for _, result in ended:
         assert not result["OK"] and result["Errno"] == errno.ETIMEDOUT, result
     assert CountingHandler.executions["slow"] == 2
+
+
+def test_the_client_on_uvloop(creds, cluster):
+    """uvloop is no dependency, but applications run on it (uvicorn takes it when installed): its transports are
+    not ``asyncio.Transport`` subclasses, and the client must not care. Skipped where uvloop is not installed."""
+    uvloop = pytest.importorskip("uvloop")
+    (reactor,) = cluster(max_threads=2)
+    url = reactor.url(SERVICE)
+
+    async def main() -> tuple[list[Any], Any, Any]:
+        async with async_client(creds, url) as client:
+            sums = [(await client.add(n, 1))["Value"] for n in range(20)]
+            late = await client.slow(10, timeout=1)  # on a pooled connection: the loop's deadline timer
+            after = await client.add(1, 1)
+            return sums, late, after
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        sums, late, after = runner.run(main())
+    assert sums == [n + 1 for n in range(20)]
+    assert not late["OK"] and late["Errno"] == errno.ETIMEDOUT, late
+    assert after["Value"] == 2
+    assert CountingHandler.executions["slow"] == 1
