@@ -130,9 +130,9 @@ class AsyncStream(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not an isinstance check: uvloop's transports have asyncio.Transport's methods without being subclasses.
-        self._transport = cast("asyncio.Transport", transport)
-        transport.set_write_buffer_limits(high=_WRITE_HIGH, low=_WRITE_LOW)
-        peer = transport.get_extra_info("peername")
+        stream_transport = self._transport = cast("asyncio.Transport", transport)
+        stream_transport.set_write_buffer_limits(high=_WRITE_HIGH, low=_WRITE_LOW)
+        peer = stream_transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer_address = (str(peer[0]), int(peer[1]))
 
