@@ -72,3 +72,23 @@ def test_a_failure_after_the_arguments_is_never_retried(url: str) -> None:
     with pytest.raises(ConnectionClosedError, match="gone"):
         rpc.call("m", (), {}, timeout=5)
     assert len(seen) == 1
+
+
+def test_the_service_description_is_held_so_its_names_stay_remote_methods() -> None:
+    """DISET's RPCClient inherits BaseClient's attributes, which hide remote methods of the same names; ours holds
+    the description (rpc.base), so ``rpc.setup()`` or ``rpc.timeout()`` call the remote method, as DIRAC code means."""
+    rpc = RPCClient(ONE, sleep=lambda _: None)
+    description = {name for name in dir(rpc.base) if not name.startswith("_")}
+    assert {"setup", "timeout", "vo", "options", "retry", "service", "selector"} <= description
+    assert not description & {name for name in dir(rpc) if not name.startswith("_")} - {"base", "pool"}
+    seen: list[str] = []
+    methods: list[str] = []
+
+    def call_url(endpoint: Any, method: str, *args: Any, attempt: Attempt, **kwargs: Any) -> Any:
+        seen.append(endpoint.url)
+        methods.append(method)
+        return {"OK": True, "Value": method}
+
+    rpc._call_url = call_url  # type: ignore[method-assign]
+    assert rpc.setup()["Value"] == "setup" and rpc.timeout(5)["rpcStub"][1:] == ("timeout", (5,))
+    assert methods == ["setup", "timeout"]
