@@ -321,6 +321,8 @@ class RPCClient:
         return functools.partial(self._rpc_call_with_stub, name)
 
     def _rpc_call_with_stub(self, method: str, *args: Any, **kwargs: Any) -> DReturn:
+        """``RPCClient(url).method(*args)`` as in DIRAC: the envelope with ``rpcStub``, a failed call as ``S_ERROR``
+        (:meth:`call` raises instead), within the client's default timeout."""
         base = self._rpc_base
         timeout = base.timeout.total
         try:

@@ -130,7 +130,7 @@ class AsyncRPCClient:
 
     @property
     def base(self) -> BaseClient:
-        """The frozen service description (URLs, selector, TLS settings, proposals), shared by every loop."""
+        """The service description (URLs and their selector, TLS settings, proposals), shared by every loop."""
         return self._rpc_base
 
     @property
