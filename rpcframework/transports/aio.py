@@ -26,7 +26,7 @@ import logging
 import math
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from rpcframework.errors import (
     ConnectError,
@@ -347,7 +347,7 @@ class AsyncStream(asyncio.Protocol):
             self._event_timeout = timeout
             if watch is not None:
                 self._event_watch = watch
-                watch.add(self, timeout)
+                watch.add(self, timeout, _stream_expired)
             else:
                 self._event_timer = self._loop.call_later(max(timeout, 0.0), self.event_expired)
         return waiter
@@ -488,11 +488,12 @@ class AsyncStream(asyncio.Protocol):
 
 
 class DeadlineWatch:
-    """The deadlines of the event-mode waits of one event loop, kept with one timer.
+    """The deadlines of one event loop's waits (calls waiting for their answer, or for a connection), kept with one
+    timer.
 
-    A timer per call (``loop.call_later``) costs a handle, a push on the loop's heap (whose comparisons are Python
+    A timer per wait (``loop.call_later``) costs a handle, a push on the loop's heap (whose comparisons are Python
     calls: with 1,000 calls in flight, about ten per push) and a cancellation that the loop cleans up later; almost
-    every call ends long before its deadline. Here a wait is one dict entry; the one timer is armed for the earliest
+    every wait ends long before its deadline. Here a wait is one dict entry; the one timer is armed for the earliest
     deadline and re-armed when it fires (or when a wait with an earlier deadline arrives).
     """
 
@@ -500,23 +501,23 @@ class DeadlineWatch:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._due: dict[AsyncStream, float] = {}
+        self._due: dict[object, tuple[float, Callable[[Any], None]]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
 
     def __len__(self) -> int:
         return len(self._due)
 
-    def add(self, stream: AsyncStream, timeout: float) -> None:
-        """Call ``stream.event_expired()`` in ``timeout`` seconds unless :meth:`remove` comes first."""
+    def add(self, key: object, timeout: float, expired: Callable[[Any], None]) -> None:
+        """Call ``expired(key)`` in ``timeout`` seconds unless :meth:`remove` comes first."""
         when = self._loop.time() + max(timeout, 0.0)
-        self._due[stream] = when
+        self._due[key] = (when, expired)
         if when < self._timer_at:
             self._arm(when)
 
-    def remove(self, stream: AsyncStream) -> None:
-        """Forget ``stream``'s wait (the timer stays armed: when it fires with nothing due, it is not re-armed)."""
-        self._due.pop(stream, None)
+    def remove(self, key: object) -> None:
+        """Forget ``key``'s wait (the timer stays armed: when it fires with nothing due, it is not re-armed)."""
+        self._due.pop(key, None)
 
     def _arm(self, when: float) -> None:
         if self._timer is not None:
@@ -528,12 +529,21 @@ class DeadlineWatch:
         self._timer = None
         self._timer_at = math.inf
         now = self._loop.time()
-        expired = [stream for stream, when in self._due.items() if when <= now]
-        for stream in expired:
-            del self._due[stream]
-            stream.event_expired()
-        if self._due:
-            self._arm(min(self._due.values()))
+        due = self._due
+        expired = [(key, entry[1]) for key, entry in due.items() if entry[0] <= now]
+        for key, _ in expired:
+            del due[key]
+        for key, callback in expired:
+            try:
+                callback(key)
+            except Exception:  # one wait's expiry must never stop the others'
+                logger.exception("a deadline callback failed")
+        if due:
+            self._arm(min(entry[0] for entry in due.values()))
+
+
+def _stream_expired(stream: AsyncStream) -> None:
+    stream.event_expired()
 
 
 class _Expired(Exception):

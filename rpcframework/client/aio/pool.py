@@ -99,11 +99,18 @@ class AsyncConnectionPool:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue = self._waiting.setdefault(url, deque())
         queue.append(waiter)
+        watch = self.deadlines
         try:
-            async with asyncio.timeout(timeout):
+            if timeout is None:
+                await waiter
+            elif watch is not None:
+                watch.add(waiter, timeout, _slot_expired)  # one timer for every wait of the loop
                 await waiter  # release_slot hands its slot over: the busy count already includes this call
-        except TimeoutError as exc:
-            if waiter.done() and not waiter.cancelled():
+            else:
+                async with asyncio.timeout(timeout):
+                    await waiter
+        except (_SlotTimeout, TimeoutError) as exc:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self.release_slot(url)  # handed a slot as the time ran out: pass it on
             limit = self.settings.max_connections
             raise DeadlineExceeded(
@@ -111,11 +118,13 @@ class AsyncConnectionPool:
                 " (raise AsyncPoolSettings.max_connections, or give the call more time)"
             ) from exc
         except BaseException:
-            if waiter.done() and not waiter.cancelled():
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self.release_slot(url)  # handed a slot, then cancelled: pass it on
             raise
         finally:
-            if not waiter.done() or waiter.cancelled():
+            if watch is not None:
+                watch.remove(waiter)
+            if not waiter.done() or waiter.cancelled() or waiter.exception() is not None:
                 _discard(queue, waiter)
             if not queue and self._waiting.get(url) is queue:
                 del self._waiting[url]
@@ -149,6 +158,21 @@ class AsyncConnectionPool:
         limit = self.settings.max_connections
         if limit is not None and (busy >= limit or self._waiting.get(url)):
             return None
+        conn = self._pop_ready(conns)
+        if conn is not None:
+            self._busy[url] = busy + 1
+        return conn
+
+    def must_wait(self, url: str) -> bool:
+        """Whether a call to ``url`` would wait for a slot now (:meth:`take_slot` would suspend)."""
+        return not self._free_slot(url)
+
+    def take_ready_with_slot(self, url: str) -> AsyncConnection | None:
+        """:meth:`take_ready` for a call that holds its slot already (it waited in :meth:`take_slot`)."""
+        conns = self._idle.get(url)
+        return self._pop_ready(conns) if conns else None
+
+    def _pop_ready(self, conns: list[AsyncConnection]) -> AsyncConnection | None:
         now = time.monotonic()
         conn = conns[-1]
         if now - self._last_maintenance >= self.settings.maintenance_interval or now - conn.last_used >= (
@@ -157,9 +181,7 @@ class AsyncConnectionPool:
             return None
         if not conn.ready(now):
             return None
-        conns.pop()
-        self._busy[url] = busy + 1
-        return conn
+        return conns.pop()
 
     # -- idle connections ----------------------------------------------------------------------------------------------
 
@@ -237,6 +259,15 @@ class AsyncConnectionPool:
     def _ping_due(self, conn: AsyncConnection, now: float) -> bool:
         lapse = self.settings.keepalive_lapse
         return bool(lapse) and now - max(conn.last_used, conn.last_ping) >= lapse
+
+
+class _SlotTimeout(Exception):
+    """Internal: a call's deadline passed while it waited for a slot."""
+
+
+def _slot_expired(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(_SlotTimeout())
 
 
 def _discard(queue: deque[asyncio.Future[None]], waiter: asyncio.Future[None]) -> None:

@@ -191,15 +191,28 @@ class AsyncRPCClient:
         if self._rpc_observer is not None:
             return await self._observed_call(self._rpc_observer, method, args, kwargs, timeout)
         url = self._rpc_single_url
-        if url is None or self._rpc_closed:
-            return await self._call(method, args, kwargs, timeout=timeout)
-        pool = self.pool
-        conn = pool.take_ready(url)
+        deadline = Deadline.after(timeout) if timeout is not None else _NEVER
+        conn = None
+        held = False  # a slot waited for (take_slot) and not given back yet
+        if url is not None and not self._rpc_closed:
+            pool = self.pool
+            conn = pool.take_ready(url)
+            if conn is None and pool.must_wait(url):
+                # Every connection is busy: wait for a slot here, then take the connection that freed it (the usual
+                # case with many calls in flight), or go the full way holding the slot.
+                try:
+                    await pool.take_slot(url, deadline.remaining())
+                except DeadlineExceeded as exc:
+                    first = (url, Attempt(), exc)
+                    return await self._attempts(
+                        method, args, kwargs, timeout=timeout, deadline=deadline, first=first, record=None
+                    )
+                held = True
+                conn = pool.take_ready_with_slot(url)
         if conn is None:
-            return await self._call(method, args, kwargs, timeout=timeout)
+            return await self._call(method, args, kwargs, timeout=timeout, deadline=deadline, slot_held=held)
         # The steady state, in this one coroutine: a pooled pipelined connection, its slot counted, one write and
         # one wait for the parsed answer. Any failure goes to the full path's rules (_ready_call_failed).
-        deadline = Deadline.after(timeout) if timeout is not None else _NEVER
         sent = False
         try:
             proposal = self._rpc_base.proposal(self._rpc_endpoint.path, method)
@@ -213,11 +226,11 @@ class AsyncRPCClient:
         except BaseException:
             # Cancelled (or worse) mid-exchange: what is left on the connection belongs to this call only.
             conn.close()
-            pool.release_slot(url)
+            pool.release_slot(conn.url)
             raise
         pool.release(conn)
-        pool.release_slot(url)
-        self._rpc_base.selector.succeeded(url)
+        pool.release_slot(conn.url)
+        self._rpc_base.selector.succeeded(conn.url)
         return result
 
     async def _ready_call_failed(
@@ -318,8 +331,11 @@ class AsyncRPCClient:
         timeout: float | None,
         record: ObservedCall | None = None,
         deadline: Deadline | None = None,
+        slot_held: bool = False,
     ) -> DReturn:
         if self._rpc_closed:
+            if slot_held:
+                self.pool.release_slot(self._rpc_endpoint.url)
             raise ConfigurationError(f"{self!r} is closed")
         if deadline is None:
             deadline = Deadline.after(timeout) if timeout is not None else _NEVER
@@ -331,7 +347,14 @@ class AsyncRPCClient:
         attempt = Attempt()
         try:
             result = await self._call_url(
-                self._rpc_endpoint, method, args, kwargs, deadline=deadline, attempt=attempt, record=record
+                self._rpc_endpoint,
+                method,
+                args,
+                kwargs,
+                deadline=deadline,
+                attempt=attempt,
+                record=record,
+                slot_held=slot_held,
             )
         except RPCFrameworkError as exc:
             first = (url, attempt, exc)
@@ -456,6 +479,30 @@ class AsyncRPCClient:
         deadline: Deadline,
         attempt: Attempt,
         record: ObservedCall | None,
+        slot_held: bool = False,
+    ) -> DReturn:
+        """One attempt at ``endpoint``: a slot (unless the caller holds one already: ``slot_held``), a pooled or
+        new connection, the exchange."""
+        pool = self.pool
+        if not slot_held:
+            await pool.take_slot(endpoint.url, deadline.remaining())
+        try:
+            return await self._exchange(
+                endpoint, method, args, kwargs, deadline=deadline, attempt=attempt, record=record
+            )
+        finally:
+            pool.release_slot(endpoint.url)
+
+    async def _exchange(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        deadline: Deadline,
+        attempt: Attempt,
+        record: ObservedCall | None,
     ) -> DReturn:
         proposal = self._rpc_base.proposal(endpoint.path, method)
         if record is not None:
@@ -463,39 +510,33 @@ class AsyncRPCClient:
             if trace is not None:
                 proposal = dataclasses.replace(proposal, trace_context=trace)
         pool = self.pool
-        await pool.take_slot(endpoint.url, deadline.remaining())
-        try:
-            for _ in range(_MAX_STALE_RETRIES):
-                conn = pool.acquire(endpoint.url)
-                attempt.reused = conn is not None
-                attempt.phase = CallPhase.CONNECTING
-                if conn is None:
-                    conn = await self._connect(endpoint, deadline)
-                try:
-                    result = await execute(conn, proposal, args, kwargs, deadline=deadline, attempt=attempt)
-                except RemoteError:
-                    pool.release(conn)  # a refusal leaves a reused connection idle and usable
-                    raise
-                except ConnectionClosedError as exc:
-                    conn.close()
-                    if attempt.reused and not attempt.phase.arguments_sent:
-                        dropped = pool.discard_idle(endpoint.url)
-                        logger.debug(
-                            "pooled connection to %s was dead (%s); %d more dropped", endpoint.url, exc, dropped
-                        )
-                        continue
-                    if attempt.phase.arguments_sent:
-                        raise _lost_after_sending(endpoint.url, exc) from exc
-                    raise
-                except BaseException:
-                    # Failed or cancelled mid-exchange: what is left on the connection belongs to this call only.
-                    conn.close()
-                    raise
-                pool.release(conn)
-                return result
-            raise ConnectionClosedError(f"{endpoint.url}: pooled connections kept failing; giving up")
-        finally:
-            pool.release_slot(endpoint.url)
+        for _ in range(_MAX_STALE_RETRIES):
+            conn = pool.acquire(endpoint.url)
+            attempt.reused = conn is not None
+            attempt.phase = CallPhase.CONNECTING
+            if conn is None:
+                conn = await self._connect(endpoint, deadline)
+            try:
+                result = await execute(conn, proposal, args, kwargs, deadline=deadline, attempt=attempt)
+            except RemoteError:
+                pool.release(conn)  # a refusal leaves a reused connection idle and usable
+                raise
+            except ConnectionClosedError as exc:
+                conn.close()
+                if attempt.reused and not attempt.phase.arguments_sent:
+                    dropped = pool.discard_idle(endpoint.url)
+                    logger.debug("pooled connection to %s was dead (%s); %d more dropped", endpoint.url, exc, dropped)
+                    continue
+                if attempt.phase.arguments_sent:
+                    raise _lost_after_sending(endpoint.url, exc) from exc
+                raise
+            except BaseException:
+                # Failed or cancelled mid-exchange: what is left on the connection belongs to this call only.
+                conn.close()
+                raise
+            pool.release(conn)
+            return result
+        raise ConnectionClosedError(f"{endpoint.url}: pooled connections kept failing; giving up")
 
     async def _connect(self, endpoint: Endpoint, deadline: Deadline) -> AsyncConnection:
         timeout = self._rpc_base.timeout

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from support.e2e_kit import SERVICE, CountingHandler
 
-from rpcframework.client.aio import AsyncClient, AsyncRPCClient
+from rpcframework.client.aio import AsyncClient, AsyncPoolSettings, AsyncRPCClient
 from rpcframework.protocol import NEED_DATA, ArgumentsReceived, Extensions, ProposalReceived, ServerConnection
 from rpcframework.returnvalues import S_OK
 from rpcframework.transports import get_backend
@@ -266,3 +266,28 @@ def test_the_client_on_uvloop(creds, cluster):
     assert not late["OK"] and late["Errno"] == errno.ETIMEDOUT, late
     assert after["Value"] == 2
     assert CountingHandler.executions["slow"] == 1
+
+
+def test_a_call_waiting_for_a_busy_connection_ends_at_its_deadline_and_the_queue_moves_on(creds, cluster):
+    (reactor,) = cluster(max_threads=4)
+    url = reactor.url(SERVICE)
+
+    async def main() -> tuple[Any, list[Any], int]:
+        async with async_client(creds, url, pool=AsyncPoolSettings(max_connections=1)) as client:
+            assert (await client.add(0, 0))["OK"]  # the one connection, pooled
+            rpc = client._rpc_targets[url]
+            assert isinstance(rpc, AsyncRPCClient)
+            busy = asyncio.create_task(client.slow(2))  # holds the only slot for 2 s
+            await asyncio.sleep(0.2)
+            waiting = await client.add(1, 1, timeout=0.5)  # waits for the slot, never gets it
+            queued = await asyncio.gather(*(client.add(n, 1) for n in range(20)))  # wait, then reuse it in turn
+            await busy
+            return waiting, queued, rpc.pool.busy_count(url)
+
+    waiting, queued, busy = asyncio.run(main())
+    assert not waiting["OK"] and waiting["Errno"] == errno.ETIMEDOUT, waiting
+    assert "waiting for a connection" in waiting["Message"], waiting
+    assert [result["Value"] for result in queued] == [n + 1 for n in range(20)]
+    assert busy == 0
+    assert CountingHandler.executions["add"] == 21  # the call that never got a connection never ran
+    assert len(CountingHandler.peers) == 1  # one connection served everything
