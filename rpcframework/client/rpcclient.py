@@ -1,8 +1,8 @@
 """``RPCClient``: the networking :class:`~rpcframework.client.interfaces.CallTarget` for one service.
 
 One ``RPCClient`` per service per ``Client``, shared by every thread. The layers keep DISET's names, each holding
-the next (DISET inherits ``InnerRPCClient`` from ``BaseClient``; see :mod:`rpcframework.client.base` for why we
-hold it instead):
+the next (DISET's ``InnerRPCClient`` inherits from ``BaseClient``; see :mod:`rpcframework.client.base` for why
+ours holds one instead):
 
 * ``RPCClient`` (here): the call. Its deadline, which URL each attempt goes to, whether a failed attempt is tried
   again, bans and pauses, the errors a failed call reports, observation, and DIRAC-style proxying with ``rpcStub``;
@@ -15,8 +15,7 @@ One call::
 
     deadline = now + timeout                                      # the whole call
     for url in selector.attempt_order(retry.max_attempts):        # random primaries, failover last, bans
-        inner.call_url(url, ...)                                  # pooled conn or connect; proposal ... result
-        return result
+        return inner.call_url(endpoints[url], ...)                # pooled conn or connect; proposal ... result
     # on failure before the arguments were sent: ban the URL, Retry.increment, pause, next URL
     # on "overloaded" from our server (it ran nothing): the same, and before going back to that URL, its
     # suggested delay with jitter (Retry.overload_pause), within the deadline
