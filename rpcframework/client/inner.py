@@ -33,13 +33,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from rpcframework.client.base import BaseClient, Endpoint
+from rpcframework.client.failures import handshake_timeout_error, lost_after_sending_error
 from rpcframework.client.policy import CallPhase
 from rpcframework.client.replies import refusal_error, result_or_overload
 from rpcframework.deadline import Deadline
 from rpcframework.errors import (
     ConnectionClosedError,
     DeadlineExceeded,
-    HandshakeTimeout,
     ProtocolError,
     RemoteError,
 )
@@ -258,7 +258,7 @@ class InnerRPCClient:
                     logger.debug("pooled connection to %s was dead (%s); %d more dropped", endpoint.url, exc, dropped)
                     continue
                 if attempt.phase.arguments_sent:
-                    raise _lost_after_sending(endpoint.url, exc) from exc
+                    raise lost_after_sending_error(endpoint.url, exc) from exc
                 raise
             except BaseException:
                 conn.close()
@@ -294,7 +294,7 @@ class InnerRPCClient:
         except DeadlineExceeded as exc:
             if endpoint.tls is None:
                 raise
-            raise _handshake_timeout(endpoint, handshake_limit) from exc
+            raise handshake_timeout_error(endpoint, handshake_limit) from exc
         except UnknownCAError as exc:
             raise UnknownCAError(f"{exc}; {base.ca_hint}", errno=exc.errno) from exc
         return Connection(endpoint.url, stream, base.offer)
@@ -406,20 +406,3 @@ class InnerRPCClient:
             else:
                 return event
         raise ProtocolError(f"{conn.url}: no complete message after {_MAX_READS_PER_EVENT} reads while {what}")
-
-
-def _handshake_timeout(endpoint: Endpoint, limit: float | None) -> HandshakeTimeout:
-    within = "" if limit is None else f" within {limit:.3g} s"
-    return HandshakeTimeout(
-        f"{endpoint.url}: {endpoint.host}:{endpoint.port} accepted the connection but did not answer the TLS "
-        f"handshake{within}: check that the URL's port is a dips:// service (a program waiting for something else "
-        "behaves like this), or give a busy server more time (Timeout.handshake; --handshake-timeout)"
-    )
-
-
-def _lost_after_sending(url: str, exc: ConnectionClosedError) -> ConnectionClosedError:
-    """The connection closed after the call was sent: say where, and why the call is not retried."""
-    return ConnectionClosedError(
-        f"{url}: {exc}; the call's arguments were sent, so it may have run there and is not retried",
-        errno=exc.errno,
-    )

@@ -36,19 +36,27 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from rpcframework.client.base import DEFAULT_OFFER, BaseClient, Endpoint
+from rpcframework.client.failures import (
+    all_failed,
+    ban_seconds,
+    call_timeout_error,
+    first_attempt_outcome,
+    log_retry,
+    pause_before,
+    report_failure,
+    retry_state_after,
+    silent_peer_error,
+    unretryable_outcome,
+)
 from rpcframework.client.inner import Attempt, InnerRPCClient
 from rpcframework.client.options import ClientOptions
-from rpcframework.client.policy import CallPhase, Deadline, Retry
+from rpcframework.client.policy import Deadline
 from rpcframework.client.pool import ConnectionPool, PoolSettings
 from rpcframework.client.resolve import DEFAULT_RESOLVE_INTERVAL, Resolver
-from rpcframework.client.selection import QUICK_FAILURE_BAN_SECONDS
 from rpcframework.client.stub import StubRecorder
 from rpcframework.errors import (
     ConfigurationError,
-    ConnectError,
     DeadlineExceeded,
-    HandshakeTimeout,
-    NameResolutionError,
     PeerSilent,
     RemoteError,
     RPCFrameworkError,
@@ -229,14 +237,14 @@ class RPCClient:
         # Lazy: a URL given up during this call is skipped from then on (it still counts as an attempt of the plan).
         plan = (url for url in base.selector.attempt_order(retry.max_attempts) if url not in given_up)
         for url in plan:
-            wait = _pause_before(overloaded.get(url), retry, deadline, pause)
+            wait = pause_before(overloaded.get(url), retry, deadline, pause)
             if wait is None:  # the overloaded server's delay does not fit: its refusal is the answer
-                _report_failure(record, url, banned=False, retried=False)
+                report_failure(record, url, banned=False, retried=False)
                 return overloaded[url].result
             if wait > 0:
                 self._rpc_sleep(wait)
             if first is not None:
-                attempt, exc = _replayed(first, url)
+                attempt, exc = first_attempt_outcome(first, url)
                 first = None
             else:
                 attempt = Attempt()
@@ -250,18 +258,18 @@ class RPCClient:
             failures.append((url, exc))
             self._end_on_timeout(url, method, exc, attempt, (timeout, deadline), record=record)
             if not retry.is_retryable(exc, attempt.phase):
-                _report_failure(record, url, banned=False, retried=False)
-                return _final(exc)
-            base.selector.ban(url, _ban_seconds(exc))
-            next_retry = _next_retry(retry, exc, attempt.phase, url, given_up=given_up, urls=base.selector.urls)
+                report_failure(record, url, banned=False, retried=False)
+                return unretryable_outcome(exc)
+            base.selector.ban(url, ban_seconds(exc))
+            next_retry = retry_state_after(retry, exc, attempt.phase, url, given_up=given_up, urls=base.selector.urls)
             if next_retry is None:
-                _report_failure(record, url, banned=True, retried=False)
+                report_failure(record, url, banned=True, retried=False)
                 return self._all_failed(failures)
             retry = next_retry
-            _report_failure(record, url, banned=True, retried=True)
+            report_failure(record, url, banned=True, retried=True)
             if isinstance(exc, ServiceOverloaded):
                 overloaded[url] = exc
-            _log_retry(method, url, exc)
+            log_retry(logger, method, url, exc)
             pause = retry.sleep_for(deadline)
         return self._all_failed(failures)
 
@@ -302,11 +310,11 @@ class RPCClient:
             dropped = self._rpc_pool.discard_idle(url)  # they lead to the same dead host
             logger.warning("%s stopped answering; banned, %d idle connections to it dropped", url, dropped)
             if attempt.phase.arguments_sent:
-                _report_failure(record, url, banned=True, retried=False)
-                raise _silent_error(url, method, exc) from exc
+                report_failure(record, url, banned=True, retried=False)
+                raise silent_peer_error(url, method, exc) from exc
         if deadline.expired or (isinstance(exc, DeadlineExceeded) and attempt.phase.arguments_sent):
-            _report_failure(record, url, banned=False, retried=False)
-            raise _timeout_error(url, method, timeout, exc) from exc
+            report_failure(record, url, banned=False, retried=False)
+            raise call_timeout_error(url, method, timeout, exc) from exc
 
     def maintain(self) -> None:
         """Ping idle pooled connections due for a keepalive and close expired ones (also done lazily on use)."""
@@ -356,103 +364,3 @@ class RPCClient:
 
 #: Method names whose ClientCall is kept (names built dynamically must not grow memory without bound).
 _MAX_OBSERVED_METHODS: Final = 1024
-
-
-def _next_retry(
-    retry: Retry, exc: RPCFrameworkError, phase: CallPhase, url: str, *, given_up: set[str], urls: Sequence[str]
-) -> Retry | None:
-    """The retry state after a failed attempt that may be retried, or ``None`` when no attempt is left: the budget is
-    spent, or every URL failed in a way another attempt cannot change (a name that does not resolve, a peer that
-    does not answer the TLS handshake), which ``given_up`` records for the rest of the call."""
-    if isinstance(exc, NameResolutionError | HandshakeTimeout):
-        given_up.add(url)
-        if given_up.issuperset(urls):
-            return None
-    try:
-        return retry.increment(exc, phase, url=url)
-    except RPCFrameworkError:
-        return None
-
-
-def _ban_seconds(exc: RPCFrameworkError) -> float | None:
-    """How long to avoid a URL after ``exc`` (``None``: the selector's full ban). A refused connection (an instance
-    restarting) is found out again at no cost: a short ban brings the URL back soon after the instance is."""
-    if isinstance(exc, ConnectError) and not isinstance(exc, NameResolutionError):
-        return QUICK_FAILURE_BAN_SECONDS
-    return None
-
-
-def all_failed(service: str, failures: list[tuple[str, RPCFrameworkError]]) -> DReturn:
-    """The outcome of a call whose every attempt failed: the last refusal as the server sent it, its own error after
-    a single attempt, or an error naming each URL and its latest reason (shared with the asyncio client)."""
-    if not failures:
-        raise ConfigurationError(f"{service}: no URL to try (retries exhausted before any attempt)")
-    last = failures[-1][1]
-    if isinstance(last, RemoteError):
-        return last.result  # the server's own refusal, as DIRAC would show it
-    if len(failures) == 1:
-        raise last  # one attempt: its own error says it all
-    latest = {url: exc for url, exc in failures}  # one reason per URL: the latest
-    reasons = "; ".join(f"{url}: {_reason(exc)}" for url, exc in latest.items())
-    message = f"{service}: every attempt failed ({len(failures)} attempts): {reasons}"
-    try:
-        error = type(last)(message, errno=last.errno)
-    except TypeError:  # an exception type with its own constructor
-        error = RPCFrameworkError(message, errno=last.errno)
-    raise error from last
-
-
-def _report_failure(record: ObservedCall | None, url: str, *, banned: bool, retried: bool) -> None:
-    if record is not None:
-        if banned:
-            record.banned(url)
-        record.failed(url, retried)
-
-
-def _pause_before(refusal: ServiceOverloaded | None, retry: Retry, deadline: Deadline, pause: float) -> float | None:
-    """The pause before an attempt: ``pause`` (the retry backoff), or, back at a server that answered "overloaded"
-    in this call, at least its suggested delay with jitter (:meth:`Retry.overload_pause`); ``None`` when that does
-    not fit in the deadline. Another URL is tried before going back while there is one: the plan prefers URLs
-    this call tried less."""
-    if refusal is None:
-        return pause
-    wait = retry.overload_pause(refusal.retry_after, deadline)
-    return None if wait is None else max(pause, wait)
-
-
-def _replayed(first: tuple[str, Attempt, RPCFrameworkError], url: str) -> tuple[Attempt, RPCFrameworkError]:
-    done_url, attempt, exc = first
-    if done_url != url:  # cannot happen with one URL; be loud rather than miscount
-        raise AssertionError(f"attempt plan started with {url}, not {done_url}")
-    return attempt, exc
-
-
-def _log_retry(method: str, url: str, exc: RPCFrameworkError) -> None:
-    if isinstance(exc, ServiceOverloaded):
-        logger.info("%s on %s: the server is overloaded and ran nothing (%s); retrying", method, url, exc)
-    else:
-        logger.info("%s on %s failed before the arguments were sent (%s); retrying", method, url, exc)
-
-
-def _reason(exc: RPCFrameworkError) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _final(exc: RPCFrameworkError) -> DReturn:
-    """A failure no retry can fix: a refusal keeps the server's envelope; anything else propagates."""
-    if isinstance(exc, RemoteError):
-        return exc.result
-    raise exc
-
-
-def _silent_error(url: str, method: str, exc: PeerSilent) -> PeerSilent:
-    return PeerSilent(
-        f"{method} on {url}: the host stopped answering while the call was in progress ({exc}); its arguments were "
-        "sent, so it may have run there and is not retried. The URL is avoided for a while; check the host."
-    )
-
-
-def _timeout_error(url: str, method: str, timeout: float | None, exc: RPCFrameworkError) -> DeadlineExceeded:
-    limit = "no" if timeout is None else f"the {timeout:g} s"
-    return DeadlineExceeded(f"{method} on {url}: no result within {limit} deadline of the call ({exc})")

@@ -33,21 +33,22 @@ from rpcframework.client.aio.connection import (
 )
 from rpcframework.client.aio.pool import AsyncConnectionPool, AsyncPoolSettings
 from rpcframework.client.base import DEFAULT_OFFER, BaseClient, Endpoint
-from rpcframework.client.inner import _handshake_timeout, _lost_after_sending
+from rpcframework.client.failures import (
+    all_failed,
+    ban_seconds,
+    call_timeout_error,
+    first_attempt_outcome,
+    handshake_timeout_error,
+    log_retry,
+    lost_after_sending_error,
+    pause_before,
+    report_failure,
+    retry_state_after,
+    silent_peer_error,
+    unretryable_outcome,
+)
 from rpcframework.client.options import ClientOptions
 from rpcframework.client.policy import CallPhase, Deadline
-from rpcframework.client.rpcclient import (
-    _ban_seconds,
-    _final,
-    _log_retry,
-    _next_retry,
-    _pause_before,
-    _replayed,
-    _report_failure,
-    _silent_error,
-    _timeout_error,
-    all_failed,
-)
 from rpcframework.client.stub import StubRecorder
 from rpcframework.errors import (
     ConfigurationError,
@@ -263,7 +264,7 @@ class AsyncRPCClient:
                 dropped = pool.discard_idle(url)
                 logger.debug("pooled connection to %s was dead (%s); %d more dropped", url, exc, dropped)
                 return await self._call(method, args, kwargs, timeout=timeout, deadline=deadline)
-            lost = _lost_after_sending(url, exc)
+            lost = lost_after_sending_error(url, exc)
             lost.__cause__ = exc
             exc = lost
         return await self._attempts(
@@ -386,14 +387,14 @@ class AsyncRPCClient:
         pause = 0.0
         plan = (url for url in base.selector.attempt_order(retry.max_attempts) if url not in given_up)
         for url in plan:
-            wait = _pause_before(overloaded.get(url), retry, deadline, pause)
+            wait = pause_before(overloaded.get(url), retry, deadline, pause)
             if wait is None:  # the overloaded server's delay does not fit: its refusal is the answer
-                _report_failure(record, url, banned=False, retried=False)
+                report_failure(record, url, banned=False, retried=False)
                 return overloaded[url].result
             if wait > 0:
                 await self._rpc_sleep(wait)
             if first is not None:
-                attempt, exc = _replayed(first, url)
+                attempt, exc = first_attempt_outcome(first, url)
                 first = None
             else:
                 attempt = Attempt()
@@ -407,18 +408,18 @@ class AsyncRPCClient:
             failures.append((url, exc))
             self._end_on_timeout(url, method, exc, attempt, (timeout, deadline), record=record)
             if not retry.is_retryable(exc, attempt.phase):
-                _report_failure(record, url, banned=False, retried=False)
-                return _final(exc)
-            base.selector.ban(url, _ban_seconds(exc))
-            next_retry = _next_retry(retry, exc, attempt.phase, url, given_up=given_up, urls=base.selector.urls)
+                report_failure(record, url, banned=False, retried=False)
+                return unretryable_outcome(exc)
+            base.selector.ban(url, ban_seconds(exc))
+            next_retry = retry_state_after(retry, exc, attempt.phase, url, given_up=given_up, urls=base.selector.urls)
             if next_retry is None:
-                _report_failure(record, url, banned=True, retried=False)
+                report_failure(record, url, banned=True, retried=False)
                 return all_failed(base.service, failures)
             retry = next_retry
-            _report_failure(record, url, banned=True, retried=True)
+            report_failure(record, url, banned=True, retried=True)
             if isinstance(exc, ServiceOverloaded):
                 overloaded[url] = exc
-            _log_retry(method, url, exc)
+            log_retry(logger, method, url, exc)
             pause = retry.sleep_for(deadline)
         return all_failed(base.service, failures)
 
@@ -461,11 +462,11 @@ class AsyncRPCClient:
             dropped = self.pool.discard_idle(url)
             logger.warning("%s stopped answering; banned, %d idle connections to it dropped", url, dropped)
             if attempt.phase.arguments_sent:
-                _report_failure(record, url, banned=True, retried=False)
-                raise _silent_error(url, method, exc) from exc
+                report_failure(record, url, banned=True, retried=False)
+                raise silent_peer_error(url, method, exc) from exc
         if deadline.expired or (isinstance(exc, DeadlineExceeded) and attempt.phase.arguments_sent):
-            _report_failure(record, url, banned=False, retried=False)
-            raise _timeout_error(url, method, timeout, exc) from exc
+            report_failure(record, url, banned=False, retried=False)
+            raise call_timeout_error(url, method, timeout, exc) from exc
 
     # -- one URL ---------------------------------------------------------------------------------------------------
 
@@ -528,7 +529,7 @@ class AsyncRPCClient:
                     logger.debug("pooled connection to %s was dead (%s); %d more dropped", endpoint.url, exc, dropped)
                     continue
                 if attempt.phase.arguments_sent:
-                    raise _lost_after_sending(endpoint.url, exc) from exc
+                    raise lost_after_sending_error(endpoint.url, exc) from exc
                 raise
             except BaseException:
                 # Failed or cancelled mid-exchange: what is left on the connection belongs to this call only.
@@ -551,7 +552,7 @@ class AsyncRPCClient:
         except DeadlineExceeded as exc:
             if endpoint.tls is None:
                 raise
-            raise _handshake_timeout(endpoint, handshake_timeout) from exc
+            raise handshake_timeout_error(endpoint, handshake_timeout) from exc
         except UnknownCAError as exc:
             raise UnknownCAError(f"{exc}; {self._rpc_base.ca_hint}", errno=exc.errno) from exc
         return AsyncConnection(endpoint.url, stream, self._rpc_base.offer)
