@@ -63,7 +63,7 @@ class AsyncConnectionPool:
         #: The event loop whose connections these are (``None``: not said).
         self.loop = loop
         self._idle: dict[str, list[AsyncConnection]] = {}
-        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+        self._waiting: dict[str, deque[asyncio.Future[AsyncConnection | None]]] = {}
         self._busy: dict[str, int] = {}
         self._closed = False
         self._last_maintenance = time.monotonic()
@@ -90,36 +90,35 @@ class AsyncConnectionPool:
 
     # -- slots -------------------------------------------------------------------------------------------------------
 
-    async def take_slot(self, url: str, timeout: float | None) -> None:
+    async def take_slot(self, url: str, timeout: float | None) -> AsyncConnection | None:
         """Wait (up to ``timeout`` s) until fewer than ``max_connections`` calls to ``url`` are in progress, and
-        count this one; give the slot back with :meth:`release_slot`. Waiting calls get slots in their order."""
+        count this one; give the slot back with :meth:`release_slot` (or :meth:`finish`). Waiting calls get slots
+        in their order. Returns the connection that came with the slot, when a call that ended handed over its
+        ready connection too (:meth:`finish`), else ``None``."""
         if self._free_slot(url):
             self._busy[url] = self._busy.get(url, 0) + 1
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            return None
+        waiter: asyncio.Future[AsyncConnection | None] = asyncio.get_running_loop().create_future()
         queue = self._waiting.setdefault(url, deque())
         queue.append(waiter)
         watch = self.deadlines
         try:
             if timeout is None:
-                await waiter
-            elif watch is not None:
+                return await waiter
+            if watch is not None:
                 watch.add(waiter, timeout, _slot_expired)  # one timer for every wait of the loop
-                await waiter  # release_slot hands its slot over: the busy count already includes this call
-            else:
-                async with asyncio.timeout(timeout):
-                    await waiter
+                return await waiter  # the slot is handed over: the busy count already includes this call
+            async with asyncio.timeout(timeout):
+                return await waiter
         except (_SlotTimeout, TimeoutError) as exc:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self.release_slot(url)  # handed a slot as the time ran out: pass it on
+            self._pass_on(url, waiter)  # handed a slot as the time ran out: pass it on
             limit = self.settings.max_connections
             raise DeadlineExceeded(
                 f"waiting for a connection to {url}: {limit} calls were in progress for the whole deadline"
                 " (raise AsyncPoolSettings.max_connections, or give the call more time)"
             ) from exc
         except BaseException:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self.release_slot(url)  # handed a slot, then cancelled: pass it on
+            self._pass_on(url, waiter)  # handed a slot, then cancelled: pass it on
             raise
         finally:
             if watch is not None:
@@ -128,6 +127,30 @@ class AsyncConnectionPool:
                 _discard(queue, waiter)
             if not queue and self._waiting.get(url) is queue:
                 del self._waiting[url]
+
+    def _pass_on(self, url: str, waiter: asyncio.Future[AsyncConnection | None]) -> None:
+        """A waiting call gives up: what it was handed (a slot, with or without a connection) goes to the next."""
+        if not waiter.done() or waiter.cancelled() or waiter.exception() is not None:
+            return
+        conn = waiter.result()
+        if conn is None:
+            self.release_slot(url)
+        else:
+            self.finish(conn)
+
+    def finish(self, conn: AsyncConnection) -> None:
+        """A call on ``conn`` ended cleanly: hand the connection with its slot to the first call waiting for a slot
+        when it is ready for the next call at once, else give both back (:meth:`release`, :meth:`release_slot`)."""
+        url = conn.url
+        queue = self._waiting.get(url)
+        if queue and not self._closed and conn.reusable and conn.ready(time.monotonic()):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(conn)  # that call's slot and connection: the busy count stays
+                    return
+        self.release(conn)
+        self.release_slot(url)
 
     def _free_slot(self, url: str) -> bool:
         limit = self.settings.max_connections
@@ -265,12 +288,14 @@ class _SlotTimeout(Exception):
     """Internal: a call's deadline passed while it waited for a slot."""
 
 
-def _slot_expired(waiter: asyncio.Future[None]) -> None:
+def _slot_expired(waiter: asyncio.Future[AsyncConnection | None]) -> None:
     if not waiter.done():
         waiter.set_exception(_SlotTimeout())
 
 
-def _discard(queue: deque[asyncio.Future[None]], waiter: asyncio.Future[None]) -> None:
+def _discard(
+    queue: deque[asyncio.Future[AsyncConnection | None]], waiter: asyncio.Future[AsyncConnection | None]
+) -> None:
     with contextlib.suppress(ValueError):
         queue.remove(waiter)
 

@@ -202,14 +202,15 @@ class AsyncRPCClient:
                 # Every connection is busy: wait for a slot here, then take the connection that freed it (the usual
                 # case with many calls in flight), or go the full way holding the slot.
                 try:
-                    await pool.take_slot(url, deadline.remaining())
+                    conn = await pool.take_slot(url, deadline.remaining())
                 except DeadlineExceeded as exc:
                     first = (url, Attempt(), exc)
                     return await self._attempts(
                         method, args, kwargs, timeout=timeout, deadline=deadline, first=first, record=None
                     )
                 held = True
-                conn = pool.take_ready_with_slot(url)
+                if conn is None:
+                    conn = pool.take_ready_with_slot(url)
         if conn is None:
             return await self._call(method, args, kwargs, timeout=timeout, deadline=deadline, slot_held=held)
         # The steady state, in this one coroutine: a pooled pipelined connection, its slot counted, one write and
@@ -229,8 +230,7 @@ class AsyncRPCClient:
             conn.close()
             pool.release_slot(conn.url)
             raise
-        pool.release(conn)
-        pool.release_slot(conn.url)
+        pool.finish(conn)  # to the next call waiting for a connection, or back to the pool
         self._rpc_base.selector.succeeded(conn.url)
         return result
 
@@ -486,7 +486,9 @@ class AsyncRPCClient:
         new connection, the exchange."""
         pool = self.pool
         if not slot_held:
-            await pool.take_slot(endpoint.url, deadline.remaining())
+            handed = await pool.take_slot(endpoint.url, deadline.remaining())
+            if handed is not None:
+                pool.release(handed)  # a ready connection came with the slot: acquire() finds it first
         try:
             return await self._exchange(
                 endpoint, method, args, kwargs, deadline=deadline, attempt=attempt, record=record

@@ -291,3 +291,39 @@ def test_a_call_waiting_for_a_busy_connection_ends_at_its_deadline_and_the_queue
     assert busy == 0
     assert CountingHandler.executions["add"] == 21  # the call that never got a connection never ran
     assert len(CountingHandler.peers) == 1  # one connection served everything
+
+
+def test_a_waiting_call_cancelled_after_it_was_handed_the_connection_passes_it_on(creds, cluster):
+    (reactor,) = cluster(max_threads=4)
+    url = reactor.url(SERVICE)
+
+    async def main() -> tuple[Any, list[int], int, int]:
+        async with async_client(creds, url, pool=AsyncPoolSettings(max_connections=1)) as client:
+            assert (await client.add(0, 0))["OK"]  # the one connection, pooled
+            rpc = client._rpc_targets[url]
+            assert isinstance(rpc, AsyncRPCClient)
+            waiting: list[asyncio.Task[Any]] = []
+
+            async def first() -> Any:
+                result = await client.slow(0.5)
+                # The call ended and handed its connection to the first waiting call, which has not run yet:
+                # cancelled now, it must pass the connection on rather than lose it.
+                waiting[0].cancel()
+                return result
+
+            holder = asyncio.create_task(first())
+            await asyncio.sleep(0.1)
+            waiting.extend(asyncio.create_task(client.add(n, 1)) for n in range(3))
+            await asyncio.sleep(0.05)
+            slow = await holder
+            with pytest.raises(asyncio.CancelledError):
+                await waiting[0]
+            rest = [(await task)["Value"] for task in waiting[1:]]
+            return slow, rest, rpc.pool.busy_count(url), rpc.pool.idle_count(url)
+
+    slow, rest, busy, idle = asyncio.run(main())
+    assert slow["OK"], slow
+    assert rest == [2, 3]
+    assert (busy, idle) == (0, 1)  # nothing leaked: the slot is free, the connection pooled
+    assert len(CountingHandler.peers) == 1
+    assert CountingHandler.executions["add"] == 3  # add(0, 0) and the two calls that were not cancelled
