@@ -33,7 +33,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import tomllib
 import traceback
 from dataclasses import replace
@@ -56,6 +55,7 @@ from support.doc_blocks import (
     rpcframework_invocations,
     shell_commands,
 )
+from support.waiting import poll
 
 from rpcframework.cli.main import build_parser
 from rpcframework.config import ConfigTree, load_file
@@ -148,18 +148,18 @@ class ShellSession:
         start = self.log_path.stat().st_size
         self._send(f"source '{script}' < /dev/null\n")
         done = f"{self.token} DONE {self._blocks}"
-        deadline = time.monotonic() + block.directives.timeout
-        while True:
-            segment = self.log_path.read_bytes()[start:].decode("utf-8", "replace")
-            if done in segment:
-                return segment
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{block.where}: the shell exited ({self.proc.returncode})\n{segment[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{block.where}: block still running after {block.directives.timeout:g} s\n{segment[-3000:]}"
-                )
-            time.sleep(0.05)
+        segment = poll(
+            lambda: self.log_path.read_bytes()[start:].decode("utf-8", "replace"),
+            lambda seen: done in seen or self.proc.poll() is not None,
+            block.directives.timeout,
+        )
+        if done in segment:
+            return segment
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{block.where}: the shell exited ({self.proc.returncode})\n{segment[-3000:]}")
+        raise AssertionError(
+            f"{block.where}: block still running after {block.directives.timeout:g} s\n{segment[-3000:]}"
+        )
 
     def state(self) -> tuple[dict[str, str], str]:
         entries = self.env_path.read_bytes().split(b"\0")
@@ -178,16 +178,18 @@ class ShellSession:
                 os.killpg(self.proc.pid, sig)  # the group we created: this page's shell and its jobs only
             except ProcessLookupError:
                 break
-            end = time.monotonic() + grace
-            while time.monotonic() < end:
-                try:
-                    os.killpg(self.proc.pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.05)
+            poll(lambda: _group_alive(self.proc.pid), lambda alive: not alive, grace)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=2)
         self._log.close()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _command_results(segment: str, token: str) -> dict[int, tuple[int, str]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import shutil
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID, ObjectIdentifier
+from support.certs import certificate_builder
 
 from rpcframework.security.devca import DevCA
 from rpcframework.security.x509 import (
@@ -63,17 +63,7 @@ def verify_proxy(ca: DevCA, proxy_file: Path) -> subprocess.CompletedProcess[str
 
 def self_signed(tmp_path: Path, name: x509.Name) -> Path:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    cert = certificate_builder(name, name, key.public_key(), serial=1).sign(key, hashes.SHA256())
     path = tmp_path / f"{openssl_name_hash(name)}-{id(name)}.pem"
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return path

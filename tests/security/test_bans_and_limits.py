@@ -6,10 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import time
 
 import pytest
-from support.security_kit import PROPOSAL, raw_socket, tls_stream
+from support.security_kit import PROPOSAL, raw_socket, still_serves, tls_stream
 from support.waiting import wait_for
 from support.wire import frame, read_until_closed
 
@@ -27,11 +26,6 @@ def _source_or_skip(reactor, source):
         pytest.skip(f"cannot use {source} as a source address here: {exc}")
 
 
-def _still_serves(kit, reactor) -> None:
-    with kit.client(reactor.url("Sec/Probe")) as client:
-        assert client.who("ok")["Value"]["username"] == "dev-user"
-
-
 def _silently_closed(sock) -> bool:
     sock.sendall(CLIENT_HELLO_START)
     received, closed = read_until_closed(sock, timeout=3)
@@ -45,7 +39,7 @@ def test_banned_ip_list_applies_before_tls_and_reloads_without_restart(kit, serv
     toml = tmp_path / "live.toml"
     reactor = serve(store=_json_store(config_file, toml))
     assert _silently_closed(_source_or_skip(reactor, "127.0.0.2"))
-    _still_serves(kit, reactor)
+    still_serves(kit, reactor)
     # The operator lifts the ban on 127.0.0.2 and bans 127.0.0.0/30 instead: no restart.
     _rewrite(config_file, toml, kit.config_dict({"Registry": {"BannedIPs": "127.0.0.0/30"}}))
     assert wait_for(lambda: _connects_with_tls(kit, reactor, "127.0.0.5"), timeout=5)
@@ -95,8 +89,9 @@ def test_failed_handshakes_get_an_address_banned_for_a_while(kit, serve):
         sock.close()
     assert wait_for(lambda: "127.0.0.3" in reactor.guard.temporary_bans())
     assert _silently_closed(raw_socket(reactor, "127.0.0.3"))
-    _still_serves(kit, reactor)  # 127.0.0.1 is another machine: unaffected
-    assert wait_for(lambda: "127.0.0.3" not in reactor.guard.temporary_bans(), timeout=4)  # the ban expires
+    still_serves(kit, reactor)  # 127.0.0.1 is another machine: unaffected
+    # The ban expires (Duration 2 s, on the guard's real clock: the reactor builds its ConnectionGuard itself).
+    assert wait_for(lambda: "127.0.0.3" not in reactor.guard.temporary_bans(), timeout=10)
     assert _connects_with_tls(kit, reactor, "127.0.0.3")
 
 
@@ -138,7 +133,7 @@ def test_connections_per_address_and_in_total(kit, serve):
         for sock in held:
             sock.close()
     assert wait_for(lambda: reactor.guard.open_connections == 0)
-    _still_serves(kit, reactor)
+    still_serves(kit, reactor)
 
 
 def test_slowloris_crowd_cannot_stop_a_well_behaved_client(kit, serve):
@@ -160,9 +155,11 @@ def test_slowloris_crowd_cannot_stop_a_well_behaved_client(kit, serve):
             for sock in crowd:
                 with contextlib.suppress(OSError):  # dropped already: that is the server defending itself
                     sock.send(CLIENT_HELLO_START[index : index + 1])
-            started = time.monotonic()
-            _still_serves(kit, reactor)
-            assert time.monotonic() - started < 2.0
+            still_serves(kit, reactor)
+            if index == 0:
+                # Served while the crowd still holds its connections (dropped only at their 1.5 s deadlines): the
+                # good client waited for none of them. The order of events, not a speed.
+                assert reactor.guard.open_connections > 1
         # Trickling never extends a deadline: the whole crowd is dropped by the handshake and read timeouts.
         assert wait_for(lambda: reactor.guard.open_connections <= 1, timeout=6)
     finally:
@@ -170,7 +167,7 @@ def test_slowloris_crowd_cannot_stop_a_well_behaved_client(kit, serve):
             sock.close()
         for stream in quiet_tls:
             stream.close()
-    _still_serves(kit, reactor)
+    still_serves(kit, reactor)
 
 
 def test_many_calls_on_a_connection_are_capped_and_the_client_carries_on(kit, serve):
@@ -188,18 +185,19 @@ def test_limited_proxies_are_refused_where_configured(kit, serve):
     with kit.client(strict.url("Sec/Probe"), proxy=kit.limited_proxy) as client:
         refused = client.who("limited")
     assert refused["Errno"] == 1111 and "limited proxies are not accepted" in refused["Message"]
-    _still_serves(kit, strict)
+    still_serves(kit, strict)
 
 
 def test_a_reload_that_bans_an_address_also_ends_its_kept_alive_connections(kit, serve, tmp_path):
     config_file = tmp_path / "live.json"
     config_file.write_text(json.dumps(kit.config_dict({"Registry": {"BannedIPs": "192.0.2.1"}})))
     toml = tmp_path / "live.toml"
-    reactor = serve(store=_json_store(config_file, toml))
+    store = _json_store(config_file, toml)
+    reactor = serve(store=store)
     with kit.client(reactor.url("Sec/Probe")) as client:
         assert client.who("before")["OK"]  # this connection is now pooled and kept alive
         _rewrite(config_file, toml, kit.config_dict({"Registry": {"BannedIPs": "127.0.0.1"}}))
-        time.sleep(0.3)  # past the store's 0.1 s check interval
+        store.refresh(force=True)  # what the store's watcher does every check interval, done now
         refused = client.who("after")
     # Without the per-snapshot check, the kept-alive connection would have served this call.
     assert refused["OK"] is False, refused
@@ -209,11 +207,12 @@ def test_a_reload_that_refuses_limited_proxies_applies_to_kept_alive_connections
     config_file = tmp_path / "live.json"
     config_file.write_text(json.dumps(kit.config_dict({})))
     toml = tmp_path / "live.toml"
-    reactor = serve(store=_json_store(config_file, toml))
+    store = _json_store(config_file, toml)
+    reactor = serve(store=store)
     with kit.client(reactor.url("Sec/Probe"), proxy=kit.limited_proxy) as client:
         assert client.who("before")["OK"]  # limited proxies are accepted by default; the connection stays pooled
         strict = {"DIRAC": {"Security": {"Server": {"RefuseLimitedProxies": "yes"}}}}
         _rewrite(config_file, toml, kit.config_dict(strict))
-        time.sleep(0.3)  # past the store's 0.1 s check interval
+        store.refresh(force=True)  # what the store's watcher does every check interval, done now
         refused = client.who("after")
     assert refused["OK"] is False and "limited proxies are not accepted" in refused["Message"], refused

@@ -13,13 +13,14 @@ import stat
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.hostile_server import HostilePeer, HostileServer
+from support.processes import clean_environment
 from support.security_kit import Kit
+from support.waiting import poll
 
 from rpcframework import TransferClient
 from rpcframework.cli.main import build_parser
@@ -286,7 +287,7 @@ def run_cli(
     kit: Kit, server: HostileServer, *args: str, timeout: float = 60, output: str = "json"
 ) -> subprocess.CompletedProcess[str]:
     """``rpcframework transfer ...`` as a real subprocess with the kit's proxy and CA directory."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("X509_", "RPCFRAMEWORK_", "DIRAC", "GRID_"))}
+    env = clean_environment()
     command = [sys.executable, "-m", "rpcframework.cli.main", "transfer", args[0], server.url, *args[1:]]
     command += ["--proxy", str(kit.user.proxy_file), "--ca-dir", str(kit.ca.cert_dir)]
     command += ["--backend", server.backend.name, "--output", output, "--retries", "0"]
@@ -337,16 +338,16 @@ def test_sigterm_during_a_cli_download_leaves_no_part_file(
     server = hostile(_some_data_then_pings, backend)
     dest = tmp_path / "dest"
     dest.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("X509_", "RPCFRAMEWORK_", "DIRAC", "GRID_"))}
+    env = clean_environment()
     command = [sys.executable, "-m", "rpcframework.cli.main", "transfer", "receive", server.url, "f", str(dest / "f")]
     command += ["--proxy", str(kit.user.proxy_file), "--ca-dir", str(kit.ca.cert_dir), "--backend", backend]
     command += ["--output", "json", "--timeout", "60"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        for _ in range(300):  # until the download's temporary file exists (bounded: 30 s)
-            if any(name.endswith(".part") for name in _entries(dest)) or proc.poll() is not None:
-                break
-            time.sleep(0.1)
+        # Until the download's temporary file exists (or the command ended early, which the assert reports).
+        poll(
+            lambda: _entries(dest), lambda names: any(n.endswith(".part") for n in names) or proc.poll() is not None, 30
+        )
         assert any(name.endswith(".part") for name in _entries(dest)), (_entries(dest), proc.poll())
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -133,10 +132,13 @@ def test_a_busy_kept_alive_connection_of_a_revoked_user_is_refused_at_its_next_c
     # selector's idle sweep: the check at each proposal must stop it.
     outcome: dict[str, Any] = {}
     revoked = threading.Event()
+    busy = threading.Event()
 
     def calls(victim: OneConnection) -> None:
         served_after = 0
         for number in range(MAX_BUSY_CALLS):
+            if number == 10:
+                busy.set()  # the tight loop is running
             try:
                 result = victim.call(f"n{number}")
             except RemoteError as exc:  # the proposal was refused
@@ -156,7 +158,7 @@ def test_a_busy_kept_alive_connection_of_a_revoked_user_is_refused_at_its_next_c
         assert victim.call("first")["OK"]
         worker = threading.Thread(target=calls, args=(victim,), daemon=True)
         worker.start()
-        time.sleep(0.1)
+        assert busy.wait(30)
         setup.ca.revoke(setup.victim.cert_file)
         revoked.set()
         worker.join(30)

@@ -5,7 +5,7 @@ built, and keeps serving."""
 from __future__ import annotations
 
 import pytest
-from support.security_kit import PROPOSAL, SERVICE, exchange, tls_stream
+from support.security_kit import PROPOSAL, SERVICE, exchange, still_serves, tls_stream
 from support.wire import frame
 
 pytestmark = pytest.mark.timeout(60)
@@ -15,11 +15,6 @@ LEAKS = (b"Traceback", b'File "', b"/work/", b"site-packages", b".py", b"rpcfram
 
 def _send(kit, reactor, *frames: bytes) -> tuple[bytes, bool]:
     return exchange(tls_stream(reactor, kit.tls_for(kit.user.proxy_file)), *frames, timeout=5)
-
-
-def _still_serves(kit, reactor) -> None:
-    with kit.client(reactor.url(SERVICE)) as client:
-        assert client.count([1, 2, 3])["Value"] == 3
 
 
 def _assert_clean(received: bytes) -> None:
@@ -58,7 +53,7 @@ def test_hostile_bytes_are_answered_or_closed_without_leaks(kit, serve, payload)
     received, closed = _send(kit, reactor, payload)
     assert closed  # nothing waits for more: a refusal, an error result, or a plain close
     _assert_clean(received)
-    _still_serves(kit, reactor)
+    still_serves(kit, reactor)
 
 
 def test_oversized_message_refused_by_configuration(kit, serve):
@@ -67,7 +62,7 @@ def test_oversized_message_refused_by_configuration(kit, serve):
     received, closed = _send(kit, reactor, frame(PROPOSAL % b"count"), frame(big))
     assert closed and b'"OK": true, "Value": 1' not in received
     _assert_clean(received)
-    _still_serves(kit, reactor)
+    still_serves(kit, reactor)
 
 
 def test_a_million_element_list_within_limits_and_one_element_over(kit, serve):
@@ -79,4 +74,4 @@ def test_a_million_element_list_within_limits_and_one_element_over(kit, serve):
     received, closed = _send(kit, reactor, frame(PROPOSAL % b"count"), frame(over))
     assert closed and b'"Value": 1000001' not in received
     _assert_clean(received)
-    _still_serves(kit, reactor)
+    still_serves(kit, reactor)

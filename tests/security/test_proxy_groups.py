@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from support.certs import cn
 from support.security_kit import SERVICE, Kit, address_of
 
 from rpcframework.security.authz import AccessDenied, resolve_caller
@@ -218,7 +219,7 @@ def test_a_malformed_group_extension_is_refused(kit, tmp_path):
     now = datetime.datetime.now(datetime.UTC)
     bad = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([*user.subject.rdns, x509.RelativeDistinguishedName([_cn("77")])]))
+        .subject_name(x509.Name([*user.subject.rdns, x509.RelativeDistinguishedName([cn("77")])]))
         .issuer_name(user.subject)
         .public_key(key.public_key())  # type: ignore[arg-type]
         .serial_number(77)
@@ -229,10 +230,6 @@ def test_a_malformed_group_extension_is_refused(kit, tmp_path):
     )
     with pytest.raises(ValueError, match="malformed"):
         dirac_group(bad)
-
-
-def _cn(value: str) -> x509.NameAttribute[str]:
-    return x509.NameAttribute(x509.NameOID.COMMON_NAME, value)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from typing import Any, ClassVar
 
 from examples.echo.client import EchoClient
 from examples.echo.service import EchoHandler
+from rpcframework import RPCClient
+from rpcframework.client.aio import AsyncClient
 from rpcframework.config import ConfigTree, load_dict
 from rpcframework.server import ServiceReactor
 from rpcframework.transports import Stream, get_backend
@@ -69,6 +71,23 @@ class Creds(DevCreds):
 
     def config(self, **systems: Any) -> ConfigTree:
         return load_dict(self.config_dict(**systems), "<e2e tests>")
+
+    def ordered_config(self, urls: list[str]) -> ConfigTree:
+        """``Demo/Echo`` resolved from the configuration: ``urls[0]`` is the primary, the others failover URLs."""
+        return self.config(Demo={"URLs": {"Echo": urls[0]}, "FailoverURLs": {"Echo": ", ".join(urls[1:])}})
+
+    def rpc(self, url: str, **options: Any) -> RPCClient:
+        """An ``RPCClient`` with the dev proxy, a 10 s deadline unless given."""
+        options.setdefault("proxyLocation", str(self.user.proxy_file))
+        options.setdefault("timeout", 10)
+        return RPCClient(url, config=self.config(), **options)
+
+    def async_client(self, urls: list[str] | str, cls: type[AsyncClient] = AsyncClient, **options: Any) -> Any:
+        """An ``AsyncClient`` (or ``cls``) for ``urls`` with the dev proxy, a 10 s deadline unless given."""
+        options.setdefault("proxyLocation", str(self.user.proxy_file))
+        options.setdefault("config", self.config())
+        options.setdefault("timeout", 10)
+        return cls(",".join(urls) if isinstance(urls, list) else urls, **options)
 
     def client(self, urls: list[str] | str, **options: Any) -> EchoClient:
         """An ``EchoClient`` for ``urls`` with the dev proxy and CA, a 10 s deadline unless given."""

@@ -188,6 +188,12 @@ def make_kit(root: Path) -> Kit:
     return kit
 
 
+def still_serves(kit: Kit, reactor: ServiceReactor) -> None:
+    """A well-behaved client (the dev user) is served by ``reactor``, whatever was done to it before."""
+    with kit.client(reactor.url(SERVICE)) as client:
+        assert client.who("ok")["Value"]["username"] == "dev-user"
+
+
 def address_of(reactor: ServiceReactor) -> tuple[str, int]:
     return "127.0.0.1", reactor.ports[SERVICE]
 

@@ -24,6 +24,7 @@ from rpcframework.protocol import (
 from rpcframework.returnvalues import S_ERROR, S_OK
 from rpcframework.server import RequestHandler
 from rpcframework.server.reactor import ServiceReactor
+from rpcframework.server.service import Service
 from rpcframework.transports.base import Stream, get_backend
 from support.credentials import DevCreds
 from support.waiting import Gate, poll
@@ -71,6 +72,18 @@ class EchoHandler(RequestHandler):
 
 
 Creds = DevCreds  # the dev CA's host and user: all the reactor tests need
+
+
+def service(
+    creds: Creds,
+    protocol: str = "dips",
+    name: str = "Bench/Echo",
+    handler: type[RequestHandler] = EchoHandler,
+    services_cfg: dict[str, Any] | None = None,
+    **options: Any,
+) -> Service:
+    """A service of ``handler`` on an ephemeral port, with :func:`make_config`'s registry."""
+    return Service(name, handler, config=make_config(creds, services_cfg), port=0, protocol=protocol, **options)
 
 
 def make_config(creds: Creds, services: dict[str, Any] | None = None) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import socket
@@ -178,6 +179,15 @@ class FaultyBackend:
         stream = FaultyStream(self.inner.connect(host, port, **options), **self.faults)
         self.streams.append(stream)
         return stream
+
+
+def sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in blocks (the large-transfer files are 256 MiB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(4 * 1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def leftovers(directory: Path) -> list[str]:

@@ -7,6 +7,7 @@ shared: it bounds a test that would otherwise hang, it is not a speed requiremen
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -84,3 +85,15 @@ class Gate:
         with self._condition:
             self._open = True
             self._condition.notify_all()
+
+
+async def wait_for_async(condition: Callable[[], object], timeout: float = DEFAULT_TIMEOUT, message: str = "") -> bool:
+    """:func:`wait_for` inside an event loop: the loop runs the other tasks between two looks."""
+    deadline = time.monotonic() + timeout
+    interval = _FIRST_INTERVAL
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(message or f"still false after {timeout} s: {_describe(condition)}")
+        await asyncio.sleep(interval)  # a poll, not a guess
+        interval = min(interval * 2, _MAX_INTERVAL)
+    return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import time
 from pathlib import Path
 from typing import Protocol
@@ -69,3 +70,12 @@ def wait_delivered(port: int, timeout: float = DEFAULT_TIMEOUT) -> None:
     """Until everything a server on ``port`` has sent, its closes included, sits in its peers' sockets (the peers'
     kernels acknowledged it): the ordering point a test needs before the client's next move, without sleeping."""
     wait_for(lambda: not _undelivered(port), timeout, f"bytes from port {port} not acknowledged in {timeout} s")
+
+
+def wait_readable(conn: Receiver, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Until bytes (or the peer's close) wait in ``conn``'s socket: a socket, a ``Stream`` or anything with
+    ``fileno()``. Nothing is read."""
+    fileno = conn.fileno()  # type: ignore[attr-defined]
+    readable, _, _ = select.select([fileno], [], [], timeout)
+    if not readable:
+        raise AssertionError(f"nothing arrived in {timeout} s")

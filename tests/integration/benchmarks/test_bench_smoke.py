@@ -9,43 +9,16 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[3]
+from support.processes import ROOT
 
 pytestmark = pytest.mark.timeout(180)
 
 
 def test_runner_writes_json_with_positive_numbers(tmp_path: Path) -> None:
-    out = tmp_path / "results.json"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.run",
-            "--cases",
-            "raw_ssl_echo,rpc_reused",
-            "--rounds",
-            "1",
-            "--warmup",
-            "0.1",
-            "--repetitions",
-            "2",
-            "--duration",
-            "0.2",
-            "--json",
-            str(out),
-            "--no-markdown",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=150,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    report = json.loads(out.read_text())
+    report, stdout = _run_quick("raw_ssl_echo,rpc_reused", tmp_path / "results.json", repetitions=2)
     assert report["machine"]["nproc"] >= 1
     assert set(report["cases"]) == {"raw_ssl_echo", "rpc_reused"}
     for name, entry in report["cases"].items():
@@ -57,29 +30,15 @@ def test_runner_writes_json_with_positive_numbers(tmp_path: Path) -> None:
         assert entry["p50_us"] > 0
         assert entry["p99_us"] >= entry["p50_us"]
     assert "ratio_to_floor" not in report["cases"]["rpc_reused"]  # its floor (raw_pyopenssl_echo) did not run
-    assert "rpc_reused" in completed.stdout  # the table
+    assert "rpc_reused" in stdout  # the table
 
 
-def _run_quick(cases: str, out: Path) -> dict[str, object]:
+def _run_quick(cases: str, out: Path, repetitions: int = 1) -> tuple[dict[str, Any], str]:
+    """``python -m benchmarks.run`` on a tiny budget; the JSON report and what it printed."""
+    args = ["--cases", cases, "--rounds", "1", "--warmup", "0.1", "--repetitions", str(repetitions)]
+    args += ["--duration", "0.2", "--json", str(out), "--no-markdown"]
     completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.run",
-            "--cases",
-            cases,
-            "--rounds",
-            "1",
-            "--warmup",
-            "0.1",
-            "--repetitions",
-            "1",
-            "--duration",
-            "0.2",
-            "--json",
-            str(out),
-            "--no-markdown",
-        ],
+        [sys.executable, "-m", "benchmarks.run", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -87,15 +46,15 @@ def _run_quick(cases: str, out: Path) -> dict[str, object]:
         check=False,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    report: dict[str, object] = json.loads(out.read_text())
-    return report
+    report: dict[str, Any] = json.loads(out.read_text())
+    return report, completed.stdout
 
 
 def test_runner_grpc_case(tmp_path: Path) -> None:
     """grpc_unary (gRPC over mutual TLS) runs and is measured next to rpc_reused."""
     pytest.importorskip("grpc")
-    report = _run_quick("grpc_unary,rpc_reused", tmp_path / "results.json")
-    entry = report["cases"]["grpc_unary"]  # type: ignore[index]
+    report, _ = _run_quick("grpc_unary,rpc_reused", tmp_path / "results.json")
+    entry = report["cases"]["grpc_unary"]
     assert "error" not in entry, entry
     assert entry["calls"] > 0 and entry["calls_per_s"]["median"] > 0
 
@@ -105,11 +64,11 @@ def test_runner_peer_library_cases_and_the_rpyc_goal(tmp_path: Path) -> None:
     issue-20 goal against RPyC is evaluated from the same run."""
     pytest.importorskip("rpyc")
     pytest.importorskip("Pyro5")
-    report = _run_quick("rpyc_echo,pyro5_echo,rpc_reused", tmp_path / "results.json")
+    report, _ = _run_quick("rpyc_echo,pyro5_echo,rpc_reused", tmp_path / "results.json")
     for name in ("rpyc_echo", "pyro5_echo"):
-        entry = report["cases"][name]  # type: ignore[index]
+        entry = report["cases"][name]
         assert "error" not in entry, (name, entry)
         assert entry["calls"] > 0 and entry["calls_per_s"]["median"] > 0
-    goals = {goal["versus"]: goal for goal in report["goals"]}  # type: ignore[attr-defined]
+    goals = {goal["versus"]: goal for goal in report["goals"]}
     assert goals["rpyc_echo"]["case"] == "rpc_reused"
     assert goals["rpyc_echo"]["measured"] > 0  # met or not: no assertion on speed

@@ -3,20 +3,16 @@ time, and helpers that run ``rpcframework`` as a real subprocess (always with a 
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.processes import CLI, ServeProcess, clean_environment, reap, spawn_serve
 
 from rpcframework.security.devca import DevCA
 
-CLI = [sys.executable, "-m", "rpcframework.cli.main"]
 RUN_TIMEOUT = 30.0
 START_TIMEOUT = 15.0
 
@@ -123,7 +119,7 @@ def cli_env(rpcframework_dev_ca: DevCA, tmp_path_factory: pytest.TempPathFactory
     ca = rpcframework_dev_ca
     (root / "handler.py").write_text(HANDLER_SOURCE)
     (root / "registry.cfg").write_text(_registry_cfg(ca.default_user().dn))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("X509_", "RPCFRAMEWORK_", "DIRAC", "GRID_"))}
+    env = clean_environment()
     user, host = ca.default_user(), ca.default_host()
     assert user.proxy_file is not None
     env.update(
@@ -136,64 +132,13 @@ def cli_env(rpcframework_dev_ca: DevCA, tmp_path_factory: pytest.TempPathFactory
     return CliEnv(ca, root, env)
 
 
-class Server:
-    """A running ``rpcframework serve``: its process and the URLs it printed first."""
-
-    def __init__(self, proc: subprocess.Popen[str], urls: list[str]) -> None:
-        self.proc = proc
-        self.urls = urls
-
-    @property
-    def url(self) -> str:
-        return self.urls[0]
-
-    def terminate(self, timeout: float = 10.0) -> tuple[int, str]:
-        """SIGTERM, then the exit status and stderr (killed if it does not stop in ``timeout``)."""
-        self.proc.send_signal(signal.SIGTERM)
-        _out, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, err
-
-
-def _read_lines(proc: subprocess.Popen[str], count: int, timeout: float) -> list[str]:
-    lines: list[str] = []
-
-    def reader() -> None:
-        assert proc.stdout is not None
-        for _ in range(count):
-            line = proc.stdout.readline()
-            if not line:
-                return
-            lines.append(line.strip())
-
-    thread = threading.Thread(target=reader, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return lines
+Server = ServeProcess
 
 
 def _spawn(cli_env: CliEnv, procs: list[subprocess.Popen[str]], args: tuple[str, ...], services: int) -> Server:
-    proc = subprocess.Popen(
-        [*CLI, "serve", *args],
-        cwd=cli_env.root,
-        env=cli_env.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    return spawn_serve(
+        list(args), cwd=cli_env.root, env=cli_env.env, procs=procs, lines=services, timeout=START_TIMEOUT
     )
-    procs.append(proc)
-    urls = _read_lines(proc, services, START_TIMEOUT)
-    if len(urls) != services:
-        proc.kill()
-        _out, err = proc.communicate(timeout=5)
-        raise AssertionError(f"serve printed {urls!r}; exit {proc.returncode}; stderr:\n{err}")
-    return Server(proc, urls)
-
-
-def _reap(procs: list[subprocess.Popen[str]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=5)
 
 
 @pytest.fixture
@@ -203,7 +148,7 @@ def start_server(cli_env: CliEnv) -> Iterator[Callable[..., Server]]:
     try:
         yield lambda *args, services=1: _spawn(cli_env, procs, args, services)
     finally:
-        _reap(procs)
+        reap(procs)
 
 
 @pytest.fixture(scope="module")
@@ -218,4 +163,4 @@ def tls_server(cli_env: CliEnv) -> Iterator[Server]:
             1,
         )
     finally:
-        _reap(procs)
+        reap(procs)

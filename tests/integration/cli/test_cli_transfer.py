@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.transfer_kit import sha256
 
 from rpcframework.transfer import partial_path
 
@@ -110,10 +110,6 @@ def _transfer(cli_env: Any, *args: str) -> Any:
     return cli_env.run("transfer", *args)
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def test_send_and_receive_json(cli_env: Any, store_server: StoreServer, tmp_path: Path) -> None:
     source = tmp_path / "data.bin"
     source.write_bytes(os.urandom(3 * MIB + 7))
@@ -122,19 +118,19 @@ def test_send_and_receive_json(cli_env: Any, store_server: StoreServer, tmp_path
     envelope = json.loads(sent.out)
     assert envelope["OK"] is True and envelope["Value"] == 3 * MIB + 7
     assert envelope["bytes"] == 3 * MIB + 7 and envelope["seconds"] > 0 and envelope["MiB/s"] > 0
-    assert _sha(store_server.store / "cli-data.bin") == _sha(source)
+    assert sha256(store_server.store / "cli-data.bin") == sha256(source)
     assert sent.err == ""  # stderr is not a terminal: no progress bar
 
     dest = tmp_path / "back.bin"
     received = _transfer(cli_env, "receive", store_server.url, "cli-data.bin", str(dest), "--backend", "m2crypto")
     assert received.code == 0, received.err
     assert json.loads(received.out)["bytes"] == 3 * MIB + 7
-    assert _sha(dest) == _sha(source)
+    assert sha256(dest) == sha256(source)
 
     again = tmp_path / "again.bin"
     sha = _transfer(cli_env, "receive", store_server.url, "cli-data.bin", str(again), "--checksum", "sha256")
     assert sha.code == 0, sha.err
-    assert _sha(again) == _sha(source)
+    assert sha256(again) == sha256(source)
     assert _transfer(cli_env, "receive", store_server.url, "cli-data.bin", str(again), "--checksum", "md5").code == 2
 
 

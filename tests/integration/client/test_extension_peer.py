@@ -118,7 +118,8 @@ def test_deadline_during_a_slow_reply(servers: Any, creds: Any) -> None:
     assert not result["OK"]
     assert result["Errno"] == errno.ETIMEDOUT
     assert peer.url() in result["Message"] and "0.5 s" in result["Message"]
-    assert 0.4 <= elapsed < 1.5
+    # A deadline test: the call waited for its 0.5 s deadline, not for the 3 s reply (generous: a shared machine).
+    assert 0.4 <= elapsed < 2.5
     assert peer.executions == 1
 
 

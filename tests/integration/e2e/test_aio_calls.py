@@ -23,19 +23,12 @@ class AsyncEchoClient(AsyncClient):
         return await self.executeRPC("add", a, b, timeout=timeout)
 
 
-def async_client(creds, urls, **options) -> AsyncEchoClient:
-    options.setdefault("proxyLocation", str(creds.user.proxy_file))
-    options.setdefault("config", creds.config())
-    options.setdefault("timeout", 10)
-    return AsyncEchoClient(",".join(urls) if isinstance(urls, list) else urls, **options)
-
-
 def test_calls_keywords_builtins_and_stub(creds, cluster):
     (reactor,) = cluster()
     url = reactor.url(SERVICE)
 
     async def main():
-        async with async_client(creds, url) as client:
+        async with creds.async_client(cls=AsyncEchoClient, urls=url) as client:
             me = await client.whoami()
             assert me["OK"], me
             assert me["Value"]["DN"] == creds.user.dn and me["Value"]["isProxy"] is True
@@ -60,7 +53,7 @@ def test_hundred_sequential_calls_reuse_one_connection(creds, cluster):
     (reactor,) = cluster()
 
     async def main():
-        async with async_client(creds, [reactor.url(SERVICE)]) as client:
+        async with creds.async_client(cls=AsyncEchoClient, urls=[reactor.url(SERVICE)]) as client:
             for i in range(100):
                 assert (await client.add(i, 1))["Value"] == i + 1
 
@@ -74,7 +67,7 @@ def test_many_tasks_share_one_client_within_the_connection_bound(creds, cluster)
     url = reactor.url(SERVICE)
 
     async def main():
-        client = async_client(creds, url, pool=AsyncPoolSettings(max_connections=16))
+        client = creds.async_client(cls=AsyncEchoClient, urls=url, pool=AsyncPoolSettings(max_connections=16))
         try:
 
             async def work(worker: int) -> list[object]:
@@ -97,7 +90,7 @@ def test_many_tasks_share_one_client_within_the_connection_bound(creds, cluster)
 
 def test_one_client_used_from_two_event_loops_in_two_threads(creds, cluster):
     (reactor,) = cluster()
-    client = async_client(creds, reactor.url(SERVICE))
+    client = creds.async_client(cls=AsyncEchoClient, urls=reactor.url(SERVICE))
     results: dict[int, list[object]] = {}
 
     async def work(worker: int) -> None:
@@ -125,7 +118,7 @@ def test_rpc_and_url_per_call_and_a_mock_transport(creds, cluster):
         client = AsyncClient(transport=MockTransport(lambda service, method, args, kwargs: S_OK(service)))
         assert (await client.anything(url="Other/Service"))["Value"] == "Other/Service"
         assert (await client.anything(rpc=Fixed()))["Value"] == ("fixed", "anything", [])
-        async with async_client(creds, reactor.url(SERVICE)) as real:
+        async with creds.async_client(cls=AsyncEchoClient, urls=reactor.url(SERVICE)) as real:
             assert (await real.add(1, 2, timeout=5))["Value"] == 3
             result = await real.remote("echo")("x", url=reactor.url(SERVICE))
             assert result["Value"] == "x"
@@ -145,7 +138,7 @@ def test_rpcclient_dirac_style_and_closed_clients(creds, cluster):
             assert rpc.pool.idle_count(url) == 1
         closed = await rpc.add(1, 1)
         assert not closed["OK"] and "closed" in closed["Message"]
-        client = async_client(creds, url)
+        client = creds.async_client(cls=AsyncEchoClient, urls=url)
         await client.aclose()
         after = await client.add(1, 1)
         assert not after["OK"] and "closed" in after["Message"]

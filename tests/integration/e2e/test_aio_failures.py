@@ -13,6 +13,7 @@ import time
 import pytest
 from support.e2e_kit import SERVICE, CountingHandler, dead_urls, urls_of
 from support.servers import LoopbackServer
+from support.waiting import wait_for
 
 from rpcframework.client import Retry
 from rpcframework.client.aio import AsyncClient, AsyncRPCClient
@@ -23,17 +24,9 @@ from rpcframework.transports import get_backend
 pytestmark = pytest.mark.timeout(60)
 
 
-def async_client(creds, urls, **options) -> AsyncClient:
-    options.setdefault("proxyLocation", str(creds.user.proxy_file))
-    options.setdefault("config", creds.config())
-    options.setdefault("timeout", 10)
-    return AsyncClient(",".join(urls) if isinstance(urls, list) else urls, **options)
-
-
 def ordered_client(creds, urls: list[str], **options) -> AsyncClient:
     """``Demo/Echo`` from a configuration: ``urls[0]`` is the primary, the others are failover URLs in order."""
-    demo = {"URLs": {"Echo": urls[0]}, "FailoverURLs": {"Echo": ", ".join(urls[1:])}}
-    return async_client(creds, SERVICE, config=creds.config(Demo=demo), **options)
+    return creds.async_client(SERVICE, config=creds.ordered_config(urls), **options)
 
 
 def test_a_dead_primary_fails_over_to_the_failover_urls_in_order(creds, cluster):
@@ -60,7 +53,7 @@ def test_every_url_down_names_each_url(creds):
     quick = Retry(backoff_factor=0.05, backoff_jitter=0.05)
 
     async def main():
-        async with async_client(creds, urls, timeout=15, retries=quick) as client:
+        async with creds.async_client(urls, timeout=15, retries=quick) as client:
             return await client.echo("anyone?")
 
     result = asyncio.run(main())
@@ -74,7 +67,7 @@ def test_the_deadline_covers_the_whole_call_and_a_timed_out_call_is_not_retried(
     (reactor,) = cluster(max_threads=2)
 
     async def main():
-        async with async_client(creds, reactor.url(SERVICE)) as client:
+        async with creds.async_client(reactor.url(SERVICE)) as client:
             started = time.monotonic()
             result = await client.slow(10, timeout=1)
             elapsed = time.monotonic() - started
@@ -92,17 +85,14 @@ def test_a_task_cancelled_mid_call_closes_only_its_own_connection(creds, cluster
     url = reactor.url(SERVICE)
 
     async def main():
-        async with async_client(creds, url) as client:
+        async with creds.async_client(url) as client:
             rpc_ready = await client.add(0, 0)  # one pooled connection
             assert rpc_ready["OK"]
             rpc = client._rpc_targets[url]
             assert isinstance(rpc, AsyncRPCClient)
             slow = asyncio.create_task(client.slow(20))
             others = [asyncio.create_task(client.add(n, 1)) for n in range(20)]
-            for _ in range(500):  # until the handler runs
-                if CountingHandler.executions["slow"]:
-                    break
-                await asyncio.sleep(0.01)
+            await asyncio.to_thread(wait_for, lambda: CountingHandler.executions["slow"])  # the handler runs
             assert CountingHandler.executions["slow"] == 1
             slow.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -159,7 +149,7 @@ def test_a_server_that_closes_in_the_middle_of_its_reply(creds):
     server = _HalfReply(creds)
 
     async def main():
-        async with async_client(creds, server.url()) as client:
+        async with creds.async_client(server.url()) as client:
             first = await client.echo("a")
             second = await client.echo("b")
             return first, second

@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 from support.e2e_kit import SERVICE, CountingHandler
+from support.servers import LoopbackServer
+from support.waiting import wait_for, wait_for_async
 
-from rpcframework.client.aio import AsyncClient, AsyncPoolSettings, AsyncRPCClient
+from rpcframework.client.aio import AsyncPoolSettings, AsyncRPCClient
 from rpcframework.protocol import NEED_DATA, ArgumentsReceived, Extensions, ProposalReceived, ServerConnection
 from rpcframework.returnvalues import S_OK
 from rpcframework.transports import get_backend
@@ -24,49 +26,31 @@ from rpcframework.transports import get_backend
 pytestmark = pytest.mark.timeout(60)
 
 
-def async_client(creds, url: str, **options) -> AsyncClient:
-    options.setdefault("proxyLocation", str(creds.user.proxy_file))
-    options.setdefault("config", creds.config())
-    options.setdefault("timeout", 10)
-    return AsyncClient(url, **options)
-
-
-class _Dribbler:
+class _Dribbler(LoopbackServer):
     """Our protocol with reuse and pipelining negotiated, answering ``echo`` with its first argument; the reply of
     the calls after the first goes out one byte per TLS record (a pause after each), or stops after ``cut`` bytes
     and closes the connection."""
 
     def __init__(self, creds, *, cut: int | None = None, pause: float = 0.001) -> None:
+        super().__init__(threaded=False)
         self._backend = get_backend("pyopenssl")
         self._tls = creds.server_tls()
         self._cut = cut
         self._pause = pause
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self.port = self._listener.getsockname()[1]
         self.calls = 0
         self.records = 0
         self.connections = 0
         self.closed = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
+        self.start()
 
     def url(self) -> str:
         return f"dips://localhost:{self.port}/{SERVICE}"
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            with contextlib.suppress(Exception):
-                self._serve(sock)
-            self.closed.set()
+    def handle(self, sock: socket.socket) -> None:
+        self.connections += 1
+        with contextlib.suppress(Exception):
+            self._serve(sock)
+        self.closed.set()
 
     def _serve(self, sock: socket.socket) -> None:
         stream = self._backend.wrap_server(sock, self._tls, handshake_timeout=5)
@@ -99,12 +83,7 @@ class _Dribbler:
         for index in range(size):
             stream.send_all(reply[index : index + 1])
             self.records += 1
-            time.sleep(self._pause)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._listener.close()
+            time.sleep(self._pause)  # fault injection: a reply that arrives one small TLS record at a time
 
 
 @contextlib.contextmanager
@@ -135,7 +114,7 @@ def test_a_reply_split_in_one_byte_records_wakes_the_caller_once(creds):
 
     async def main() -> tuple[list[Any], list[int]]:
         results, wakeups = [], []
-        async with async_client(creds, server.url()) as client:
+        async with creds.async_client(server.url()) as client:
             assert (await client.echo("negotiate"))["Value"] == "negotiate"
             loop = asyncio.get_running_loop()
             task = asyncio.current_task()
@@ -158,7 +137,7 @@ def test_a_reply_split_in_one_byte_records_wakes_the_caller_once(creds):
 
 def test_a_server_that_closes_in_the_middle_of_a_reply_on_a_pooled_connection(creds):
     async def main() -> tuple[Any, Any]:
-        async with async_client(creds, server.url()) as client:
+        async with creds.async_client(server.url()) as client:
             assert (await client.echo("negotiate"))["OK"]
             broken = await client.echo("y" * 100)
             again = await client.echo("next")  # a new connection: its first call negotiates and is sent whole
@@ -175,15 +154,12 @@ def test_a_server_that_closes_in_the_middle_of_a_reply_on_a_pooled_connection(cr
 
 def test_a_task_cancelled_while_its_reply_arrives_closes_that_connection_only(creds):
     async def main() -> tuple[Any, int]:
-        async with async_client(creds, server.url()) as client:
+        async with creds.async_client(server.url()) as client:
             assert (await client.echo("negotiate"))["OK"]
             rpc = client._rpc_targets[server.url()]
             assert isinstance(rpc, AsyncRPCClient)
             call = asyncio.create_task(client.echo("w" * 2000))
-            for _ in range(500):  # until the reply is on its way, byte by byte
-                if server.records > 10:
-                    break
-                await asyncio.sleep(0.01)
+            await asyncio.to_thread(wait_for, lambda: server.records > 10)  # the reply is on its way, byte by byte
             call.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await call
@@ -202,7 +178,7 @@ def test_the_deadline_of_a_call_on_a_pooled_connection(creds, cluster):
     url = reactor.url(SERVICE)
 
     async def main() -> None:
-        async with async_client(creds, url) as client:
+        async with creds.async_client(url) as client:
             assert (await client.add(1, 1))["Value"] == 2  # a pooled pipelined connection from now on
             rpc = client._rpc_targets[url]
             assert isinstance(rpc, AsyncRPCClient)
@@ -211,7 +187,7 @@ def test_the_deadline_of_a_call_on_a_pooled_connection(creds, cluster):
             elapsed = time.monotonic() - started
             assert not result["OK"] and result["Errno"] == errno.ETIMEDOUT, result
             assert "deadline" in result["Message"] and "slow" in result["Message"], result
-            assert elapsed < 5, elapsed
+            assert elapsed < 5, elapsed  # a deadline test: it gave up at 1 s, not after the 10 s handler
             assert rpc.pool.busy_count(url) == 0
             assert (await client.add(2, 2))["Value"] == 4  # on another connection
             assert (await client.add(3, 3, timeout=None))["Value"] == 6  # no deadline: no timer either
@@ -230,10 +206,11 @@ def test_calls_in_flight_each_end_at_their_own_deadline(creds, cluster):
         async def call(name: str, timeout: float) -> None:
             ended.append((name, await client.slow(10, timeout=timeout)))
 
-        async with async_client(creds, url) as client:
+        async with creds.async_client(url) as client:
             await asyncio.gather(client.add(1, 1), client.add(2, 2), client.add(3, 3))  # pooled connections
             later = asyncio.create_task(call("later", 4))
-            await asyncio.sleep(0.05)  # its deadline is the one the loop's timer is set for
+            # Its call runs (so its deadline is the one the loop's timer is set for) before the sooner one starts.
+            await asyncio.to_thread(wait_for, lambda: CountingHandler.executions["slow"] == 1)
             sooner = asyncio.create_task(call("sooner", 1))  # an earlier deadline: the timer moves
             await asyncio.gather(later, sooner)
             assert (await client.add(4, 4))["Value"] == 8
@@ -254,7 +231,7 @@ def test_the_client_on_uvloop(creds, cluster):
     url = reactor.url(SERVICE)
 
     async def main() -> tuple[list[Any], Any, Any]:
-        async with async_client(creds, url) as client:
+        async with creds.async_client(url) as client:
             sums = [(await client.add(n, 1))["Value"] for n in range(20)]
             late = await client.slow(10, timeout=1)  # on a pooled connection: the loop's deadline timer
             after = await client.add(1, 1)
@@ -273,12 +250,12 @@ def test_a_call_waiting_for_a_busy_connection_ends_at_its_deadline_and_the_queue
     url = reactor.url(SERVICE)
 
     async def main() -> tuple[Any, list[Any], int]:
-        async with async_client(creds, url, pool=AsyncPoolSettings(max_connections=1)) as client:
+        async with creds.async_client(url, pool=AsyncPoolSettings(max_connections=1)) as client:
             assert (await client.add(0, 0))["OK"]  # the one connection, pooled
             rpc = client._rpc_targets[url]
             assert isinstance(rpc, AsyncRPCClient)
             busy = asyncio.create_task(client.slow(2))  # holds the only slot for 2 s
-            await asyncio.sleep(0.2)
+            await wait_for_async(lambda: CountingHandler.executions["slow"] == 1)  # it runs
             waiting = await client.add(1, 1, timeout=0.5)  # waits for the slot, never gets it
             queued = await asyncio.gather(*(client.add(n, 1) for n in range(20)))  # wait, then reuse it in turn
             await busy
@@ -298,7 +275,7 @@ def test_a_waiting_call_cancelled_after_it_was_handed_the_connection_passes_it_o
     url = reactor.url(SERVICE)
 
     async def main() -> tuple[Any, list[int], int, int]:
-        async with async_client(creds, url, pool=AsyncPoolSettings(max_connections=1)) as client:
+        async with creds.async_client(url, pool=AsyncPoolSettings(max_connections=1)) as client:
             assert (await client.add(0, 0))["OK"]  # the one connection, pooled
             rpc = client._rpc_targets[url]
             assert isinstance(rpc, AsyncRPCClient)
@@ -312,9 +289,9 @@ def test_a_waiting_call_cancelled_after_it_was_handed_the_connection_passes_it_o
                 return result
 
             holder = asyncio.create_task(first())
-            await asyncio.sleep(0.1)
+            await wait_for_async(lambda: CountingHandler.executions["slow"] == 1)  # it holds the connection
             waiting.extend(asyncio.create_task(client.add(n, 1)) for n in range(3))
-            await asyncio.sleep(0.05)
+            await wait_for_async(lambda: len(rpc.pool._waiting.get(url, ())) == 3)  # all three wait for it
             slow = await holder
             with pytest.raises(asyncio.CancelledError):
                 await waiting[0]

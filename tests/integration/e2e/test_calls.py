@@ -4,7 +4,6 @@ and one client shared by 32 threads."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from support.e2e_kit import SERVICE, CountingHandler, urls_of
@@ -95,15 +94,12 @@ def test_thirty_two_threads_share_one_client(creds, cluster):
                 errors.append(exc)
 
         threads = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(32)]
-        started = time.monotonic()
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=30)
-        elapsed = time.monotonic() - started
     assert not errors and not any(thread.is_alive() for thread in threads)
     assert results == {n: [n + i for i in range(10)] for n in range(32)}
-    assert elapsed < 20, elapsed
     assert CountingHandler.executions["add"] == 320
     # Connections are pooled and reused: far fewer than one per call (the pool keeps up to 8 idle ones).
     assert len(CountingHandler.peers) <= 64, len(CountingHandler.peers)

@@ -19,8 +19,7 @@ from rpcframework.returnvalues import DReturn
 
 def ordered_client(creds, urls: list[str]) -> EchoClient:
     """An ``EchoClient`` resolving ``Demo/Echo`` from a configuration: ``urls[0]`` first, then the others in order."""
-    demo = {"URLs": {"Echo": urls[0]}, "FailoverURLs": {"Echo": ", ".join(urls[1:])}}
-    return EchoClient(config=creds.config(Demo=demo), proxyLocation=str(creds.user.proxy_file), timeout=10)
+    return EchoClient(config=creds.ordered_config(urls), proxyLocation=str(creds.user.proxy_file), timeout=10)
 
 
 def test_server_stopped_while_the_first_url_runs_the_call(creds, cluster):
@@ -50,10 +49,8 @@ def test_server_gone_before_the_arguments_were_sent_fails_over_once(creds, clust
     with ordered_client(creds, urls_of(reactors)) as client:
         assert client.served_by()["Value"]["url"] == first  # leaves a pooled connection to the first server
         reactors[0].stop(timeout=1)  # its pooled connection dies and its port refuses connections
-        started = time.monotonic()
         result = client.slow(0.1)
         assert result["OK"] and result["Value"]["served_by"] == second, result
-        assert time.monotonic() - started < 3
     assert [entry for entry in CountingHandler.executed_on if entry[0] == "slow"] == [("slow", second)]
 
 
@@ -64,6 +61,7 @@ def test_every_url_down_names_each_url(creds):
     started = time.monotonic()
     with creds.client(urls, timeout=15, retries=quick) as client:
         result = client.echo("anyone?")
+    # The quick backoff is honoured (about 0.5 s in all; the default one sums to ~8 s): generous for a shared machine.
     assert time.monotonic() - started < 5
     assert not result["OK"], result
     assert "every attempt failed (6 attempts)" in result["Message"]

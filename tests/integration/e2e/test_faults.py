@@ -7,6 +7,7 @@ import time
 
 import pytest
 from support.e2e_kit import SERVICE, CountingHandler, raw_stream
+from support.waiting import wait_for
 from support.wire import frame, read_until_closed
 
 from rpcframework.server import ServiceReactor
@@ -16,11 +17,9 @@ ACK = b'27:{"OK": true, "Value": null}'
 
 
 def still_serves(creds, reactor: ServiceReactor) -> None:
-    """A new, well-behaved client gets its answer at once."""
-    started = time.monotonic()
+    """A new, well-behaved client gets its answer (within its own 5 s deadline)."""
     with creds.client(reactor.url(SERVICE), timeout=5) as client:
         assert client.echo("still here")["Value"] == "still here"
-    assert time.monotonic() - started < 3
 
 
 @pytest.mark.parametrize(
@@ -79,14 +78,15 @@ def test_bad_proposals_from_a_raw_client(creds, cluster, proposal, message):
 
 
 def test_a_client_that_sends_nothing_is_dropped_without_holding_a_worker(creds, cluster):
-    (reactor,) = cluster(max_threads=1, read_timeout=1.0, handshake_timeout=1.0)
+    (reactor,) = cluster(max_threads=1, read_timeout=3.0, handshake_timeout=3.0)
     silent = raw_stream(reactor.url(SERVICE), creds)  # TLS done, then not a byte
     try:
         still_serves(creds, reactor)  # meanwhile, with a single worker
-        started = time.monotonic()
-        received, closed = read_until_closed(silent, timeout=5)
-        assert closed and received == b""
-        assert time.monotonic() - started < 3
+        # Served while the silent client was still connected (it is dropped only at its 3 s read deadline): it
+        # held no worker. The order of events, not a speed.
+        assert not read_until_closed(silent, timeout=0.05)[1]
+        received, closed = read_until_closed(silent, timeout=10)
+        assert closed and received == b""  # dropped at the read deadline
     finally:
         silent.close()
     still_serves(creds, reactor)
@@ -100,10 +100,7 @@ def test_a_client_that_vanishes_mid_call_frees_the_worker(creds, cluster):
         stream.settimeout(5)
         assert stream.recv(100) == ACK
         stream.send_all(frame(b'{"OK": true, "Value": [20]}'))
-        for _ in range(100):  # until the handler runs
-            if CountingHandler.executions["slow"]:
-                break
-            time.sleep(0.02)
+        wait_for(lambda: CountingHandler.executions["slow"])  # the handler runs
     finally:
         stream.close()
     # slow(20) notices its caller left and returns at once: the only worker serves the next caller.
@@ -119,7 +116,8 @@ def test_a_deadline_that_expires_in_a_slow_handler(creds, cluster):
         elapsed = time.monotonic() - started
         assert not result["OK"] and result["Errno"] == errno.ETIMEDOUT, result
         assert "deadline" in result["Message"] and "slow" in result["Message"]
-        assert 0.9 <= elapsed < 2.5, elapsed
+        # A deadline test: the call waited for its 1 s deadline, not for the 10 s handler (generous: shared machine).
+        assert 0.9 <= elapsed < 8, elapsed
         assert client.add(1, 1)["Value"] == 2  # the client recovers (a fresh connection) ...
     still_serves(creds, reactor)  # ... and so does the service: its one worker is free again
     assert CountingHandler.executions["slow"] == 1  # never retried after the arguments went out

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
@@ -114,7 +113,7 @@ def _hold_in_background(creds: Creds, url: str, backend: str) -> tuple[threading
     box: dict[str, DReturn] = {}
 
     def run() -> None:
-        with _client(creds, url, backend, time.sleep) as holder:
+        with _client(creds, url, backend, RecordingSleep()) as holder:
             box["result"] = holder.hold(True)
 
     thread = threading.Thread(target=run, daemon=True)
@@ -154,7 +153,7 @@ def test_a_call_refused_by_a_full_worker_queue_is_retried(creds, busy, backend):
     queued_box: dict[str, DReturn] = {}
 
     def queued() -> None:
-        with _client(creds, url, backend, time.sleep) as other:
+        with _client(creds, url, backend, RecordingSleep()) as other:
             queued_box["result"] = other.where()
 
     queued_thread = threading.Thread(target=queued, daemon=True)

@@ -8,15 +8,10 @@ import threading
 import time
 
 from support.e2e_kit import ALICE_DN, CountingHandler, urls_of
+from support.wire import wait_readable
 
 import rpcframework
-from rpcframework import RPCClient
 from rpcframework.transports.pyopenssl import PyOpenSSLStream
-
-
-def _rpc(creds, url: str, **options) -> RPCClient:
-    options.setdefault("proxyLocation", str(creds.user.proxy_file))
-    return RPCClient(url, config=creds.config(), timeout=10, **options)
 
 
 def test_one_write_per_call_each_way_after_the_first_exchange(creds, cluster, monkeypatch):
@@ -28,7 +23,7 @@ def test_one_write_per_call_each_way_after_the_first_exchange(creds, cluster, mo
         writes[id(self)] += 1
         original(self, data)
 
-    with _rpc(creds, urls_of([reactor])[0]) as rpc:
+    with creds.rpc(urls_of([reactor])[0]) as rpc:
         assert rpc.call("echo", ("negotiate",), {}, timeout=10)["Value"] == "negotiate"
         monkeypatch.setattr(PyOpenSSLStream, "send_all", counting)
         for number in range(10):
@@ -85,8 +80,9 @@ def test_32_threads_share_one_client(creds, cluster):
 
 def test_connections_idle_near_the_servers_idle_timeout_are_not_pipelined_nor_kept(creds, cluster):
     (reactor,) = cluster(idle_timeout=1.0)
-    with _rpc(creds, urls_of([reactor])[0]) as rpc:
+    with creds.rpc(urls_of([reactor])[0]) as rpc:
         assert rpc.call("echo", (1,), {}, timeout=10)["OK"]
+        # Real idle times (the pool's clock is time.monotonic, not injectable: client/pool.py).
         time.sleep(0.6)  # past half the idle timeout: the next call takes two round trips (safe to retry)
         assert rpc.call("echo", (2,), {}, timeout=10)["OK"]
         time.sleep(1.3)  # past the server's idle timeout: the pool no longer hands the connection out
@@ -97,12 +93,13 @@ def test_connections_idle_near_the_servers_idle_timeout_are_not_pipelined_nor_ke
 
 def test_a_goodbye_crossing_a_pipelined_call_is_retried_on_a_new_connection(creds, cluster):
     (reactor,) = cluster(idle_timeout=0.5)
-    with _rpc(creds, urls_of([reactor])[0]) as rpc:
+    with creds.rpc(urls_of([reactor])[0]) as rpc:
         assert rpc.call("echo", (1,), {}, timeout=10)["OK"]
-        for conns in rpc.pool._idle.values():  # force the stale race: pipeline whatever the idle time
-            for conn in conns:
-                conn.max_idle = conn.pipeline_idle = math.inf
-        time.sleep(1.0)  # the server closed it for idleness, with a goodbye
+        idle = [conn for conns in rpc.pool._idle.values() for conn in conns]
+        for conn in idle:  # force the stale race: pipeline whatever the idle time
+            conn.max_idle = conn.pipeline_idle = math.inf
+        for conn in idle:
+            wait_readable(conn.stream)  # the server closed it for idleness (0.5 s), with a goodbye
         assert rpc.call("echo", (2,), {}, timeout=10)["Value"] == 2
     assert CountingHandler.executions["echo"] == 2  # the call in flight was not run by the closing server
     assert len(CountingHandler.peers) == 2

@@ -11,18 +11,14 @@ import time
 
 import pytest
 from support.e2e_kit import ALICE_DN, CountingHandler, urls_of
+from support.wire import wait_readable
 
 import rpcframework
-from rpcframework import RPCClient
 from rpcframework.config import load_dict
 from rpcframework.protocol import ConnectionState
 from rpcframework.transports.pyopenssl import PyOpenSSLStream
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def _rpc(creds, url: str) -> RPCClient:
-    return RPCClient(url, config=creds.config(), timeout=10, proxyLocation=str(creds.user.proxy_file))
 
 
 def test_a_steady_call_is_one_write_each_way(creds, cluster, monkeypatch):
@@ -36,7 +32,7 @@ def test_a_steady_call_is_one_write_each_way(creds, cluster, monkeypatch):
         writes.append(len(data))
         return original_send(self, data)
 
-    with _rpc(creds, urls_of([reactor])[0]) as client:
+    with creds.rpc(urls_of([reactor])[0]) as client:
         assert client.call("echo", ("negotiate",), {}, timeout=10)["OK"]
         monkeypatch.setattr(PyOpenSSLStream, "send_all", counted_send)
         for number in range(20):
@@ -68,7 +64,7 @@ def test_a_refusal_after_a_cached_proposal_and_an_identity_change(creds, cluster
 def test_a_configuration_reload_between_two_identical_calls_refuses_the_second(creds, cluster):
     (reactor,) = cluster()
     (service,) = reactor.services
-    with _rpc(creds, urls_of([reactor])[0]) as client:
+    with creds.rpc(urls_of([reactor])[0]) as client:
         for _ in range(3):  # the third one is served from the cached authorization
             assert client.call("echo", ("x",), {}, timeout=10)["OK"]
         denied = creds.config_dict(Demo={"Services": {"Echo": {"Authorization": {"echo": "SiteManager"}}}})
@@ -84,12 +80,12 @@ def test_a_configuration_reload_between_two_identical_calls_refuses_the_second(c
 def test_a_keepalive_interleaved_with_pipelined_calls(creds, cluster):
     (reactor,) = cluster()
     url = urls_of([reactor])[0]
-    with _rpc(creds, url) as client:
+    with creds.rpc(url) as client:
         assert client.call("echo", (1,), {}, timeout=10)["OK"]
         assert client.call("echo", (2,), {}, timeout=10)["OK"]
         (conn,) = client.pool._idle[url]
         conn.send_keepalive(5.0)  # its pong arrives in front of the next call's answer
-        time.sleep(0.05)
+        wait_readable(conn.stream)
         assert client.call("echo", (3,), {}, timeout=10)["Value"] == 3
         assert client.call("echo", (4,), {}, timeout=10)["Value"] == 4
     assert len(CountingHandler.peers) == 1
@@ -107,9 +103,9 @@ def test_replies_and_requests_split_across_reads(creds, cluster, monkeypatch):
         view = memoryview(data)
         for start in range(0, len(view), 11):
             original_send(self, view[start : start + 11])
-            time.sleep(0.0005)
+            time.sleep(0.0005)  # fault injection: a sender whose small writes land in separate reads
 
-    with _rpc(creds, urls_of([reactor])[0]) as client:
+    with creds.rpc(urls_of([reactor])[0]) as client:
         assert client.call("echo", ("negotiate",), {}, timeout=10)["OK"]
         assert client.call("echo", ("warm",), {}, timeout=10)["OK"]
         monkeypatch.setattr(PyOpenSSLStream, "recv", small_reads)
@@ -126,12 +122,12 @@ def test_replies_and_requests_split_across_reads(creds, cluster, monkeypatch):
 def test_a_goodbye_in_place_of_the_answer_is_retried(creds, cluster):
     (reactor,) = cluster(idle_timeout=0.5)
     url = urls_of([reactor])[0]
-    with _rpc(creds, url) as client:
+    with creds.rpc(url) as client:
         for number in range(3):
             assert client.call("echo", (number,), {}, timeout=10)["OK"]
         (conn,) = client.pool._idle[url]
         conn.max_idle = conn.pipeline_idle = math.inf  # force the stale race: pipeline whatever the idle time
-        time.sleep(1.0)  # the server closed it for idleness, with a goodbye
+        wait_readable(conn.stream)  # the server closed it for idleness (0.5 s), with a goodbye
         assert client.call("echo", ("again",), {}, timeout=10)["Value"] == "again"
         assert conn.machine.state is ConnectionState.CLOSED
     assert CountingHandler.executions["echo"] == 4
@@ -145,7 +141,7 @@ def test_errors_keywords_and_large_requests_between_steady_calls(creds, cluster)
     (reactor,) = cluster()
     url = urls_of([reactor])[0]
     big = "y" * 200_000
-    with _rpc(creds, url) as client:
+    with creds.rpc(url) as client:
         assert client.call("echo", ("negotiate",), {}, timeout=10)["OK"]
         assert client.call("echo", ("warm",), {}, timeout=10)["OK"]
         for number in range(3):

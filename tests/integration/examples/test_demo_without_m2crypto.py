@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[3]
+from support.processes import ROOT, run_example
 
 # M2Crypto cannot be imported: importlib.util.find_spec("M2Crypto") answers None, as without the package.
 _NO_M2CRYPTO = "import sys\nsys.modules['M2Crypto'] = None\n"
@@ -33,13 +32,8 @@ def _without_m2crypto(tmp_path: Path) -> dict[str, str]:
 
 @pytest.mark.timeout(120)
 def test_framed_tls_without_m2crypto_runs_and_says_how_to_add_it(tmp_path: Path) -> None:
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "echo" / "framed_tls.py"), "--dir", str(tmp_path / "ca")],
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-        env=_without_m2crypto(tmp_path),
+    completed = run_example(
+        "echo/framed_tls.py", "--dir", str(tmp_path / "ca"), timeout=110, env=_without_m2crypto(tmp_path)
     )
     assert completed.returncode == 0, completed.stderr
     out = completed.stdout

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[3]
+from support.processes import run_example
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def test_framed_tls_example_runs_every_pairing(tmp_path: Path) -> None:
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "echo" / "framed_tls.py"), "--dir", str(tmp_path / "ca")],
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
+    completed = run_example("echo/framed_tls.py", "--dir", str(tmp_path / "ca"), timeout=110)
     assert completed.returncode == 0, completed.stderr
     out = completed.stdout
     for pair in (

@@ -14,7 +14,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -22,14 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from support.processes import run_example
 
 import rpcframework
 from examples.portal.devenv import DevEnvironment, dev_environment
 from examples.portal.server import PortalServer
 from examples.portal.sessions import COOKIE_NAME, SignedCookieSessionMiddleware
 from examples.portal.webclient import WebSession
-
-ROOT = Path(__file__).resolve().parents[3]
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -274,15 +272,7 @@ def test_dev_signin_is_off_outside_dev_mode(env: DevEnvironment) -> None:
 
 
 def test_run_portal_once_walks_through_and_exits(tmp_path: Path) -> None:
-    env_vars = {k: v for k, v in os.environ.items() if not k.startswith(("RPCFRAMEWORK_", "X509_", "DIRAC"))}
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "portal" / "run_portal.py"), "--once", "--dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env_vars,
-    )
+    completed = run_example("portal/run_portal.py", "--once", "--dir", str(tmp_path), timeout=60)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     out = completed.stdout
     assert re.search(r"== portal at http://127\.0\.0\.1:\d+ \(dev mode\)", out)

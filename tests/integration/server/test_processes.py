@@ -9,19 +9,19 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.processes import ServeProcess as Server
+from support.processes import reap, spawn_serve
 from support.server_kit import Creds, RawClient
 from support.waiting import poll, wait_for
 
 from rpcframework.transports.base import get_backend
 
-CLI = [sys.executable, "-m", "rpcframework.cli.main"]
 SERVICE = "Test/Pid"
 
 HANDLER = """
@@ -53,13 +53,6 @@ class PidHandler(RequestHandler):
 """
 
 
-class Server:
-    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
-        self.proc = proc
-        self.url = url
-        self.port = int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
-
-
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     (tmp_path / "pidhandler.py").write_text(HANDLER)
@@ -72,30 +65,17 @@ def start(creds: Creds, workdir: Path) -> Iterator[Callable[..., Server]]:
     host = creds.ca.default_host()
 
     def spawn(*extra: str) -> Server:
-        args = ["serve", "pidhandler.py:PidHandler", "--name", SERVICE, "--host", "127.0.0.1", "--port", "0"]
+        args = ["pidhandler.py:PidHandler", "--name", SERVICE, "--host", "127.0.0.1", "--port", "0"]
         args += ["--cert", str(host.cert_file), "--key", str(host.key_file), "--ca-dir", str(creds.ca.cert_dir)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen(
-            [*CLI, *args, *extra], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        procs.append(proc)
-        line: list[str] = []
-        reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-        reader.start()
-        reader.join(30)
-        if not line or not line[0].startswith("dips://127.0.0.1:"):
-            proc.kill()
-            _out, err = proc.communicate(timeout=10)
-            raise AssertionError(f"serve printed {line!r}; stderr:\n{err}")
-        return Server(proc, line[0].strip())
+        server = spawn_serve([*args, *extra], cwd=workdir, env=env, procs=procs)
+        assert server.url.startswith("dips://127.0.0.1:"), server.url
+        return server
 
     try:
         yield spawn
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()  # the children notice their parent went away and stop within a second
-            proc.communicate(timeout=10)
+        reap(procs)  # the children notice their parent went away and stop within a second
 
 
 def call(creds: Creds, server: Server, method: str, *args: Any) -> Any:

@@ -7,25 +7,21 @@ import time
 
 import pytest
 from support.captures import parse_capture
-from support.server_kit import REUSE, EchoHandler, RawClient, connect, make_config, raw_socket
+from support.server_kit import REUSE, RawClient, connect, raw_socket, service
 from support.wire import frame, read_until_closed
 
 from rpcframework.codec import Encoding
 from rpcframework.errors import ConfigurationError
 from rpcframework.server import RequestHandler
-from rpcframework.server.service import Service, ServiceStartError
+from rpcframework.server.service import ServiceStartError
 
 BACKENDS = ["plain", "pyopenssl", pytest.param("m2crypto", marks=pytest.mark.m2crypto)]
-
-
-def _service(creds, protocol="dips", name="Bench/Echo", handler=EchoHandler, services_cfg=None, **kw):
-    return Service(name, handler, config=make_config(creds, services_cfg), port=0, protocol=protocol, **kw)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_echo_and_add_over_each_server_backend(creds, serve, backend):
     protocol = "dip" if backend == "plain" else "dips"
-    reactor = serve([_service(creds, protocol)], backend="pyopenssl" if backend == "plain" else backend)
+    reactor = serve([service(creds, protocol)], backend="pyopenssl" if backend == "plain" else backend)
     assert re.fullmatch(rf"{protocol}://127\.0\.0\.1:\d+/Bench/Echo", reactor.url("Bench/Echo"))
     client = RawClient(connect(reactor, "Bench/Echo", creds))
     assert client.call("echo", "hello") == {"OK": True, "Value": "hello"}
@@ -36,7 +32,7 @@ def test_echo_and_add_over_each_server_backend(creds, serve, backend):
 
 
 def test_ipv6_loopback(creds, serve):
-    reactor = serve([_service(creds, "dip")], host="::1")
+    reactor = serve([service(creds, "dip")], host="::1")
     assert reactor.url("Bench/Echo").startswith("dip://[::1]:")
     client = RawClient(connect(reactor, "Bench/Echo", creds))
     assert client.call("echo", "six") == {"OK": True, "Value": "six"}
@@ -67,7 +63,7 @@ def _metrics_and_tracing():
 @pytest.mark.parametrize("capture", ["dip-json.txt", "dip-dencode.txt"])
 def test_dirac_capture_replay_byte_for_byte(creds, serve, capture, observed):
     observer = _metrics_and_tracing() if observed else None
-    reactor = serve([_service(creds, "dip", name="Bench/EchoPlain")], observer=observer)
+    reactor = serve([service(creds, "dip", name="Bench/EchoPlain")], observer=observer)
     cases = _capture_cases(capture)
     assert [title for title, _, _ in cases] == [
         "RPC echo('hello')",
@@ -84,7 +80,7 @@ def test_dirac_capture_replay_byte_for_byte(creds, serve, capture, observed):
 
 
 def test_many_calls_on_one_reused_connection(creds, serve):
-    reactor = serve([_service(creds)])
+    reactor = serve([service(creds)])
     client = RawClient(connect(reactor, "Bench/Echo", creds), offer=REUSE)
     for number in range(200):
         assert client.call("add", number, 1) == {"OK": True, "Value": number + 1}
@@ -96,7 +92,7 @@ def test_many_calls_on_one_reused_connection(creds, serve):
 
 
 def test_reused_connection_measures_calls_per_second(creds, serve, record_property):
-    reactor = serve([_service(creds)])
+    reactor = serve([service(creds)])
     client = RawClient(connect(reactor, "Bench/Echo", creds), offer=REUSE)
     for _ in range(100):
         client.call("echo", "x" * 100)
@@ -112,7 +108,7 @@ def test_reused_connection_measures_calls_per_second(creds, serve, record_proper
 
 
 def test_keepalive_ping_is_answered_and_connection_returns_to_idle(creds, serve):
-    reactor = serve([_service(creds, "dip")])
+    reactor = serve([service(creds, "dip")])
     sock = raw_socket(reactor, "Bench/Echo")
     sock.sendall(b'dka55:{"OK": true, "Value": {"id": "probe1", "kaping": true}}')
     sock.settimeout(5)
@@ -127,8 +123,8 @@ def test_several_services_on_one_port_by_name(creds, serve):
         def export_echo(self, data):
             return {"OK": True, "Value": f"other:{data}"}
 
-    first = _service(creds, "dip")
-    second = _service(creds, "dip", name="Bench/Other", handler=OtherHandler)
+    first = service(creds, "dip")
+    second = service(creds, "dip", name="Bench/Other", handler=OtherHandler)
     reactor = serve([first, second], shared_port=0)
     assert reactor.ports["Bench/Echo"] == reactor.ports["Bench/Other"]
     client = RawClient(connect(reactor, "Bench/Echo", creds), offer=REUSE)
@@ -142,8 +138,8 @@ def test_several_services_on_one_port_by_name(creds, serve):
     client.close()
 
 
-def test_one_port_per_service(creds, serve):
-    reactor = serve([_service(creds, "dip"), _service(creds, "dips", name="Bench/Secure")])
+def test_one_port_perservice(creds, serve):
+    reactor = serve([service(creds, "dip"), service(creds, "dips", name="Bench/Secure")])
     assert reactor.ports["Bench/Echo"] != reactor.ports["Bench/Secure"]
     assert reactor.url("Bench/Secure").startswith("dips://")
     for name in ("Bench/Echo", "Bench/Secure"):
@@ -153,7 +149,7 @@ def test_one_port_per_service(creds, serve):
 
 
 def test_deny_by_default_and_configuration_overrides_handler_rule(creds, serve):
-    refused = serve([_service(creds)])
+    refused = serve([service(creds)])
     client = RawClient(connect(refused, "Bench/Echo", creds), offer=REUSE)
     assert client.call("echo", "negotiate reuse first")["OK"]  # a refused first proposal negotiates nothing
     denied = client.call("secret")
@@ -163,7 +159,7 @@ def test_deny_by_default_and_configuration_overrides_handler_rule(creds, serve):
     assert managed["Errno"] == 1111 and "SiteManager" in managed["Message"]
     client.close()
 
-    overridden = _service(creds, services_cfg={"Echo": {"Authorization": {"managed": "authenticated"}}})
+    overridden = service(creds, services_cfg={"Echo": {"Authorization": {"managed": "authenticated"}}})
     reactor = serve([overridden])
     client = RawClient(connect(reactor, "Bench/Echo", creds))
     assert client.call("managed") == {"OK": True, "Value": "dev-user"}
@@ -178,7 +174,7 @@ def test_service_start_failure_is_clear(creds):
 
     from rpcframework.server.reactor import ServiceReactor
 
-    reactor = ServiceReactor([_service(creds, "dip", handler=Broken)], host="127.0.0.1")
+    reactor = ServiceReactor([service(creds, "dip", handler=Broken)], host="127.0.0.1")
     with pytest.raises(ServiceStartError, match="database unreachable"):
         reactor.start()
     reactor.stop()

@@ -7,17 +7,11 @@ import socket
 import time
 
 import pytest
-from support.server_kit import REUSE, EchoHandler, RawClient, connect, make_config, raw_socket, run_in_thread
+from support.server_kit import REUSE, EchoHandler, RawClient, connect, raw_socket, run_in_thread, service
 from support.waiting import wait_for
 from support.wire import frame, read_until_closed
 
-from rpcframework.server.service import Service
-
 PROPOSAL = b'{"OK": true, "Value": [["Bench/Echo", "None", "unknown"], ["RPC", "%s"], "", "9.1.22"]}'
-
-
-def _service(creds, protocol="dip", **kw):
-    return Service("Bench/Echo", EchoHandler, config=make_config(creds), port=0, protocol=protocol, **kw)
 
 
 def _still_serves(reactor, creds) -> None:
@@ -47,7 +41,7 @@ def _exchange(reactor, *frames: bytes) -> tuple[bytes, bool]:
 )
 def test_bad_calls_get_dirac_messages(creds, serve, method, arguments, message):
     # An unknown method is refused at the proposal instead: tests/security/test_inflight.py.
-    reactor = serve([_service(creds)])
+    reactor = serve([service(creds, "dip")])
     received, closed = _exchange(
         reactor, frame(PROPOSAL % method.encode()), frame(b'{"OK": true, "Value": %b}' % arguments)
     )
@@ -69,7 +63,7 @@ def test_bad_calls_get_dirac_messages(creds, serve, method, arguments, message):
     ids=["unknown-service", "unknown-action", "proposal-string", "proposal-bare-list", "malformed-json"],
 )
 def test_bad_proposals_are_refused_and_closed(creds, serve, frames, message):
-    reactor = serve([_service(creds)])
+    reactor = serve([service(creds, "dip")])
     received, closed = _exchange(reactor, *(frame(f) for f in frames))
     expected = {
         "unknown-service": b'"Message": "Bench/Nope is not up in this server"',
@@ -90,14 +84,14 @@ def test_bad_proposals_are_refused_and_closed(creds, serve, frames, message):
     ids=["no-colon", "huge-declared-length", "oversized-proposal"],
 )
 def test_broken_frames_close_the_connection(creds, serve, garbage):
-    reactor = serve([_service(creds)])
+    reactor = serve([service(creds, "dip")])
     received, closed = _exchange(reactor, garbage)
     assert received == b"" and closed  # DIRAC keeps such connections open; we drop them at once
     _still_serves(reactor, creds)
 
 
 def test_handler_exception_gives_a_reference_and_no_traceback(creds, serve):
-    reactor = serve([_service(creds)])
+    reactor = serve([service(creds, "dip")])
     received, closed = _exchange(reactor, frame(PROPOSAL % b"boom"), frame(b'{"OK": true, "Value": []}'))
     assert b"Server error while serving boom (reference " in received
     assert b"internal detail" not in received and b"Traceback" not in received and closed
@@ -117,7 +111,7 @@ def _still_open(sock: socket.socket) -> bool:
 
 
 def test_a_silent_client_costs_no_worker(creds, serve):
-    reactor = serve([_service(creds, "dips", max_threads=1)], read_timeout=3.0, handshake_timeout=3.0)
+    reactor = serve([service(creds, "dips", max_threads=1)], read_timeout=3.0, handshake_timeout=3.0)
     silent = raw_socket(reactor, "Bench/Echo")  # TCP only: never starts TLS
     client = RawClient(connect(reactor, "Bench/Echo", creds))
     quiet_tls = connect(reactor, "Bench/Echo", creds)  # TLS done, never proposes
@@ -135,7 +129,7 @@ def test_a_silent_client_costs_no_worker(creds, serve):
 
 
 def test_slowloris_sockets_do_not_block_a_good_client(creds, serve):
-    reactor = serve([_service(creds, max_threads=1)], read_timeout=1.5)
+    reactor = serve([service(creds, "dip", max_threads=1)], read_timeout=1.5)
     partial = frame(PROPOSAL % b"echo")
     slow = [raw_socket(reactor, "Bench/Echo") for _ in range(50)]
     try:
@@ -160,7 +154,7 @@ def test_slowloris_sockets_do_not_block_a_good_client(creds, serve):
 def test_a_client_that_vanishes_mid_call(creds, serve):
     EchoHandler.seen_leaves.clear()
     EchoHandler.waiting_for_leave.clear()
-    reactor = serve([_service(creds, max_threads=1)])
+    reactor = serve([service(creds, "dip", max_threads=1)])
     sock = raw_socket(reactor, "Bench/Echo")
     sock.sendall(frame(PROPOSAL % b"wait_for_leave"))
     sock.settimeout(5)
@@ -190,7 +184,7 @@ def _held_call(reactor, creds):
 
 def test_overload_is_answered_at_once(creds, serve):
     EchoHandler.gate.reset()
-    reactor = serve([_service(creds, max_threads=1, max_waiting_petitions=1)])
+    reactor = serve([service(creds, "dip", max_threads=1, max_waiting_petitions=1)])
     try:
         first = run_in_thread(lambda: _held_call(reactor, creds))
         EchoHandler.gate.wait_entered(1)  # the only worker is held
@@ -211,7 +205,7 @@ def test_overload_is_answered_at_once(creds, serve):
 
 
 def test_banned_ip_is_closed_before_tls(creds, serve):
-    reactor = serve([_service(creds, "dips")])
+    reactor = serve([service(creds, "dips")])
     try:
         banned = raw_socket(reactor, "Bench/Echo", source="127.0.0.2")
     except OSError as exc:
@@ -224,7 +218,7 @@ def test_banned_ip_is_closed_before_tls(creds, serve):
 
 
 def test_graceful_stop_drains_an_in_flight_call(creds, serve):
-    reactor = serve([_service(creds)])
+    reactor = serve([service(creds, "dip")])
     idle = RawClient(connect(reactor, "Bench/Echo", creds), offer=REUSE)
     assert idle.call("echo", "idle")["OK"]
 

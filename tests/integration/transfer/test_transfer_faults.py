@@ -5,7 +5,6 @@ on the receiving side (temporary files included) and the service goes on serving
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import os
 import tarfile
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.transfer_kit import REGISTRY, FaultyBackend, StoreHandler, leftovers, safe_name, wait_until_empty
+from support.transfer_kit import REGISTRY, FaultyBackend, StoreHandler, leftovers, safe_name, sha256, wait_until_empty
 
 from rpcframework import RequestHandler, TransferClient
 from rpcframework.testing import ServeFactory
@@ -76,14 +75,10 @@ def downloads(tmp_path: Path) -> Path:
     return path
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _still_serves(url: str, options: dict[str, Any], payload: Path, store: Path) -> None:
     client = TransferClient(url, **options)
     assert client.sendFile(payload, "after.bin") == {"OK": True, "Value": SIZE}
-    assert _sha(store / "after.bin") == _sha(payload)
+    assert sha256(store / "after.bin") == sha256(payload)
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "dirac"])
@@ -112,7 +107,7 @@ def test_download_cut_by_client_leaves_nothing_on_the_client(
     assert leftovers(store) == ["big.bin"]
     fine = TransferClient(url, **rpcframework_client_options)
     assert fine.receiveFile(downloads / "big.bin", "big.bin")["OK"]
-    assert _sha(downloads / "big.bin") == _sha(payload)
+    assert sha256(downloads / "big.bin") == sha256(payload)
 
 
 def test_download_cut_by_server_leaves_nothing_on_the_client(
@@ -157,7 +152,7 @@ def test_interrupted_download_resumes(
     result = client.receiveFile(dest, "r.bin", resume=True, on_progress=lambda d, t: seen.append(d))
     assert result["OK"], result
     assert min(seen) == kept  # continued where the cut left it
-    assert _sha(dest) == _sha(payload)
+    assert sha256(dest) == sha256(payload)
     assert leftovers(downloads) == ["r.bin"]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.transfer_kit import REGISTRY, StoreHandler, leftovers
+from support.transfer_kit import REGISTRY, StoreHandler, leftovers, sha256
 
 from rpcframework import RequestHandler, TransferClient
 from rpcframework.testing import ServeFactory
@@ -26,14 +26,6 @@ SIZE = 256 * MIB
 class BigStoreHandler(StoreHandler):
     def transfer_fromClient(self, fileId: str, token: str, fileSize: int, helper: FileHelper) -> Any:
         return helper.networkToFile(self.store / fileId, max_size=SIZE)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(4 * MIB), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +65,7 @@ def test_256_mib_upload(
     elapsed = time.perf_counter() - started
     assert result == {"OK": True, "Value": SIZE}, result
     assert leftovers(store) == ["big.bin"]
-    assert _sha256(store / "big.bin") == digest
+    assert sha256(store / "big.bin") == digest
     assert seen[-1] == SIZE and seen == sorted(seen)
     print(f"\n256 MiB upload over {backend}: {SIZE / MIB / elapsed:.0f} MiB/s ({elapsed:.2f} s)")
 
@@ -101,7 +93,7 @@ def test_256_mib_download(
         elapsed = time.perf_counter() - started
         assert result["OK"], result
         assert leftovers(downloads) == ["big.bin"]
-        assert _sha256(dest) == digest
+        assert sha256(dest) == digest
     finally:
         dest.unlink(missing_ok=True)
     print(f"\n256 MiB download over {backend}: {SIZE / MIB / elapsed:.0f} MiB/s ({elapsed:.2f} s)")

@@ -187,7 +187,8 @@ def test_client_handshake_timeout(creds, client):
                 "127.0.0.1", silent.getsockname()[1], tls=creds.client_tls(), handshake_timeout=0.5
             )
         elapsed = time.monotonic() - start
-    assert 0.4 <= elapsed < 2.0
+    # A deadline test: it waited for the 0.5 s limit, and then stopped (generous upper bound: a shared machine).
+    assert 0.4 <= elapsed < 5.0
 
 
 @pytest.mark.parametrize("server_backend", TLS_BACKENDS)
@@ -199,7 +200,8 @@ def test_server_handshake_timeout(creds, server_backend):
         start = time.monotonic()
         with pytest.raises(DeadlineExceeded):
             get_backend(server_backend).wrap_server(accepted, creds.server_tls(), handshake_timeout=0.5)
-        assert 0.4 <= time.monotonic() - start < 2.0
+        # A deadline test: it waited for the 0.5 s limit, and then stopped (generous upper bound: a shared machine).
+        assert 0.4 <= time.monotonic() - start < 5.0
         assert accepted.fileno() == -1  # wrap_server closed it
         idle.close()
 

@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ObjectIdentifier
+from support.certs import certificate_builder, cn
 
 from rpcframework.errors import PeerVerificationError, RPCFrameworkError
 from rpcframework.security.devca import proxy_cert_info_der
@@ -71,15 +72,8 @@ def _proxy(
     """A proxy certificate ``subject`` claiming ``issuer``, signed by ``signing_key`` (whoever holds it), with a
     proxyCertInfo of ``policy_der`` (inheritAll by default); returns it and its new key."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
+        certificate_builder(subject, issuer, key.public_key(), valid_for=datetime.timedelta(hours=1))
         .add_extension(
             x509.UnrecognizedExtension(PROXY_CERT_INFO_OID, policy_der or proxy_cert_info_der()), critical=True
         )
@@ -89,7 +83,7 @@ def _proxy(
 
 
 def _plus_cn(name: x509.Name, value: str) -> x509.Name:
-    return x509.Name([*name.rdns, x509.RelativeDistinguishedName([_cn(value)])])
+    return x509.Name([*name.rdns, x509.RelativeDistinguishedName([cn(value)])])
 
 
 def _user_key(creds) -> rsa.RSAPrivateKey:
@@ -105,10 +99,6 @@ def _forged_proxy(issuer_cert: x509.Certificate, signing_key: rsa.RSAPrivateKey)
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
-
-
-def _cn(value: str) -> x509.NameAttribute[str]:
-    return x509.NameAttribute(x509.NameOID.COMMON_NAME, value)
 
 
 def _seen(server) -> object:
@@ -292,8 +282,8 @@ def test_a_restricted_or_unknown_policy_is_read_as_limited(creds):
 
 def test_a_backslash_in_a_name_cannot_pass_for_an_escaped_byte():
     """A CN spelled with the four characters \\xC3 must not print like the byte 0xC3 (Zoë's registry DN)."""
-    real = x509.Name([_cn("Zoë")])
-    spoof = x509.Name([_cn("Zo\\xC3\\xAB")])
+    real = x509.Name([cn("Zoë")])
+    spoof = x509.Name([cn("Zo\\xC3\\xAB")])
     assert format_dn(real) == "/CN=Zo\\xC3\\xAB"
     assert format_dn(spoof) == "/CN=Zo\\\\xC3\\\\xAB"
     assert format_dn(real) != format_dn(spoof)

@@ -5,8 +5,6 @@ byte, and accept a real host certificate (SAN, or CN when it has no SAN and says
 
 from __future__ import annotations
 
-import datetime
-import os
 import socket
 import subprocess
 import sys
@@ -18,6 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from support.certs import certificate_builder, cn
+from support.processes import clean_environment
 from support.servers import LoopbackServer
 
 from rpcframework.config import load_dict
@@ -47,16 +47,7 @@ def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
 
 
 def _builder(subject: x509.Name, issuer: x509.Name, key: rsa.RSAPrivateKey) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-    )
+    return certificate_builder(subject, issuer, key.public_key())
 
 
 def _name(*cns: str, ou: str = "Users") -> x509.Name:
@@ -93,7 +84,7 @@ def _proxy_named(signer: Path, signer_key: Path, last_cn: str, out: Path) -> Ser
     signing_key = serialization.load_pem_private_key(signer_key.read_bytes(), None)
     assert isinstance(signing_key, rsa.RSAPrivateKey)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([*signer_cert.subject.rdns, x509.RelativeDistinguishedName([_cn(last_cn)])])
+    subject = x509.Name([*signer_cert.subject.rdns, x509.RelativeDistinguishedName([cn(last_cn)])])
     cert = (
         _builder(subject, signer_cert.subject, key)
         .add_extension(x509.UnrecognizedExtension(PROXY_CERT_INFO_OID, proxy_cert_info_der()), critical=True)
@@ -102,10 +93,6 @@ def _proxy_named(signer: Path, signer_key: Path, last_cn: str, out: Path) -> Ser
     out.write_bytes(_pem(cert) + _key_pem(key) + signer.read_bytes())
     out.chmod(0o600)
     return Served(out, out)
-
-
-def _cn(value: str) -> x509.NameAttribute[str]:
-    return x509.NameAttribute(NameOID.COMMON_NAME, value)
 
 
 _SERVER_EKU = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
@@ -286,7 +273,7 @@ def test_the_transfer_client_does_not_hand_a_file_to_the_impostor(creds, imposto
 
 def test_the_cli_refuses_the_impostor(creds, impostors, serve):
     server = serve(impostors["proxy of another host, last CN localhost"])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("X509_", "RPCFRAMEWORK_", "DIRAC", "GRID_"))}
+    env = clean_environment()
     env.update(X509_CERT_DIR=str(creds.ca.cert_dir), X509_USER_PROXY=str(creds.user.proxy_file))
     proc = subprocess.run(
         [sys.executable, "-m", "rpcframework.cli.main", "call", f"dips://localhost:{server.port}/X/Y", "echo", "s3"],
@@ -313,10 +300,10 @@ def _async_connect(creds, port: int):
         stream = await open_tls_stream(get_backend("pyopenssl"), "localhost", port, tls=creds.client_tls())
         try:
             stream.write(b"hello")
-            await asyncio.sleep(0.05)
+            await stream.drain(10)  # in the kernel: the server would see it
         finally:
             stream.close()
-        await asyncio.sleep(0.05)  # let the loop flush and close
+        await asyncio.sleep(0)  # one loop turn: the transport's close runs
 
     asyncio.run(connect_and_send())
 

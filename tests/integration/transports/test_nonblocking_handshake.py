@@ -97,6 +97,7 @@ def test_a_silent_client_never_blocks_step(creds, backend):
     started = time.monotonic()
     for _ in range(5):
         assert handshake.step() is HandshakeStatus.WANT_READ
+    # Five steps that must not wait for the silent client at all (a blocking step would wait forever here).
     assert time.monotonic() - started < 0.5
     handshake.close()
     handshake.close()  # idempotent

@@ -8,22 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from support.clock import FakeClock
 
 from rpcframework.client.options import ClientOptions
 from rpcframework.returnvalues import S_OK, DReturn
-
-
-class FakeClock:
-    """A monotonic clock that only moves when a test says so."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass(frozen=True)

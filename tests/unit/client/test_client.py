@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import pytest
+from support.threads import run_concurrently
 
 from rpcframework.client import CallView, Client, RemoteMethod, Timeout, UnknownOptionError
 from rpcframework.client.aio import AsyncClient
@@ -450,31 +451,20 @@ def test_a_stub_with_an_unknown_option_is_refused(target: RecordingTarget) -> No
 
 def test_thirty_two_threads_share_one_client(transport: RecordingTransport) -> None:
     client = DispatcherClient(transport=transport, timeout=20)
-    barrier = threading.Barrier(32)
     seen: list[RemoteMethod] = []
-    errors: list[BaseException] = []
     lock = threading.Lock()
 
     def worker(index: int) -> None:
-        try:
-            barrier.wait()
-            method = getattr(client, f"method_{index % 4}")
-            shared = client.shared_name
-            with lock:
-                seen.append(shared)
-            for n in range(50):
-                result = method(index, n, timeout=5) if n % 2 else method(index, n)
-                assert result["OK"] and result["Value"]["args"] == [index, n]
-                assert result["rpcStub"][2] == (index, n)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        method = getattr(client, f"method_{index % 4}")
+        shared = client.shared_name
+        with lock:
+            seen.append(shared)
+        for n in range(50):
+            result = method(index, n, timeout=5) if n % 2 else method(index, n)
+            assert result["OK"] and result["Value"]["args"] == [index, n]
+            assert result["rpcStub"][2] == (index, n)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(32)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not errors
+    assert run_concurrently(worker, 32) == []
     assert len({id(method) for method in seen}) == 1, "one RemoteMethod per name, even under a race"
     assert list(transport.opened) == ["DataManagement/Dispatcher"], "one target, opened once"
     calls = transport.opened["DataManagement/Dispatcher"].calls

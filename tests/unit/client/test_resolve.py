@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 from rpcframework.client.base import BaseClient
@@ -64,7 +63,7 @@ def test_names_are_resolved_again_after_the_interval_and_kept_when_dns_fails(clo
 
 def test_the_client_connects_to_each_address_checking_the_name_and_follows_changes() -> None:
     dns = FakeDNS({"svc.example": ["10.0.0.1", "10.0.0.2"]})
-    base = BaseClient(URL, ClientOptions(), resolver=dns, resolve_interval=0.001)
+    base = BaseClient(URL, ClientOptions(), resolver=dns, resolve_interval=0)  # due at every look: no clock to wait
     assert base.selector.urls == (f"{URL}#10.0.0.1", f"{URL}#10.0.0.2")
     endpoint = base.endpoints[f"{URL}#10.0.0.2"]
     assert (endpoint.host, endpoint.port, endpoint.server_name, endpoint.path) == (
@@ -76,7 +75,6 @@ def test_the_client_connects_to_each_address_checking_the_name_and_follows_chang
     assert base.retry.max_attempts == 6  # DISET's budget over two targets
     base.selector.ban(f"{URL}#10.0.0.1")
     dns.answers["svc.example"] = ["10.0.0.1", "10.0.0.3"]
-    time.sleep(0.01)
     base.refresh_addresses()
     assert base.selector.urls == (f"{URL}#10.0.0.1", f"{URL}#10.0.0.3")
     assert f"{URL}#10.0.0.3" in base.endpoints

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import random
-import threading
 from collections import Counter
 
 import pytest
+from support.threads import run_concurrently
 
 from rpcframework.client.selection import URLSelector, url_host
 from rpcframework.errors import ConfigurationError
@@ -141,30 +141,19 @@ def test_host_avoidance_applies_to_failover_too(clock: FakeClock) -> None:
 
 def test_thirty_two_threads_share_one_selector() -> None:
     sel = URLSelector(P, F, rng=random.Random(5))
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(32)
 
     def worker(index: int) -> None:
-        try:
-            barrier.wait()
-            for round_ in range(200):
-                plan = sel.attempt_order(max_attempts=3)
-                url = next(plan)
-                if (index + round_) % 3 == 0:
-                    sel.ban(url)
-                else:
-                    sel.succeeded(url)
-                assert len(list(plan)) == 2
-                sel.banned()
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for round_ in range(200):
+            plan = sel.attempt_order(max_attempts=3)
+            url = next(plan)
+            if (index + round_) % 3 == 0:
+                sel.ban(url)
+            else:
+                sel.succeeded(url)
+            assert len(list(plan)) == 2
+            sel.banned()
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(32)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not errors
+    assert run_concurrently(worker, 32) == []
     assert set(sel.banned()) <= set(P + F)
 
 

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from support.clock import FakeClock
 
 from rpcframework.config import (
     ConfigStore,
@@ -19,14 +20,6 @@ from rpcframework.config import (
     load_sources,
 )
 from rpcframework.errors import ConfigurationError
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _write(path: Path, text: str, bump: int = 0) -> None:
@@ -128,7 +121,7 @@ def test_store_ignores_environment_when_asked(tmp_path: Path) -> None:
 def test_reload_on_file_change(tmp_path: Path) -> None:
     path = tmp_path / "live.cfg"
     _write(path, "Registry\n{\n  BannedIPs = 192.0.2.1\n}\n")
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     store = ConfigStore([path], environ={}, check_interval=5.0, clock=clock)
     seen: list[ConfigTree] = []
     store.subscribe(seen.append)
@@ -194,7 +187,7 @@ def test_cfg_with_a_duplicated_section_never_escapes_the_reload(tmp_path: Path) 
     # diraccfg raises KeyError for a section opened twice; a live reload must keep the old tree, not crash.
     path = tmp_path / "live.cfg"
     _write(path, "Registry\n{\n  BannedIPs = 192.0.2.1\n}\n")
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     store = ConfigStore([path], environ={}, check_interval=1.0, clock=clock)
     first = store.snapshot()
     _write(path, "Registry\n{\n  A = 1\n}\nRegistry\n{\n  B = 2\n}\n", bump=1)

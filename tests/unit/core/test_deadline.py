@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from support.clock import FakeClock
 
 import rpcframework
 from rpcframework.client import policy
@@ -16,14 +17,6 @@ from rpcframework.errors import ConfigurationError, DeadlineExceeded
 pytestmark = pytest.mark.timeout(30)
 
 PACKAGE = Path(rpcframework.__file__).parent
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_no_other_deadline_class_in_the_package() -> None:
@@ -38,7 +31,7 @@ def test_no_other_deadline_class_in_the_package() -> None:
 
 
 def test_within_accepts_a_socket_timeout_of_zero_and_none() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     assert Deadline.within(0.0, clock).expired
     assert Deadline.within(None, clock).time_left("x") is None
     with pytest.raises(ConfigurationError):
@@ -48,7 +41,7 @@ def test_within_accepts_a_socket_timeout_of_zero_and_none() -> None:
 
 
 def test_time_left_raises_naming_the_step_and_the_span() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     deadline = Deadline.after(2.5, clock)
     assert deadline.time_left("receiving") == 2.5
     clock.now += 1.0
@@ -62,7 +55,7 @@ def test_time_left_raises_naming_the_step_and_the_span() -> None:
 
 
 def test_min_keeps_the_span_of_the_earlier_deadline_and_values_are_immutable() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     call, step = Deadline.after(60.0, clock), Deadline.within(5.0, clock)
     earlier = call.min(step)
     assert earlier.expires_at == step.expires_at and earlier.seconds == 5.0

@@ -14,6 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from support.certs import certificate_builder
 
 from rpcframework.security.devca import DevCA
 
@@ -38,15 +39,12 @@ def make_cert() -> CertFactory:
         extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
         not_after: datetime.datetime | None = None,
     ) -> x509.Certificate:
-        now = datetime.datetime.now(datetime.UTC)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer if issuer is not None else subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(not_after or now + datetime.timedelta(days=1))
+        builder = certificate_builder(
+            subject,
+            issuer if issuer is not None else subject,
+            key.public_key(),
+            backdated=datetime.timedelta(minutes=1),
+            not_after=not_after,
         )
         for ext, critical in extensions:
             builder = builder.add_extension(ext, critical=critical)

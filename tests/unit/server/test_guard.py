@@ -6,6 +6,7 @@ import ipaddress
 import logging
 
 import pytest
+from support.clock import FakeClock
 
 from rpcframework.config import load_dict
 from rpcframework.server.connection import ChannelLimits
@@ -16,14 +17,6 @@ from rpcframework.server.guard import (
     guard_settings,
     read_guard_settings,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _tree(**server: object):
@@ -92,7 +85,7 @@ def test_registry_bans_apply_first():
 
 
 def test_repeated_failures_ban_an_address_for_a_while():
-    clock = Clock()
+    clock = FakeClock(1000.0)
     guard = ConnectionGuard(clock)
     tree = _tree(AutoBan={"MaxFailures": 3, "Window": 10, "Duration": 60})
     settings = guard_settings(tree)
@@ -136,7 +129,7 @@ def test_memory_stays_bounded():
 
 
 def test_refusals_of_an_identity_suspend_it_and_never_its_address():
-    clock = Clock()
+    clock = FakeClock(1000.0)
     guard = ConnectionGuard(clock)
     tree = _tree(AutoBan={"MaxFailures": 3, "Window": 10, "Duration": 60})
     settings = guard_settings(tree)
@@ -156,7 +149,7 @@ def test_refusals_of_an_identity_suspend_it_and_never_its_address():
 
 
 def test_refused_certificates_are_rate_limited_per_address_and_never_banned():
-    clock = Clock()
+    clock = FakeClock(1000.0)
     guard = ConnectionGuard(clock)
     tree = _tree(HandshakeFailures={"Rate": "0.5", "Burst": 3})
     settings = guard_settings(tree)
