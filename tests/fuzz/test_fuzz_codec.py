@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ast
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support.captures import parse_capture
 
 pytest.importorskip("atheris")
 
@@ -17,18 +16,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 TARGET = Path(__file__).with_name("fuzz_codec.py")
 REPO = Path(__file__).resolve().parents[2]
-CAPTURES = REPO / "tests" / "unit" / "codec" / "data"
 
 
 def write_seeds(corpus: Path) -> None:
     """Selector byte + payload: each DIRAC capture line's frame payloads, for every encoding choice."""
-    frame_line = re.compile(r"^\s*\[frame\] (\d+) B: (b.*)$", re.MULTILINE)
-    payloads: set[bytes] = set()
-    for name in ("dip-json.txt", "dip-dencode.txt"):
-        for size, literal in frame_line.findall((CAPTURES / name).read_text("utf-8")):
-            payload = ast.literal_eval(literal)
-            if len(payload) == int(size):
-                payloads.add(payload)
+    payloads = {
+        payload
+        for name in ("dip-json.txt", "dip-dencode.txt")
+        for exchange in parse_capture(name)
+        for payload in exchange.whole_frames()
+    }
     payloads.add(b'{"__t":"m","v":[[{"__t":"t","v":[1,2]},{"__t":"b","v":"AP8="}]]}')
     payloads.add(b"zati2026ei11ei24ei12ei30ei45ei123456ene")
     for index, payload in enumerate(sorted(payloads)):

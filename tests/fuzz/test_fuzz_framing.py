@@ -2,49 +2,30 @@
 
 from __future__ import annotations
 
-import ast
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support.captures import parse_capture, parse_error_replies
+from support.wire import frame
 
 pytest.importorskip("atheris")
 
 HERE = Path(__file__).parent
-CAPTURES = HERE.parent / "interop" / "data"
-_FRAME = re.compile(r"^\s+\[frame\] (\d+) B: (b.*)$")
-_SENT = re.compile(r"^\s+sent: (b.*)$")
 
 
 def _seed_streams() -> list[bytes]:
-    """Captured client streams: each exchange's C>S frames, re-framed, and error-replies' raw sent bytes."""
+    """Captured client streams: each exchange's C>S frames (those kept whole), re-framed, and error-replies' raw
+    sent bytes."""
     streams: list[bytes] = []
     for name in ("dip-json.txt", "dip-dencode.txt", "transfer-json.txt"):
-        current: list[bytes] = []
-        section = ""
-        for line in (CAPTURES / name).read_text().splitlines():
-            if line.startswith("==="):
-                if current:
-                    streams.append(b"".join(current))
-                current = []
-            elif "DISET frames" in line:
-                section = line.split()[-1]
-            elif (m := _FRAME.match(line)) and section.startswith("C>S"):
-                payload = ast.literal_eval(m.group(2))
-                if len(payload) == int(m.group(1)):
-                    current.append(b"%d:%b" % (len(payload), payload))
-        if current:
-            streams.append(b"".join(current))
-    sent: list[bytes] = []
-    for line in (CAPTURES / "error-replies.txt").read_text().splitlines():
-        if line.startswith("==="):
-            if sent:
-                streams.append(b"".join(sent))
-            sent = []
-        elif m := _SENT.match(line):
-            sent.append(ast.literal_eval(m.group(1)))
+        for exchange in parse_capture(name):
+            sent = zip(exchange.frames["C>S"], exchange.frame_sizes["C>S"], strict=True)
+            stream = b"".join(frame(payload) for payload, size in sent if len(payload) == size)
+            if stream:
+                streams.append(stream)
+    streams.extend(b"".join(case.sent) for case in parse_error_replies().values() if case.sent)
     return streams
 
 

@@ -30,7 +30,8 @@ def _refused(reactor, tls) -> bool:
     except RPCFrameworkError:
         return True
     try:
-        received, _ = exchange(stream, frame(PROPOSAL % b"open"), timeout=3)
+        # The whole call (proposal and arguments): the server answers and closes, so no read waits for a timeout.
+        received, _ = exchange(stream, frame(PROPOSAL % b"open"), frame(b'{"OK": true, "Value": []}'), timeout=3)
     except RPCFrameworkError:
         return True
     finally:
@@ -132,7 +133,8 @@ def _check_reloads(reactor, ca, user, steady) -> None:
             timeout=5,
         )
         seen = len(outcomes)
-        wait_for(lambda: len(outcomes) >= seen + 5)  # the steady client goes on through the rotated credentials
+        # The steady client goes on through the rotated credentials (a few more calls, unless it made all its calls).
+        wait_for(lambda: len(outcomes) >= seen + 5 or not worker.is_alive(), timeout=30)
     finally:
         stop.set()
         worker.join(30)
