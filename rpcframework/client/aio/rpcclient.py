@@ -212,6 +212,9 @@ class AsyncRPCClient:
                 if conn is None:
                     conn = pool.take_ready_with_slot(url)
         if conn is None:
+            if held and self._rpc_closed:
+                pool.release_slot(self._rpc_endpoint.url)  # closed while it waited: the slot goes back to its pool
+                held = False
             return await self._call(method, args, kwargs, timeout=timeout, deadline=deadline, slot_held=held)
         # The steady state, in this one coroutine: a pooled pipelined connection, its slot counted, one write and
         # one wait for the parsed answer. Any failure goes to the full path's rules (_ready_call_failed).
@@ -335,8 +338,6 @@ class AsyncRPCClient:
         slot_held: bool = False,
     ) -> DReturn:
         if self._rpc_closed:
-            if slot_held:
-                self.pool.release_slot(self._rpc_endpoint.url)
             raise ConfigurationError(f"{self!r} is closed")
         if deadline is None:
             deadline = Deadline.after(timeout) if timeout is not None else _NEVER

@@ -304,3 +304,31 @@ def test_a_waiting_call_cancelled_after_it_was_handed_the_connection_passes_it_o
     assert (busy, idle) == (0, 1)  # nothing leaked: the slot is free, the connection pooled
     assert len(CountingHandler.peers) == 1
     assert CountingHandler.executions["add"] == 3  # add(0, 0) and the two calls that were not cancelled
+
+
+def test_closing_the_client_ends_the_calls_waiting_for_a_connection_at_once(creds, cluster):
+    (reactor,) = cluster(max_threads=4)
+    url = reactor.url(SERVICE)
+
+    async def main() -> tuple[Any, list[Any], float]:
+        client = creds.async_client(url, pool=AsyncPoolSettings(max_connections=1), timeout=30)
+        assert (await client.add(0, 0))["OK"]
+        rpc = client._rpc_targets[url]
+        assert isinstance(rpc, AsyncRPCClient)
+        holder = asyncio.create_task(client.slow(0.5))  # holds the only connection
+        await wait_for_async(lambda: CountingHandler.executions["slow"] == 1)
+        waiting = [asyncio.create_task(client.add(n, 1)) for n in range(3)]
+        await wait_for_async(lambda: len(rpc.pool._waiting.get(url, ())) == 3)  # all three wait for it
+        await client.aclose()
+        started = time.monotonic()
+        held = await holder  # a call in progress ends normally
+        results = [await task for task in waiting]
+        return held, results, time.monotonic() - started
+
+    held, results, elapsed = asyncio.run(main())
+    assert held["OK"], held
+    for result in results:
+        assert not result["OK"] and "closed" in result["Message"], result
+    # Deadline test: each waiting call ended when its turn came, none waited for its 30 s deadline (generous bound).
+    assert elapsed < 10, elapsed
+    assert CountingHandler.executions["add"] == 1
