@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import time
@@ -10,7 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from support.transfer_kit import MAX_SIZE, REGISTRY, StoreHandler, UploadOnlyHandler
+from support.transfer_kit import MAX_SIZE, REGISTRY, StoreHandler, UploadOnlyHandler, sha256
 
 from rpcframework import Client, RequestHandler, TransferClient
 from rpcframework.testing import ServeFactory
@@ -27,10 +26,6 @@ def url(rpcframework_serve: ServeFactory, store: Path) -> str:
     return rpcframework_serve(_handler(StoreHandler, store), "Data/Store", registry=REGISTRY)
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @pytest.mark.parametrize("size", [1, 3 * 1024 * 1024, 32 * 1024 * 1024], ids=["1B", "3MiB", "32MiB"])
 def test_send_receive_round_trip(
     url: str, store: Path, tmp_path: Path, rpcframework_client_options: dict[str, Any], size: int
@@ -42,13 +37,13 @@ def test_send_receive_round_trip(
     sent = client.sendFile(str(source), "data.bin")
     upload = time.perf_counter() - started
     assert sent == {"OK": True, "Value": size}, sent
-    assert _digest(store / "data.bin") == _digest(source)
+    assert sha256(store / "data.bin") == sha256(source)
     back = tmp_path / "back.bin"
     started = time.perf_counter()
     received = client.receiveFile(str(back), "data.bin")
     download = time.perf_counter() - started
     assert received["OK"], received
-    assert _digest(back) == _digest(source)
+    assert sha256(back) == sha256(source)
     if size >= 32 * 1024 * 1024:
         mib = size / 1024 / 1024
         print(f"\n32 MiB over TLS: upload {mib / upload:.0f} MiB/s, download {mib / download:.0f} MiB/s")
