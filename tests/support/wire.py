@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import select
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -49,8 +50,10 @@ def read_until_closed(conn: Receiver, timeout: float = 5.0) -> tuple[bytes, bool
 _FIN_NOT_ACKNOWLEDGED = {"04", "0B"}  # FIN_WAIT1, CLOSING: our FIN has not reached the peer yet
 
 
-def _undelivered(port: int) -> list[str]:
-    """Sockets on local ``port`` (both families) whose sent bytes or FIN the peer's kernel has not acknowledged."""
+def _undelivered(port: int, peer_ports: frozenset[int]) -> list[str]:
+    """Sockets of local ``port`` talking to one of ``peer_ports`` (both families) whose sent bytes or FIN the peer's
+    kernel has not acknowledged. The peers are named because a closed socket of an earlier server on the same port
+    number may linger unacknowledged (a peer that stopped reading)."""
     found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -60,16 +63,21 @@ def _undelivered(port: int) -> list[str]:
         for line in lines:
             fields = line.split()
             local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
             tx_queue = int(fields[4].split(":", 1)[0], 16)
-            if local_port == port and (tx_queue or fields[3] in _FIN_NOT_ACKNOWLEDGED):
+            if local_port == port and remote_port in peer_ports and (tx_queue or fields[3] in _FIN_NOT_ACKNOWLEDGED):
                 found.append(line)
     return found
 
 
-def wait_delivered(port: int, timeout: float = DEFAULT_TIMEOUT) -> None:
-    """Until everything a server on ``port`` has sent, its closes included, sits in its peers' sockets (the peers'
-    kernels acknowledged it): the ordering point a test needs before the client's next move, without sleeping."""
-    wait_for(lambda: not _undelivered(port), timeout, f"bytes from port {port} not acknowledged in {timeout} s")
+def wait_delivered(port: int, peer_ports: Iterable[int], timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Until everything a server on ``port`` has sent to the clients on ``peer_ports``, closes included, sits in
+    their sockets (their kernels acknowledged it): the ordering point a test needs before the client's next move,
+    without sleeping."""
+    peers = frozenset(peer_ports)
+    assert peers, "no connection to wait for"
+    message = f"bytes from port {port} not acknowledged in {timeout} s"
+    wait_for(lambda: not _undelivered(port, peers), timeout, message)
 
 
 def wait_readable(conn: Receiver, timeout: float = DEFAULT_TIMEOUT) -> None:

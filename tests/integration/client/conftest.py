@@ -132,6 +132,11 @@ class _Server(LoopbackServer):
     def serve(self, stream: Stream) -> None:
         raise NotImplementedError
 
+    def client_ports(self) -> list[int]:
+        """The clients' ports of the open connections (for ``support.wire.wait_delivered``)."""
+        with self.lock:
+            return [stream.peer_address[1] for stream in self.open_streams]
+
     def drop_all_connections(self) -> None:
         """Close every open connection from the server side (a restart, or an idle timeout)."""
         with self.lock:

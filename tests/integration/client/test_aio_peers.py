@@ -86,7 +86,8 @@ def test_extension_peer_reuse_keywords_and_pongs_read_while_idle(servers: Any, c
             await asyncio.sleep(0.1)  # a real idle time past keepalive_lapse: the pool's clock is time.monotonic
             rpc.maintain()  # a dka ping on the idle connection; the pong is read at the next use
             await asyncio.to_thread(wait_for, lambda: peer.pings >= 1)
-            await asyncio.to_thread(wait_delivered, peer.port)  # the pong is in the client's socket
+            # The pong is in the client's socket.
+            await asyncio.to_thread(wait_delivered, peer.port, peer.client_ports())
             second = await rpc.echo(1, flag=True)
             return [first["Value"], second["Value"], second["rpcStub"][3]]
 
@@ -102,8 +103,9 @@ def test_extension_peer_dead_pooled_connection_is_replaced_transparently(servers
     async def main() -> list[Any]:
         async with AsyncRPCClient(peer.url(), **creds.client_options()) as rpc:
             first = await rpc.add(1, 1)
+            clients = peer.client_ports()
             peer.drop_all_connections()  # the server restarts: the pooled connection is dead
-            wait_delivered(peer.port)  # the close has reached the client before its next call
+            wait_delivered(peer.port, clients)  # its close has reached the client before its next call
             second = await rpc.add(2, 2)
             return [first["Value"], second["Value"]]
 

@@ -89,8 +89,9 @@ def test_dead_pooled_connection_is_replaced_transparently(backend_peer: tuple[An
     peer, options = backend_peer
     with Client(peer.url(), **options) as client:
         assert client.echo("first")["Value"] == "first"
+        clients = peer.client_ports()
         peer.drop_all_connections()  # e.g. the server restarted while our connection was idle
-        wait_delivered(peer.port)  # the close has reached the client before its next call
+        wait_delivered(peer.port, clients)  # its close has reached the client before its next call
         assert client.echo("second")["Value"] == "second"
     assert peer.connections == 2
     assert peer.executions == 2

@@ -59,7 +59,8 @@ def test_an_unsolicited_frame_on_an_idle_connection_is_never_the_next_answer(
     with Client(peer.url(), **options) as client:
         assert client.echo("one")["Value"] == "one"
         wait_for(lambda: peer.unsolicited_sent == 1)
-        wait_delivered(peer.port)  # the forged bytes are in the client's socket before its next call
+        # The forged bytes are in the client's socket before its next call.
+        wait_delivered(peer.port, peer.client_ports())
         peer.behaviour.after_result = b""
         second = client.echo("two")
         assert second["OK"] and second["Value"] == "two", second
@@ -78,7 +79,7 @@ def test_keepalive_pongs_on_an_idle_connection_are_not_a_protocol_error(servers:
         time.sleep(0.1)  # a real idle time: the pool's clock is time.monotonic, not injectable (client/pool.py)
         rpc.maintain()
         wait_for(lambda: peer.pings >= 1)
-        wait_delivered(peer.port)  # the pong is in the client's socket
+        wait_delivered(peer.port, peer.client_ports())  # the pong is in the client's socket
         assert rpc.echo("b")["Value"] == "b"
     assert peer.connections == 1  # the pong was read while idle, and the connection kept
 
@@ -204,7 +205,8 @@ def test_the_async_client_never_takes_an_unsolicited_frame_as_the_next_answer(
             with delegate("/CN=alice", "users"):
                 first = await client.echo("one")
             await asyncio.to_thread(wait_for, lambda: peer.unsolicited_sent == 1)
-            await asyncio.to_thread(wait_delivered, peer.port)  # the forged bytes are in the client's socket
+            # The forged bytes are in the client's socket.
+            await asyncio.to_thread(wait_delivered, peer.port, peer.client_ports())
             peer.behaviour.after_result = b""
             with delegate("/CN=bob", "users"):
                 second = await client.echo("two")
