@@ -3,6 +3,8 @@ it by hand instead of sleeping."""
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class FakeClock:
     """A monotonic clock that only moves when a test says so (``advance`` or by setting ``now``)."""
@@ -15,3 +17,19 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def age_pool(pool: Any, seconds: float) -> None:
+    """Move a client connection pool (``RPCClient.pool``, ``AsyncRPCClient.pool``) and its idle connections
+    ``seconds`` back in time, as if they had been idle that much longer.
+
+    The pools read ``time.monotonic`` directly (their timestamps come from the connections), so a test cannot hand
+    them a clock; shifting their timestamps is the same as advancing one, without sleeping.
+    """
+    pool._last_maintenance -= seconds
+    for connections in pool._idle.values():
+        for conn in connections:
+            conn.created -= seconds
+            conn.last_used -= seconds
+            if conn.last_ping:
+                conn.last_ping -= seconds

@@ -50,10 +50,10 @@ def read_until_closed(conn: Receiver, timeout: float = 5.0) -> tuple[bytes, bool
 _FIN_NOT_ACKNOWLEDGED = {"04", "0B"}  # FIN_WAIT1, CLOSING: our FIN has not reached the peer yet
 
 
-def _undelivered(port: int, peer_ports: frozenset[int]) -> list[str]:
-    """Sockets of local ``port`` talking to one of ``peer_ports`` (both families) whose sent bytes or FIN the peer's
-    kernel has not acknowledged. The peers are named because a closed socket of an earlier server on the same port
-    number may linger unacknowledged (a peer that stopped reading)."""
+def _sockets(port: int, peer_ports: frozenset[int]) -> list[str]:
+    """The kernel's lines (``/proc/net/tcp`` and ``tcp6``) for the sockets of local ``port`` talking to one of
+    ``peer_ports``. The peers are named because a closed socket of an earlier server on the same port number may
+    linger (a peer that stopped reading)."""
     found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -62,12 +62,23 @@ def _undelivered(port: int, peer_ports: frozenset[int]) -> list[str]:
             continue
         for line in lines:
             fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
-            tx_queue = int(fields[4].split(":", 1)[0], 16)
-            if local_port == port and remote_port in peer_ports and (tx_queue or fields[3] in _FIN_NOT_ACKNOWLEDGED):
+            try:
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            except (IndexError, ValueError):
+                continue  # a line torn by sockets changing while the kernel wrote the table: the next look reads it
+            if local_port == port and remote_port in peer_ports:
                 found.append(line)
     return found
+
+
+def _undelivered(port: int, peer_ports: frozenset[int]) -> list[str]:
+    """Those sockets whose sent bytes or FIN the peer's kernel has not acknowledged."""
+    return [
+        line
+        for line in _sockets(port, peer_ports)
+        if int(line.split()[4].split(":", 1)[0], 16) or line.split()[3] in _FIN_NOT_ACKNOWLEDGED
+    ]
 
 
 def wait_delivered(port: int, peer_ports: Iterable[int], timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -78,6 +89,21 @@ def wait_delivered(port: int, peer_ports: Iterable[int], timeout: float = DEFAUL
     assert peers, "no connection to wait for"
     message = f"bytes from port {port} not acknowledged in {timeout} s"
     wait_for(lambda: not _undelivered(port, peers), timeout, message)
+
+
+_NOT_CLOSED_YET = {"01", "04", "08", "09", "0B"}  # ESTABLISHED, FIN_WAIT1, CLOSE_WAIT, LAST_ACK, CLOSING
+
+
+def _still_open(port: int, peer_ports: frozenset[int]) -> list[str]:
+    return [line for line in _sockets(port, peer_ports) if line.split()[3] in _NOT_CLOSED_YET]
+
+
+def wait_closed(port: int, peer_ports: Iterable[int], timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Until the server on ``port`` has closed its connections to the clients on ``peer_ports`` and their kernels
+    acknowledged the close: a client's next use of such a connection finds it closed."""
+    peers = frozenset(peer_ports)
+    assert peers, "no connection to wait for"
+    wait_for(lambda: not _still_open(port, peers), timeout, f"connections of port {port} still open after {timeout} s")
 
 
 def wait_readable(conn: Receiver, timeout: float = DEFAULT_TIMEOUT) -> None:

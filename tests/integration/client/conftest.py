@@ -12,7 +12,9 @@ Both record what they saw (connections, frames, executions) for the tests to ass
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import threading
 import time
@@ -142,7 +144,12 @@ class _Server(LoopbackServer):
         with self.lock:
             streams = list(self.open_streams)
         for stream in streams:
-            stream.close()
+            duplicate = socket.socket(fileno=os.dup(stream.fileno()))
+            stream.close()  # the TLS close, as the back end does it
+            with duplicate, contextlib.suppress(OSError):
+                # The TCP close now, as a restarting server's: a thread blocked reading the stream must not hold
+                # the socket open (some back ends close only once no call is inside the socket).
+                duplicate.shutdown(socket.SHUT_RDWR)
 
     def stop(self, timeout: float = 2.0) -> None:
         super().stop(timeout)

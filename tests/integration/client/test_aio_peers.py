@@ -9,8 +9,9 @@ import json
 from typing import Any
 
 import pytest
+from support.clock import age_pool
 from support.waiting import wait_for
-from support.wire import wait_delivered
+from support.wire import wait_closed, wait_delivered
 
 from rpcframework.client.aio import AsyncClient, AsyncPoolSettings, AsyncRPCClient
 from rpcframework.client.base import client_version
@@ -83,7 +84,7 @@ def test_extension_peer_reuse_keywords_and_pongs_read_while_idle(servers: Any, c
     async def main() -> list[Any]:
         async with AsyncRPCClient(peer.url(), pool=pool, **creds.client_options()) as rpc:
             first = await rpc.add(1, 2)
-            await asyncio.sleep(0.1)  # a real idle time past keepalive_lapse: the pool's clock is time.monotonic
+            age_pool(rpc.pool, 0.1)  # idle past keepalive_lapse
             rpc.maintain()  # a dka ping on the idle connection; the pong is read at the next use
             await asyncio.to_thread(wait_for, lambda: peer.pings >= 1)
             # The pong is in the client's socket.
@@ -105,7 +106,7 @@ def test_extension_peer_dead_pooled_connection_is_replaced_transparently(servers
             first = await rpc.add(1, 1)
             clients = peer.client_ports()
             peer.drop_all_connections()  # the server restarts: the pooled connection is dead
-            wait_delivered(peer.port, clients)  # its close has reached the client before its next call
+            wait_closed(peer.port, clients)  # the close has reached the client before its next call
             second = await rpc.add(2, 2)
             return [first["Value"], second["Value"]]
 

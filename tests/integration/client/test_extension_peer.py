@@ -9,8 +9,9 @@ import time
 from typing import Any
 
 import pytest
+from support.clock import age_pool
 from support.waiting import wait_for
-from support.wire import wait_delivered
+from support.wire import wait_closed
 
 from rpcframework.client import Client
 from rpcframework.client.pool import PoolSettings
@@ -67,7 +68,7 @@ def test_keepalive_pings_idle_pooled_connections(servers: Any, creds: Any) -> No
     pool = PoolSettings(keepalive_lapse=0.1, maintenance_interval=0.0, idle_timeout=30.0)
     with RPCClient(peer.url(), pool=pool, **creds.client_options()) as rpc:
         assert rpc.echo("a")["Value"] == "a"
-        time.sleep(0.25)  # a real idle time: the pool's clock is time.monotonic, not injectable (client/pool.py)
+        age_pool(rpc.pool, 0.25)  # idle past keepalive_lapse
         rpc.maintain()  # what an application (or any later call) does: pings the idle connection
         wait_for(lambda: peer.pings >= 1)
         assert rpc.echo("b")["Value"] == "b"  # the pong is read and skipped by the next exchange
@@ -80,7 +81,7 @@ def test_idle_connection_past_its_limit_is_closed(servers: Any, creds: Any) -> N
     pool = PoolSettings(keepalive_lapse=0, idle_timeout=0.1, maintenance_interval=0.0)
     with RPCClient(peer.url(), pool=pool, config=creds.config()) as rpc:
         assert rpc.echo("a")["OK"]
-        time.sleep(0.2)  # a real idle time past idle_timeout: the pool's clock is not injectable (client/pool.py)
+        age_pool(rpc.pool, 0.2)  # idle past idle_timeout
         assert rpc.echo("b")["OK"]
     assert peer.connections == 2
 
@@ -91,7 +92,7 @@ def test_dead_pooled_connection_is_replaced_transparently(backend_peer: tuple[An
         assert client.echo("first")["Value"] == "first"
         clients = peer.client_ports()
         peer.drop_all_connections()  # e.g. the server restarted while our connection was idle
-        wait_delivered(peer.port, clients)  # its close has reached the client before its next call
+        wait_closed(peer.port, clients)  # the close has reached the client before its next call
         assert client.echo("second")["Value"] == "second"
     assert peer.connections == 2
     assert peer.executions == 2

@@ -10,10 +10,10 @@ on both back ends and plain TCP.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
+from support.clock import age_pool
 from support.waiting import wait_for
 from support.wire import wait_delivered
 
@@ -76,7 +76,7 @@ def test_keepalive_pongs_on_an_idle_connection_are_not_a_protocol_error(servers:
     pool = PoolSettings(keepalive_lapse=0.05, maintenance_interval=0.0, idle_timeout=30.0)
     with RPCClient(peer.url(), pool=pool, **creds.client_options()) as rpc:
         assert rpc.echo("a")["Value"] == "a"
-        time.sleep(0.1)  # a real idle time: the pool's clock is time.monotonic, not injectable (client/pool.py)
+        age_pool(rpc.pool, 0.1)  # idle past keepalive_lapse
         rpc.maintain()
         wait_for(lambda: peer.pings >= 1)
         wait_delivered(peer.port, peer.client_ports())  # the pong is in the client's socket

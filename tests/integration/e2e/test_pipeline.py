@@ -5,8 +5,8 @@ from __future__ import annotations
 import collections
 import math
 import threading
-import time
 
+from support.clock import age_pool
 from support.e2e_kit import ALICE_DN, CountingHandler, urls_of
 from support.wire import wait_readable
 
@@ -82,10 +82,9 @@ def test_connections_idle_near_the_servers_idle_timeout_are_not_pipelined_nor_ke
     (reactor,) = cluster(idle_timeout=1.0)
     with creds.rpc(urls_of([reactor])[0]) as rpc:
         assert rpc.call("echo", (1,), {}, timeout=10)["OK"]
-        # Real idle times (the pool's clock is time.monotonic, not injectable: client/pool.py).
-        time.sleep(0.6)  # past half the idle timeout: the next call takes two round trips (safe to retry)
+        age_pool(rpc.pool, 0.6)  # past half the idle timeout: the next call takes two round trips (safe to retry)
         assert rpc.call("echo", (2,), {}, timeout=10)["OK"]
-        time.sleep(1.3)  # past the server's idle timeout: the pool no longer hands the connection out
+        age_pool(rpc.pool, 1.3)  # past the server's idle timeout: the pool no longer hands the connection out
         assert rpc.call("echo", (3,), {}, timeout=10)["OK"]
     assert CountingHandler.executions["echo"] == 3
     assert len(CountingHandler.peers) == 2
