@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID, ObjectIdentifier
-from support.certs import certificate_builder
+from support.certs import certificate_builder, rdn
 
 from rpcframework.security.devca import DevCA
 from rpcframework.security.x509 import (
@@ -71,10 +71,6 @@ def self_signed(tmp_path: Path, name: x509.Name) -> Path:
 
 def attr(oid: ObjectIdentifier, value: str, asn1: _ASN1Type | None = None) -> x509.NameAttribute[str]:
     return x509.NameAttribute(oid, value) if asn1 is None else x509.NameAttribute(oid, value, _type=asn1)
-
-
-def rdn(*attrs: x509.NameAttribute[str]) -> x509.RelativeDistinguishedName:
-    return x509.RelativeDistinguishedName(attrs)
 
 
 NAMES = [

@@ -37,3 +37,8 @@ def certificate_builder(
 def cn(value: str) -> x509.NameAttribute[str]:
     """A common name, for the names of hand-made certificates."""
     return x509.NameAttribute(NameOID.COMMON_NAME, value)
+
+
+def rdn(*attrs: x509.NameAttribute[str]) -> x509.RelativeDistinguishedName:
+    """One relative distinguished name of the given attributes (several make a multi-valued RDN)."""
+    return x509.RelativeDistinguishedName(attrs)

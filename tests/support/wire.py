@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import select
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from rpcframework.errors import ConnectionClosedError
 from support.waiting import DEFAULT_TIMEOUT, wait_for
@@ -23,6 +24,11 @@ class Receiver(Protocol):
 def frame(payload: bytes) -> bytes:
     """``b"<len>:" + payload``, with no size check: tests send frames the framework must refuse, too."""
     return b"%d:%b" % (len(payload), payload)
+
+
+def frame_value(data: bytes) -> Any:
+    """The ``Value`` of the JSON envelope in one ``<len>:<payload>`` frame."""
+    return json.loads(data.split(b":", 1)[1])["Value"]
 
 
 def read_until_closed(conn: Receiver, timeout: float = 5.0) -> tuple[bytes, bool]:

@@ -5,22 +5,17 @@ arguments, keepalive pongs while idle, a reply nobody asked for, a dead pooled c
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
 from support.clock import age_pool
 from support.waiting import wait_for
-from support.wire import wait_closed, wait_delivered
+from support.wire import frame_value, wait_closed, wait_delivered
 
 from rpcframework.client.aio import AsyncClient, AsyncPoolSettings, AsyncRPCClient
 from rpcframework.client.base import client_version
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def _value(frame: bytes) -> Any:
-    return json.loads(frame.split(b":", 1)[1])["Value"]
 
 
 def run(coro: Any) -> Any:
@@ -42,8 +37,8 @@ def test_dirac_peer_gets_diracs_bytes_and_one_connection_per_call(
     assert dirac.handshake_errors == []
     for seen, name in zip(dirac.received, ("echo", "add"), strict=True):
         proposal, arguments = seen
-        captured = _value(frames[f"{name}_proposal"].encode())
-        sent = _value(proposal)
+        captured = frame_value(frames[f"{name}_proposal"].encode())
+        sent = frame_value(proposal)
         assert sent[:3] == captured[:3]  # [[service, "None", "unknown"], ["RPC", name], "hosts"]
         assert sent[3] == client_version()
         assert sent[4] == {"rpcframework": {"version": 1, "features": ["kwargs", "pipeline", "reuse", "trace"]}}

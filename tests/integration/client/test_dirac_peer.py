@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
+from support.wire import frame_value
 
 from rpcframework.client import Client
 from rpcframework.client.base import client_version
-
-
-def _value(frame: bytes) -> Any:
-    return json.loads(frame.split(b":", 1)[1])["Value"]
 
 
 @pytest.fixture
@@ -30,8 +26,8 @@ def test_positional_call_uses_diracs_bytes_and_one_connection_per_call(
     echo_frames, add_frames = dirac.received
     for seen, name in ((echo_frames, "echo"), (add_frames, "add")):
         proposal, arguments = seen
-        captured = _value(frames[f"{name}_proposal"].encode())
-        sent = _value(proposal)
+        captured = frame_value(frames[f"{name}_proposal"].encode())
+        sent = frame_value(proposal)
         assert sent[:3] == captured[:3]  # [[service, "None", "unknown"], ["RPC", name], "hosts"]
         assert sent[3] == client_version()  # DIRAC sends its version here ("9.1.22"); we send ours
         assert sent[4] == {"rpcframework": {"version": 1, "features": ["kwargs", "pipeline", "reuse", "trace"]}}
@@ -42,7 +38,7 @@ def test_positional_call_uses_diracs_bytes_and_one_connection_per_call(
 def test_user_call_sends_empty_extra_credentials(dirac: Any, creds: Any) -> None:
     with Client(dirac.url(), config=creds.config()) as client:
         assert client.echo("hello")["OK"]
-    assert _value(dirac.received[0][0])[2] == ""
+    assert frame_value(dirac.received[0][0])[2] == ""
 
 
 def test_keyword_arguments_are_refused_before_anything_is_sent(dirac: Any, creds: Any) -> None:

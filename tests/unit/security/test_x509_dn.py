@@ -7,12 +7,9 @@ import pytest
 from cryptography import x509
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID, ObjectIdentifier
+from support.certs import rdn
 
 from rpcframework.security.x509 import attribute_short_name, format_dn, openssl_name_hash
-
-
-def rdn(*attrs: x509.NameAttribute[str]) -> x509.RelativeDistinguishedName:
-    return x509.RelativeDistinguishedName(attrs)
 
 
 def attr(oid: ObjectIdentifier, value: str, asn1: _ASN1Type | None = None) -> x509.NameAttribute[str]:
