@@ -41,7 +41,7 @@ from rpcframework.transports.plain import ConnectTimeout, tune_socket
 if TYPE_CHECKING:
     from rpcframework.security.x509 import PeerIdentity
 
-__all__ = ["AsyncStream", "Consumer", "DeadlineWatch", "TLSEngine", "open_tcp_stream"]
+__all__ = ["AsyncStream", "Consumer", "ExpiryWatch", "TLSEngine", "open_tcp_stream"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class AsyncStream(asyncio.Protocol):
         self.consumer: Consumer | None = None
         self._event: asyncio.Future[object] | None = None
         self._event_timer: asyncio.TimerHandle | None = None
-        self._event_watch: DeadlineWatch | None = None
+        self._event_watch: ExpiryWatch | None = None
         self._event_timeout = 0.0
 
     def __repr__(self) -> str:
@@ -331,7 +331,7 @@ class AsyncStream(asyncio.Protocol):
 
     # -- event mode -------------------------------------------------------------------------------------------------
 
-    def expect_event(self, timeout: float | None, watch: DeadlineWatch | None = None) -> asyncio.Future[object]:
+    def expect_event(self, timeout: float | None, watch: ExpiryWatch | None = None) -> asyncio.Future[object]:
         """Event mode until the returned future is done: plaintext goes to :attr:`consumer` as it arrives, and the
         future gets the consumer's first answer, or the connection's failure, or (after ``timeout`` seconds; ``None``:
         never) :class:`~rpcframework.errors.DeadlineExceeded`, kept by ``watch`` (the loop's shared deadline timer)
@@ -388,7 +388,7 @@ class AsyncStream(asyncio.Protocol):
             waiter.set_exception(ConnectionClosedError(f"{self._where} closed the connection"))
 
     def event_expired(self) -> None:
-        """The event-mode wait's time ran out (its timer, or the :class:`DeadlineWatch` keeping it, calls this)."""
+        """The event-mode wait's time ran out (its timer, or the :class:`ExpiryWatch` keeping it, calls this)."""
         waiter = self._event
         self._event_timer = None
         self._event_watch = None
@@ -487,7 +487,7 @@ class AsyncStream(asyncio.Protocol):
         return f"{self.peer_address[0]}:{self.peer_address[1]}"
 
 
-class DeadlineWatch:
+class ExpiryWatch:
     """The deadlines of one event loop's waits (calls waiting for their answer, or for a connection), kept with one
     timer.
 

@@ -48,7 +48,7 @@ from rpcframework.protocol import (
     ProposalRefused,
 )
 from rpcframework.returnvalues import DReturn
-from rpcframework.transports.aio import AsyncStream, DeadlineWatch
+from rpcframework.transports.aio import AsyncStream, ExpiryWatch
 
 __all__ = [
     "AsyncConnection",
@@ -172,7 +172,7 @@ def send_call(
     proposal: Proposal,
     call: tuple[Sequence[Any], Mapping[str, Any]],
     timeout: float | None,
-    watch: DeadlineWatch | None,
+    watch: ExpiryWatch | None,
 ) -> asyncio.Future[object]:
     """Write one pipelined call (``(args, kwargs)``) on a :meth:`~AsyncConnection.ready` connection and return the
     future of its answer (for :func:`finish_call`); ``watch`` keeps its deadline. Raises before anything is sent for

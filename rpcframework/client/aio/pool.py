@@ -28,7 +28,7 @@ from typing import Final
 from rpcframework.client.aio.connection import AsyncConnection
 from rpcframework.client.pool import PoolSettings
 from rpcframework.errors import ConfigurationError, DeadlineExceeded, ProtocolError, RPCFrameworkError
-from rpcframework.transports.aio import DeadlineWatch
+from rpcframework.transports.aio import ExpiryWatch
 
 __all__ = ["AsyncConnectionPool", "AsyncPoolSettings"]
 
@@ -69,7 +69,7 @@ class AsyncConnectionPool:
         self._last_maintenance = time.monotonic()
         self._idle_limit = self.settings.idle_timeout or math.inf
         #: The deadlines of this loop's calls in their event-mode wait (one timer for all of them).
-        self.deadlines = DeadlineWatch(loop) if loop is not None else None
+        self.deadlines = ExpiryWatch(loop) if loop is not None else None
 
     def __repr__(self) -> str:
         counts = {url: len(conns) for url, conns in self._idle.items() if conns}
