@@ -11,7 +11,7 @@ one, these functions say whether and when another attempt is made (:func:`retry_
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from rpcframework.client.policy import CallPhase, Deadline, Retry
@@ -39,6 +39,7 @@ __all__ = [
     "all_failed",
     "ban_seconds",
     "call_timeout_error",
+    "check_dead_pooled_connection",
     "first_attempt_outcome",
     "handshake_timeout_error",
     "log_retry",
@@ -170,3 +171,18 @@ def lost_after_sending_error(url: str, exc: ConnectionClosedError) -> Connection
         f"{url}: {exc}; the call's arguments were sent, so it may have run there and is not retried",
         errno=exc.errno,
     )
+
+
+def check_dead_pooled_connection(
+    exc: ConnectionClosedError, url: str, attempt: Attempt, discard_idle: Callable[[str], int], log: logging.Logger
+) -> None:
+    """After an attempt's connection closed under it (the caller has closed its side): return when it was a pooled
+    connection found dead before the ack (nothing ran; the server probably restarted, so its other idle connections
+    to ``url`` are dropped too) and the caller may take another; else raise the call's error."""
+    if attempt.reused and not attempt.phase.arguments_sent:
+        dropped = discard_idle(url)
+        log.debug("pooled connection to %s was dead (%s); %d more dropped", url, exc, dropped)
+        return
+    if attempt.phase.arguments_sent:
+        raise lost_after_sending_error(url, exc) from exc
+    raise exc

@@ -33,9 +33,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from rpcframework.client.base import BaseClient, Endpoint
-from rpcframework.client.failures import handshake_timeout_error, lost_after_sending_error
+from rpcframework.client.failures import check_dead_pooled_connection, handshake_timeout_error
 from rpcframework.client.policy import CallPhase
-from rpcframework.client.replies import refusal_error, result_or_overload
+from rpcframework.client.replies import call_outcome, refusal_error, result_or_overload
 from rpcframework.deadline import Deadline
 from rpcframework.errors import (
     ConnectionClosedError,
@@ -252,14 +252,8 @@ class InnerRPCClient:
                 raise
             except ConnectionClosedError as exc:
                 conn.close()
-                if attempt.reused and not attempt.phase.arguments_sent:
-                    # Closed before the ack: nothing ran. The server probably restarted; drop its idle peers too.
-                    dropped = pool.discard_idle(endpoint.url)
-                    logger.debug("pooled connection to %s was dead (%s); %d more dropped", endpoint.url, exc, dropped)
-                    continue
-                if attempt.phase.arguments_sent:
-                    raise lost_after_sending_error(endpoint.url, exc) from exc
-                raise
+                check_dead_pooled_connection(exc, endpoint.url, attempt, pool.discard_idle, logger)
+                continue  # a dead pooled connection, found before the ack: nothing ran, take another
             except BaseException:
                 conn.close()
                 raise
@@ -375,13 +369,7 @@ class InnerRPCClient:
                 # The server's goodbye came first: it closed the idle connection without reading our call.
                 attempt.phase = CallPhase.PROPOSING
             raise
-        if isinstance(event, CallResult):
-            conn.calls += 1
-            conn.last_used = time.monotonic()
-            return result_or_overload(event.result)
-        if isinstance(event, ProposalRefused):
-            raise refusal_error(event.error)  # the server dropped the arguments unread; the connection is IDLE
-        raise ProtocolError(f"{conn.url}: expected the call's result, got {type(event).__name__}")
+        return call_outcome(conn, event)
 
     @staticmethod
     def _next_event(conn: Connection, deadline: Deadline, what: str) -> object:

@@ -13,9 +13,11 @@ sets only when it ran nothing (:func:`overload_retry_after`). It is read before 
 from __future__ import annotations
 
 import math
-from typing import Any, Final
+import time
+from typing import Any, Final, Protocol
 
-from rpcframework.errors import RemoteError, ServiceOverloaded
+from rpcframework.errors import ProtocolError, RemoteError, ServiceOverloaded
+from rpcframework.protocol.events import CallResult, ProposalRefused
 from rpcframework.protocol.messages import RETRY_AFTER_KEY
 from rpcframework.returnvalues import EOVERLOAD, DErrorReturn, DReturn
 
@@ -88,3 +90,24 @@ def result_or_overload(result: DReturn) -> DReturn:
         if retry_after is not None:
             raise ServiceOverloaded(normalize_reply(result), retry_after)  # type: ignore[arg-type]
     return normalize_reply(result)
+
+
+class _CallCounter(Protocol):
+    """What :func:`call_outcome` updates on a client connection (blocking or asyncio)."""
+
+    url: str
+    calls: int
+    last_used: float
+
+
+def call_outcome(conn: _CallCounter, event: object) -> DReturn:
+    """The caller's result from the event that answers a call sent on ``conn`` (counted there). A refusal of the
+    call's proposal raises (the server dropped the arguments unread; the connection stays usable), as does an
+    overload refusal; any other event is a :class:`ProtocolError`."""
+    if isinstance(event, CallResult):
+        conn.calls += 1
+        conn.last_used = time.monotonic()
+        return result_or_overload(event.result)
+    if isinstance(event, ProposalRefused):
+        raise refusal_error(event.error)
+    raise ProtocolError(f"{conn.url}: expected the call's result, got {type(event).__name__}")

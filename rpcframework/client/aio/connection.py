@@ -31,7 +31,7 @@ from rpcframework.client.inner import (
     KeywordArgumentsUnsupported,
 )
 from rpcframework.client.policy import CallPhase
-from rpcframework.client.replies import refusal_error, result_or_overload
+from rpcframework.client.replies import call_outcome, refusal_error, result_or_overload
 from rpcframework.deadline import Deadline
 from rpcframework.errors import ConnectionClosedError, ProtocolError
 from rpcframework.protocol import (
@@ -193,15 +193,9 @@ def send_call(
 
 def finish_call(conn: AsyncConnection, event: object) -> DReturn:
     """The result of a call sent by :func:`send_call` from its answer (an overload refusal raises, as any refusal)."""
-    if isinstance(event, CallResult):
-        conn.calls += 1
-        conn.last_used = time.monotonic()
-        return result_or_overload(event.result)
-    if isinstance(event, ProposalRefused):
-        raise refusal_error(event.error)  # the server dropped the arguments unread; the connection is IDLE
     if isinstance(event, ConnectionClosed):
         raise ConnectionClosedError(f"{conn.url} closed the connection while waiting for the result")
-    raise ProtocolError(f"{conn.url}: expected the call's result, got {type(event).__name__}")
+    return call_outcome(conn, event)
 
 
 def goodbye_first(conn: AsyncConnection) -> bool:
@@ -287,13 +281,7 @@ async def _execute_pipelined(
             # The server's goodbye came first: it closed the idle connection without reading our call.
             attempt.phase = CallPhase.PROPOSING
         raise
-    if isinstance(event, CallResult):
-        conn.calls += 1
-        conn.last_used = time.monotonic()
-        return result_or_overload(event.result)
-    if isinstance(event, ProposalRefused):
-        raise refusal_error(event.error)  # the server dropped the arguments unread; the connection is IDLE
-    raise ProtocolError(f"{conn.url}: expected the call's result, got {type(event).__name__}")
+    return call_outcome(conn, event)
 
 
 async def _next_event(conn: AsyncConnection, deadline: Deadline, what: str) -> object:

@@ -37,6 +37,7 @@ from rpcframework.client.failures import (
     all_failed,
     ban_seconds,
     call_timeout_error,
+    check_dead_pooled_connection,
     first_attempt_outcome,
     handshake_timeout_error,
     log_retry,
@@ -527,13 +528,8 @@ class AsyncRPCClient:
                 raise
             except ConnectionClosedError as exc:
                 conn.close()
-                if attempt.reused and not attempt.phase.arguments_sent:
-                    dropped = pool.discard_idle(endpoint.url)
-                    logger.debug("pooled connection to %s was dead (%s); %d more dropped", endpoint.url, exc, dropped)
-                    continue
-                if attempt.phase.arguments_sent:
-                    raise lost_after_sending_error(endpoint.url, exc) from exc
-                raise
+                check_dead_pooled_connection(exc, endpoint.url, attempt, pool.discard_idle, logger)
+                continue  # a dead pooled connection, found before the ack: nothing ran, take another
             except BaseException:
                 # Failed or cancelled mid-exchange: what is left on the connection belongs to this call only.
                 conn.close()
