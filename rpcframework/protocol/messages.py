@@ -49,19 +49,13 @@ __all__ = [
     "NoExtraCredentials",
     "Proposal",
     "TraceContext",
-    "TransferAbort",
-    "TransferChunk",
     "TransferDirection",
-    "TransferEnd",
     "arguments_from_wire",
     "arguments_to_wire",
     "check_envelope",
     "extra_credentials_from_wire",
     "overload_error",
-    "parse_transfer_message",
     "sanitize_result",
-    "transfer_chunk_message",
-    "transfer_end_message",
     "upgrade_required_error",
 ]
 
@@ -514,7 +508,6 @@ def arguments_from_wire(message: object, *, kwargs_allowed: bool) -> tuple[list[
 # --- file transfer ------------------------------------------------------------------------------------------------
 
 _SENDS_SIZE: Final = frozenset({TransferDirection.FromClient, TransferDirection.BulkFromClient})
-_MD5_HEX_LEN: Final = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -557,53 +550,3 @@ class FileInfo:
         if size is not None and (type(size) is not int or size < -1):
             raise ProtocolError("Invalid file transfer size")
         return cls(items[0], items[1], size, offset)
-
-
-@dataclass(frozen=True, slots=True)
-class TransferChunk:
-    """A data chunk: ``S_OK([True, <bytes>])``."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class TransferEnd:
-    """The end of the data: ``S_OK([False, md5hex])``."""
-
-    md5: str
-
-
-@dataclass(frozen=True, slots=True)
-class TransferAbort:
-    """The sender gave up: a message carrying ``"AbortTransfer": True``."""
-
-    message: str
-
-
-def transfer_chunk_message(data: bytes) -> DOKReturn:
-    return S_OK([True, data])
-
-
-def transfer_end_message(md5_hex: str) -> DOKReturn:
-    return S_OK([False, md5_hex])
-
-
-def parse_transfer_message(message: object) -> TransferChunk | TransferEnd | TransferAbort:
-    """Parse one data-phase message from the sender."""
-    envelope = check_envelope(message)
-    if envelope.get("AbortTransfer") is True:
-        return TransferAbort(str(envelope.get("Message", "transfer aborted by the peer")))
-    if not envelope["OK"]:
-        raise ProtocolError("Invalid file transfer message")
-    value = envelope["Value"]
-    if _is_sequence(value) and len(value) == 2:
-        more, body = value
-        if more is True:
-            if isinstance(body, bytes):
-                return TransferChunk(body)
-            if isinstance(body, str):
-                # DEncode has one string type: DIRAC's DEncode peers send chunks as str (surrogateescape).
-                return TransferChunk(body.encode("utf-8", "surrogateescape"))
-        elif more is False and isinstance(body, str) and len(body) <= _MD5_HEX_LEN:
-            return TransferEnd(body)
-    raise ProtocolError("Invalid file transfer message")

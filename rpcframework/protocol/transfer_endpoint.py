@@ -23,12 +23,14 @@ from rpcframework.protocol.messages import (
     Feature,
     FileInfo,
     KeepAlive,
-    TransferChunk,
     TransferDirection,
-    TransferEnd,
     check_envelope,
-    parse_transfer_message,
     sanitize_result,
+)
+from rpcframework.protocol.transfer_data import (
+    TransferChunk,
+    TransferEnd,
+    parse_transfer_message,
     transfer_chunk_message,
     transfer_end_message,
 )

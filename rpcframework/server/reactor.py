@@ -26,24 +26,21 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any, Final
 
-from rpcframework.config.settings import read_security_settings
-from rpcframework.config.store import ConfigStore
-from rpcframework.config.tree import ConfigTree
 from rpcframework.errors import ConfigurationError, RPCFrameworkError
 from rpcframework.observability.events import HandshakeOutcome, ServerObserver
 from rpcframework.returnvalues import EOVERLOAD
-from rpcframework.security.registry import Registry
 from rpcframework.server.connection import Call, Channel, ChannelLimits, Step
 from rpcframework.server.guard import ConnectionGuard, Ticket, guard_settings
+from rpcframework.server.listeners import Listener, bind_listeners
 from rpcframework.server.observe import failure_reason, observe_connection, observe_reloads
 from rpcframework.server.pool import WorkerPool
-from rpcframework.server.revalidate import CredentialWatch, close_unservable_idle
-from rpcframework.server.service import Service, ServiceStartError, watch_configuration
-from rpcframework.transports.base import Backend, HandshakeStatus, ServerHandshake, TLSConfig, get_backend
+from rpcframework.server.revalidate import close_unservable_idle
+from rpcframework.server.service import Service, watch_configuration
+from rpcframework.transports.base import HandshakeStatus, ServerHandshake, TLSConfig
 
 __all__ = ["ServiceReactor", "run"]
 
@@ -60,28 +57,9 @@ _BAN_REPORT_INTERVAL: Final = 1.0
 
 
 @dataclass(eq=False)
-class _Listener:
-    sock: socket.socket
-    scheme: str
-    backend: Backend
-    tls: TLSConfig | None
-    services: dict[str, Service] = field(default_factory=dict)
-    config: ConfigStore | ConfigTree | None = None
-    watch: CredentialWatch | None = None  # TLS: re-checks kept-alive peers after CRL updates
-
-    def is_banned(self, address: str) -> bool:
-        tree = self.snapshot()
-        return tree is not None and Registry.for_config(tree).is_banned(address)
-
-    def snapshot(self) -> ConfigTree | None:
-        config = self.config
-        return config.snapshot() if isinstance(config, ConfigStore) else config
-
-
-@dataclass(eq=False)
 class _Handshake:
     handshake: ServerHandshake
-    listener: _Listener
+    listener: Listener
     deadline: float
     fd: int
     ticket: Ticket
@@ -146,7 +124,7 @@ class ServiceReactor:
         #: Connection counts, BannedIPs and temporary bans (server/guard.py), consulted before any TLS work.
         self.guard = ConnectionGuard()
         self.urls: dict[str, str] = {}
-        self._listeners: list[_Listener] = []
+        self._listeners: list[Listener] = []
         self._pools: dict[str, WorkerPool] = {}
         self._selector: selectors.BaseSelector | None = None
         self._thread: threading.Thread | None = None
@@ -267,41 +245,16 @@ class ServiceReactor:
         return observe_reloads(self.observer, [service._config for service in self.services], caches)
 
     def _bind_all(self) -> None:
-        groups: dict[tuple[int, int], list[Service]] = {}
-        for index, service in enumerate(self.services):
-            port = service.port if self.shared_port is None else self.shared_port
-            # Port 0 means "any free port": one per service unless shared_port groups them.
-            key = (port, -1 if port or self.shared_port is not None else index)
-            groups.setdefault(key, []).append(service)
-        for (port, _), members in groups.items():
-            schemes = {service.protocol for service in members}
-            if len(schemes) != 1:
-                raise ConfigurationError(f"services on port {port} mix dips and dip: {', '.join(map(str, members))}")
-            self._listeners.append(self._bind(port, schemes.pop(), members))
-
-    def _bind(self, port: int, scheme: str, members: list[Service]) -> _Listener:
-        if scheme == "dips":
-            tree = members[0].config_tree()
-            backend = get_backend(self.backend_name, reload_interval=guard_settings(tree).credentials_check_interval)
-            tls = self.tls or _tls_from_config(tree)
-            backend.prepare_server(tls)  # bad credentials fail now, not at the first client
-        else:
-            backend, tls = get_backend("plain"), None
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        try:
-            sock = socket.create_server((self.host, port), family=family, backlog=self.backlog)
-        except OSError as exc:
-            raise ServiceStartError(f"cannot listen on {self.host}:{port}: {exc.strerror or exc}") from exc
-        sock.setblocking(False)
-        bound = sock.getsockname()[1]
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        listener = _Listener(sock, scheme, backend, tls, config=members[0]._config)
-        if tls is not None:
-            listener.watch = CredentialWatch(tls, guard_settings(members[0].config_tree()).credentials_check_interval)
-        for service in members:
-            listener.services[service.name] = service
-            self.urls[service.name] = f"{scheme}://{host}:{bound}/{service.name}"
-        return listener
+        bind_listeners(
+            self.services,
+            self._listeners,
+            self.urls,
+            host=self.host,
+            shared_port=self.shared_port,
+            backend_name=self.backend_name,
+            tls=self.tls,
+            backlog=self.backlog,
+        )
 
     # -- the selector thread ------------------------------------------------------------------------------------
 
@@ -332,14 +285,14 @@ class ServiceReactor:
         data = key.data
         if data is None:
             self._take_returned()
-        elif isinstance(data, _Listener):
+        elif isinstance(data, Listener):
             self._accept(data)
         elif isinstance(data, _Handshake):
             self._step_handshake(data)
         elif isinstance(data, Channel):
             self._read_channel(data)
 
-    def _accept(self, listener: _Listener) -> None:
+    def _accept(self, listener: Listener) -> None:
         for _ in range(_ACCEPTS_PER_WAKE):
             try:
                 sock, address = listener.sock.accept()
@@ -585,14 +538,6 @@ class ServiceReactor:
         logger.info("signal %d: stopping", signum)
         # stop() joins threads; run it outside the signal handler's frame.
         threading.Thread(target=self.stop, name="rpc-reactor-stop", daemon=True).start()
-
-
-def _tls_from_config(tree: ConfigTree) -> TLSConfig:
-    from rpcframework.security.locations import find_ca_dir, find_host_certificate, service_tls
-
-    security = read_security_settings(tree)
-    cert = find_host_certificate(security.cert_file, security.key_file)
-    return service_tls(cert, find_ca_dir(security.ca_location), security)
 
 
 def run(services: Iterable[Service], *, processes: int | None = None, **options: Any) -> None:

@@ -19,14 +19,16 @@ from rpcframework.protocol.messages import (
     ActionType,
     FileInfo,
     Proposal,
-    TransferChunk,
     TransferDirection,
+)
+from rpcframework.protocol.rpc import ClientConnection, ServerConnection
+from rpcframework.protocol.transfer_data import (
+    TransferChunk,
     TransferEnd,
     parse_transfer_message,
     transfer_chunk_message,
     transfer_end_message,
 )
-from rpcframework.protocol.rpc import ClientConnection, ServerConnection
 
 ENCODINGS = {"dip_json": Encoding.JSON, "dip_dencode": Encoding.DENCODE}
 

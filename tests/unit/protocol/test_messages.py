@@ -21,18 +21,20 @@ from rpcframework.protocol.messages import (
     FileInfo,
     KeepAlive,
     Proposal,
-    TransferAbort,
-    TransferChunk,
     TransferDirection,
-    TransferEnd,
     arguments_from_wire,
     arguments_to_wire,
     check_envelope,
     extra_credentials_from_wire,
     overload_error,
-    parse_transfer_message,
     sanitize_result,
     upgrade_required_error,
+)
+from rpcframework.protocol.transfer_data import (
+    TransferAbort,
+    TransferChunk,
+    TransferEnd,
+    parse_transfer_message,
 )
 from rpcframework.returnvalues import S_ERROR, S_OK
 

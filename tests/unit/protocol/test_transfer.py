@@ -24,8 +24,6 @@ from rpcframework.protocol.messages import (
     KeepAlive,
     Proposal,
     TransferDirection,
-    transfer_chunk_message,
-    transfer_end_message,
 )
 from rpcframework.protocol.rpc import ClientConnection, ServerConnection
 from rpcframework.protocol.transfer import (
@@ -46,6 +44,10 @@ from rpcframework.protocol.transfer import (
     TransferRefused,
     TransferStarted,
     abort_message,
+)
+from rpcframework.protocol.transfer_data import (
+    transfer_chunk_message,
+    transfer_end_message,
 )
 from rpcframework.returnvalues import S_ERROR, S_OK
 
