@@ -159,13 +159,18 @@ class AsyncStream(asyncio.Protocol):
             self._buffer(data)
         self._wake()
 
+    def _deliver(self, data: bytes) -> None:
+        """Plaintext in: to the consumer in event mode, else into the read buffer."""
+        if self._event is not None:
+            self._consume(data)
+        else:
+            self._buffer(data)
+
     def _end_of_tls_stream(self, last: bytes) -> None:
         """The peer's close_notify ends the stream as its TCP EOF would: a reply cut by it fails at once instead
         of waiting for a TCP close the peer may never send."""
-        if last and self._event is not None:
-            self._consume(last)
-        elif last:
-            self._buffer(last)
+        if last:
+            self._deliver(last)
         self._eof = True
         self._wake()
         self._end_event()
@@ -181,10 +186,8 @@ class AsyncStream(asyncio.Protocol):
                 except RPCFrameworkError as exc:
                     self._error = self._error or exc
                 else:
-                    if last and self._event is not None:
-                        self._consume(last)
-                    elif last:
-                        self._buffer(last)
+                    if last:
+                        self._deliver(last)
         self._wake()
         self._end_event()
         return False  # the transport closes itself: we never write after the peer has finished

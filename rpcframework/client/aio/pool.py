@@ -177,13 +177,11 @@ class AsyncConnectionPool:
         conns = self._idle.get(url)
         if not conns:
             return None
-        busy = self._busy.get(url, 0)
-        limit = self.settings.max_connections
-        if limit is not None and (busy >= limit or self._waiting.get(url)):
+        if not self._free_slot(url):
             return None
         conn = self._pop_ready(conns)
         if conn is not None:
-            self._busy[url] = busy + 1
+            self._busy[url] = self._busy.get(url, 0) + 1
         return conn
 
     def must_wait(self, url: str) -> bool:
