@@ -44,6 +44,12 @@ class RevocationList:
     """Revoked serial numbers by issuer, from the verified CRLs of one CA directory."""
 
     revoked: Mapping[x509.Name, frozenset[int]] = field(default_factory=dict)
+    #: Every revoked serial number, whatever its issuer: a chain none of whose serials is here is not revoked, and
+    #: finding that costs no ``Name`` built, hashed or compared (a new connection's check, each time).
+    serials: frozenset[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "serials", frozenset().union(*self.revoked.values()))
 
     @classmethod
     def from_ca_dir(cls, ca_dir: str | os.PathLike[str] | None) -> RevocationList:
@@ -72,10 +78,13 @@ class RevocationList:
 
     def revoked_certificate(self, chain: Sequence[x509.Certificate], mode: CheckMode) -> x509.Certificate | None:
         """The first certificate of ``chain`` (leaf first) that a CRL revokes, under ``mode``; ``None`` if none."""
-        if mode == "off" or not self.revoked:
+        any_issuer = self.serials
+        if mode == "off" or not any_issuer:
             return None
         checked = chain[:1] if mode == "leaf" else chain
         for cert in checked:
+            if cert.serial_number not in any_issuer:  # an int; the issuer's Name is built only for a candidate
+                continue
             serials = self.revoked.get(cert.issuer)
             if serials is not None and cert.serial_number in serials:
                 return cert

@@ -59,3 +59,17 @@ def test_a_crl_that_its_ca_did_not_sign_is_ignored(two_cas: tuple[DevCA, DevCA],
     assert crls.revoked_certificate(load_pem_chain_file(victim.cert_file), "chain") is None
     assert RevocationList.from_ca_dir(tmp_path / "missing").revoked == {}
     assert RevocationList.from_ca_dir(None).revoked == {}
+
+
+def test_a_serial_is_revoked_only_by_its_own_issuers_crl(two_cas: tuple[DevCA, DevCA]) -> None:
+    ca, other = two_cas
+    user = ca.issue_user("revocation-same-serial")
+    cert = load_pem_chain_file(user.cert_file)[0]
+    # The same serial number revoked by another CA (serials are unique per issuer only) does not revoke it.
+    foreign = RevocationList({other.cert.subject: frozenset({cert.serial_number})})
+    assert foreign.serials == {cert.serial_number}
+    assert foreign.revoked_certificate([cert], "chain") is None
+    own = RevocationList({other.cert.subject: frozenset({1}), ca.cert.subject: frozenset({cert.serial_number})})
+    assert own.revoked_certificate([cert], "leaf") is cert
+    # CRLs that revoke nothing (a fresh CA's) answer at once.
+    assert RevocationList({ca.cert.subject: frozenset()}).revoked_certificate([cert], "chain") is None
