@@ -38,6 +38,7 @@ from rpcframework.returnvalues import (
 )
 from rpcframework.security.authz import (
     AccessDenied,
+    AuthRule,
     Caller,
     anonymous_caller,
     authorize,
@@ -57,6 +58,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds a client refused a transfer slot is told to wait before it tries again.
 TRANSFER_RETRY_AFTER = 1.0
+#: Compiled authorization rules kept per snapshot (one per exported method or transfer direction in practice).
+_MAX_CACHED_RULES = 1024
 
 
 class ServiceStartError(ConfigurationError):
@@ -107,6 +110,8 @@ class Service:
         #: ``CloneProcesses``: worker processes wanted for this service (0 or 1: one; see server/processes.py).
         self.clone_processes = settings.clone_processes
         self.default_rule = tuple(default_rule) if default_rule is not None else None
+        # The compiled rule of each action key under one snapshot (and default rule): see _rule_for.
+        self._rules: tuple[ConfigTree | None, object, dict[str, AuthRule | None]] = (None, None, {})
         self.limiter = MethodLimiter.for_table(self.table, method_limits, default=default_method_limit)
         #: File transfers running now, in total and per identity (``MaxTransfers``, ``MaxTransfersPerIdentity``).
         self.transfer_slots = TransferSlots()
@@ -188,13 +193,27 @@ class Service:
         """Raise :class:`AccessDenied` unless ``caller`` may perform ``(action, name)``: the one decision both a
         proposal and ``describe``'s filtering go through."""
         key = name if action == ActionType.RPC.value else f"{action}/{name}"
+        authorize(caller, self._rule_for(key, action, name, tree), method=key)
+
+    def _rule_for(self, key: str, action: str, name: str, tree: ConfigTree) -> AuthRule | None:
+        """The rule ``select_rule`` gives for ``key`` under ``tree``, compiled once per snapshot (not per
+        connection: a DIRAC client's every call is a new connection, hence a new proposal to authorize)."""
+        cache = self._rules
+        if cache[0] is not tree or cache[1] is not self.default_rule:
+            cache = (tree, self.default_rule, {})
+            self._rules = cache  # a reload starts a new table; a thread still on the old snapshot keeps its own
+        rules = cache[2]
+        if key in rules:
+            return rules[key]
         rule = select_rule(
             key,
             configured=self.settings(tree).authorization,
             handler_rule=self.table.auth_rule(action, name),
             handler_default=self.default_rule,
         )
-        authorize(caller, rule, method=key)
+        if len(rules) < _MAX_CACHED_RULES:  # keys are exported names in practice; the bound is for any others
+            rules[key] = rule
+        return rule
 
     def take_transfer_slot(self, identity: str) -> DErrorReturn | None:
         """Take a transfer slot for ``identity`` (a DN, or an address); the refusal to send when none is free.
