@@ -65,6 +65,7 @@ from rpcframework.protocol import (
     HostCredentials,
     NoExtraCredentials,
     Proposal,
+    ProposalFrames,
 )
 from rpcframework.security.delegation import current_delegation
 from rpcframework.security.locations import (
@@ -149,6 +150,8 @@ class BaseClient:
         self.service = service
         self.options = options
         self.offer = offer
+        #: The encoded proposals of this client's connections: each encoded once, not once per new connection.
+        self.proposal_frames = ProposalFrames()
         config = _config_tree(options.config)
         urls = resolve_service_urls(config, service)
         parsed = {url: parse_url(url) for url in urls.all}

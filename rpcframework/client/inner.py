@@ -55,6 +55,7 @@ from rpcframework.protocol import (
     PongReceived,
     Proposal,
     ProposalAccepted,
+    ProposalFrames,
     ProposalRefused,
 )
 from rpcframework.protocol.messages import TraceContext
@@ -113,10 +114,12 @@ class Connection:
         "url",
     )
 
-    def __init__(self, url: str, stream: Stream, offer: Extensions | None) -> None:
+    def __init__(
+        self, url: str, stream: Stream, offer: Extensions | None, frames: ProposalFrames | None = None
+    ) -> None:
         self.url = url
         self.stream = stream
-        self.machine = ClientConnection(offer=offer)
+        self.machine = ClientConnection(offer=offer, frames=frames)
         self.created = self.last_used = time.monotonic()
         self.last_ping = 0.0  # pings do not count as use: a connection nobody calls through still ages out
         self.calls = 0
@@ -291,7 +294,7 @@ class InnerRPCClient:
             raise handshake_timeout_error(endpoint, handshake_limit) from exc
         except UnknownCAError as exc:
             raise UnknownCAError(f"{exc}; {base.ca_hint}", errno=exc.errno) from exc
-        return Connection(endpoint.url, stream, base.offer)
+        return Connection(endpoint.url, stream, base.offer, base.proposal_frames)
 
     def execute(
         self,

@@ -34,7 +34,7 @@ from rpcframework.protocol.messages import (
     Proposal,
     TransferDirection,
 )
-from rpcframework.protocol.rpc import ClientConnection, ServerConnection
+from rpcframework.protocol.rpc import ClientConnection, ProposalFrames, ServerConnection
 
 __all__ = [
     "KEEPALIVE_MARK",
@@ -61,6 +61,7 @@ __all__ = [
     "PongReceived",
     "Proposal",
     "ProposalAccepted",
+    "ProposalFrames",
     "ProposalReceived",
     "ProposalRefused",
     "Sentinel",

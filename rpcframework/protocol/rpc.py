@@ -21,6 +21,7 @@ silently). Later proposals on a reused connection carry no offer and are acked w
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -62,7 +63,7 @@ from rpcframework.protocol.messages import (
 )
 from rpcframework.returnvalues import S_ERROR, S_OK, DErrorReturn, DReturn
 
-__all__ = ["ClientConnection", "ServerConnection"]
+__all__ = ["ClientConnection", "ProposalFrames", "ServerConnection"]
 
 _CACHE_SIZE: Final = 32
 
@@ -78,6 +79,33 @@ _ERROR: Final = ConnectionState.ERROR
 _ACK: Final = S_OK()
 _RPC: Final = ActionType.RPC
 _JSON: Final = Encoding.JSON
+
+
+@functools.lru_cache(maxsize=16)
+def _ack_frames(encoding: Encoding, limits: CodecLimits) -> tuple[bytes, bytes]:
+    """The constant ack ``S_OK()`` in ``encoding``: its payload and its frame; encoded once per encoding and
+    limits (a handful per process), not once per connection."""
+    payload = encode(_ACK, encoding, limits)
+    return payload, encode_frame(payload)
+
+
+class ProposalFrames:
+    """Encoded proposal frames shared by the connections of one client (same encoding and limits).
+
+    A client that opens a connection per call (DIRAC's way, or no reuse negotiated) proposes the same few
+    proposals on every new connection; with a shared table each is encoded once, not once per connection. Keys
+    are the proposals as sent (extensions offered or not), so one table serves any number of connections; plain
+    dict operations, safe to share between threads. Bounded: cleared when it reaches its size.
+    """
+
+    __slots__ = ("encoding", "frames", "limits")
+
+    def __init__(self, encoding: Encoding = _JSON, limits: CodecLimits = DEFAULT_LIMITS) -> None:
+        self.encoding = encoding
+        self.limits = limits
+        self.frames: dict[Proposal, bytes] = {}
+
+
 _GOODBYE: Final = {"OK": False, "Errno": 0, "Message": "the server closed this idle connection", GOODBYE_KEY: True}
 
 
@@ -96,6 +124,7 @@ class ClientConnection(BaseConnection):
         max_message_size: int = DEFAULT_MAX_FRAME_SIZE,
         max_ack_size: int = PROPOSAL_MAX_FRAME_SIZE,
         limits: CodecLimits = DEFAULT_LIMITS,
+        frames: ProposalFrames | None = None,
     ) -> None:
         super().__init__(max_message_size=max_message_size, max_proposal_size=max_ack_size, limits=limits)
         if encoding is Encoding.TYPED:
@@ -103,7 +132,9 @@ class ClientConnection(BaseConnection):
         self._set_encoding(encoding)
         self._offer = offer
         self._offered = False  # an offer was sent on this connection (only the first proposal carries one)
-        self._proposal_bytes: dict[Proposal, bytes] = {}
+        # Encoded proposals by the proposal as sent: the client's shared table when it fits this connection.
+        shared = frames is not None and frames.encoding is encoding and frames.limits == limits
+        self._proposal_bytes: dict[Proposal, bytes] = frames.frames if shared and frames is not None else {}
         self._last_proposal: Proposal | None = None
         self._last_proposal_bytes: bytes | None = None
         self._pipelined = False  # the exchange in progress sent its arguments with the proposal
@@ -111,8 +142,8 @@ class ClientConnection(BaseConnection):
         self._call_bytes: dict[Proposal, bytes] = {}
         self._last_call: tuple[Proposal, bytes] | None = None
         # The constant ack S_OK() in our encoding: compared as bytes, never decoded.
-        self._ack_payload = encode(_ACK, encoding, limits)
-        self._ack_wire = encode_frame(self._ack_payload)  # b'27:{"OK": true, "Value": null}' in JSON
+        # b'27:{"OK": true, "Value": null}' in JSON
+        self._ack_payload, self._ack_wire = _ack_frames(encoding, limits)
 
     def send_proposal(self, proposal: Proposal) -> bytes:
         """Start an exchange; the first proposal on a connection carries our extensions offer."""

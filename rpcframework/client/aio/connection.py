@@ -45,6 +45,7 @@ from rpcframework.protocol import (
     PongReceived,
     Proposal,
     ProposalAccepted,
+    ProposalFrames,
     ProposalRefused,
 )
 from rpcframework.returnvalues import DReturn
@@ -87,10 +88,12 @@ class AsyncConnection:
         "url",
     )
 
-    def __init__(self, url: str, stream: AsyncStream, offer: Extensions | None) -> None:
+    def __init__(
+        self, url: str, stream: AsyncStream, offer: Extensions | None, frames: ProposalFrames | None = None
+    ) -> None:
         self.url = url
         self.stream = stream
-        self.machine = ClientConnection(offer=offer)
+        self.machine = ClientConnection(offer=offer, frames=frames)
         self.created = self.last_used = time.monotonic()
         self.last_ping = 0.0
         self.calls = 0

@@ -554,7 +554,7 @@ class AsyncRPCClient:
             raise handshake_timeout_error(endpoint, handshake_timeout) from exc
         except UnknownCAError as exc:
             raise UnknownCAError(f"{exc}; {self._rpc_base.ca_hint}", errno=exc.errno) from exc
-        return AsyncConnection(endpoint.url, stream, self._rpc_base.offer)
+        return AsyncConnection(endpoint.url, stream, self._rpc_base.offer, self._rpc_base.proposal_frames)
 
     async def _open(
         self, endpoint: Endpoint, connect_timeout: float | None, handshake_timeout: float | None
