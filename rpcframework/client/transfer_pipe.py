@@ -98,6 +98,14 @@ class TransferPipe(TransferLimits):
             self.limit()
             raise
 
+    def recv_into(self, view: memoryview) -> int:
+        self.stream.settimeout(self.limit())
+        try:
+            return self.stream.recv_into(view)
+        except DeadlineExceeded:
+            self.limit()
+            raise
+
     def poll(self) -> bool:
         if self.stream.pending() > 0:
             return True

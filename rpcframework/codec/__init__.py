@@ -68,7 +68,9 @@ def encode(obj: Any, encoding: Encoding = Encoding.JSON, limits: CodecLimits = D
     raise CodecError(f"unknown encoding {encoding!r}")
 
 
-def decode(data: bytes, encoding: Encoding | None = None, limits: CodecLimits = DEFAULT_LIMITS) -> tuple[Any, Encoding]:
+def decode(
+    data: bytes | bytearray | memoryview, encoding: Encoding | None = None, limits: CodecLimits = DEFAULT_LIMITS
+) -> tuple[Any, Encoding]:
     """Decode a payload and return ``(value, encoding used)``; ``encoding=None`` detects DIRAC's two encodings
     as described in the module docstring."""
     if type(data) is not bytes:

@@ -16,7 +16,10 @@ Buffering is linear: bytes are appended to one ``bytearray`` and consumed by adv
 prefix is dropped only when it is at least half the buffer, so every byte is copied O(1) times however the
 input is split (a naive ``buf = buf[n:]`` per frame is quadratic when many small frames arrive in one chunk).
 The payload of a large frame (file chunks, big results) still arriving is kept as the list of pieces read and
-joined once when complete: one copy per byte instead of an append, the buffer's regrowth and a slice.
+joined once when complete: one copy per byte instead of an append, the buffer's regrowth and a slice. A reader
+that can read into memory (a transfer receiving file chunks) asks :meth:`FrameDecoder.payload_buffer` instead:
+the payload's own ``bytearray``, allocated once the header is parsed, into which the transport decrypts directly,
+handed back by :meth:`FrameDecoder.next_frame` without a copy.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ class Frame(NamedTuple):
     """One complete frame: its payload and whether it came after a ``dka`` mark (a named tuple: immutable, and
     built at a third of a frozen dataclass's cost, two per call on each side)."""
 
-    payload: bytes
+    payload: bytes | bytearray  # a bytearray only for a payload read through FrameDecoder.payload_buffer
     keepalive: bool = False
 
 
@@ -87,6 +90,8 @@ class FrameDecoder:
     __slots__ = (
         "_buf",
         "_error",
+        "_filled",
+        "_inplace",
         "_keepalive",
         "_max_frame_size",
         "_need",
@@ -105,6 +110,9 @@ class FrameDecoder:
         # A large payload still arriving: the pieces so far (the buffer then holds only bytes after the frame).
         self._parts: list[bytes] = []
         self._parts_len = 0
+        # A large payload read in place (payload_buffer): its buffer and how much of it holds data.
+        self._inplace: bytearray | None = None
+        self._filled = 0
         self._max_frame_size = 0
         self.max_frame_size = max_frame_size
         #: Whether the payload :meth:`next_payload` returned last came after a ``dka`` mark.
@@ -124,7 +132,7 @@ class FrameDecoder:
     @property
     def at_boundary(self) -> bool:
         """True when no partial frame (nor a partial ``dka`` mark) is buffered."""
-        return self._pos == len(self._buf) and self._need < 0 and not self._keepalive
+        return self._pos == len(self._buf) and self._need < 0 and not self._keepalive and self._inplace is None
 
     @property
     def in_keepalive(self) -> bool:
@@ -134,12 +142,14 @@ class FrameDecoder:
     @property
     def buffered(self) -> int:
         """Number of unconsumed bytes held (a partial frame, or complete frames not yet taken)."""
-        return len(self._buf) - self._pos + self._parts_len
+        return len(self._buf) - self._pos + self._parts_len + self._filled
 
     @property
     def missing(self) -> int:
         """Payload bytes still to come for the frame whose header is parsed (0: none parsed, or complete)."""
         need = self._need
+        if self._inplace is not None:
+            return need - self._filled
         if self._parts:
             return max(need - self._parts_len, 0)
         return max(need - (len(self._buf) - self._pos), 0) if need > 0 else 0
@@ -148,7 +158,11 @@ class FrameDecoder:
         """Add bytes read from the peer. Raises :class:`FrameError` early when a header is already invalid."""
         if self._error is not None:
             raise self._error
-        if self._parts:
+        if self._inplace is not None:
+            data = self._fill_inplace(data)
+            if not data:
+                return
+        elif self._parts:
             data = self._add_part(data)
             if not data:
                 return
@@ -175,10 +189,53 @@ class FrameDecoder:
         self._parts_len += missing
         return data[missing:]
 
+    def payload_buffer(self, limit: int) -> memoryview | None:
+        """Where the rest of the large payload being received may be read to directly (``recv_into``), then
+        reported with :meth:`payload_received`; ``None`` when no such payload is pending: no header parsed, a small
+        or complete frame, a keepalive, or a declared size over ``limit`` (the buffer is allocated at once, so the
+        caller bounds what a header alone can make us allocate)."""
+        if self._error is not None:
+            raise self._error
+        need = self._need
+        if need < _LARGE_FRAME or need > limit or self._keepalive:
+            return None
+        inplace = self._inplace
+        if inplace is None:
+            held = self._parts_len if self._parts else len(self._buf) - self._pos
+            if held >= need:
+                return None
+            inplace = self._inplace = bytearray(need)
+            self._filled = 0
+            for part in self._parts or (self._buf[self._pos :],):
+                self._fill_inplace(part)
+            self._parts = []
+            self._parts_len = 0
+            self._buf.clear()
+            self._pos = 0
+        if self._filled >= need:
+            return None
+        return memoryview(inplace)[self._filled :]
+
+    def payload_received(self, size: int) -> None:
+        """``size`` bytes were written at the start of the view :meth:`payload_buffer` returned."""
+        if self._inplace is None or not 0 <= size <= self._need - self._filled:
+            raise ValueError(f"{size} bytes do not fit the payload buffer")
+        self._filled += size
+
+    def _fill_inplace(self, data: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
+        """Copy into the in-place payload; return what comes after it (the next frames' bytes)."""
+        inplace = self._inplace
+        assert inplace is not None
+        filled = self._filled
+        take = min(len(data), self._need - filled)
+        inplace[filled : filled + take] = data if take == len(data) else memoryview(data)[:take]
+        self._filled = filled + take
+        return data[take:] if take < len(data) else b""
+
     def _collect_large(self) -> None:
         """Switch to collecting pieces when the parsed header announces a large payload that has not all come."""
         need = self._need
-        if need < _LARGE_FRAME or self._parts:
+        if need < _LARGE_FRAME or self._parts or self._inplace is not None:
             return
         pos = self._pos
         buf = self._buf
@@ -191,8 +248,9 @@ class FrameDecoder:
         self._pos = 0
 
     def next_frame(self) -> Frame | None:
-        """Return the next complete frame, or ``None`` if more bytes are needed."""
-        payload = self.next_payload()
+        """Return the next complete frame, or ``None`` if more bytes are needed. A payload read in place
+        (:meth:`payload_buffer`) comes as its ``bytearray``, not copied."""
+        payload = self._take_inplace() if self._inplace is not None else self.next_payload()
         return None if payload is None else Frame(payload, self.last_keepalive)
 
     def next_payload(self) -> bytes | None:
@@ -200,10 +258,8 @@ class FrameDecoder:
         :attr:`last_keepalive` (the protocol machines' per-message loop; one object fewer per frame)."""
         if self._error is not None:
             raise self._error
-        if self._parts:
-            if self._parts_len < self._need:
-                return None
-            return self._take_parts()
+        if self._parts or self._inplace is not None:
+            return self._take_collected()
         need = self._need
         if need < 0:
             if not self._parse_header():
@@ -235,6 +291,25 @@ class FrameDecoder:
             self._pos = 0
         return payload
 
+    def _take_collected(self) -> bytes | None:
+        """The large payload collected in pieces (or read in place, then copied: only a caller that read in place
+        takes it through :meth:`next_frame` without the copy), or ``None`` while incomplete."""
+        if self._inplace is not None:
+            taken = self._take_inplace()
+            return None if taken is None else bytes(taken)
+        return self._take_parts() if self._parts_len >= self._need else None
+
+    def _take_inplace(self) -> bytearray | None:
+        payload = self._inplace
+        if payload is None or self._filled < self._need:
+            return None
+        self.last_keepalive = self._keepalive
+        self._inplace = None
+        self._filled = 0
+        self._need = -1
+        self._keepalive = False
+        return payload
+
     def _take_parts(self) -> bytes:
         parts = self._parts
         payload = parts[0] if len(parts) == 1 else b"".join(parts)
@@ -259,6 +334,8 @@ class FrameDecoder:
         self._pos = 0
         self._parts = []
         self._parts_len = 0
+        self._inplace = None
+        self._filled = 0
         return error
 
     def _parse_header(self) -> bool:

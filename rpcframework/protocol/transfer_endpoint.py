@@ -10,13 +10,13 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
-import zlib
 from typing import Any, Final, Protocol
 
 from rpcframework.codec import CodecLimits, Encoding, decode, encode
 from rpcframework.codec.limits import DEFAULT_LIMITS
 from rpcframework.errors import CodecError, ConnectionClosedError, ProtocolError, UnexpectedMessageError
 from rpcframework.protocol._connection import HandOver
+from rpcframework.protocol._crc import crc32
 from rpcframework.protocol.events import NEED_DATA, PAUSED, LocalProtocolError, Sentinel
 from rpcframework.protocol.framing import FrameDecoder, encode_frame, encode_keepalive_frame
 from rpcframework.protocol.messages import (
@@ -60,6 +60,10 @@ __all__ = ["Phase", "TransferEndpoint"]
 
 logger = logging.getLogger(__name__)
 
+#: The largest chunk frame read in place (its buffer is allocated when the header arrives, so a header alone must
+#: not make us allocate more): a chunk of CHUNK_SIZE, base64-encoded in DIRAC mode, and its envelope.
+_INPLACE_LIMIT: Final = 2 * CHUNK_SIZE
+
 _SENDING_CLIENT: Final = frozenset({TransferDirection.FromClient, TransferDirection.BulkFromClient})
 
 
@@ -70,7 +74,8 @@ class _Checksum(Protocol):
 
 
 class _Crc32:
-    """CRC-32 (``zlib.crc32``) behind hashlib's ``update``/``hexdigest``: 8 hex digits."""
+    """CRC-32 (zlib's polynomial, computed by ISA-L when installed) behind hashlib's ``update``/``hexdigest``: 8 hex
+    digits."""
 
     __slots__ = ("_value",)
 
@@ -78,7 +83,7 @@ class _Crc32:
         self._value = 0
 
     def update(self, data: bytes | memoryview, /) -> None:
-        self._value = zlib.crc32(data, self._value)
+        self._value = crc32(data, self._value)
 
     def hexdigest(self) -> str:
         return f"{self._value:08x}"
@@ -231,6 +236,21 @@ class TransferEndpoint:
         without calling :meth:`next_event` in between: a 1 MiB chunk arrives in ~64 TLS records."""
         return self._decoder.missing
 
+    def receive_buffer(self) -> memoryview | None:
+        """Where the rest of the file chunk being received may be read directly (``recv_into``), then reported
+        with :meth:`received_into`; ``None``: read and :meth:`receive_data` instead (no chunk header parsed yet, a
+        small frame, or not receiving file data)."""
+        if self._eof or self._phase is not Phase.DATA or self.sending:
+            return None
+        return self._decoder.payload_buffer(_INPLACE_LIMIT)
+
+    def received_into(self, size: int) -> None:
+        """``size`` bytes were read into the view :meth:`receive_buffer` gave; 0 means the peer closed its side."""
+        if not size:
+            self._eof = True
+            return
+        self._decoder.payload_received(size)
+
     def receive_data(self, data: bytes) -> None:
         """Feed bytes read from the peer; ``b""`` means the peer closed its side."""
         if not data:
@@ -369,14 +389,14 @@ class TransferEndpoint:
     def _frame(self, message: Any) -> bytes:
         return encode_frame(encode(message, self._encoding, self._limits))
 
-    def _decode(self, payload: bytes) -> DReturn:
+    def _decode(self, payload: bytes | bytearray) -> DReturn:
         try:
             message, _ = decode(payload, self._encoding, self._limits)
         except CodecError as exc:
             raise ProtocolError(f"undecodable transfer message: {exc}") from exc
         return check_envelope(message)
 
-    def _on_keepalive(self, payload: bytes) -> None:
+    def _on_keepalive(self, payload: bytes | bytearray) -> None:
         try:
             message, encoding = decode(payload, None, self._limits)
         except CodecError as exc:
@@ -385,7 +405,7 @@ class TransferEndpoint:
         if keepalive.ping:
             self._out += encode_keepalive_frame(encode(keepalive.pong().to_wire(), encoding, self._limits))
 
-    def _on_frame(self, payload: bytes) -> TransferEvent | None:
+    def _on_frame(self, payload: bytes | bytearray) -> TransferEvent | None:
         phase = self._phase
         if phase is Phase.DATA:
             if self.sending:

@@ -46,6 +46,12 @@ class StreamPipe:
             self.stream.settimeout(self.read_timeout)
         return self.stream.recv(RECV_SIZE)
 
+    def recv_into(self, view: memoryview) -> int:
+        if not self._reading:
+            self._reading = True
+            self.stream.settimeout(self.read_timeout)
+        return self.stream.recv_into(view)
+
     def poll(self) -> bool:
         if self.stream.pending() > 0:
             return True

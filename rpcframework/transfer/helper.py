@@ -68,6 +68,9 @@ class Channel(Protocol):
     def recv(self) -> bytes:
         """Block until bytes arrive; ``b""`` when the peer closed."""
 
+    def recv_into(self, view: memoryview) -> int:
+        """:meth:`recv` into ``view``: how many bytes were written at its start, 0 when the peer closed."""
+
     def poll(self) -> bool:
         """True when :meth:`recv` would return at once (a streaming sender checks for an abort with it)."""
 
@@ -468,17 +471,21 @@ class FileHelper:
 
     def _fill(self) -> None:
         """Read, then keep reading until the frame being received is complete: a 1 MiB chunk comes in ~64 TLS
-        records, and the machine needs to look only once it is whole."""
-        machine, recv = self.machine, self.channel.recv
-        data = recv()
-        machine.receive_data(data)
-        missing = machine.frame_missing
+        records, and the machine needs to look only once it is whole. Once a chunk's header is in, the rest of it
+        is read straight into the chunk's own buffer (no copy: TLS decrypts into it)."""
+        machine, channel = self.machine, self.channel
         for _ in range(_MAX_FILL_READS):
-            if not data or missing <= 0:
+            view = machine.receive_buffer()
+            if view is None:
+                data = channel.recv()
+                machine.receive_data(data)
+                size = len(data)
+            else:
+                with view:
+                    size = channel.recv_into(view)
+                machine.received_into(size)
+            if not size or machine.frame_missing <= 0:
                 return
-            data = recv()
-            machine.receive_data(data)
-            missing -= len(data)
 
     def _wait_data_done(self) -> None:
         while not self.machine.data_done:

@@ -207,6 +207,11 @@ class Stream(Protocol):
         """Return between 1 and ``max_bytes`` bytes, or ``b""`` at end of stream."""
         ...
 
+    def recv_into(self, view: memoryview) -> int:
+        """:meth:`recv` into the writable ``view`` (bulk data: no copy where the back end allows it); the number of
+        bytes written at its start, 0 at end of stream."""
+        ...
+
     def settimeout(self, seconds: float | None) -> None:
         """Per-operation timeout for later ``send_all``/``recv`` (``None``: block forever)."""
         ...

@@ -175,6 +175,12 @@ class M2CryptoStream(TLSStreamInfo):
             raise _io_error(SSLError(Err.get_error() or "TLS error"), self._where)
         return b""
 
+    def recv_into(self, view: memoryview) -> int:
+        """M2Crypto reads only into its own buffers: :meth:`recv`, then one copy."""
+        data = self.recv(len(view))
+        view[: len(data)] = data
+        return len(data)
+
     def send_all(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         for _ in range(_MAX_IO_STEPS):

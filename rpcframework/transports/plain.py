@@ -187,6 +187,14 @@ class PlainStream:
         except OSError as exc:
             raise connection_lost(self._where, exc.errno, exc) from exc
 
+    def recv_into(self, view: memoryview) -> int:
+        try:
+            return self._sock.recv_into(view)
+        except (TimeoutError, BlockingIOError) as exc:
+            raise DeadlineExceeded(f"no data from {self._peer[0]}:{self._peer[1]} in time") from exc
+        except OSError as exc:
+            raise connection_lost(self._where, exc.errno, exc) from exc
+
     def settimeout(self, seconds: float | None) -> None:
         self._sock.settimeout(seconds)
 

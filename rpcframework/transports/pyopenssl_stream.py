@@ -100,6 +100,19 @@ class PyOpenSSLStream(TLSStreamInfo):
     def recv(self, max_bytes: int) -> bytes:
         if max_bytes <= 0:
             raise ValueError(f"recv needs a positive max_bytes, not {max_bytes}")
+        buf = _alloc("char[]", max_bytes)
+        size = self._read(buf, max_bytes)
+        return _buffer(buf, size)[:] if size else b""
+
+    def recv_into(self, view: memoryview) -> int:
+        """:meth:`recv` into ``view`` (writable): OpenSSL decrypts straight into it, no copy."""
+        size = len(view)
+        if size <= 0:
+            raise ValueError("recv_into needs a non-empty buffer")
+        return self._read(_from_buffer(view, require_writable=True), size)
+
+    def _read(self, buf: Any, max_bytes: int) -> int:
+        """Read between 1 and ``max_bytes`` decrypted bytes into ``buf`` (a cffi ``char[]``); 0 at the end."""
         if self._deferred is not None:  # the end of a bulk read (_read_more) kept for this call
             deferred, self._deferred = self._deferred, None
             return self._recv_failure(deferred)
@@ -115,15 +128,13 @@ class PyOpenSSLStream(TLSStreamInfo):
                 self._wait(select.POLLIN, deadline, "receiving")
         ssl = self._ssl
         for _ in range(MAX_IO_STEPS):
-            buf = _alloc("char[]", max_bytes)
             size = _SSL_read(ssl, buf, max_bytes)
             if size > 0:
                 self.received_data = True
                 if size >= _FULL_RECORD and max_bytes - size >= _FULL_RECORD:
                     size = self._read_more(buf, size, max_bytes)
                 self._drained = size < max_bytes
-                data: bytes = _buffer(buf, size)[:]
-                return data
+                return int(size)
             try:
                 self._raise_ssl_error(ssl, size)
             except SSL.WantReadError:
@@ -157,13 +168,13 @@ class PyOpenSSLStream(TLSStreamInfo):
                 break
         return size
 
-    def _recv_failure(self, exc: SSL.Error) -> bytes:
-        """What a failed read means: the end of the stream (``b""``) or our error."""
+    def _recv_failure(self, exc: SSL.Error) -> int:
+        """What a failed read means: the end of the stream (0 bytes) or our error."""
         if isinstance(exc, SSL.ZeroReturnError):
-            return b""
+            return 0
         if isinstance(exc, SSL.SysCallError):
             if exc.args and exc.args[0] == -1:
-                return b""  # EOF without close_notify
+                return 0  # EOF without close_notify
             raise connection_lost(self._where, exc.args[0] if exc.args else None, exc.args[-1]) from exc
         # TLS 1.3: a server that refuses our certificate says so after our handshake finished.
         raise classify_stream_failure(error_text(exc), self._where) from exc

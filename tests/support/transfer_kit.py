@@ -142,6 +142,11 @@ class FaultyStream:
         self.received += len(data)
         return data
 
+    def recv_into(self, view: memoryview) -> int:
+        data = self.recv(len(view))  # the faults above, then a copy
+        view[: len(data)] = data
+        return len(data)
+
     def settimeout(self, seconds: float | None) -> None:
         self.inner.settimeout(seconds)
 

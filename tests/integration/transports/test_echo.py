@@ -136,6 +136,31 @@ def test_peer_close_gives_empty_recv(creds, echo_server, client, server_backend)
 
 
 @pytest.mark.parametrize(("client", "server_backend"), ALL_PAIRS)
+def test_recv_into_fills_a_buffer_then_reports_the_end(creds, echo_server, client, server_backend):
+    """recv_into (bulk data read in place): 4 MiB echoed into one bytearray, in pieces, then 0 at the close."""
+    server = echo_server(server_backend)
+    stream = _connect(creds, client, server)
+    try:
+        stream.settimeout(10)
+        target = bytearray(len(FOUR_MIB))
+        view = memoryview(target)
+        filled = 0
+        for start in range(0, len(FOUR_MIB), 256 * 1024):
+            stream.send_all(FOUR_MIB[start : start + 256 * 1024])
+            for _ in range(1000):  # read back what was just sent (no buffer fills up on either side)
+                if filled >= start + min(256 * 1024, len(FOUR_MIB) - start):
+                    break
+                size = stream.recv_into(view[filled:])
+                assert size > 0
+                filled += size
+        assert target == FOUR_MIB
+        stream.send_all(b"!close")
+        assert stream.recv_into(memoryview(bytearray(10))) == 0
+    finally:
+        stream.close()
+
+
+@pytest.mark.parametrize(("client", "server_backend"), ALL_PAIRS)
 def test_recv_timeout_then_still_usable(creds, echo_server, roundtrip, client, server_backend):
     server = echo_server(server_backend)
     stream = _connect(creds, client, server)
