@@ -23,6 +23,7 @@ class MemoryChannel:
 
     def __init__(self, inbox, outbox, tamper=None):
         self.inbox, self.outbox, self.tamper = inbox, outbox, tamper
+        self.left = b""  # what a recv_into could not take of the last piece
 
     def send(self, data):
         data = bytes(data)
@@ -31,10 +32,20 @@ class MemoryChannel:
         self.outbox.put(data)
 
     def recv(self):
+        if self.left:
+            data, self.left = self.left, b""
+            return data
         return self.inbox.get(timeout=20)
 
+    def recv_into(self, view):
+        data = self.recv()
+        size = min(len(data), len(view))
+        view[:size] = data[:size]
+        self.left = data[size:]
+        return size
+
     def poll(self):
-        return not self.inbox.empty()
+        return bool(self.left) or not self.inbox.empty()
 
 
 def channel_pair(tamper_client=None, tamper_server=None):
