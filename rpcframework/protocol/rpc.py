@@ -63,7 +63,7 @@ from rpcframework.protocol.messages import (
 )
 from rpcframework.returnvalues import S_ERROR, S_OK, DErrorReturn, DReturn
 
-__all__ = ["ClientConnection", "ProposalFrames", "ServerConnection"]
+__all__ = ["ClientConnection", "ProposalEvents", "ProposalFrames", "ServerConnection"]
 
 _CACHE_SIZE: Final = 32
 
@@ -104,6 +104,23 @@ class ProposalFrames:
         self.encoding = encoding
         self.limits = limits
         self.frames: dict[Proposal, bytes] = {}
+
+
+class ProposalEvents:
+    """Parsed proposals by their bytes, shared by a server's connections (same codec limits).
+
+    A DIRAC client opens a connection per call and sends the same proposal bytes on each: with a shared table the
+    server decodes and validates each distinct proposal once, not once per connection. What is shared is only the
+    parse of bytes the peer sent (an immutable :class:`ProposalReceived`): who the peer is and what it may do are
+    decided per connection, from its verified chain, the registry and the configuration. Bounded: cleared when it
+    reaches its size; traced proposals (a new trace context per call) are not kept.
+    """
+
+    __slots__ = ("events", "limits")
+
+    def __init__(self, limits: CodecLimits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self.events: dict[bytes, ProposalReceived] = {}
 
 
 _GOODBYE: Final = {"OK": False, "Errno": 0, "Message": "the server closed this idle connection", GOODBYE_KEY: True}
@@ -329,10 +346,13 @@ class ServerConnection(BaseConnection):
         max_message_size: int = DEFAULT_MAX_FRAME_SIZE,
         max_proposal_size: int = PROPOSAL_MAX_FRAME_SIZE,
         limits: CodecLimits = DEFAULT_LIMITS,
+        proposals: ProposalEvents | None = None,
     ) -> None:
         super().__init__(max_message_size=max_message_size, max_proposal_size=max_proposal_size, limits=limits)
         self._supported = extensions
-        self._proposal_cache: dict[bytes, ProposalReceived] = {}
+        # Parsed proposals by their bytes: the server's shared table when it fits this connection, else our own.
+        shared = proposals is not None and proposals.limits == limits
+        self._proposal_cache: dict[bytes, ProposalReceived] = proposals.events if shared and proposals else {}
         self._ack_last: tuple[Encoding, bytes] | None = None
         self._pending_ack = b""  # a pipelined exchange's ack, sent with the result in one write
 
@@ -451,9 +471,11 @@ class ServerConnection(BaseConnection):
         event = self._proposal_cache.get(payload)
         if event is None:
             event = ProposalReceived(*self._parse_proposal(payload))
-            if len(self._proposal_cache) >= _CACHE_SIZE:
-                self._proposal_cache.clear()
-            self._proposal_cache[payload] = event
+            if event.proposal.trace_context is None:  # a traced proposal is used once: not worth a slot
+                cache = self._proposal_cache
+                if len(cache) >= _CACHE_SIZE:
+                    cache.clear()
+                cache[payload] = event
         proposal = event.proposal
         if proposal.pipelined and not self._pipeline:
             # Its arguments would be read as the next proposal: a client bug or a hostile peer.

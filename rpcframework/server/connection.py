@@ -35,7 +35,7 @@ from rpcframework.protocol.events import (
 )
 from rpcframework.protocol.framing import encode_frame
 from rpcframework.protocol.messages import ActionType, Extensions, Feature, Proposal, sanitize_result
-from rpcframework.protocol.rpc import ServerConnection
+from rpcframework.protocol.rpc import ProposalEvents, ServerConnection
 from rpcframework.returnvalues import ENOAUTH, EOVERLOAD, S_ERROR, DReturn
 from rpcframework.security.authz import Caller
 from rpcframework.security.registry import Registry
@@ -137,11 +137,19 @@ def _clean(text: str) -> str:
 class Channel:
     """A handshaken connection to one port's services (``services`` maps ``System/Component`` names)."""
 
-    def __init__(self, stream: Stream, services: Mapping[str, Service], limits: ChannelLimits) -> None:
+    def __init__(
+        self,
+        stream: Stream,
+        services: Mapping[str, Service],
+        limits: ChannelLimits,
+        proposals: ProposalEvents | None = None,
+    ) -> None:
         self.stream = stream
         self.services = services
         self.limits = limits
-        self.conn = ServerConnection(extensions=_extensions_for(limits), max_message_size=limits.max_message_size)
+        self.conn = ServerConnection(
+            extensions=_extensions_for(limits), max_message_size=limits.max_message_size, proposals=proposals
+        )
         self.peer_address = stream.peer_address
         identity = stream.peer_identity
         self.peer_dn: str | None = identity.dn if identity is not None else None

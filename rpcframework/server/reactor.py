@@ -32,6 +32,7 @@ from typing import Any, Final
 
 from rpcframework.errors import ConfigurationError, RPCFrameworkError
 from rpcframework.observability.events import HandshakeOutcome, ServerObserver
+from rpcframework.protocol.rpc import ProposalEvents
 from rpcframework.returnvalues import EOVERLOAD
 from rpcframework.server.connection import Call, Channel, ChannelLimits, Step
 from rpcframework.server.guard import ConnectionGuard, Ticket, guard_settings
@@ -138,6 +139,8 @@ class ServiceReactor:
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self._unwatch: list[Callable[[], None]] = []
+        #: Proposals parsed once for all connections (a DIRAC client sends the same bytes on each new one).
+        self._proposals = ProposalEvents()
 
     # -- public -------------------------------------------------------------------------------------------------
 
@@ -329,7 +332,7 @@ class ServiceReactor:
                     selector.unregister(entry.fd)
                     registered = False
                 limits = entry.ticket.settings.channel_limits(self.limits)
-                channel = Channel(entry.handshake.stream(), entry.listener.services, limits)
+                channel = Channel(entry.handshake.stream(), entry.listener.services, limits, self._proposals)
                 if entry.listener.watch is not None:
                     channel.peer_check = entry.listener.watch.peer_check(channel.stream.peer_identity)
                 entry.ticket.attach(channel)

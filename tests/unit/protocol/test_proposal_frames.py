@@ -1,11 +1,18 @@
-"""ProposalFrames: the encoded proposals shared by a client's connections (one per call in DIRAC's way)."""
+"""ProposalFrames and ProposalEvents: a client's encoded proposals and a server's parsed ones, shared by their
+connections (DIRAC clients open one per call)."""
 
 from __future__ import annotations
 
-from rpcframework.codec import Encoding
+from dataclasses import replace
+
+import pytest
+
+from rpcframework.codec import CodecLimits, Encoding
+from rpcframework.errors import ProtocolError
 from rpcframework.protocol.events import ProposalAccepted, ProposalReceived
-from rpcframework.protocol.messages import Extensions, Proposal
-from rpcframework.protocol.rpc import ClientConnection, ProposalFrames, ServerConnection
+from rpcframework.protocol.messages import Extensions, Proposal, TraceContext
+from rpcframework.protocol.rpc import ClientConnection, ProposalEvents, ProposalFrames, ServerConnection
+from rpcframework.returnvalues import S_OK
 
 PROPOSAL = Proposal(service="Bench/Echo", action_name="echo", client_version="rpcframework/0.1")
 OFFER = Extensions()
@@ -48,3 +55,46 @@ def test_the_ack_of_a_shared_connection_is_still_recognised():
         assert isinstance(server.next_event(), ProposalReceived)
         client.receive_data(server.accept())
         assert isinstance(client.next_event(), ProposalAccepted)
+
+
+# -- the server's side: ProposalEvents ----------------------------------------------------------------------------
+
+
+def proposal_bytes(proposal: Proposal) -> bytes:
+    return ClientConnection().send_proposal(proposal)
+
+
+def test_servers_sharing_the_table_parse_a_proposal_once():
+    events = ProposalEvents()
+    first, second = (ServerConnection(proposals=events) for _ in range(2))
+    seen = []
+    for server in (first, second):
+        server.receive_data(proposal_bytes(PROPOSAL))
+        event = server.next_event()
+        assert isinstance(event, ProposalReceived) and event.proposal == PROPOSAL
+        seen.append(event.proposal)
+    assert seen[0] is seen[1]  # the second connection's proposal came from the table
+    other_limits = ServerConnection(proposals=events, limits=CodecLimits(max_depth=50))
+    other_limits.receive_data(proposal_bytes(PROPOSAL))
+    event = other_limits.next_event()
+    assert isinstance(event, ProposalReceived) and event.proposal is not seen[0]
+
+
+def test_a_shared_pipelined_proposal_is_still_refused_where_pipeline_was_not_negotiated():
+    events = ProposalEvents()
+    marked = ClientConnection()._frame(S_OK(replace(PROPOSAL, pipelined=True).to_wire()), Encoding.JSON)
+    for _ in range(2):  # the second connection finds the parse in the table: the check still applies
+        server = ServerConnection(proposals=events)
+        server.receive_data(marked)
+        with pytest.raises(ProtocolError):
+            server.next_event()
+
+
+def test_traced_proposals_are_not_kept():
+    events = ProposalEvents()
+    trace = TraceContext("00-" + "1" * 32 + "-" + "2" * 16 + "-01")
+    server = ServerConnection(extensions=OFFER, proposals=events)
+    server.receive_data(ClientConnection(offer=OFFER).send_proposal(replace(PROPOSAL, trace_context=trace)))
+    event = server.next_event()
+    assert isinstance(event, ProposalReceived) and event.proposal.trace_context == trace
+    assert events.events == {}
