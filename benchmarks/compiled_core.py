@@ -442,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         callgrind = False
     with tempfile.TemporaryDirectory(prefix="rpcframework-compiled-") as scratch_name:
         scratch = args.keep or Path(scratch_name)
+        scratch.mkdir(parents=True, exist_ok=True)
         from rpcframework.security.devca import DevCA
 
         ca = scratch / "ca"
