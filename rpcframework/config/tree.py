@@ -19,6 +19,8 @@ from typing import Any, TypeVar, overload
 
 from rpcframework.errors import ConfigurationError
 
+_ABSENT = object()  # not yet in a snapshot's cache (a built value may be None)
+
 T = TypeVar("T")
 
 _TRUE_WORDS = frozenset({"yes", "y", "true", "1", "on"})
@@ -225,6 +227,11 @@ class ConfigTree:
     # -- per-snapshot cache -------------------------------------------------------------------------------------
     def cached(self, key: str, factory: Callable[[ConfigTree], T]) -> T:
         """Build ``factory(self)`` once per snapshot (e.g. the registry's indexes) and return it thereafter."""
+        # Built values are never replaced: once present, one dict read (atomic) answers without the lock, which a
+        # new connection would otherwise take several times (registry, guard and service settings).
+        found = self._cache.get(key, _ABSENT)
+        if found is not _ABSENT:
+            return found  # type: ignore[return-value]
         with self._cache_lock:
             if key not in self._cache:
                 self._cache[key] = factory(self)
