@@ -341,6 +341,11 @@ class Channel:
         self.restart_wait(self.limits.idle_timeout)  # refused, but reuse keeps the connection
         return None
 
+    def admitted_under(self, tree: object | None) -> None:
+        """The guard admitted this address under ``tree`` (its bans and peer checks): the first proposal checks
+        them again only when its service's snapshot is another one."""
+        self._ban_tree = tree
+
     def _banned_since_accept(self, service: Service) -> bool:
         """True when a configuration reload banned this address while its connection stayed open.
 

@@ -253,12 +253,16 @@ def _is_refused_credential(exc: BaseException) -> bool:
 class Ticket:
     """One admitted connection: :meth:`release` gives its slot back (idempotent); failures are charged through it."""
 
-    __slots__ = ("_guard", "_released", "address", "settings")
+    __slots__ = ("_guard", "_released", "address", "settings", "tree")
 
-    def __init__(self, guard: ConnectionGuard, address: str, settings: GuardSettings) -> None:
+    def __init__(
+        self, guard: ConnectionGuard, address: str, settings: GuardSettings, tree: ConfigTree | None = None
+    ) -> None:
         self._guard = guard
         self.address = address
         self.settings = settings
+        #: The configuration snapshot the address was admitted under (bans, ``settings``).
+        self.tree = tree
         self._released = False
 
     def release(self) -> None:
@@ -356,7 +360,7 @@ class ConnectionGuard:
                 return None
             self._open[address] = count + 1
             self._total += 1
-        return Ticket(self, address, settings)
+        return Ticket(self, address, settings, tree)
 
     def _release(self, ticket: Ticket) -> None:
         with self._lock:

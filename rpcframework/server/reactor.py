@@ -35,7 +35,7 @@ from rpcframework.observability.events import HandshakeOutcome, ServerObserver
 from rpcframework.protocol.rpc import ProposalEvents
 from rpcframework.returnvalues import EOVERLOAD
 from rpcframework.server.connection import Call, Channel, ChannelLimits, Step
-from rpcframework.server.guard import ConnectionGuard, Ticket, guard_settings
+from rpcframework.server.guard import ConnectionGuard, GuardSettings, Ticket, guard_settings
 from rpcframework.server.listeners import Listener, bind_listeners
 from rpcframework.server.observe import failure_reason, observe_connection, observe_reloads
 from rpcframework.server.pool import WorkerPool
@@ -141,6 +141,7 @@ class ServiceReactor:
         self._unwatch: list[Callable[[], None]] = []
         #: Proposals parsed once for all connections (a DIRAC client sends the same bytes on each new one).
         self._proposals = ProposalEvents()
+        self._limits_cache: tuple[GuardSettings, ChannelLimits, ChannelLimits] | None = None
 
     # -- public -------------------------------------------------------------------------------------------------
 
@@ -331,11 +332,14 @@ class ServiceReactor:
                 if registered:
                     selector.unregister(entry.fd)
                     registered = False
-                limits = entry.ticket.settings.channel_limits(self.limits)
-                channel = Channel(entry.handshake.stream(), entry.listener.services, limits, self._proposals)
+                ticket = entry.ticket
+                channel = Channel(
+                    entry.handshake.stream(), entry.listener.services, self._channel_limits(ticket), self._proposals
+                )
                 if entry.listener.watch is not None:
                     channel.peer_check = entry.listener.watch.peer_check(channel.stream.peer_identity)
-                entry.ticket.attach(channel)
+                ticket.attach(channel)
+                channel.admitted_under(ticket.tree)
                 if self.observer is not None:
                     observe_connection(self.observer, channel)
                 self._watch(channel)
@@ -358,6 +362,15 @@ class ServiceReactor:
             selector.modify(entry.fd, events, entry)
         else:
             selector.register(entry.fd, events, entry)
+
+    def _channel_limits(self, ticket: Ticket) -> ChannelLimits:
+        """The connection limits under the ticket's configuration snapshot, built once per snapshot."""
+        settings, cached = ticket.settings, self._limits_cache
+        if cached is not None and cached[0] is settings and cached[1] is self.limits:
+            return cached[2]
+        limits = settings.channel_limits(self.limits)
+        self._limits_cache = (settings, self.limits, limits)
+        return limits
 
     def _watch(self, channel: Channel) -> None:
         """Give ``channel`` to the selector (bytes already buffered in TLS are processed right away)."""
