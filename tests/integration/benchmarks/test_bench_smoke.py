@@ -72,3 +72,20 @@ def test_runner_peer_library_cases_and_the_rpyc_goal(tmp_path: Path) -> None:
     goals = {goal["versus"]: goal for goal in report["goals"]}
     assert goals["rpyc_echo"]["case"] == "rpc_reused"
     assert goals["rpyc_echo"]["measured"] > 0  # met or not: no assertion on speed
+
+
+def test_new_connections_counts_cpu_per_connection_for_rpc_and_raw(tmp_path: Path) -> None:
+    """benchmarks.new_connections (DIRAC mode, both sides in one process) prints a positive CPU figure per side."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.new_connections", "--count", "5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    for kind in ("rpc", "raw"):
+        line = next(line for line in completed.stdout.splitlines() if line.startswith(f"{kind}:"))
+        client, server = (float(part.split()[-1]) for part in line.split(":", 1)[1].split(";"))
+        assert client > 0 and server > 0, line
