@@ -2,8 +2,8 @@
 
     .venv/bin/python -m benchmarks.report [benchmarks/results/latest.json] [docs/performance.md]
 
-The hand-written analysis lives in ``benchmarks/notes/*.md`` (``one_path.md``, ``where_the_time_goes.md``, then
-``concurrency_transfer_idle.md``) and is copied into the page as it is.
+The hand-written analysis lives in ``benchmarks/notes/*.md`` (``one_path.md``, ``where_the_time_goes.md``,
+``dirac_mode.md``, then ``concurrency_transfer_idle.md``) and is copied into the page as it is.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTES = (
     ROOT / "benchmarks" / "notes" / "one_path.md",
     ROOT / "benchmarks" / "notes" / "where_the_time_goes.md",
+    ROOT / "benchmarks" / "notes" / "dirac_mode.md",
     ROOT / "benchmarks" / "notes" / "concurrency_transfer_idle.md",
     ROOT / "benchmarks" / "notes" / "observability.md",
 )
@@ -199,6 +200,7 @@ _HOW_TO_RUN = """\
 ./bench --cases raw_ssl_echo,rpc_reused   # a subset (./bench --list names them)
 .venv/bin/python -m benchmarks.profiling  # cProfile of rpc_reused, client and server side
 .venv/bin/python -m benchmarks.instructions --callgrind  # instructions per call, both sides: counted, not timed
+.venv/bin/python -m benchmarks.new_connections --callgrind  # the same per new DIRAC-mode connection, rpc and floor
 ```
 
 Each run writes `benchmarks/results/latest.json` and regenerates this page from it."""
