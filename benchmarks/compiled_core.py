@@ -82,9 +82,10 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "protocol": PROTOCOL,
     "protocol+pxd": PROTOCOL,
     "per-call": PROTOCOL + PER_CALL,
+    "per-call+pxd": PROTOCOL + PER_CALL,
 }
 #: Variants that also get the ``.pxd`` files of ``PXD`` beside their modules.
-WITH_PXD = frozenset({"protocol+pxd"})
+WITH_PXD = frozenset({"protocol+pxd", "per-call+pxd"})
 #: Augmenting declarations (Cython reads ``x.pxd`` beside ``x.py``; the ``.py`` stays as it is).
 PXD: dict[str, str] = {
     "rpcframework/protocol/framing.py": """\
@@ -94,6 +95,8 @@ cdef class FrameDecoder:
     cdef public Py_ssize_t _need
     cdef public bint _keepalive
     cdef public object _error
+    cdef public object _inplace
+    cdef public Py_ssize_t _filled
     cdef public list _parts
     cdef public Py_ssize_t _parts_len
     cdef public Py_ssize_t _max_frame_size
@@ -140,20 +143,19 @@ def table(rows: list[Measured]) -> str:
     """A Markdown table of ``rows``; ratios against the first row."""
     lines = [
         "| variant | modules compiled | instructions per call, both sides (runs) | x baseline | client thread "
-        "| CPU µs per call, both sides (median) | machines alone: instructions per call | x baseline "
+        "| x baseline | CPU µs per call, both sides (median) | machines alone: instructions per call | x baseline "
         "| machines alone: CPU µs per call |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    base = rows[0] if rows else None
+    base = rows[0] if rows else Measured("", 0, [], None, [])
     for row in rows:
-        calls, cpu = _median(row.instructions), _median(row.cpu_us)
-        base_calls = _median(base.instructions) if base else None
         runs = " / ".join(_num(value) for value in row.instructions) or "—"
         lines.append(
-            f"| {row.variant} | {row.compiled} | {runs} | {_ratio(calls, base_calls)} "
-            f"| {_num(row.client_instructions)} | {_num(cpu, '.1f')} "
-            f"| {_num(row.machine_instructions)} "
-            f"| {_ratio(row.machine_instructions, base.machine_instructions if base else None)} "
+            f"| {row.variant} | {row.compiled} | {runs} "
+            f"| {_ratio(_median(row.instructions), _median(base.instructions))} "
+            f"| {_num(row.client_instructions)} | {_ratio(row.client_instructions, base.client_instructions)} "
+            f"| {_num(_median(row.cpu_us), '.1f')} | {_num(row.machine_instructions)} "
+            f"| {_ratio(row.machine_instructions, base.machine_instructions)} "
             f"| {_num(_median(row.machine_cpu_us), '.1f')} |"
         )
     return "\n".join(lines)
@@ -163,7 +165,8 @@ def _median(values: list[float]) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[len(ordered) // 2]
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _num(value: float | None, spec: str = ",.0f") -> str:
