@@ -221,7 +221,7 @@ def _handler_class() -> type[Any]:
     return BenchHandler
 
 
-def _server_observer(observe: str | None) -> Any:
+def server_observer(observe: str | None) -> Any:
     """The server's observer for a case: none, Prometheus metrics, or OpenTelemetry spans (an SDK provider that
     records every span and exports none, so the cost measured is ours and the SDK's, not an exporter's)."""
     if observe == "metrics":
@@ -246,7 +246,7 @@ def _tracer_provider(observe: str) -> Any:
     return TracerProvider()
 
 
-def _client_observer(observe: str | None) -> Any:
+def client_observer(observe: str | None) -> Any:
     if observe == "metrics":
         from rpcframework.observability.prometheus import PrometheusClientMetrics
 
@@ -260,7 +260,7 @@ def _client_observer(observe: str | None) -> Any:
 
 def _rpc_server(protocol: str, processes: int = 1, observe: str | None = None) -> Callable[[Path, Connection], None]:
     """``processes`` > 1: a ``ProcessGroup`` of that many forked worker processes on one port; ``observe``:
-    ``"metrics"`` or ``"tracing"`` (see :func:`_server_observer`)."""
+    ``"metrics"`` or ``"tracing"`` (see :func:`server_observer`)."""
 
     def serve(ca: Path, control: Connection) -> None:
         from rpcframework.server import ProcessGroup, Service, ServiceReactor
@@ -273,7 +273,7 @@ def _rpc_server(protocol: str, processes: int = 1, observe: str | None = None) -
         service = Service("Bench/Echo", _handler_class(), port=0, protocol=protocol)
         options: dict[str, Any] = {"host": "127.0.0.1", "tls": tls if protocol == "dips" else None}
         if observe is not None:
-            options["observer"] = _server_observer(observe)
+            options["observer"] = server_observer(observe)
         server = ProcessGroup([service], processes=processes, **options) if processes > 1 else None
         with server or ServiceReactor([service], **options) as running:
             control.send(running.url("Bench/Echo"))
@@ -313,7 +313,7 @@ class _RPCEcho:
         transport = _DiracTransport(session_reuse=session_reuse) if dirac_mode else None
         self._transport = transport
         self._ca, self._url = ca, url
-        observer = _client_observer(observe)
+        observer = client_observer(observe)
         extra = {} if observer is None else {"observer": observer}
         self._client = Client(url, transport=transport, proxyLocation=str(ca / "proxy.pem"), config=config, **extra)
         self._echo = self._client.echo

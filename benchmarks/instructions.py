@@ -5,6 +5,7 @@
     .venv/bin/python -m benchmarks.instructions --protocol dip       # plain TCP: no TLS, the Python layers only
     .venv/bin/python -m benchmarks.instructions --client async       # the same calls through AsyncClient
     .venv/bin/python -m benchmarks.instructions --client async --tasks 100   # 100 tasks calling at once
+    .venv/bin/python -m benchmarks.instructions --observe tracing_sampled --callgrind   # with observers
 
 Wall-clock rates on a shared 2-core machine move by tens of percent from one run to the next; what one call costs
 in CPU does not. Both sides run in this process (so their CPU adds up: client + server per call). ``--callgrind``
@@ -56,11 +57,19 @@ Counted = tuple[int, float, float]  # calls, process CPU s (both sides), client 
 
 
 def run_calls(
-    ca: Path, protocol: str, counts: list[int], warmup: int = 200, *, client_kind: str = "sync", tasks: int = 1
+    ca: Path,
+    protocol: str,
+    counts: list[int],
+    warmup: int = 200,
+    *,
+    client_kind: str = "sync",
+    tasks: int = 1,
+    observe: str | None = None,
 ) -> list[Counted]:
     """Serve in this process and make ``warmup`` calls, then each of ``counts`` calls in a row."""
     import logging
 
+    from benchmarks.cases import client_observer, server_observer
     from rpcframework.client import Client
     from rpcframework.config import load_dict
     from rpcframework.server import Service, ServiceReactor
@@ -73,11 +82,15 @@ def run_calls(
     service = Service("Bench/Echo", _handler(), port=0, protocol=protocol)
     config = load_dict({"DIRAC": {"Security": {"CALocation": str(ca / "certificates")}}}, "<bench>")
     out: list[Counted] = []
-    with ServiceReactor([service], host="127.0.0.1", tls=tls if protocol == "dips" else None) as server:
+    observed: dict[str, Any] = {} if observe is None else {"observer": server_observer(observe)}
+    reactor = ServiceReactor([service], host="127.0.0.1", tls=tls if protocol == "dips" else None, **observed)
+    if observe is not None:
+        observed = {"observer": client_observer(observe)}
+    with reactor as server:
         if client_kind == "async":
-            options = {"proxyLocation": str(ca / "proxy.pem"), "config": config}
+            options = {"proxyLocation": str(ca / "proxy.pem"), "config": config, **observed}
             return _run_async_calls(server.url("Bench/Echo"), options, counts, warmup, tasks)
-        client = Client(server.url("Bench/Echo"), proxyLocation=str(ca / "proxy.pem"), config=config)
+        client = Client(server.url("Bench/Echo"), proxyLocation=str(ca / "proxy.pem"), config=config, **observed)
         echo = client.echo
         try:
             for _ in range(warmup):
@@ -178,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ca", type=Path, help="an existing dev CA (default: a new one)")
     parser.add_argument("--client", choices=("sync", "async"), default="sync", help="Client or AsyncClient")
     parser.add_argument("--tasks", type=int, default=1, help="asyncio tasks calling at once (--client async)")
+    parser.add_argument(
+        "--observe",
+        choices=("metrics", "tracing", "tracing_sampled"),
+        help="observers on both sides, as the rpc_reused_<observe> cases of ./bench",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="rpcframework-instructions-") as scratch_name:
         scratch = Path(scratch_name)
@@ -188,8 +206,10 @@ def main(argv: list[str] | None = None) -> int:
             ca = scratch / "ca"
             DevCA.init(ca)
         name = f"{args.protocol} {args.client}" + (f" x{args.tasks}" if args.tasks > 1 else "")
+        name += f" {args.observe}" if args.observe else ""
         if args.callgrind:
             extra = ["--client", args.client, "--tasks", str(args.tasks)]
+            extra += ["--observe", args.observe] if args.observe else []
             small = _instructions(ca, args.protocol, _SMALL, scratch, extra)
             large = _instructions(ca, args.protocol, _LARGE, scratch, extra)
             both, client = ((big - few) / (_LARGE - _SMALL) for big, few in zip(large, small, strict=True))
@@ -199,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 0
         counts = [int(n) for n in args.counts.split(",") if n]
-        results = run_calls(ca, args.protocol, counts, args.warmup, client_kind=args.client, tasks=args.tasks)
+        results = run_calls(
+            ca, args.protocol, counts, args.warmup, client_kind=args.client, tasks=args.tasks, observe=args.observe
+        )
         both = sorted(1e6 * cpu / count for count, cpu, _ in results)
         client = sorted(1e6 * cpu / count for count, _, cpu in results)
         if os.environ.get("RPCFRAMEWORK_QUIET") is None:

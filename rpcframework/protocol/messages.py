@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
@@ -309,14 +310,12 @@ class TraceContext:
         return cls(parent, state)
 
 
+#: version-traceid-spanid-flags, lower-case hex; version "ff" and all-zero ids are invalid (W3C trace context).
+_TRACEPARENT: Final = re.compile(r"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}", re.ASCII)
+
+
 def _is_traceparent(text: str) -> bool:
-    # version "00": 2-32-16-2 lower-case hex digits; an all-zero trace or span id is invalid.
-    parts = text.split("-")
-    if len(text) != 55 or len(parts) != 4 or [len(p) for p in parts] != [2, 32, 16, 2]:
-        return False
-    if any(c not in "0123456789abcdef" for c in text.replace("-", "")) or parts[0] == "ff":
-        return False
-    return parts[1] != "0" * 32 and parts[2] != "0" * 16
+    return len(text) == 55 and _TRACEPARENT.fullmatch(text) is not None
 
 
 # --- proposal -----------------------------------------------------------------------------------------------------
