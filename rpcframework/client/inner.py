@@ -239,8 +239,6 @@ class InnerRPCClient:
         nothing ran) is replaced, with the other idle connections to that URL dropped. Raises what
         :meth:`execute` raises; ``attempt`` says how far it got."""
         proposal = self.base.proposal(endpoint.path, method)
-        if trace is not None:
-            proposal = dataclasses.replace(proposal, trace_context=trace)
         pool = self.pool
         for _ in range(_MAX_STALE_RETRIES):
             conn = pool.acquire(endpoint.url)
@@ -249,7 +247,7 @@ class InnerRPCClient:
             if conn is None:
                 conn = self.connect(endpoint, deadline)
             try:
-                result = self.execute(conn, proposal, args, kwargs, deadline=deadline, attempt=attempt)
+                result = self.execute(conn, proposal, args, kwargs, deadline=deadline, attempt=attempt, trace=trace)
             except RemoteError:
                 pool.release(conn)  # a refusal leaves a reused connection idle and usable
                 raise
@@ -305,8 +303,9 @@ class InnerRPCClient:
         *,
         deadline: Deadline,
         attempt: Attempt,
+        trace: TraceContext | None = None,
     ) -> DReturn:
-        """Run one exchange and return the result envelope.
+        """Run one exchange and return the result envelope (``trace``: the call's trace context, if it has one).
 
         Raises :class:`RemoteError` when the proposal is refused, :class:`ServiceOverloaded` when the server
         refused the call before running it (safe to retry), :class:`KeywordArgumentsUnsupported`, and
@@ -315,7 +314,11 @@ class InnerRPCClient:
         machine = conn.machine
         stream = conn.stream
         if machine.pipeline and time.monotonic() - conn.last_used < conn.pipeline_idle:
-            return self._execute_pipelined(conn, proposal, args, kwargs, deadline=deadline, attempt=attempt)
+            return self._execute_pipelined(
+                conn, proposal, args, kwargs, deadline=deadline, attempt=attempt, trace=trace
+            )
+        if trace is not None:
+            proposal = dataclasses.replace(proposal, trace_context=trace)
         attempt.phase = CallPhase.PROPOSING
         data = machine.data_to_send() + machine.send_proposal(proposal)
         stream.settimeout(deadline.time_left("sending the proposal"))
@@ -350,6 +353,7 @@ class InnerRPCClient:
         *,
         deadline: Deadline,
         attempt: Attempt,
+        trace: TraceContext | None,
     ) -> DReturn:
         """One round trip: proposal + arguments in one write; ack + result (or the refusal) in one answer."""
         machine = conn.machine
@@ -361,7 +365,7 @@ class InnerRPCClient:
         stream = conn.stream
         stream.settimeout(deadline.time_left("sending the call"))
         owed = machine.data_to_send()  # pongs owed to the server's pings, if any
-        data = machine.send_call(proposal, args, kwargs or None)
+        data = machine.send_call(proposal, args, kwargs or None, trace)
         # The arguments go with the proposal: from the first byte on the handler may run (at-most-once).
         attempt.phase = CallPhase.ARGUMENTS_SENT
         stream.send_all(owed + data if owed else data)

@@ -15,7 +15,7 @@ from typing import Any, Final, TypeAlias
 
 from rpcframework.codec import Encoding
 from rpcframework.errors import RPCFrameworkError
-from rpcframework.protocol.messages import Extensions, Proposal
+from rpcframework.protocol.messages import Extensions, Proposal, TraceContext
 from rpcframework.returnvalues import DErrorReturn, DReturn
 
 __all__ = [
@@ -92,10 +92,15 @@ class CallResult:
 
 @dataclass(frozen=True, slots=True)
 class ProposalReceived:
-    """Server: a valid proposal, and the encoding the client used (replies use it too)."""
+    """Server: a valid proposal, and the encoding the client used (replies use it too).
+
+    The caller's trace context is :attr:`trace`, not the proposal's ``trace_context`` (which the server's events
+    never carry): a traced client sends a new one with every call, and the proposal without it is the same object
+    call after call, which the server's caches are keyed by."""
 
     proposal: Proposal
     encoding: Encoding
+    trace: TraceContext | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -303,7 +303,7 @@ class TraceContext:
         if not isinstance(value, dict):
             return None
         parent, state = value.get("traceparent"), value.get("tracestate")
-        if not isinstance(parent, str) or not _is_traceparent(parent):
+        if not isinstance(parent, str) or not is_traceparent(parent):
             return None
         if not isinstance(state, str) or len(state) > _MAX_TRACESTATE or not state.isprintable():
             state = None
@@ -314,7 +314,7 @@ class TraceContext:
 _TRACEPARENT: Final = re.compile(r"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}", re.ASCII)
 
 
-def _is_traceparent(text: str) -> bool:
+def is_traceparent(text: str) -> bool:
     return len(text) == 55 and _TRACEPARENT.fullmatch(text) is not None
 
 

@@ -56,11 +56,13 @@ from rpcframework.protocol.messages import (
     Extensions,
     Feature,
     Proposal,
+    TraceContext,
     arguments_from_wire,
     arguments_to_wire,
     check_envelope,
     sanitize_result,
 )
+from rpcframework.protocol.traced import TraceTemplates, split_traced, trace_of
 from rpcframework.returnvalues import S_ERROR, S_OK, DErrorReturn, DReturn
 
 __all__ = ["ClientConnection", "ProposalEvents", "ProposalFrames", "ServerConnection"]
@@ -113,7 +115,7 @@ class ProposalEvents:
     server decodes and validates each distinct proposal once, not once per connection. What is shared is only the
     parse of bytes the peer sent (an immutable :class:`ProposalReceived`): who the peer is and what it may do are
     decided per connection, from its verified chain, the registry and the configuration. Bounded: cleared when it
-    reaches its size; traced proposals (a new trace context per call) are not kept.
+    reaches its size; a traced proposal is kept by the bytes before its trace (``protocol/traced.py``).
     """
 
     __slots__ = ("events", "limits")
@@ -158,6 +160,7 @@ class ClientConnection(BaseConnection):
         # Marked (pipelined) proposal frames, by the caller's unmarked proposal; the last one skips the hash.
         self._call_bytes: dict[Proposal, bytes] = {}
         self._last_call: tuple[Proposal, bytes] | None = None
+        self._traced_templates = TraceTemplates()
         # The constant ack S_OK() in our encoding: compared as bytes, never decoded.
         # b'27:{"OK": true, "Value": null}' in JSON
         self._ack_payload, self._ack_wire = _ack_frames(encoding, limits)
@@ -191,16 +194,26 @@ class ClientConnection(BaseConnection):
             return Feature.TRACE in proposal.extensions
         return self._negotiated is not None and Feature.TRACE in self._negotiated
 
-    def send_call(self, proposal: Proposal, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None) -> bytes:
+    def send_call(
+        self,
+        proposal: Proposal,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None = None,
+        trace: TraceContext | None = None,
+    ) -> bytes:
         """The pipelined form (``pipeline`` negotiated, RPC only): the marked proposal and its arguments, to send
         in one write. The answer is ``CallResult`` (the ack is consumed silently) or ``ProposalRefused`` (the
-        server dropped the arguments unread; the connection stays IDLE and usable)."""
+        server dropped the arguments unread; the connection stays IDLE and usable). ``trace``: the call's trace
+        context (sent when ``trace`` was negotiated), given apart from the proposal, which then stays the same
+        object call after call: its frame is made from one template (``protocol/traced.py``)."""
         if self._state is not _IDLE or not self._pipeline or proposal.action_type is not _RPC:
             raise LocalProtocolError(f"a pipelined call needs the 'pipeline' extension and IDLE ({self._state.value})")
         if kwargs and not self._kwargs_allowed:
             raise LocalProtocolError("keyword arguments need the 'kwargs' extension, which this server did not accept")
         last = self._last_call
-        if last is not None and last[0] is proposal:
+        if trace is not None and self._may_trace(proposal):
+            head = self._traced_templates.head(proposal, trace, functools.partial(self._pipelined_head, proposal))
+        elif last is not None and last[0] is proposal:
             head = last[1]
         elif proposal.trace_context is not None:
             keep = proposal.trace_context if self._may_trace(proposal) else None
@@ -230,6 +243,10 @@ class ClientConnection(BaseConnection):
         self._pipelined = True
         self._state = _PROPOSED
         return data
+
+    def _pipelined_head(self, proposal: Proposal, trace: TraceContext) -> bytes:
+        marked = dataclasses.replace(proposal, extensions=None, pipelined=True, trace_context=trace)
+        return self._frame(S_OK(marked.to_wire()), self._encoding)
 
     def send_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any] | None = None) -> bytes:
         """Send the call's arguments; keyword arguments need the negotiated ``kwargs`` extension."""
@@ -450,7 +467,7 @@ class ServerConnection(BaseConnection):
         if state is _IDLE:
             # A repeated proposal in the encoding of the last one (the steady state): _on_proposal's outcome for
             # it, without the call.
-            event = self._proposal_cache.get(payload)
+            event = self._proposal_cache.get(payload) or self._traced(payload)
             if (
                 event is not None
                 and event.encoding is self._encoding
@@ -468,14 +485,7 @@ class ServerConnection(BaseConnection):
         # The event itself is cached by the proposal's bytes: immutable, so a repeated proposal (the steady state
         # of a reused connection) costs one dict lookup and hands out the same Proposal object, which the
         # server's authorization cache is keyed by.
-        event = self._proposal_cache.get(payload)
-        if event is None:
-            event = ProposalReceived(*self._parse_proposal(payload))
-            if event.proposal.trace_context is None:  # a traced proposal is used once: not worth a slot
-                cache = self._proposal_cache
-                if len(cache) >= _CACHE_SIZE:
-                    cache.clear()
-                cache[payload] = event
+        event = self._proposal_cache.get(payload) or self._traced(payload) or self._parsed(payload)
         proposal = event.proposal
         if proposal.pipelined and not self._pipeline:
             # Its arguments would be read as the next proposal: a client bug or a hostile peer.
@@ -486,6 +496,36 @@ class ServerConnection(BaseConnection):
         self._proposal = proposal
         self._state = _PROPOSED
         return event
+
+    def _traced(self, payload: bytes) -> ProposalReceived | None:
+        """A traced pipelined proposal whose untraced form is cached (``protocol/traced.py``), with its trace."""
+        if payload[-1:] != b"}":
+            return None
+        split = split_traced(payload)
+        base = None if split is None else self._proposal_cache.get(split[0])
+        # Only for a valid traceparent (hex digits and dashes: no quote or backslash that could change the parse);
+        # anything else is parsed in full.
+        trace = None if base is None or split is None else trace_of(split[1])
+        return None if base is None or trace is None else ProposalReceived(base.proposal, base.encoding, trace)
+
+    def _parsed(self, payload: bytes) -> ProposalReceived:
+        """Parse a proposal; its trace context goes in the event, not in the proposal (the same object, cached by
+        its bytes, or by the bytes before the trace when they take the traced form of ``protocol/traced.py``)."""
+        proposal, encoding = self._parse_proposal(payload)
+        trace = proposal.trace_context
+        key = payload
+        if trace is not None:
+            proposal = dataclasses.replace(proposal, trace_context=None)
+            split = split_traced(payload)
+            if split is None or trace.tracestate is not None or split[1] != trace.traceparent:
+                return ProposalReceived(proposal, encoding, trace)  # another form: used once, not kept
+            key = split[0]
+        event = ProposalReceived(proposal, encoding)
+        cache = self._proposal_cache
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[key] = event
+        return event if trace is None else ProposalReceived(proposal, encoding, trace)
 
     def _parse_proposal(self, payload: bytes) -> tuple[Proposal, Encoding]:
         try:

@@ -34,7 +34,7 @@ from rpcframework.protocol.events import (
     ProposalReceived,
 )
 from rpcframework.protocol.framing import encode_frame
-from rpcframework.protocol.messages import ActionType, Extensions, Feature, Proposal, sanitize_result
+from rpcframework.protocol.messages import ActionType, Extensions, Feature, Proposal, TraceContext, sanitize_result
 from rpcframework.protocol.rpc import ProposalEvents, ServerConnection
 from rpcframework.returnvalues import ENOAUTH, EOVERLOAD, S_ERROR, DReturn
 from rpcframework.security.authz import Caller
@@ -163,6 +163,7 @@ class Channel:
         self._ban_tree: object | None = None  # the configuration snapshot this address was last checked against
         self._current: tuple[Service, Proposal, Caller | None] | None = None
         self._context_cache: tuple[Proposal, Caller | None, RequestContext, str] | None = None
+        self._trace: TraceContext | None = None  # the trace context of the current call, if the caller sent one
         # Set by the reactor's connection guard: a slot to give back on close, whom abuse is charged to (the
         # ticket), a peer to refuse.
         self.on_close: Callable[[], None] | None = None
@@ -271,7 +272,7 @@ class Channel:
             if type(event) is ArgumentsReceived:
                 self.call = self._make_call(event.args, event.kwargs)
                 return _STEP_CALL
-            step = self._on_proposal_event(event.proposal) if type(event) is ProposalReceived else self._on_event(event)
+            step = self._on_proposal_event(event) if type(event) is ProposalReceived else self._on_event(event)
             if step is _STEP_WAIT and not self._covered():
                 return _STEP_CLOSE
             if step is not None:
@@ -306,7 +307,7 @@ class Channel:
         if event is NEED_DATA:
             return _STEP_WAIT
         if isinstance(event, ProposalReceived):
-            return self._on_proposal_event(event.proposal)
+            return self._on_proposal_event(event)
         call = self._call_for(event)
         if call is not None:
             self.call = call
@@ -324,7 +325,9 @@ class Channel:
             return self._make_call([], {}, transfer=True)
         return None
 
-    def _on_proposal_event(self, proposal: Proposal) -> Step | None:
+    def _on_proposal_event(self, event: ProposalReceived) -> Step | None:
+        proposal = event.proposal
+        self._trace = event.trace
         service = self.services.get(proposal.service)
         if service is not None and service.config_tree() is not self._ban_tree and self._banned_since_accept(service):
             return _STEP_CLOSE
@@ -422,6 +425,8 @@ class Channel:
             )
             who = caller.describe() if caller is not None else "anonymous"
             self._context_cache = (proposal, caller, context, who)
+        if self._trace is not None:  # per call: the cached context stays the untraced one
+            context = dataclasses.replace(context, trace_context=self._trace.as_carrier())
         return Call(service, proposal.action_name, args, kwargs, context, who, transfer)
 
     # -- the call -----------------------------------------------------------------------------------------------

@@ -90,11 +90,18 @@ def test_a_shared_pipelined_proposal_is_still_refused_where_pipeline_was_not_neg
             server.next_event()
 
 
-def test_traced_proposals_are_not_kept():
+def test_traced_proposals_are_kept_without_their_trace():
+    """A traced client sends a new trace context with every call: the server keeps the proposal by the bytes before
+    the trace (protocol/traced.py) and hands out the same proposal object, the trace in the event."""
     events = ProposalEvents()
-    trace = TraceContext("00-" + "1" * 32 + "-" + "2" * 16 + "-01")
-    server = ServerConnection(extensions=OFFER, proposals=events)
-    server.receive_data(ClientConnection(offer=OFFER).send_proposal(replace(PROPOSAL, trace_context=trace)))
-    event = server.next_event()
-    assert isinstance(event, ProposalReceived) and event.proposal.trace_context == trace
-    assert events.events == {}
+    first = TraceContext("00-" + "1" * 32 + "-" + "2" * 16 + "-01")
+    second = TraceContext("00-" + "3" * 32 + "-" + "4" * 16 + "-00")
+    seen = []
+    for trace in (first, second):
+        server = ServerConnection(extensions=OFFER, proposals=events)
+        server.receive_data(ClientConnection(offer=OFFER).send_proposal(replace(PROPOSAL, trace_context=trace)))
+        event = server.next_event()
+        assert isinstance(event, ProposalReceived) and event.trace == trace
+        assert event.proposal.trace_context is None  # the server's events carry the trace apart
+        seen.append(event.proposal)
+    assert seen[0] is seen[1] and len(events.events) == 1
