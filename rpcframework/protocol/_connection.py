@@ -155,6 +155,10 @@ class BaseConnection:
         decoder = self._decoder
         return decoder.buffered + decoder.missing
 
+    def discard_buffers(self) -> None:
+        """The connection is closed: free the bytes its decoder holds (shared with a handed-over transfer)."""
+        self._decoder.discard()
+
     def needs_data(self) -> bool:
         """True when nothing is buffered, so ``next_event()`` would return ``NEED_DATA`` while a message is
         awaited (a shortcut for the per-call loop: read first, then ask)."""

@@ -320,6 +320,13 @@ class FrameDecoder:
         self._keepalive = False
         return payload
 
+    def discard(self) -> None:
+        """The connection is over: free what is held (a partial frame, a payload being collected or read in
+        place) now, whoever still refers to this decoder (a worker's last task, a traceback)."""
+        self._free()
+        self._need = -1
+        self._keepalive = False
+
     def eof(self) -> None:
         """The peer closed its side: raise :class:`ConnectionClosedError` if it did so mid-frame."""
         if self._error is not None:
@@ -329,14 +336,16 @@ class FrameDecoder:
 
     def _fail(self, error: FrameError) -> FrameError:
         self._error = error
-        # Free the peer's bytes at once; nothing more will be parsed.
+        self._free()  # the peer's bytes at once: nothing more will be parsed
+        return error
+
+    def _free(self) -> None:
         self._buf = bytearray()
         self._pos = 0
         self._parts = []
         self._parts_len = 0
         self._inplace = None
         self._filled = 0
-        return error
 
     def _parse_header(self) -> bool:
         """Parse the mark and header at ``_pos``; True when a header is complete (``_need`` set)."""

@@ -566,6 +566,7 @@ class Channel:
                 self._send_quietly(self.conn.goodbye())
             self.closed = True
             self.stream.close()
+            self.conn.discard_buffers()
             self._release_held()
             self.admission.end_transfer()
             if self.on_close is not None:

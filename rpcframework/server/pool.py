@@ -123,6 +123,7 @@ class WorkerPool:
             except Exception:  # a task must never kill its worker; tasks log their own failures
                 logger.exception("%s: unexpected failure in a worker task", self.name)
             finally:
+                del task  # not kept until the next task: a finished connection's buffers go now
                 self._queue.task_done()
                 with self._lock:
                     self._busy -= 1

@@ -480,9 +480,9 @@ class FileHelper:
                 data = channel.recv()
                 machine.receive_data(data)
                 size = len(data)
-            else:
-                with view:
-                    size = channel.recv_into(view)
+            else:  # the view is not released: the chunk's bytearray is never resized, and a failed read must
+                # not turn into a BufferError (a traceback can still hold an export of it)
+                size = channel.recv_into(view)
                 machine.received_into(size)
             if not size or machine.frame_missing <= 0:
                 return

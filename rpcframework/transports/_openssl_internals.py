@@ -38,6 +38,7 @@ __all__ = [
     "error_raiser",
     "from_buffer",
     "memory_bios",
+    "release",
     "session_reused",
     "ssl_pointer",
 ]
@@ -65,7 +66,7 @@ CONTEXT_ATTRIBUTES: Final = ("_context",)
 def check() -> None:
     """Raise ImportError naming every internal this module needs that the installed pyOpenSSL lacks."""
     missing = [f"OpenSSL._util.lib.{name}" for name in LIB_NAMES if not hasattr(lib, name)]
-    missing += [f"OpenSSL._util.ffi.{name}" for name in ("buffer", "from_buffer") if not hasattr(ffi, name)]
+    missing += [f"OpenSSL._util.ffi.{name}" for name in ("buffer", "from_buffer", "release") if not hasattr(ffi, name)]
     ctx = SSL.Context(SSL.TLS_METHOD)
     missing += [f"SSL.Context.{name}" for name in CONTEXT_ATTRIBUTES if not hasattr(ctx, name)]
     conn = SSL.Connection(ctx, None)
@@ -90,6 +91,8 @@ BIO_write: Final[Callable[[Any, Any, int], int]] = lib.BIO_write
 alloc: Final[Callable[[str, int], Any]] = no_zero_allocator
 buffer: Final[Callable[..., Any]] = ffi.buffer
 from_buffer: Final[Callable[..., Any]] = ffi.from_buffer
+#: Ends a ``from_buffer`` object's hold on the Python buffer at once (not when it is garbage collected).
+release: Final[Callable[[Any], None]] = ffi.release
 
 
 def ssl_pointer(conn: SSL.Connection) -> Any:

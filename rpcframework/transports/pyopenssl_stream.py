@@ -38,6 +38,7 @@ _SSL_pending = _internals.SSL_pending
 _alloc = _internals.alloc
 _buffer = _internals.buffer
 _from_buffer = _internals.from_buffer
+_release = _internals.release
 
 
 def error_text(exc: SSL.Error) -> str:
@@ -109,7 +110,11 @@ class PyOpenSSLStream(TLSStreamInfo):
         size = len(view)
         if size <= 0:
             raise ValueError("recv_into needs a non-empty buffer")
-        return self._read(_from_buffer(view, require_writable=True), size)
+        buf = _from_buffer(view, require_writable=True)
+        try:
+            return self._read(buf, size)
+        finally:  # a failure's traceback must not keep the caller's buffer exported (a BufferError on release)
+            _release(buf)
 
     def _read(self, buf: Any, max_bytes: int) -> int:
         """Read between 1 and ``max_bytes`` decrypted bytes into ``buf`` (a cffi ``char[]``); 0 at the end."""

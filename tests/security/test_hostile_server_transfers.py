@@ -175,6 +175,36 @@ def test_a_server_that_only_pings_cannot_hold_a_transfer(
     assert not [name for name in _entries(tmp_path) if name.endswith(".part")]
 
 
+def _stall_mid_chunk(features: frozenset[Feature] | None) -> Any:
+    """Start a large chunk (its header and a few bytes: the client reads the rest in place), then send nothing."""
+
+    def script(peer: HostilePeer) -> None:
+        peer.accept_transfer(features=features)
+        if peer.stream_mode:
+            peer.send(b"%d:\x00" % (1024 * 1024 + 1) + b"x" * 1000)
+        else:  # DIRAC mode: a chunk is an encoded message, larger than the data it carries
+            peer.send(b"%d:" % 1_500_000 + b'{"OK": true, "Value": [true, {"__dCls": "b64", "obj": "')
+        for _ in range(100):  # until the client gives up (bounded: 10 s)
+            if peer.client_closed(0.1):
+                return
+
+    return script
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("features", [None, frozenset()], ids=["stream", "dirac"])
+def test_a_server_stalling_in_the_middle_of_a_chunk_gives_an_error_not_an_exception(
+    kit: Kit, hostile: Any, tmp_path: Path, backend: str, features: frozenset[Feature] | None
+) -> None:
+    """Attack run 4: the stall's timeout came out of receiveFile as a BufferError (the chunk's buffer was still
+    exported to OpenSSL by the failed read's traceback)."""
+    server = hostile(_stall_mid_chunk(features), backend)
+    client = client_for(kit, server, timeout=2, retries=0)
+    result = client.receiveFile(tmp_path / "down.bin", "down.bin")
+    assert result["OK"] is False and "no progress for 2 s" in result["Message"], result
+    assert _entries(tmp_path) == []
+
+
 def _trickle(peer: HostilePeer) -> None:
     """One byte at a time, each well within the client's progress limit, for as long as the client stays."""
     peer.accept_transfer()
