@@ -62,7 +62,7 @@ from rpcframework.protocol.messages import (
     check_envelope,
     sanitize_result,
 )
-from rpcframework.protocol.traced import TraceTemplates, split_traced, trace_of
+from rpcframework.protocol.traced import PLACEHOLDER, TraceTemplates, split_traced, trace_of, with_placeholder
 from rpcframework.returnvalues import S_ERROR, S_OK, DErrorReturn, DReturn
 
 __all__ = ["ClientConnection", "ProposalEvents", "ProposalFrames", "ServerConnection"]
@@ -118,11 +118,14 @@ class ProposalEvents:
     reaches its size; a traced proposal is kept by the bytes before its trace (``protocol/traced.py``).
     """
 
-    __slots__ = ("events", "limits")
+    __slots__ = ("events", "limits", "traced")
 
     def __init__(self, limits: CodecLimits = DEFAULT_LIMITS) -> None:
         self.limits = limits
         self.events: dict[bytes, ProposalReceived] = {}
+        #: Traced proposals by the bytes before their traceparent: a table of its own, never looked up with a whole
+        #: payload (those bytes alone are not a valid proposal, and must be refused as one).
+        self.traced: dict[bytes, ProposalReceived] = {}
 
 
 _GOODBYE: Final = {"OK": False, "Errno": 0, "Message": "the server closed this idle connection", GOODBYE_KEY: True}
@@ -370,6 +373,7 @@ class ServerConnection(BaseConnection):
         # Parsed proposals by their bytes: the server's shared table when it fits this connection, else our own.
         shared = proposals is not None and proposals.limits == limits
         self._proposal_cache: dict[bytes, ProposalReceived] = proposals.events if shared and proposals else {}
+        self._traced_cache: dict[bytes, ProposalReceived] = proposals.traced if shared and proposals else {}
         self._ack_last: tuple[Encoding, bytes] | None = None
         self._pending_ack = b""  # a pipelined exchange's ack, sent with the result in one write
 
@@ -502,7 +506,7 @@ class ServerConnection(BaseConnection):
         if payload[-1:] != b"}":
             return None
         split = split_traced(payload)
-        base = None if split is None else self._proposal_cache.get(split[0])
+        base = None if split is None else self._traced_cache.get(split[0])
         # Only for a valid traceparent (hex digits and dashes: no quote or backslash that could change the parse);
         # anything else is parsed in full.
         trace = None if base is None or split is None else trace_of(split[1])
@@ -513,19 +517,30 @@ class ServerConnection(BaseConnection):
         its bytes, or by the bytes before the trace when they take the traced form of ``protocol/traced.py``)."""
         proposal, encoding = self._parse_proposal(payload)
         trace = proposal.trace_context
-        key = payload
+        key, cache = payload, self._proposal_cache
         if trace is not None:
             proposal = dataclasses.replace(proposal, trace_context=None)
             split = split_traced(payload)
-            if split is None or trace.tracestate is not None or split[1] != trace.traceparent:
+            if split is None or trace.tracestate is not None or not self._trace_cut_out(split[0], proposal):
                 return ProposalReceived(proposal, encoding, trace)  # another form: used once, not kept
-            key = split[0]
+            key, cache = split[0], self._traced_cache
         event = ProposalReceived(proposal, encoding)
-        cache = self._proposal_cache
         if len(cache) >= _CACHE_SIZE:
             cache.clear()
         cache[key] = event
         return event if trace is None else ProposalReceived(proposal, encoding, trace)
+
+    def _trace_cut_out(self, key: bytes, proposal: Proposal) -> bool:
+        """Whether a payload ``key`` + traceparent + tail carries its trace in those characters, and nothing else
+        depends on them: ``key`` with a placeholder there parses to the same proposal, with the placeholder as
+        its trace (a decoy ``trace`` object elsewhere, holding the same traceparent as the real one, fails this)."""
+        try:
+            message, _ = self._decode(with_placeholder(key), None)
+            value = message["Value"] if isinstance(message, dict) and message.get("OK") is True else None
+            probe = Proposal.from_wire(value)
+        except (ProtocolError, KeyError):
+            return False
+        return probe.trace_context == PLACEHOLDER and dataclasses.replace(probe, trace_context=None) == proposal
 
     def _parse_proposal(self, payload: bytes) -> tuple[Proposal, Encoding]:
         try:

@@ -13,11 +13,16 @@ ends with the trace, always in the same form::
 
 Why the server's shortcut is sound: two payloads that differ only in those 55 characters, none of them a quote or a
 backslash, are the same JSON text but for the content of one string, so they parse to the same value but for that
-string; and the ending pins that string as the value of the only key of the innermost object, ``traceparent``,
-inside ``trace``. The server caches a key only after parsing one full payload of that form and finding its trace
-context to be exactly those characters, and uses it for a later payload only when its 55 characters are a valid
-``traceparent`` (hex digits and dashes): what a full parse would give, without the parse. Anything else (an invalid
-traceparent, a ``tracestate``, another encoding, a DIRAC client) takes the ordinary path.
+string. Which string that is, the ending alone does not say (attack run 5: a decoy ``trace`` object in a sixth
+element, an extra key or a key ending in ``\"trace`` can hold it, while the real trace is elsewhere). So the server
+keeps a key only after checking it: the key with a placeholder in those characters must parse to the same
+proposal with the placeholder as its trace; then the characters are the trace, and nothing else depends on them.
+A later payload with the key takes the shortcut only when its 55 characters are a valid ``traceparent`` (hex digits
+and dashes). The keys live in a table of their own (:attr:`ProposalEvents.traced`): the bytes before a traceparent
+are not a valid proposal, and sent as one they must be refused, not found (attack run 5: they were found, which
+told another user whether a proposal was in the shared table). Anything else (an invalid traceparent, a
+``tracestate``, another encoding, a DIRAC client) takes the ordinary path. The client pastes only a checked
+``traceparent`` into its template; anything else is encoded (escaped) in full.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Final
 
 from rpcframework.protocol.messages import TraceContext, is_traceparent
 
-__all__ = ["TRACEPARENT_SIZE", "TraceTemplates", "split_traced"]
+__all__ = ["PLACEHOLDER", "TRACEPARENT_SIZE", "TraceTemplates", "split_traced", "trace_of", "with_placeholder"]
 
 #: Length of a version-00 ``traceparent``.
 TRACEPARENT_SIZE: Final = 55
@@ -38,6 +43,13 @@ _TAIL_SIZE: Final = len(_TAIL)
 _CUT: Final = TRACEPARENT_SIZE + _TAIL_SIZE
 #: Stands for the traceparent while a template is encoded (valid, so the encoder keeps it).
 _PLACEHOLDER: Final = "00-" + "1" * 32 + "-" + "1" * 16 + "-01"
+#: The trace context of a template, and of the server's check of a key (:func:`with_placeholder`).
+PLACEHOLDER: Final = TraceContext(_PLACEHOLDER)
+
+
+def with_placeholder(key: bytes) -> bytes:
+    """The payload of the form :func:`split_traced` cuts, with the placeholder as its traceparent."""
+    return key + _PLACEHOLDER.encode("ascii") + _TAIL
 
 
 def split_traced(payload: bytes) -> tuple[bytes, str] | None:
@@ -71,11 +83,11 @@ class TraceTemplates:
         placeholder, for the template; every time when the proposal has no template form, or for a tracestate)."""
         last = self._last
         if last is None or last[0] is not proposal:
-            frame = encode(TraceContext(_PLACEHOLDER))
+            frame = encode(PLACEHOLDER)
             suffix = _PLACEHOLDER.encode("ascii") + _TAIL
             cut = frame[: -len(suffix)] if frame.endswith(suffix) else b""
             last = self._last = (proposal, cut if cut.endswith(_HEAD) else None)
         template = last[1]
-        if template is None or trace.tracestate is not None:
-            return encode(trace)
+        if template is None or trace.tracestate is not None or not is_traceparent(trace.traceparent):
+            return encode(trace)  # an unchecked traceparent is encoded (escaped), never pasted in
         return template + trace.traceparent.encode("ascii") + _TAIL

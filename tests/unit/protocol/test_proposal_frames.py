@@ -104,4 +104,4 @@ def test_traced_proposals_are_kept_without_their_trace():
         assert isinstance(event, ProposalReceived) and event.trace == trace
         assert event.proposal.trace_context is None  # the server's events carry the trace apart
         seen.append(event.proposal)
-    assert seen[0] is seen[1] and len(events.events) == 1
+    assert seen[0] is seen[1] and len(events.traced) == 1 and not events.events

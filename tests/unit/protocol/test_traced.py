@@ -152,3 +152,52 @@ def test_another_encoding_takes_the_ordinary_path() -> None:
     server.receive_data(client.send_proposal(dataclasses.replace(PROPOSAL, trace_context=trace)))
     event = server.next_event()
     assert isinstance(event, ProposalReceived) and event.trace == trace and event.proposal.trace_context is None
+
+
+# --- attack run 5 on the shortcut -------------------------------------------------------------------------------------
+
+
+def test_the_bytes_before_a_cached_traceparent_are_not_a_proposal() -> None:
+    """Attack run 5: the traced table's keys lived in the table of whole payloads, so another user sending just the
+    bytes before the traceparent had them accepted as the cached proposal (and learnt what others had called)."""
+    shared = ProposalEvents()
+    assert not isinstance(_server_view(_TEMPLATE % _VALID, shared), str)  # someone's traced call is in the table
+    cut = (_TEMPLATE % _VALID)[: -len(_VALID) - 5]
+    assert cut.endswith(b'{"traceparent": "')
+    assert _server_view(cut, shared) == _server_view(cut, ProposalEvents()) == "ProtocolError"
+
+
+_DECOY_HEAD = '{"OK": true, "Value": [["Bench/Echo", "None", "unknown"], ["RPC", "echo"], "", ""'
+DECOYS = {
+    "sixth element": _DECOY_HEAD
+    + ', {"pipeline": true, "trace": {"traceparent": "%s"}}, {"trace": {"traceparent": "%s"}}]}',
+    "extra top-level key": '{"OK": true, "Value": [["Bench/Echo", "None", "unknown"], ["RPC", "echo"], "", "", '
+    '{"pipeline": true, "trace": {"traceparent": "%s"}}], "zz": [{"trace": {"traceparent": "%s"}}]}',
+    "escaped-quote key": _DECOY_HEAD
+    + ', {"pipeline": true, "trace": {"traceparent": "%s"}, "x\\"trace": {"traceparent": "%s"}}]}',
+}
+
+
+@pytest.mark.parametrize("form", list(DECOYS))
+def test_a_decoy_trace_at_the_end_is_not_taken_for_the_real_one(form: str) -> None:
+    """Attack run 5: the 55 characters at the end were the traceparent of a decoy ``trace`` object holding the same
+    value as the real one when the table was filled; later payloads changed only the decoy, and the shortcut
+    reported the decoy's trace where a full parse reports the real one."""
+    first, later = "00-" + "a" * 32 + "-" + "b" * 16 + "-01", "00-" + "c" * 32 + "-" + "d" * 16 + "-01"
+    shared = ProposalEvents()
+    _server_view((DECOYS[form] % (first, first)).encode(), shared)
+    payload = (DECOYS[form] % (first, later)).encode()
+    assert _server_view(payload, shared) == _server_view(payload, ProposalEvents())
+    assert not shared.traced  # not a form whose trace is the cut-out characters
+
+
+def test_an_unchecked_traceparent_is_encoded_never_pasted_into_the_template() -> None:
+    """Attack run 5: a traceparent given to send_call unchecked (TraceContext validates nothing) was pasted into
+    the template: quotes and frames in it smuggled a second proposal into the connection."""
+    client, server = negotiated_pair()
+    smuggled = _VALID.decode() + '"}}]}' + '99:{"OK": true, "Value": ["x"]}'
+    data = client.send_call(PROPOSAL, ["x"], None, TraceContext(smuggled))
+    assert data == full_encoding(PROPOSAL, TraceContext(smuggled), ["x"])
+    server.receive_data(data)
+    event = server.next_event()
+    assert isinstance(event, ProposalReceived) and event.trace is None  # one proposal, its odd trace dropped
