@@ -2,7 +2,8 @@
 
     .venv/bin/python -m benchmarks.report [benchmarks/results/latest.json] [docs/performance.md]
 
-The hand-written analysis lives in ``benchmarks/notes/*.md`` (``one_path.md``, ``compiled_core.md``,
+The hand-written analysis lives in ``benchmarks/notes/*.md`` (``in_place_and_traced.md``, ``one_path.md``,
+``compiled_core.md``,
 ``where_the_time_goes.md``, ``dirac_mode.md``, then ``concurrency_transfer_idle.md`` and ``observability.md``) and
 is copied into the page as it is.
 """
@@ -18,6 +19,7 @@ __all__ = ["format_table", "markdown", "write_markdown"]
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTES = (
+    ROOT / "benchmarks" / "notes" / "in_place_and_traced.md",
     ROOT / "benchmarks" / "notes" / "one_path.md",
     ROOT / "benchmarks" / "notes" / "compiled_core.md",
     ROOT / "benchmarks" / "notes" / "where_the_time_goes.md",
