@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-__all__ = ["main"]
+__all__ = ["callgrind_counts", "main"]
 
 TEXT = "x" * 100
 _SMALL, _LARGE = 300, 1500
@@ -145,31 +145,21 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def _instructions(ca: Path, protocol: str, calls: int, scratch: Path, extra: list[str]) -> tuple[int, int]:
     """Instructions of one run of ``calls`` calls (after the warm-up) under callgrind: every thread, and the main
     thread alone (the client: the server runs on threads of its own)."""
-    out = scratch / f"callgrind.{calls}.out"
-    command = [
-        "valgrind",
-        "--tool=callgrind",
-        "--separate-threads=yes",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        "-m",
-        "benchmarks.instructions",
-        "--ca",
-        str(ca),
-        "--protocol",
-        protocol,
-        "--counts",
-        str(calls),
-        "--warmup",
-        "100",
-        *extra,
-    ]
+    arguments = ["benchmarks.instructions", "--ca", str(ca), "--protocol", protocol, "--counts", str(calls)]
+    return callgrind_counts([*arguments, "--warmup", "100", *extra], scratch / f"callgrind.{calls}.out")
+
+
+def callgrind_counts(module_arguments: list[str], out: Path, env: dict[str, str] | None = None) -> tuple[int, int]:
+    """Run ``python -m <module_arguments>`` under ``valgrind --tool=callgrind`` (one output file per thread, named
+    after ``out``) and return the instructions of every thread and of the main thread alone."""
+    command = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}"]
+    command += [sys.executable, "-m", *module_arguments]
     root = Path(__file__).resolve().parent.parent
-    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=1800, check=False)
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=1800, check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"valgrind failed ({done.returncode}): {done.stderr[-2000:]}")
     total = main_thread = 0
-    files = sorted(scratch.glob(f"{out.name}-*"))
+    files = sorted(out.parent.glob(f"{out.name}-*"))
     for path in files:  # one file per thread: <out>-01 (the main thread), <out>-02, ...
         match = re.search(r"^(?:summary|totals):\s+(\d+)", path.read_text(), re.MULTILINE)
         if match is None:

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -73,27 +71,11 @@ def run_connections(ca: Path, kind: str, count: int, warmup: int = 50) -> tuple[
 
 def _instructions(ca: Path, kind: str, count: int, scratch: Path) -> tuple[int, int]:
     """Instructions of a run of ``count`` connections: every thread, and the main thread (the client) alone."""
-    out = scratch / f"callgrind.{kind}.{count}.out"
-    command = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}"]
-    command += [sys.executable, "-m", "benchmarks.new_connections", "--ca", str(ca), "--kind", kind]
-    command += ["--count", str(count)]
-    root = Path(__file__).resolve().parent.parent
+    from benchmarks.instructions import callgrind_counts
+
+    arguments = ["benchmarks.new_connections", "--ca", str(ca), "--kind", kind, "--count", str(count)]
     env = {**os.environ, "PYTHONHASHSEED": "0", "RPCFRAMEWORK_QUIET": "1"}
-    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=1800, check=False, env=env)
-    if done.returncode != 0:
-        raise RuntimeError(f"valgrind failed ({done.returncode}): {done.stderr[-2000:]}")
-    total = main_thread = 0
-    files = sorted(scratch.glob(f"{out.name}-*"))
-    for path in files:  # one file per thread: <out>-01 (the main thread), <out>-02, ...
-        match = re.search(r"^(?:summary|totals):\s+(\d+)", path.read_text(), re.MULTILINE)
-        if match is None:
-            raise RuntimeError(f"no summary line in {path}")
-        total += int(match.group(1))
-        if path.name.endswith("-01"):
-            main_thread = int(match.group(1))
-    if not files:
-        raise RuntimeError(f"callgrind wrote no {out}*")
-    return total, main_thread
+    return callgrind_counts(arguments, scratch / f"callgrind.{kind}.{count}.out", env)
 
 
 def main(argv: list[str] | None = None) -> int:
