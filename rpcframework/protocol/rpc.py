@@ -218,15 +218,12 @@ class ClientConnection(BaseConnection):
             head = self._traced_templates.head(proposal, trace, functools.partial(self._pipelined_head, proposal))
         elif last is not None and last[0] is proposal:
             head = last[1]
-        elif proposal.trace_context is not None:
-            keep = proposal.trace_context if self._may_trace(proposal) else None
-            marked = dataclasses.replace(proposal, extensions=None, pipelined=True, trace_context=keep)
-            head = self._frame(S_OK(marked.to_wire()), self._encoding)
+        elif proposal.trace_context is not None:  # a traced proposal given whole (the sans-IO API's other form)
+            head = self._pipelined_head(proposal, proposal.trace_context if self._may_trace(proposal) else None)
         else:
             found = self._call_bytes.get(proposal)
             if found is None:
-                marked = dataclasses.replace(proposal, extensions=None, pipelined=True)
-                found = self._frame(S_OK(marked.to_wire()), self._encoding)
+                found = self._pipelined_head(proposal, None)
                 if len(self._call_bytes) >= _CACHE_SIZE:
                     self._call_bytes.clear()
                 self._call_bytes[proposal] = found
@@ -247,7 +244,8 @@ class ClientConnection(BaseConnection):
         self._state = _PROPOSED
         return data
 
-    def _pipelined_head(self, proposal: Proposal, trace: TraceContext) -> bytes:
+    def _pipelined_head(self, proposal: Proposal, trace: TraceContext | None) -> bytes:
+        """The frame of ``proposal`` marked as pipelined (never with an offer), with ``trace`` if any."""
         marked = dataclasses.replace(proposal, extensions=None, pipelined=True, trace_context=trace)
         return self._frame(S_OK(marked.to_wire()), self._encoding)
 
@@ -503,14 +501,14 @@ class ServerConnection(BaseConnection):
 
     def _traced(self, payload: bytes) -> ProposalReceived | None:
         """A traced pipelined proposal whose untraced form is cached (``protocol/traced.py``), with its trace."""
-        if payload[-1:] != b"}":
-            return None
         split = split_traced(payload)
         base = None if split is None else self._traced_cache.get(split[0])
+        if base is None or split is None:
+            return None
         # Only for a valid traceparent (hex digits and dashes: no quote or backslash that could change the parse);
         # anything else is parsed in full.
-        trace = None if base is None or split is None else trace_of(split[1])
-        return None if base is None or trace is None else ProposalReceived(base.proposal, base.encoding, trace)
+        trace = trace_of(split[1])
+        return None if trace is None else ProposalReceived(base.proposal, base.encoding, trace)
 
     def _parsed(self, payload: bytes) -> ProposalReceived:
         """Parse a proposal; its trace context goes in the event, not in the proposal (the same object, cached by

@@ -18,6 +18,7 @@ parsed answer (:meth:`AsyncConnection.consume` runs the machine inside ``data_re
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import math
 import time
@@ -48,6 +49,7 @@ from rpcframework.protocol import (
     ProposalFrames,
     ProposalRefused,
 )
+from rpcframework.protocol.messages import TraceContext
 from rpcframework.returnvalues import DReturn
 from rpcframework.transports.aio import AsyncStream, ExpiryWatch
 
@@ -221,12 +223,15 @@ async def execute(
     *,
     deadline: Deadline,
     attempt: Attempt,
+    trace: TraceContext | None = None,
 ) -> DReturn:
     """Run one exchange and return the result envelope (see :meth:`InnerRPCClient.execute` for what it raises).
     After it returns, ``conn.reusable`` says whether the connection may go back to the pool."""
     machine = conn.machine
     if machine.pipeline and time.monotonic() - conn.last_used < conn.pipeline_idle:
-        return await _execute_pipelined(conn, proposal, args, kwargs, deadline=deadline, attempt=attempt)
+        return await _execute_pipelined(conn, proposal, args, kwargs, deadline=deadline, attempt=attempt, trace=trace)
+    if trace is not None:
+        proposal = dataclasses.replace(proposal, trace_context=trace)
     stream = conn.stream
     attempt.phase = CallPhase.PROPOSING
     deadline.time_left("sending the proposal")
@@ -262,6 +267,7 @@ async def _execute_pipelined(
     *,
     deadline: Deadline,
     attempt: Attempt,
+    trace: TraceContext | None,
 ) -> DReturn:
     """One round trip: proposal + arguments in one write; ack + result (or the refusal) in one answer."""
     machine = conn.machine
@@ -273,7 +279,7 @@ async def _execute_pipelined(
     stream = conn.stream
     deadline.time_left("sending the call")  # raises when the deadline has passed already
     owed = machine.data_to_send()  # pongs owed to the server's pings, if any
-    data = machine.send_call(proposal, args, kwargs or None)
+    data = machine.send_call(proposal, args, kwargs or None, trace)
     # The arguments go with the proposal: from the first byte on the handler may run (at-most-once).
     attempt.phase = CallPhase.ARGUMENTS_SENT
     stream.write(owed + data if owed else data)

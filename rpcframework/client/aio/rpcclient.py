@@ -14,7 +14,6 @@ is shared by all of them. A client may be used from several loops (threads each 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 import threading
@@ -510,10 +509,7 @@ class AsyncRPCClient:
         record: ObservedCall | None,
     ) -> DReturn:
         proposal = self._rpc_base.proposal(endpoint.path, method)
-        if record is not None:
-            trace = TraceContext.from_wire(record.trace_context())
-            if trace is not None:
-                proposal = dataclasses.replace(proposal, trace_context=trace)
+        trace = TraceContext.from_wire(record.trace_context()) if record is not None else None
         pool = self.pool
         for _ in range(_MAX_STALE_RETRIES):
             conn = pool.acquire(endpoint.url)
@@ -522,7 +518,7 @@ class AsyncRPCClient:
             if conn is None:
                 conn = await self._connect(endpoint, deadline)
             try:
-                result = await execute(conn, proposal, args, kwargs, deadline=deadline, attempt=attempt)
+                result = await execute(conn, proposal, args, kwargs, deadline=deadline, attempt=attempt, trace=trace)
             except RemoteError:
                 pool.release(conn)  # a refusal leaves a reused connection idle and usable
                 raise
